@@ -1,0 +1,56 @@
+//! The in-process event bus: committed ledger records and ephemeral LLM deltas, fanned out
+//! to SSE streams and the runner's watchers.
+//!
+//! The store publishes a record only after its transaction committed, in commit order (so the
+//! global cursor only grows). The bus is bounded: a subscriber that lags is told so and must
+//! resume from its cursor; publishing never waits for a subscriber.
+
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+/// A committed ledger record.
+#[derive(Debug)]
+pub struct RecordEvent {
+    /// Global cursor.
+    pub gseq: u64,
+    pub run_id: String,
+    /// Per-run cursor.
+    pub seq: u64,
+    /// The record as JSON, serialised once for every subscriber.
+    pub json: String,
+    /// Set when the record ended the run: `completed`, `failed` or `cancelled`.
+    pub end: Option<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    Record(Arc<RecordEvent>),
+    Delta(Arc<protocol::LlmDelta>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Bus {
+    tx: broadcast::Sender<BusEvent>,
+}
+
+impl Bus {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity).0,
+        }
+    }
+
+    pub fn publish(&self, ev: BusEvent) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.tx.send(ev);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.tx.subscribe()
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}

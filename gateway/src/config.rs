@@ -1,0 +1,245 @@
+//! Configuration: command-line flags, `SWITCHBOARD_*` environment variables and an optional
+//! TOML file (flags win over the environment, which wins over the file), validated once at
+//! start with every problem listed and how to fix it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "Durable AI workflow gateway with multi-channel clients")]
+pub struct Cli {
+    /// TOML config file (keys: host, port, data_dir, flows_dir, auth_token, log_format, [llm] base_url/api_key/model).
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (HTTP API + runner).
+    Serve(ServeArgs),
+    /// Work with flow files.
+    #[command(subcommand)]
+    Flows(FlowsCommand),
+    /// List runs.
+    Runs {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only runs with this status.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Start a run of FLOW.
+    Start {
+        #[command(flatten)]
+        client: ClientArgs,
+        flow: String,
+        /// Input as JSON (e.g. '{"text":"hi"}').
+        #[arg(long)]
+        input: Option<String>,
+        #[arg(long)]
+        session: Option<String>,
+    },
+    /// Follow a run's ledger live until it ends.
+    Tail {
+        #[command(flatten)]
+        client: ClientArgs,
+        run: String,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Answer the prompt RUN waits on.
+    Answer {
+        #[command(flatten)]
+        client: ClientArgs,
+        run: String,
+        text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlowsCommand {
+    /// Check flow files; prints `file:line:column: problem` for each broken one.
+    Check { files: Vec<PathBuf> },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Gateway URL.
+    #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API token (default: the token file in the data dir).
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    #[arg(long, env = "SWITCHBOARD_HOST")]
+    pub host: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_PORT")]
+    pub port: Option<u16>,
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "SWITCHBOARD_FLOWS_DIR")]
+    pub flows_dir: Option<PathBuf>,
+    #[arg(long, env = "SWITCHBOARD_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_LLM_MODEL")]
+    pub llm_model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    host: Option<String>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    flows_dir: Option<PathBuf>,
+    auth_token: Option<String>,
+    log_format: Option<String>,
+    #[serde(default)]
+    llm: FileLlm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLlm {
+    base_url: Option<String>,
+    api_key: Option<String>,
+    model: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration of `switchboard serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub flows_dir: PathBuf,
+    pub auth_token: Option<String>,
+    pub log_format: LogFormat,
+    pub llm: crate::llm::LlmConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
+
+impl ServeConfig {
+    /// Merges flags/environment over the optional TOML file and checks everything.
+    pub fn resolve(args: ServeArgs, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let f: FileConfig = match file {
+            None => FileConfig::default(),
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(s) => toml::from_str(&s).unwrap_or_else(|e| {
+                    problems.push(format!("config file {}: {e}", p.display()));
+                    FileConfig::default()
+                }),
+                Err(e) => {
+                    problems.push(format!("cannot read config file {}: {e}", p.display()));
+                    FileConfig::default()
+                }
+            },
+        };
+        let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
+        let port = args.port.or(f.port).unwrap_or(8080);
+        let ip: Option<IpAddr> = match host.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                problems.push(format!("host `{host}` is not an IP address (use 127.0.0.1, 0.0.0.0 or ::1)"));
+                None
+            }
+        };
+        let auth_token = args.auth_token.or(f.auth_token).filter(|t| !t.is_empty());
+        if let Some(t) = &auth_token
+            && t.len() < 16
+        {
+            problems.push("SWITCHBOARD_AUTH_TOKEN must be at least 16 characters".into());
+        }
+        if let Some(ip) = ip
+            && !ip.is_loopback()
+            && auth_token.is_none()
+        {
+            problems.push(format!(
+                "refusing to listen on {ip} (not loopback) without an explicit token: set SWITCHBOARD_AUTH_TOKEN"
+            ));
+        }
+        let log_format = match args.log_format.or(f.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push(format!("log format `{other}` must be text or json"));
+                LogFormat::Text
+            }
+        };
+        let llm = crate::llm::LlmConfig {
+            base_url: args.llm_base_url.or(f.llm.base_url).filter(|s| !s.is_empty()),
+            api_key: args.llm_api_key.or(f.llm.api_key).filter(|s| !s.is_empty()),
+            model: args.llm_model.or(f.llm.model).filter(|s| !s.is_empty()),
+        };
+        if let Some(u) = &llm.base_url
+            && url::Url::parse(u).is_err()
+        {
+            problems.push(format!("SWITCHBOARD_LLM_BASE_URL `{u}` is not a URL (e.g. http://127.0.0.1:11434/v1)"));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Self {
+            addr: SocketAddr::new(ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port),
+            data_dir: args.data_dir.or(f.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            flows_dir: args.flows_dir.or(f.flows_dir).unwrap_or_else(|| "flows".into()),
+            auth_token,
+            log_format,
+            llm,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_without_token_is_refused() {
+        let args = ServeArgs { host: Some("0.0.0.0".into()), ..Default::default() };
+        let e = ServeConfig::resolve(args, None).unwrap_err();
+        assert!(e.to_string().contains("SWITCHBOARD_AUTH_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let args = ServeArgs {
+            host: Some("nowhere".into()),
+            log_format: Some("xml".into()),
+            llm_base_url: Some("::".into()),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(args, None).unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+    }
+}

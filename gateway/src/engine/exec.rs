@@ -1,0 +1,398 @@
+//! Walking the program: executes instructions from the program counter until the run blocks
+//! (an ask, a timer, an event, a child run, an effect) or ends.
+
+use chrono::{DateTime, Utc};
+use protocol::{Actor, Effect, RecordStatus, RunStatus, Waiting};
+use serde_json::{Value, json};
+
+use super::{ChildSpec, Ctx, Draft, EffectRequest, EmitSpec, Pending, RunState, STEP_BUDGET, Transition};
+use crate::flows::{Flow, Instr, Scope, Step, StepKind, WaitSpec};
+
+pub(super) struct Machine<'a> {
+    pub flow: &'a Flow,
+    pub state: &'a mut RunState,
+    pub ctx: &'a Ctx<'a>,
+    pub t: &'a mut Transition,
+}
+
+/// A step that could not run; the run fails with this message.
+pub(super) struct StepFailure(pub String);
+
+impl From<crate::flows::RenderError> for StepFailure {
+    fn from(e: crate::flows::RenderError) -> Self {
+        Self(e.0)
+    }
+}
+
+impl Machine<'_> {
+    pub fn template_ctx(&self) -> minijinja::Value {
+        let run = json!({
+            "run_id": self.ctx.run_id,
+            "session_id": self.ctx.session_id,
+            "bundle_id": self.ctx.bundle_id,
+        });
+        minijinja::Value::from_serialize(json!({
+            "input": self.ctx.input,
+            "vars": self.state.vars,
+            "steps": self.state.steps,
+            "history": self.ctx.history,
+            "run": run,
+        }))
+    }
+
+    pub fn draft(&self, step_id: &str, node: &str, status: RecordStatus, effect: Option<(&str, Value)>) -> Draft {
+        let now = self.ctx.now;
+        Draft {
+            step_id: step_id.to_owned(),
+            node_id: node.to_owned(),
+            status,
+            effect: effect.map(|(k, p)| Effect {
+                kind: k.to_owned(),
+                payload: p,
+            }),
+            result: None,
+            error: None,
+            started_at: now,
+            ended_at: (status != RecordStatus::Started && status != RecordStatus::Waiting).then_some(now),
+            attempt: 1,
+            idempotency_key: None,
+            actor: Actor::runner(),
+        }
+    }
+
+    /// Runs until blocked or finished.
+    pub fn run(&mut self) {
+        for _ in 0..STEP_BUDGET {
+            let Some(instr) = self.flow.program.get(self.state.pc) else {
+                self.finish();
+                return;
+            };
+            match self.exec(instr.clone()) {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err((node, StepFailure(msg))) => {
+                    self.fail(&node, msg);
+                    return;
+                }
+            }
+        }
+        self.fail("run", format!("more than {STEP_BUDGET} steps ran without waiting; check the flow's loops"));
+    }
+
+    /// Executes one instruction; `Ok(false)` when the run blocked.
+    fn exec(&mut self, instr: Instr) -> Result<bool, (String, StepFailure)> {
+        let cond = |m: &Self, id| m.flow.test(id, &m.template_ctx()).map_err(|e| ("run".to_owned(), e.into()));
+        match instr {
+            Instr::Jump { target } => self.state.pc = target,
+            Instr::JumpUnless { cond: c, target } => {
+                self.state.pc = if cond(self, c)? { self.state.pc + 1 } else { target };
+            }
+            Instr::LoopEnter { slot } => {
+                self.set_loop(slot, 0);
+                self.state.pc += 1;
+            }
+            Instr::LoopNext { slot, max, cond: c, exit } => {
+                let n = self.state.loops.get(slot).copied().unwrap_or(0);
+                let go_on = n < max && match c {
+                    Some(c) => cond(self, c)?,
+                    None => true,
+                };
+                if go_on {
+                    self.set_loop(slot, n + 1);
+                    self.state.pc += 1;
+                } else {
+                    self.state.pc = exit;
+                }
+            }
+            Instr::Step(step) => {
+                let node = step.node.clone();
+                return self.exec_step(step).map_err(|e| (node, e));
+            }
+        }
+        Ok(true)
+    }
+
+    fn set_loop(&mut self, slot: usize, v: u32) {
+        if self.state.loops.len() <= slot {
+            self.state.loops.resize(slot + 1, 0);
+        }
+        self.state.loops[slot] = v;
+    }
+
+    fn next_step_id(&mut self, node: &str) -> String {
+        let n = self.state.visits.entry(node.to_owned()).or_insert(0);
+        *n += 1;
+        format!("{node}.{n}")
+    }
+
+    fn exec_step(&mut self, step: Step) -> Result<bool, StepFailure> {
+        let cx = self.template_ctx();
+        let f = self.flow;
+        let node = step.node.as_str();
+        let step_id = self.next_step_id(node);
+        match &step.kind {
+            StepKind::Say(tpl) => {
+                let text = f.render(*tpl, &cx)?;
+                self.complete(&step_id, node, "say", json!({"text": text}), json!({"text": text}));
+            }
+            StepKind::Set(vars) => {
+                let mut values = serde_json::Map::new();
+                for (k, v) in vars {
+                    let val = f.eval(v, &cx)?;
+                    self.state.vars.insert(k.clone(), val.clone());
+                    values.insert(k.clone(), val);
+                }
+                let values = Value::Object(values);
+                self.complete(&step_id, node, "set", values.clone(), values);
+            }
+            StepKind::Output(v) => {
+                let out = f.eval(v, &cx)?;
+                self.state.output = Some(out.clone());
+                self.complete(&step_id, node, "output", out.clone(), out);
+            }
+            StepKind::Emit { event, scope, payload } => {
+                let name = f.render(*event, &cx)?;
+                let payload = f.eval(payload, &cx)?;
+                let key = self.event_key(*scope, &name);
+                let p = json!({"name": name, "scope": scope, "payload": payload});
+                self.complete(&step_id, node, "emit", p, json!({"name": name}));
+                self.t.emits.push(EmitSpec { key, name, payload });
+            }
+            StepKind::Ask(ask) => {
+                let prompt = f.render(ask.prompt, &cx)?;
+                let default = ask.default.map(|d| f.render(d, &cx)).transpose()?;
+                let deadline = ask.timeout.map(|t| self.ctx.now + t);
+                let pending = Pending::Ask {
+                    step_id: step_id.clone(),
+                    node: node.to_owned(),
+                    prompt,
+                    choices: ask.choices.clone(),
+                    allow_free_text: ask.allow_free_text,
+                    deadline,
+                    default,
+                };
+                self.block(pending);
+                return Ok(false);
+            }
+            StepKind::Wait(spec) => {
+                let until = match spec {
+                    WaitSpec::For(d) => self.ctx.now + *d,
+                    WaitSpec::Until(tpl) => parse_time(&f.render(*tpl, &cx)?)?,
+                };
+                if until <= self.ctx.now {
+                    self.complete(&step_id, node, "wait", json!({"until": super::ts(until)}), json!({"until": super::ts(until)}));
+                } else {
+                    self.block(Pending::Timer { step_id, node: node.to_owned(), until });
+                    return Ok(false);
+                }
+            }
+            StepKind::WaitEvent { event, scope } => {
+                let name = f.render(*event, &cx)?;
+                let key = self.event_key(*scope, &name);
+                self.block(Pending::Event { step_id, node: node.to_owned(), event: name, key });
+                return Ok(false);
+            }
+            StepKind::Call { flow, input } => {
+                let input = f.eval(input, &cx)?;
+                let name = format!("{}/{step_id}", self.ctx.run_id);
+                let child = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
+                self.t.spawn = Some(ChildSpec {
+                    run_id: child.clone(),
+                    bundle_id: flow.clone(),
+                    input,
+                });
+                self.block(Pending::Child { step_id, node: node.to_owned(), child_run_id: child });
+                return Ok(false);
+            }
+            StepKind::Llm(llm) => {
+                let prompt = f.render(llm.prompt, &cx)?;
+                let mut messages = Vec::new();
+                if let Some(s) = llm.system {
+                    messages.push(super::ChatMessage { role: "system".into(), content: f.render(s, &cx)? });
+                }
+                if llm.history {
+                    messages.extend(self.ctx.history.iter().cloned());
+                }
+                messages.push(super::ChatMessage { role: "user".into(), content: prompt.clone() });
+                let request = EffectRequest::Llm {
+                    messages,
+                    model: llm.model.clone(),
+                    temperature: llm.temperature,
+                    max_tokens: llm.max_tokens,
+                    remember: llm.history.then_some(prompt),
+                };
+                self.start_effect(step_id, node, 1, step.retries, request);
+                return Ok(false);
+            }
+            StepKind::Http(h) => {
+                let url = f.render(h.url, &cx)?;
+                let headers = h
+                    .headers
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), f.render(*v, &cx)?)))
+                    .collect::<Result<Vec<_>, StepFailure>>()?;
+                let body = h.body.as_ref().map(|b| f.eval(b, &cx)).transpose()?;
+                let request = EffectRequest::Http {
+                    method: h.method.clone(),
+                    url,
+                    headers,
+                    body,
+                    timeout_ms: h.timeout.as_millis() as u64,
+                };
+                self.start_effect(step_id, node, 1, step.retries, request);
+                return Ok(false);
+            }
+        }
+        self.state.pc += 1;
+        Ok(true)
+    }
+
+    pub fn event_key(&self, scope: Scope, name: &str) -> String {
+        match scope {
+            Scope::Run => format!("run:{}:{name}", self.ctx.run_id),
+            Scope::Session => format!("session:{}:{name}", self.ctx.session_key()),
+            Scope::Global => format!("global:{name}"),
+        }
+    }
+
+    /// Records a step that finished at once and stores its result under `steps.<node>`.
+    pub fn complete(&mut self, step_id: &str, node: &str, kind: &str, payload: Value, result: Value) {
+        let mut d = self.draft(step_id, node, RecordStatus::Completed, Some((kind, payload)));
+        d.result = Some(result.clone());
+        self.t.records.push(d);
+        self.state.steps.insert(node.to_owned(), result);
+    }
+
+    /// Records that the run now waits, and what for.
+    pub fn block(&mut self, pending: Pending) {
+        let (kind, payload, waiting) = describe_wait(&pending);
+        let (step_id, node) = ids(&pending);
+        let rec = self.draft(&step_id, &node, RecordStatus::Waiting, Some((kind, payload)));
+        self.t.records.push(rec);
+        self.t.wake_at = match &pending {
+            Pending::Timer { until, .. } => Some(*until),
+            Pending::Ask { deadline, .. } => *deadline,
+            _ => None,
+        };
+        if let Pending::Event { key, .. } = &pending {
+            self.t.event_key = Some(key.clone());
+        }
+        self.t.status = Some(RunStatus::Waiting);
+        self.t.waiting = Some(waiting);
+        self.state.pending = Some(pending);
+    }
+
+    /// Records an effect's `started` (with its idempotency key) and leaves it to the runner.
+    pub fn start_effect(&mut self, step_id: String, node: &str, attempt: u32, retries: u32, request: EffectRequest) {
+        let key = format!("{}:{step_id}:{attempt}", self.ctx.run_id);
+        let (kind, payload) = match &request {
+            EffectRequest::Llm { messages, model, .. } => ("llm", json!({"messages": messages, "model": model})),
+            EffectRequest::Http { method, url, headers, body, .. } => {
+                let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+                ("http", json!({"method": method, "url": url, "headers": names, "body": body}))
+            }
+        };
+        let mut rec = self.draft(&step_id, node, RecordStatus::Started, Some((kind, payload)));
+        rec.attempt = attempt;
+        rec.idempotency_key = Some(key.clone());
+        self.t.records.push(rec);
+        self.t.status = Some(RunStatus::Running);
+        self.state.pending = Some(Pending::Effect {
+            step_id,
+            node: node.to_owned(),
+            attempt,
+            retries,
+            idempotency_key: key,
+            request,
+        });
+    }
+
+    fn finish(&mut self) {
+        let out = self.state.output.clone().unwrap_or(Value::Null);
+        let mut d = self.draft("run", "end", RecordStatus::Completed, Some(("run_completed", Value::Null)));
+        d.result = Some(out.clone());
+        self.t.records.push(d);
+        self.t.status = Some(RunStatus::Completed);
+        self.t.output = Some(out);
+        self.t.waiting = None;
+        self.t.wake_at = None;
+    }
+
+    /// Fails the step `node` and the run.
+    pub fn fail(&mut self, node: &str, msg: String) {
+        let step_id = match self.state.visits.get(node) {
+            Some(n) => format!("{node}.{n}"),
+            None => node.to_owned(),
+        };
+        let mut d = self.draft(&step_id, node, RecordStatus::Failed, None);
+        d.error = Some(msg.clone());
+        self.t.records.push(d);
+        let error = format!("step `{node}` failed: {msg}");
+        let mut end = self.draft("run", "end", RecordStatus::Failed, Some(("run_failed", Value::Null)));
+        end.error = Some(error.clone());
+        self.t.records.push(end);
+        self.t.status = Some(RunStatus::Failed);
+        self.t.error = Some(error);
+        self.t.waiting = None;
+        self.t.wake_at = None;
+        self.state.pending = None;
+    }
+}
+
+fn ids(p: &Pending) -> (String, String) {
+    match p {
+        Pending::Ask { step_id, node, .. }
+        | Pending::Timer { step_id, node, .. }
+        | Pending::Event { step_id, node, .. }
+        | Pending::Child { step_id, node, .. }
+        | Pending::Effect { step_id, node, .. } => (step_id.clone(), node.clone()),
+    }
+}
+
+/// The ledger effect and the run summary's `waiting` for a wait.
+pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
+    let mut w = Waiting {
+        reason: String::new(),
+        wait_key: p.wait_key().to_owned(),
+        prompt: None,
+        choices: Vec::new(),
+        allow_free_text: false,
+        until: None,
+        event: None,
+        child_run_id: None,
+    };
+    let (kind, payload) = match p {
+        Pending::Ask { prompt, choices, allow_free_text, deadline, .. } => {
+            w.reason = "user".into();
+            w.prompt = Some(prompt.clone());
+            w.choices = choices.clone();
+            w.allow_free_text = *allow_free_text;
+            w.until = deadline.map(super::ts);
+            ("ask", json!({"wait_key": w.wait_key, "prompt": prompt, "choices": choices,
+                "allow_free_text": allow_free_text, "timeout_at": w.until}))
+        }
+        Pending::Timer { until, .. } => {
+            w.reason = "until".into();
+            w.until = Some(super::ts(*until));
+            ("wait", json!({"wait_key": w.wait_key, "until": w.until}))
+        }
+        Pending::Event { event, key, .. } => {
+            w.reason = "event".into();
+            w.event = Some(event.clone());
+            ("wait_event", json!({"wait_key": w.wait_key, "event": event, "key": key}))
+        }
+        Pending::Child { child_run_id, .. } => {
+            w.reason = "subworkflow".into();
+            w.child_run_id = Some(child_run_id.clone());
+            ("call", json!({"wait_key": w.wait_key, "child_run_id": child_run_id}))
+        }
+        Pending::Effect { .. } => ("effect", Value::Null),
+    };
+    (kind, payload, w)
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, StepFailure> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StepFailure(format!("wait until `{s}` is not an RFC 3339 time: {e}")))
+}

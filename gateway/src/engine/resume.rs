@@ -1,0 +1,209 @@
+//! Applying an [`Input`] to a blocked run: answers, timers, events, child results and
+//! effect results. Validation happens before any change, so a refused input leaves the
+//! state as it was.
+
+use protocol::{RecordStatus, RunStatus};
+use serde_json::{Value, json};
+
+use super::exec::Machine;
+use super::{ChatMessage, EffectRequest, Input, Pending, Reject};
+
+impl Machine<'_> {
+    /// `Ok(true)`: the wait is over and the program should continue.
+    pub fn resume(&mut self, input: Input) -> Result<bool, Reject> {
+        let pending = self.state.pending.clone();
+        match (input, pending) {
+            (Input::Advance, None) => Ok(true),
+            (Input::Advance, Some(_)) => Ok(false),
+            (Input::Answer { wait_key, response, actor }, Some(Pending::Ask { step_id, node, choices, allow_free_text, .. })) => {
+                if wait_key != step_id {
+                    return Err(stale(&wait_key, &step_id));
+                }
+                let response = match_choice(&response, &choices, allow_free_text)?;
+                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                d.result = Some(json!({"response": response}));
+                d.actor = actor;
+                self.done_waiting(d, &node, json!({"response": response}));
+                Ok(true)
+            }
+            (Input::Answer { wait_key, .. }, Some(p)) => Err(stale(&wait_key, p.wait_key())),
+            (Input::Answer { wait_key, .. }, None) => Err(Reject::StaleWaitKey {
+                given: wait_key,
+                current: "it is not waiting for an answer".into(),
+            }),
+            (Input::TimerDue, Some(Pending::Timer { step_id, node, until })) => {
+                if self.ctx.now < until {
+                    return Ok(false);
+                }
+                let result = json!({"until": super::ts(until)});
+                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                d.result = Some(result.clone());
+                self.done_waiting(d, &node, result);
+                Ok(true)
+            }
+            (Input::TimerDue, Some(Pending::Ask { step_id, node, deadline: Some(deadline), default, .. })) => {
+                if self.ctx.now < deadline {
+                    return Ok(false);
+                }
+                match default {
+                    Some(answer) => {
+                        let result = json!({"response": answer, "timed_out": true});
+                        let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                        d.result = Some(result.clone());
+                        self.done_waiting(d, &node, result);
+                        Ok(true)
+                    }
+                    None => {
+                        self.fail(&node, "no answer before the timeout, and the ask has no default".into());
+                        Ok(false)
+                    }
+                }
+            }
+            (Input::TimerDue, _) => Ok(false),
+            (Input::Event { wait_key, name, payload, actor }, Some(Pending::Event { step_id, node, .. })) => {
+                if wait_key != step_id {
+                    return Err(stale(&wait_key, &step_id));
+                }
+                let result = json!({"name": name, "payload": payload});
+                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                d.result = Some(result.clone());
+                d.actor = actor;
+                self.done_waiting(d, &node, result);
+                Ok(true)
+            }
+            (Input::Event { wait_key, .. }, p) => Err(stale(&wait_key, p.as_ref().map_or("", |p| p.wait_key()))),
+            (Input::ChildDone { status, output, error }, Some(Pending::Child { step_id, node, child_run_id })) => {
+                if status != RunStatus::Completed {
+                    let why = error.unwrap_or_else(|| format!("it was {}", status.as_str()));
+                    self.fail(&node, format!("called run {child_run_id} did not complete: {why}"));
+                    return Ok(false);
+                }
+                let result = json!({"run_id": child_run_id, "status": status, "output": output});
+                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                d.result = Some(result.clone());
+                self.done_waiting(d, &node, result);
+                Ok(true)
+            }
+            (Input::EffectDone { result }, Some(Pending::Effect { step_id, node, attempt, retries, idempotency_key, request })) => {
+                self.effect_done(result, step_id, node, attempt, retries, idempotency_key, request)
+            }
+            (_, p) => Err(Reject::Nothing(match p {
+                Some(p) => format!("the run waits on `{}`", p.wait_key()),
+                None => "the run is not waiting".into(),
+            })),
+        }
+    }
+
+    /// Appends the record that ends a wait, stores the step's result and moves on.
+    fn done_waiting(&mut self, mut d: super::Draft, node: &str, result: Value) {
+        d.ended_at = Some(self.ctx.now);
+        self.t.records.push(d);
+        self.state.steps.insert(node.to_owned(), result);
+        self.state.pending = None;
+        self.state.pc += 1;
+        self.t.status = Some(RunStatus::Running);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn effect_done(
+        &mut self,
+        result: Result<Value, String>,
+        step_id: String,
+        node: String,
+        attempt: u32,
+        retries: u32,
+        key: String,
+        request: EffectRequest,
+    ) -> Result<bool, Reject> {
+        match result {
+            Ok(value) => {
+                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                d.result = Some(value.clone());
+                d.attempt = attempt;
+                d.idempotency_key = Some(key);
+                if let EffectRequest::Llm { remember: Some(prompt), .. } = &request {
+                    let text = value.get("text").and_then(Value::as_str).unwrap_or_default();
+                    self.t.history.push(ChatMessage { role: "user".into(), content: prompt.clone() });
+                    self.t.history.push(ChatMessage { role: "assistant".into(), content: text.to_owned() });
+                }
+                self.done_waiting(d, &node, value);
+                Ok(true)
+            }
+            Err(error) if attempt <= retries => {
+                let mut d = self.draft(&step_id, &node, RecordStatus::Failed, None);
+                d.error = Some(error);
+                d.attempt = attempt;
+                d.idempotency_key = Some(key);
+                self.t.records.push(d);
+                self.start_effect(step_id, &node, attempt + 1, retries, request);
+                Ok(false)
+            }
+            Err(error) => {
+                let tries = if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
+                self.fail_effect(&step_id, &node, attempt, key, format!("{error}{tries}"));
+                Ok(false)
+            }
+        }
+    }
+
+    fn fail_effect(&mut self, step_id: &str, node: &str, attempt: u32, key: String, msg: String) {
+        let mut d = self.draft(step_id, node, RecordStatus::Failed, None);
+        d.error = Some(msg.clone());
+        d.attempt = attempt;
+        d.idempotency_key = Some(key);
+        self.t.records.push(d);
+        let error = format!("step `{node}` failed: {msg}");
+        let mut end = self.draft("run", "end", RecordStatus::Failed, Some(("run_failed", Value::Null)));
+        end.error = Some(error.clone());
+        self.t.records.push(end);
+        self.t.status = Some(RunStatus::Failed);
+        self.t.error = Some(error);
+        self.state.pending = None;
+    }
+}
+
+fn stale(given: &str, current: &str) -> Reject {
+    Reject::StaleWaitKey {
+        given: given.to_owned(),
+        current: if current.is_empty() {
+            "it is not waiting".into()
+        } else {
+            format!("the current wait_key is `{current}`")
+        },
+    }
+}
+
+/// Normalises an answer: "2", "approve", " Approve. " all pick choice 2 `approve`.
+pub fn match_choice(response: &Value, choices: &[String], free_text: bool) -> Result<Value, Reject> {
+    let text = match response {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) if free_text => b.to_string(),
+        _ if free_text && !response.is_null() => return Ok(response.clone()),
+        _ => return Err(Reject::BadAnswer),
+    };
+    if !choices.is_empty() {
+        let norm = |s: &str| {
+            s.trim()
+                .trim_end_matches(['.', '!', '?'])
+                .trim()
+                .to_lowercase()
+        };
+        let wanted = norm(&text);
+        if let Some(c) = choices.iter().find(|c| norm(c) == wanted) {
+            return Ok(Value::String(c.clone()));
+        }
+        if let Ok(i) = wanted.parse::<usize>()
+            && (1..=choices.len()).contains(&i)
+        {
+            return Ok(Value::String(choices[i - 1].clone()));
+        }
+    }
+    if free_text {
+        return Ok(Value::String(text));
+    }
+    Err(Reject::NotAChoice {
+        given: text,
+        choices: choices.iter().enumerate().map(|(i, c)| format!("{} {c}", i + 1)).collect::<Vec<_>>().join(", "),
+    })
+}

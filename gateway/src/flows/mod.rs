@@ -1,0 +1,132 @@
+//! Flows: YAML files that describe a workflow, compiled into a small program.
+//!
+//! Owns parsing and validation (`parse`, with line/column errors), the compiled model
+//! (`model`), template rendering over a run's context (this file) and the set of known
+//! flows (`registry`). It performs no I/O except reading flow files in `registry`, and it
+//! never touches the store: persisting flow versions is the caller's job.
+
+pub mod model;
+pub mod parse;
+pub mod registry;
+mod yaml;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use model::*;
+pub use registry::Registry;
+
+/// A compiled flow, pinned by the SHA-256 of its source.
+pub struct Flow {
+    pub bundle_id: String,
+    pub name: String,
+    pub description: String,
+    pub input_schema: Option<Value>,
+    validator: Option<jsonschema::Validator>,
+    pub program: Vec<Instr>,
+    pub loop_slots: usize,
+    env: minijinja::Environment<'static>,
+    /// Flows this one calls (`call:` steps).
+    pub calls: Vec<String>,
+    pub hash: String,
+    pub source: String,
+}
+
+impl fmt::Debug for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flow")
+            .field("bundle_id", &self.bundle_id)
+            .field("hash", &self.hash)
+            .field("program", &self.program.len())
+            .finish()
+    }
+}
+
+/// A broken flow: file, line, column and what is wrong.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct FlowError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl FlowError {
+    pub(crate) fn at(file: &str, pos: yaml::Pos, message: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message,
+        }
+    }
+}
+
+/// A template that failed while a run rendered it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+impl From<minijinja::Error> for RenderError {
+    fn from(e: minijinja::Error) -> Self {
+        let mut msg = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
+        if let Some(line) = e.line() {
+            msg.push_str(&format!(" (template line {line})"));
+        }
+        Self(msg)
+    }
+}
+
+impl Flow {
+    /// Checks `input` against the flow's `input_schema`; every violation, with its JSON path.
+    pub fn validate_input(&self, input: &Value) -> Result<(), Vec<String>> {
+        let Some(v) = &self.validator else {
+            return Ok(());
+        };
+        let errors: Vec<String> = v
+            .iter_errors(input)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                let at = if path.is_empty() { "input_data".to_owned() } else { format!("input_data{path}") };
+                format!("{at}: {e}")
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    pub fn render(&self, id: TplId, ctx: &minijinja::Value) -> Result<String, RenderError> {
+        Ok(self.env.get_template(&id.name())?.render(ctx)?)
+    }
+
+    /// Whether a condition holds (Jinja truthiness).
+    pub fn test(&self, id: TplId, ctx: &minijinja::Value) -> Result<bool, RenderError> {
+        Ok(!self.render(id, ctx)?.is_empty())
+    }
+
+    pub fn eval(&self, v: &ValueTpl, ctx: &minijinja::Value) -> Result<Value, RenderError> {
+        Ok(match v {
+            ValueTpl::Lit(v) => v.clone(),
+            ValueTpl::Text(id) => Value::String(self.render(*id, ctx)?),
+            ValueTpl::Expr(id) => {
+                let json = self.render(*id, ctx)?;
+                serde_json::from_str(&json).map_err(|e| RenderError(format!("expression gave no JSON value: {e}")))?
+            }
+            ValueTpl::Array(items) => Value::Array(items.iter().map(|i| self.eval(i, ctx)).collect::<Result<_, _>>()?),
+            ValueTpl::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.eval(v, ctx)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+        })
+    }
+
+    /// Steps of the program, for listing.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.program.iter().filter_map(|i| match i {
+            Instr::Step(s) => Some(s),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! The compiled form of a flow: a flat program of steps and jumps that the engine walks with
+//! a program counter. Built only by `flows::parse`; read by the engine. No I/O here.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Index of a compiled template in the flow's template environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TplId(pub usize);
+
+impl TplId {
+    pub fn name(self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// A JSON value whose strings may be templates.
+#[derive(Debug, Clone)]
+pub enum ValueTpl {
+    Lit(Value),
+    /// A string rendered as text.
+    Text(TplId),
+    /// A string that is one `{{ expression }}`: evaluates to a native value (object, number…).
+    Expr(TplId),
+    Array(Vec<ValueTpl>),
+    Object(Vec<(String, ValueTpl)>),
+}
+
+/// Where an event travels: the emitting run only, its session, or every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Run,
+    Session,
+    Global,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "run" => Some(Self::Run),
+            "session" => Some(Self::Session),
+            "global" => Some(Self::Global),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AskStep {
+    pub prompt: TplId,
+    pub choices: Vec<String>,
+    pub allow_free_text: bool,
+    pub timeout: Option<Duration>,
+    pub default: Option<TplId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmStep {
+    pub prompt: TplId,
+    pub system: Option<TplId>,
+    pub history: bool,
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpStep {
+    pub method: String,
+    pub url: TplId,
+    pub headers: Vec<(String, TplId)>,
+    pub body: Option<ValueTpl>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum WaitSpec {
+    For(Duration),
+    Until(TplId),
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Say(TplId),
+    Ask(AskStep),
+    Llm(LlmStep),
+    Wait(WaitSpec),
+    WaitEvent { event: TplId, scope: Scope },
+    Emit { event: TplId, scope: Scope, payload: ValueTpl },
+    Set(Vec<(String, ValueTpl)>),
+    Call { flow: String, input: ValueTpl },
+    Http(HttpStep),
+    Output(ValueTpl),
+}
+
+impl StepKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Say(_) => "say",
+            Self::Ask(_) => "ask",
+            Self::Llm(_) => "llm",
+            Self::Wait(_) => "wait",
+            Self::WaitEvent { .. } => "wait_event",
+            Self::Emit { .. } => "emit",
+            Self::Set(_) => "set",
+            Self::Call { .. } => "call",
+            Self::Http(_) => "http",
+            Self::Output(_) => "output",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The step's id in the flow (`id:` or generated): the ledger's `node_id`.
+    pub node: String,
+    pub line: usize,
+    pub kind: StepKind,
+    /// Extra attempts after a failed effect (llm, http).
+    pub retries: u32,
+}
+
+/// One instruction of the compiled program.
+#[derive(Debug, Clone)]
+pub enum Instr {
+    Step(Step),
+    /// Jump to `target` unless the condition holds.
+    JumpUnless { cond: TplId, target: usize },
+    Jump { target: usize },
+    /// Reset a loop's counter.
+    LoopEnter { slot: usize },
+    /// Leave the loop (jump to `exit`) when `max` iterations ran or `cond` fails; else count one.
+    LoopNext {
+        slot: usize,
+        max: u32,
+        cond: Option<TplId>,
+        exit: usize,
+    },
+}

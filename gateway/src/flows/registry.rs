@@ -1,0 +1,115 @@
+//! The flows the gateway knows: the current version of each bundle, and every version by
+//! hash (runs are pinned to the hash they started with).
+//!
+//! Owns loading a flows directory (or the embedded examples when it does not exist) and the
+//! in-memory maps. It does not persist anything: the caller stores each version it registers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use super::{Flow, FlowError, parse};
+
+/// Example flows compiled into the binary, used when the flows directory does not exist.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("echo", include_str!("../../../flows/echo.yaml")),
+    ("ask", include_str!("../../../flows/ask.yaml")),
+    ("approval", include_str!("../../../flows/approval.yaml")),
+    ("chat", include_str!("../../../flows/chat.yaml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read flows directory {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Flow(#[from] FlowError),
+}
+
+/// A compiled flow plus its per-bundle version number.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub flow: Arc<Flow>,
+    pub version: u32,
+}
+
+#[derive(Default)]
+struct Maps {
+    current: HashMap<String, Versioned>,
+    by_hash: HashMap<String, Arc<Flow>>,
+}
+
+/// Thread-safe registry; reads are cheap (a read lock and an `Arc` clone, never held across `.await`).
+#[derive(Default, Clone)]
+pub struct Registry {
+    maps: Arc<RwLock<Maps>>,
+}
+
+impl Registry {
+    pub fn current(&self, bundle_id: &str) -> Option<Versioned> {
+        self.read().current.get(bundle_id).cloned()
+    }
+
+    pub fn by_hash(&self, hash: &str) -> Option<Arc<Flow>> {
+        self.read().by_hash.get(hash).cloned()
+    }
+
+    /// Every current bundle, sorted by id.
+    pub fn list(&self) -> Vec<Versioned> {
+        let mut v: Vec<_> = self.read().current.values().cloned().collect();
+        v.sort_by(|a, b| a.flow.bundle_id.cmp(&b.flow.bundle_id));
+        v
+    }
+
+    /// Makes `flow` (with its stored version number) the current version of its bundle.
+    pub fn set_current(&self, flow: Arc<Flow>, version: u32) {
+        let mut m = self.write();
+        m.by_hash.insert(flow.hash.clone(), flow.clone());
+        m.current.insert(flow.bundle_id.clone(), Versioned { flow, version });
+    }
+
+    /// Remembers an older version (a run pinned to it may still be in flight).
+    pub fn add_version(&self, flow: Arc<Flow>) {
+        self.write().by_hash.insert(flow.hash.clone(), flow);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Compiles every `*.yaml`/`*.yml` file of `dir`, or the embedded examples when `dir` does not
+/// exist. Any broken file fails the whole load (with its file, line and column).
+pub fn load_dir(dir: &Path) -> Result<Vec<Flow>, RegistryError> {
+    if !dir.exists() {
+        return EMBEDDED
+            .iter()
+            .map(|(id, src)| Ok(parse::compile(&format!("{id}.yaml (embedded)"), id, src)?))
+            .collect();
+    }
+    let io = |source| RegistryError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| Ok(compile_file(p)?)).collect()
+}
+
+/// Compiles one flow file (the bundle id defaults to the file name without extension).
+pub fn compile_file(path: &Path) -> Result<Flow, RegistryError> {
+    let src = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("flow");
+    Ok(parse::compile(&path.display().to_string(), stem, &src)?)
+}

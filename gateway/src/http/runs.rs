@@ -1,0 +1,205 @@
+//! Runs: start, list, summary, input, history bundle, ledger pages and batches.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use protocol::{RunList, RunStatus, RunSummary, StartRunRequest, StartRunResponse};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Principal;
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::AppState;
+use crate::store::NewRun;
+
+const MAX_PAGE: u32 = 1000;
+const KNOWN_CHANNELS: &[&str] = &["telegram", "email", "web", "tray", "webhook"];
+
+pub async fn start(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Principal>,
+    ApiJson(req): ApiJson<StartRunRequest>,
+) -> Result<Json<StartRunResponse>, ApiError> {
+    let Some(v) = app.registry.current(&req.bundle_id) else {
+        return Err(ApiError::NotFound(format!(
+            "bundle_id `{}` is not a known flow; GET /api/gateway/bundles lists them",
+            req.bundle_id
+        )));
+    };
+    if let Some(f) = &req.flow_id
+        && *f != req.bundle_id
+    {
+        return Err(ApiError::NotFound(format!("flow_id `{f}` is not an entrypoint of bundle `{}`", req.bundle_id)));
+    }
+    let input = match req.input_data {
+        Value::Null => json!({}),
+        other => other,
+    };
+    if let Err(errors) = v.flow.validate_input(&input) {
+        return Err(ApiError::BadRequest("invalid_input", errors.join("; ")));
+    }
+    if let Some(s) = &req.session_id
+        && (s.is_empty() || s.len() > 256)
+    {
+        return Err(ApiError::bad("session_id must be 1-256 characters"));
+    }
+    let notify = req.notify.unwrap_or_default();
+    for n in &notify {
+        match n.split_once(':') {
+            Some((ch, target)) if KNOWN_CHANNELS.contains(&ch) && !target.is_empty() => {}
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "notify entry `{n}` must be `channel:target` with channel one of {}",
+                    KNOWN_CHANNELS.join(", ")
+                )));
+            }
+        }
+    }
+    let run = NewRun {
+        run_id: uuid::Uuid::new_v4().to_string(),
+        bundle_id: req.bundle_id,
+        flow_hash: v.flow.hash.clone(),
+        session_id: req.session_id,
+        parent_run_id: None,
+        input_data: input,
+        notify,
+        actor: protocol::Actor { kind: "client".into(), principal: Some(who.name), client_id: None, channel: None },
+    };
+    let (s, wake) = app.store.start_run(run).await?;
+    app.wake(wake);
+    Ok(Json(StartRunResponse {
+        run_id: s.run_id,
+        status: s.status,
+        bundle_id: s.bundle_id,
+        flow_hash: s.flow_hash,
+        session_id: s.session_id,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+pub async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<RunList>, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::bad(format!("status `{s}` must be running, waiting, paused, completed, failed or cancelled"))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let offset = q.offset.unwrap_or(0);
+    let (items, has_more) = app.store.list_runs(status, limit, offset).await?;
+    Ok(Json(RunList { count: items.len(), items, offset: offset as usize, has_more }))
+}
+
+pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<RunSummary>, ApiError> {
+    Ok(Json(app.store.run(&id).await?))
+}
+
+pub async fn input_data(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let input = app.store.input_data(&id).await?;
+    Ok(Json(json!({"run_id": id, "input_data": input})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `{"items":[…],"next_after":N}` built from the stored JSON texts (no re-encoding).
+fn page_json(items: &[String], next: u64) -> String {
+    let mut body = String::with_capacity(items.iter().map(|s| s.len() + 1).sum::<usize>() + 40);
+    body.push_str("{\"items\":[");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(it);
+    }
+    body.push_str("],\"next_after\":");
+    body.push_str(&next.to_string());
+    body.push('}');
+    body
+}
+
+fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub async fn ledger(State(app): State<AppState>, Path(id): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> Result<Response, ApiError> {
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (items, next) = app.store.ledger_page(&id, after, limit).await?;
+    Ok(json_response(page_json(&items, next)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    #[serde(default)]
+    limit: Option<u32>,
+    runs: Vec<BatchRun>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRun {
+    run_id: String,
+    #[serde(default)]
+    after: u64,
+}
+
+pub async fn batch(State(app): State<AppState>, ApiJson(b): ApiJson<BatchBody>) -> Result<Response, ApiError> {
+    if b.runs.len() > 200 {
+        return Err(ApiError::bad("runs: at most 200 runs per batch"));
+    }
+    let limit = b.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let mut body = String::from("{\"runs\":{");
+    for (i, r) in b.runs.iter().enumerate() {
+        let (items, next) = app.store.ledger_page(&r.run_id, r.after, limit).await?;
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&serde_json::to_string(&r.run_id).unwrap_or_default());
+        body.push(':');
+        body.push_str(&page_json(&items, next));
+    }
+    body.push_str("}}");
+    Ok(json_response(body))
+}
+
+/// Everything about a run in one document: summary, input, pinned flow source, full
+/// ledger and children.
+pub async fn history_bundle(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = app.store.run(&id).await?;
+    let input = app.store.input_data(&id).await?;
+    let mut ledger = Vec::new();
+    let mut after = 0;
+    loop {
+        let (items, next) = app.store.ledger_page(&id, after, MAX_PAGE).await?;
+        if items.is_empty() {
+            break;
+        }
+        for it in items {
+            ledger.push(serde_json::from_str::<Value>(&it).map_err(|e| ApiError::Internal(e.to_string()))?);
+        }
+        after = next;
+    }
+    let flow = app.registry.by_hash(&run.flow_hash);
+    let children = app.store.children(&id).await?;
+    Ok(Json(json!({
+        "run": run,
+        "input_data": input,
+        "flow": {"bundle_id": run.bundle_id, "flow_hash": run.flow_hash, "source": flow.map(|f| f.source.clone())},
+        "ledger": ledger,
+        "children": children,
+    })))
+}

@@ -1,0 +1,22 @@
+//! Switchboard's gateway core.
+//!
+//! - [`flows`]: flow YAML → compiled program (line/column errors), templates, registry.
+//! - [`engine`]: the deterministic interpreter (flow + state + input → transition). No I/O.
+//! - [`store`]: SQLite (WAL, `synchronous=FULL`, one group-committing writer). Only SQL here.
+//! - [`runner`]: drives runs, performs effects (LLM, HTTP), fires timers.
+//! - [`llm`]: OpenAI-compatible chat completions client.
+//! - [`http`]: the axum API, auth and SSE.
+//! - [`bus`]: committed records and LLM deltas fanned out to streams.
+//! - [`config`], [`app`]: configuration and wiring for `switchboard serve`.
+//!
+//! See ARCHITECTURE.md for the invariants these modules keep.
+
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod engine;
+pub mod flows;
+pub mod http;
+pub mod llm;
+pub mod runner;
+pub mod store;

@@ -1,0 +1,144 @@
+//! `switchboard`: the gateway (`serve`), flow checking (`flows check`) and a terminal client
+//! (`runs`, `start`, `tail`, `answer`) over the same HTTP contract as every other client.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures::StreamExt;
+use gateway::config::{Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig};
+use gateway::flows::registry;
+use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = ServeConfig::resolve(args, cli.config.as_deref())?;
+            init_logs(cfg.log_format);
+            gateway::app::serve(cfg).await?;
+        }
+        Command::Flows(FlowsCommand::Check { files }) => return Ok(check_flows(&files)),
+        Command::Runs { client, status, limit } => {
+            let c = client_for(&client)?;
+            let status = status.as_deref().map(|s| RunStatus::parse(s).context("unknown status")).transpose()?;
+            let list = c.runs(status, limit, 0).await?;
+            for r in list.items {
+                let what = r.waiting.as_ref().and_then(|w| w.prompt.clone()).unwrap_or_default();
+                println!("{}  {:<9}  {:<12} {}  {}", r.run_id, r.status.as_str(), r.bundle_id, r.created_at, what);
+            }
+        }
+        Command::Start { client, flow, input, session } => {
+            let c = client_for(&client)?;
+            let input_data = match input {
+                Some(s) => serde_json::from_str(&s).context("--input is not JSON")?,
+                None => serde_json::json!({}),
+            };
+            let r = c
+                .start_run(&StartRunRequest { bundle_id: flow, input_data, session_id: session, ..Default::default() })
+                .await?;
+            println!("{}", r.run_id);
+        }
+        Command::Tail { client, run, after } => tail(&client_for(&client)?, &run, after).await?,
+        Command::Answer { client, run, text } => {
+            let c = client_for(&client)?;
+            let s = c.run(&run).await?;
+            let Some(w) = s.waiting.filter(|w| w.reason == "user") else {
+                bail!("run {run} is {} and waits for no answer", s.status.as_str());
+            };
+            let id = format!("cli-{}", uuid::Uuid::new_v4());
+            c.command(&protocol::CommandRequest {
+                command_id: id,
+                run_id: run,
+                kind: "resume".into(),
+                payload: serde_json::json!({"wait_key": w.wait_key, "payload": {"response": text}}),
+                client_id: Some("cli".into()),
+                channel: Some("cli".into()),
+            })
+            .await?;
+            println!("answered {}", w.wait_key);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn check_flows(files: &[std::path::PathBuf]) -> std::process::ExitCode {
+    let mut bad = 0;
+    for f in files {
+        match registry::compile_file(f) {
+            Ok(flow) => println!("{}: ok ({} steps, {})", f.display(), flow.steps().count(), &flow.hash[..12]),
+            Err(e) => {
+                bad += 1;
+                println!("{e}");
+            }
+        }
+    }
+    if bad == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}
+
+fn client_for(a: &ClientArgs) -> anyhow::Result<Client> {
+    let token = match &a.token {
+        Some(t) => t.clone(),
+        None => {
+            let dir = a.data_dir.clone().unwrap_or_else(|| gateway::config::DEFAULT_DATA_DIR.into());
+            let path = dir.join(gateway::app::TOKEN_FILE);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("no token: pass --token or SWITCHBOARD_TOKEN (or run next to {})", path.display()))?
+                .trim()
+                .to_owned()
+        }
+    };
+    Ok(Client::new(&a.url, Some(token))?)
+}
+
+async fn tail(c: &Client, run: &str, after: u64) -> anyhow::Result<()> {
+    let mut s = Box::pin(c.stream_run(run, after).await?);
+    let mut out = std::io::stdout();
+    let mut streaming = false;
+    while let Some(item) = s.next().await {
+        match item? {
+            StreamItem::Step(ev) => {
+                if streaming {
+                    writeln!(out)?;
+                    streaming = false;
+                }
+                let r = &ev.record;
+                let detail = r
+                    .error
+                    .clone()
+                    .or_else(|| r.effect.as_ref().map(|e| e.payload.to_string()))
+                    .unwrap_or_default();
+                writeln!(out, "#{:<4} {:<10} {:<20} {:<12} {}", r.seq, format!("{:?}", r.status).to_lowercase(), r.step_id, r.effect_kind(), detail)?;
+            }
+            StreamItem::Delta(d) => {
+                streaming = true;
+                write!(out, "{}", d.delta)?;
+                out.flush()?;
+            }
+            StreamItem::Done => break,
+            StreamItem::Other(_) => {}
+        }
+    }
+    Ok(())
+}

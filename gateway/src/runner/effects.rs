@@ -1,0 +1,74 @@
+//! Performing effects: LLM chat completions (streamed, deltas published on the bus) and
+//! HTTP calls. Results go back to the engine as data; errors become step errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Runner;
+use crate::bus::BusEvent;
+use crate::engine::EffectRequest;
+use crate::llm;
+
+impl Runner {
+    pub(super) async fn perform(&self, run_id: &str, step_id: &str, key: &str, req: &EffectRequest) -> Result<Value, String> {
+        match req {
+            EffectRequest::Llm { messages, model, temperature, max_tokens, .. } => {
+                let bus = self.inner.store.bus().clone();
+                let request = llm::Request {
+                    messages,
+                    model: model.as_deref(),
+                    temperature: *temperature,
+                    max_tokens: *max_tokens,
+                    idempotency_key: key,
+                };
+                let on_delta = |d: &str| {
+                    bus.publish(BusEvent::Delta(Arc::new(protocol::LlmDelta {
+                        run_id: run_id.to_owned(),
+                        step_id: step_id.to_owned(),
+                        delta: d.to_owned(),
+                    })))
+                };
+                let text = self.inner.llm.chat(request, on_delta).await.map_err(|e| e.to_string())?;
+                Ok(json!({"text": text}))
+            }
+            EffectRequest::Http { method, url, headers, body, timeout_ms } => {
+                self.http_call(method, url, headers, body.as_ref(), *timeout_ms, key).await
+            }
+        }
+    }
+
+    async fn http_call(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<&Value>,
+        timeout_ms: u64,
+        key: &str,
+    ) -> Result<Value, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut rb = self
+            .inner
+            .http
+            .request(method, url)
+            .timeout(Duration::from_millis(timeout_ms))
+            .header("Idempotency-Key", key);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.map_err(|e| format!("HTTP request to {url} failed: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| format!("reading the HTTP reply failed: {e}"))?;
+        let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            let snippet: String = body.to_string().chars().take(300).collect();
+            return Err(format!("HTTP {status} from {url}: {snippet}"));
+        }
+        Ok(json!({"status": status, "body": body}))
+    }
+}

@@ -1,0 +1,117 @@
+//! The runner: executes runs by feeding the engine and committing what it computes.
+//!
+//! Owns scheduling of runs (one drive task per run at a time; a wake during a drive makes
+//! the task look again instead of starting a second one), effects (LLM and HTTP calls, in
+//! `effects`), and timers (`timers`). Commands reach it by push: the HTTP layer calls
+//! [`Runner::wake`] after the store committed them; there is no polling interval.
+//! It never writes SQL (the store does) and never decides a step (the engine does).
+
+mod drive;
+mod effects;
+mod timers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::flows::Registry;
+use crate::llm::Llm;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Registry,
+    llm: Llm,
+    http: reqwest::Client,
+    busy: Mutex<HashMap<String, Busy>>,
+    timers: Notify,
+}
+
+struct Busy {
+    again: bool,
+    notify: Arc<Notify>,
+}
+
+impl Runner {
+    pub fn new(store: Store, registry: Registry, llm: Llm, http: reqwest::Client) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                llm,
+                http,
+                busy: Mutex::new(HashMap::new()),
+                timers: Notify::new(),
+            }),
+        }
+    }
+
+    /// Picks up every live run (after a restart) and starts the timer loop.
+    pub async fn start(&self) -> Result<usize, crate::store::StoreError> {
+        let live = self.inner.store.live_runs().await?;
+        let n = live.len();
+        for id in live {
+            self.wake(&id);
+        }
+        tokio::spawn(timers::run(self.clone()));
+        Ok(n)
+    }
+
+    /// Makes the runner look at a run now (a new run, a command, a timer, a child that ended).
+    pub fn wake(&self, run_id: &str) {
+        let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = busy.get_mut(run_id) {
+            b.again = true;
+            b.notify.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        busy.insert(run_id.to_owned(), Busy { again: false, notify: notify.clone() });
+        drop(busy);
+        let me = self.clone();
+        let id = run_id.to_owned();
+        tokio::spawn(async move { me.drive_task(id, notify).await });
+    }
+
+    pub fn wake_all<I: IntoIterator<Item = String>>(&self, ids: I) {
+        for id in ids {
+            self.wake(&id);
+        }
+    }
+
+    /// Runs being driven right now.
+    pub fn active(&self) -> usize {
+        self.inner.busy.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    async fn drive_task(self, run_id: String, notify: Arc<Notify>) {
+        let mut failures = 0u32;
+        loop {
+            match self.drive(&run_id, &notify).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(run_id, error = %e, failures, "runner: driving the run failed");
+                    if failures < 5 {
+                        tokio::time::sleep(std::time::Duration::from_millis(100 << failures)).await;
+                        continue;
+                    }
+                }
+            }
+            let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
+            match busy.get_mut(&run_id) {
+                Some(b) if b.again => b.again = false,
+                _ => {
+                    busy.remove(&run_id);
+                    return;
+                }
+            }
+        }
+    }
+}

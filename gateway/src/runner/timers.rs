@@ -1,0 +1,38 @@
+//! The timer loop: timers are rows (`runs.wake_at`), so they survive restarts. The loop
+//! sleeps until the earliest one (or until told that a new one was armed) and wakes due runs.
+
+use std::time::Duration;
+
+use super::Runner;
+
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+pub(super) async fn run(r: Runner) {
+    loop {
+        let now = chrono::Utc::now();
+        let sleep = match r.inner.store.due_timers(now).await {
+            Ok((due, next)) => {
+                r.wake_all(due);
+                next.and_then(|n| chrono::DateTime::parse_from_rfc3339(&n).ok())
+                    .and_then(|n| (n.with_timezone(&chrono::Utc) - now).to_std().ok())
+                    .unwrap_or(MAX_SLEEP)
+                    .min(MAX_SLEEP)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "timers: cannot read due timers");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep + Duration::from_millis(1)) => {}
+            _ = r.inner.timers.notified() => {}
+        }
+    }
+}
+
+impl Runner {
+    /// A new timer was armed: re-plan the sleep.
+    pub(super) fn timer_armed(&self) {
+        self.inner.timers.notify_one();
+    }
+}

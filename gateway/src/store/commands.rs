@@ -1,0 +1,341 @@
+//! The durable command inbox, with idempotency by `command_id`.
+//!
+//! `submit` is one transaction: insert-or-return-previous (same id + same payload hash →
+//! duplicate; other payload → conflict), checks against the run's current state (unknown
+//! run, terminal run, stale `wait_key` are refused at once), and applies control commands
+//! (pause, unpause, cancel with its cascade, emit_event, compact_memory) on the spot. Answers
+//! and event deliveries stay `pending` for the runner, which marks them applied or rejected.
+
+use protocol::{Actor, CommandStatus, RecordStatus, RunStatus};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use super::ledger::Appender;
+use super::runs::{run_draft, save_chain};
+use super::{Outbox, Result, Store, StoreError, now, ts};
+use crate::engine::Draft;
+use crate::flows::Scope;
+
+/// A validated command.
+#[derive(Debug, Clone)]
+pub enum CommandKind {
+    Pause,
+    /// `resume` with no `wait_key`.
+    Unpause,
+    /// `resume` with a `wait_key`.
+    Answer { wait_key: String, response: Value },
+    Cancel,
+    EmitEvent {
+        name: String,
+        scope: Scope,
+        payload: Value,
+        session_id: Option<String>,
+    },
+    CompactMemory { keep_last: u32 },
+    UpdateSchedule,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub command_id: String,
+    pub run_id: String,
+    pub type_name: String,
+    pub payload: Value,
+    pub payload_hash: String,
+    pub client_id: Option<String>,
+    pub actor: Actor,
+    pub kind: CommandKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Submitted {
+    pub seq: u64,
+    pub duplicate: bool,
+}
+
+struct RunRow {
+    status: RunStatus,
+    paused_from: Option<String>,
+    wait_key: Option<String>,
+    waiting: Option<Value>,
+    session_id: Option<String>,
+}
+
+impl Store {
+    pub async fn submit(&self, cmd: NewCommand) -> Result<(Submitted, Vec<String>)> {
+        self.write(move |c, out| submit_tx(c, cmd, out)).await
+    }
+
+    pub async fn command_status(&self, command_id: &str) -> Result<CommandStatus> {
+        let id = command_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT command_id, run_id, type, payload, seq, status, reason, result, created_at, applied_at
+                 FROM commands WHERE command_id = ?1",
+            )?
+            .query_row([&id], |r| {
+                Ok(CommandStatus {
+                    command_id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    payload: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+                    seq: r.get::<_, i64>(4)? as u64,
+                    status: r.get(5)?,
+                    reason: r.get(6)?,
+                    result: r.get::<_, Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    created_at: r.get(8)?,
+                    applied_at: r.get(9)?,
+                })
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("command `{id}` not found")))
+        })
+        .await
+    }
+
+    /// Marks an inbox command rejected (the runner found it no longer applies).
+    pub async fn reject_command(&self, seq: u64, reason: String) -> Result<()> {
+        self.write(move |c, _| finish(c, seq, Some(&reason), None)).await.map(|_| ())
+    }
+}
+
+/// Marks a command applied (`reason` None) or rejected.
+pub(super) fn finish(conn: &Connection, seq: u64, reason: Option<&str>, result: Option<&Value>) -> Result<()> {
+    let status = if reason.is_some() { "rejected" } else { "applied" };
+    conn.prepare_cached("UPDATE commands SET status = ?2, reason = ?3, result = ?4, applied_at = ?5 WHERE seq = ?1")?
+        .execute(params![
+            seq as i64,
+            status,
+            reason,
+            result.map(serde_json::to_string).transpose()?,
+            ts(now())
+        ])?;
+    Ok(())
+}
+
+fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> {
+    let prev: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, payload_hash FROM commands WHERE command_id = ?1")?
+        .query_row([&cmd.command_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((seq, hash)) = prev {
+        if hash == cmd.payload_hash {
+            return Ok(Submitted { seq: seq as u64, duplicate: true });
+        }
+        return Err(StoreError::Conflict(format!(
+            "command_id `{}` was already used with a different run, type or payload; use a new command_id",
+            cmd.command_id
+        )));
+    }
+    let run = load_run(conn, &cmd.run_id)?;
+    check(&cmd, &run)?;
+    let pending = matches!(cmd.kind, CommandKind::Answer { .. });
+    conn.prepare_cached(
+        "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, client_id, actor, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        cmd.command_id,
+        cmd.run_id,
+        cmd.type_name,
+        serde_json::to_string(&cmd.payload)?,
+        cmd.payload_hash,
+        cmd.client_id,
+        serde_json::to_string(&cmd.actor)?,
+        if pending { "pending" } else { "applied" },
+        ts(now())
+    ])?;
+    let seq = conn.last_insert_rowid() as u64;
+    let result = apply(conn, &cmd, &run, seq, out)?;
+    if !pending {
+        conn.prepare_cached("UPDATE commands SET result = ?2, applied_at = ?3 WHERE seq = ?1")?
+            .execute(params![seq as i64, result.map(|r| r.to_string()), ts(now())])?;
+    }
+    Ok(Submitted { seq, duplicate: false })
+}
+
+fn load_run(conn: &Connection, run_id: &str) -> Result<RunRow> {
+    conn.prepare_cached("SELECT status, paused_from, wait_key, waiting, session_id FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |r| {
+            let s: String = r.get(0)?;
+            Ok(RunRow {
+                status: RunStatus::parse(&s).unwrap_or(RunStatus::Failed),
+                paused_from: r.get(1)?,
+                wait_key: r.get(2)?,
+                waiting: r.get::<_, Option<String>>(3)?.and_then(|w| serde_json::from_str(&w).ok()),
+                session_id: r.get(4)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))
+}
+
+/// Refuses a command that cannot apply to the run as it is now.
+fn check(cmd: &NewCommand, run: &RunRow) -> Result<()> {
+    let conflict = |m: String| Err(StoreError::Conflict(m));
+    let st = run.status.as_str();
+    match &cmd.kind {
+        CommandKind::EmitEvent { .. } | CommandKind::CompactMemory { .. } => Ok(()),
+        CommandKind::UpdateSchedule => conflict(format!("run `{}` is not a schedule", cmd.run_id)),
+        _ if run.status.is_terminal() => conflict(format!("run `{}` is already {st}", cmd.run_id)),
+        CommandKind::Pause if run.status == RunStatus::Paused => conflict("the run is already paused".into()),
+        CommandKind::Unpause if run.status != RunStatus::Paused => conflict(format!(
+            "the run is {st}, not paused; to answer a prompt send `wait_key` and `payload.response`"
+        )),
+        CommandKind::Answer { wait_key, .. } => {
+            let reason = run.waiting.as_ref().and_then(|w| w.get("reason")).and_then(Value::as_str);
+            match (&run.wait_key, reason) {
+                (Some(cur), Some("user" | "event")) if cur == wait_key => Ok(()),
+                (Some(cur), Some("user" | "event")) => conflict(format!(
+                    "wait_key `{wait_key}` is not current: the run now waits on `{cur}`"
+                )),
+                (Some(cur), Some(r)) => conflict(format!("the run waits on `{cur}` ({r}), which cannot be answered")),
+                _ => conflict(format!("wait_key `{wait_key}` is not current: the run is {st} and waits for no answer")),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn command_draft(cmd: &NewCommand, seq: u64, status: RecordStatus) -> Draft {
+    let t = now();
+    Draft {
+        step_id: format!("command.{seq}"),
+        node_id: cmd.type_name.clone(),
+        status,
+        effect: Some(protocol::Effect {
+            kind: cmd.type_name.clone(),
+            payload: json!({"command_id": cmd.command_id, "payload": cmd.payload}),
+        }),
+        result: None,
+        error: None,
+        started_at: t,
+        ended_at: Some(t),
+        attempt: 1,
+        idempotency_key: Some(cmd.command_id.clone()),
+        actor: cmd.actor.clone(),
+    }
+}
+
+/// Applies a control command; returns its result for the command's status.
+fn apply(conn: &Connection, cmd: &NewCommand, run: &RunRow, seq: u64, out: &mut Outbox) -> Result<Option<Value>> {
+    let record = |conn: &Connection, out: &mut Outbox, result: Option<Value>| -> Result<()> {
+        let mut app = Appender::load(conn, &cmd.run_id)?;
+        let mut d = command_draft(cmd, seq, RecordStatus::Completed);
+        d.result = result;
+        app.append(conn, &d, out)?;
+        save_chain(conn, &app)
+    };
+    match &cmd.kind {
+        CommandKind::Answer { .. } => out.wake.push(cmd.run_id.clone()),
+        CommandKind::Pause => {
+            record(conn, out, None)?;
+            set_status(conn, &cmd.run_id, "paused", Some(run.status.as_str()))?;
+        }
+        CommandKind::Unpause => {
+            record(conn, out, None)?;
+            let back = run.paused_from.clone().unwrap_or_else(|| "running".into());
+            set_status(conn, &cmd.run_id, &back, None)?;
+            out.wake.push(cmd.run_id.clone());
+        }
+        CommandKind::Cancel => cancel_tree(conn, cmd, seq, out)?,
+        CommandKind::EmitEvent { name, scope, payload, session_id } => {
+            let key = match scope {
+                Scope::Run => format!("run:{}:{name}", cmd.run_id),
+                Scope::Session => {
+                    let s = session_id.clone().or_else(|| run.session_id.clone());
+                    format!("session:{}:{name}", s.unwrap_or_else(|| format!("run:{}", cmd.run_id)))
+                }
+                Scope::Global => format!("global:{name}"),
+            };
+            let n = deliver_event(conn, &key, name, payload, &cmd.actor, out)?;
+            let result = json!({"delivered": n});
+            if !run.status.is_terminal() {
+                record(conn, out, Some(result.clone()))?;
+            }
+            return Ok(Some(result));
+        }
+        CommandKind::CompactMemory { keep_last } => {
+            let key = run.session_id.clone().unwrap_or_else(|| format!("run:{}", cmd.run_id));
+            let removed = conn.execute(
+                "DELETE FROM session_messages WHERE session_id = ?1 AND id NOT IN
+                   (SELECT id FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![key, *keep_last as i64],
+            )?;
+            let result = json!({"removed": removed, "kept": keep_last});
+            if !run.status.is_terminal() {
+                record(conn, out, Some(result.clone()))?;
+            }
+            return Ok(Some(result));
+        }
+        CommandKind::UpdateSchedule => {}
+    }
+    Ok(None)
+}
+
+fn set_status(conn: &Connection, run_id: &str, status: &str, paused_from: Option<&str>) -> Result<()> {
+    conn.prepare_cached("UPDATE runs SET status = ?2, paused_from = ?3, updated_at = ?4 WHERE run_id = ?1")?
+        .execute(params![run_id, status, paused_from, ts(now())])?;
+    Ok(())
+}
+
+/// Cancels a run and every non-terminal descendant; their pending commands are rejected.
+fn cancel_tree(conn: &Connection, cmd: &NewCommand, seq: u64, out: &mut Outbox) -> Result<()> {
+    let mut stack = vec![cmd.run_id.clone()];
+    let parent: Option<String> =
+        conn.query_row("SELECT parent_run_id FROM runs WHERE run_id = ?1", [&cmd.run_id], |r| r.get(0))?;
+    while let Some(id) = stack.pop() {
+        let mut app = Appender::load(conn, &id)?;
+        if id == cmd.run_id {
+            app.append(conn, &command_draft(cmd, seq, RecordStatus::Completed), out)?;
+        }
+        let why = if id == cmd.run_id { "cancelled by command".to_owned() } else { format!("parent run {} was cancelled", cmd.run_id) };
+        let mut end = run_draft(RecordStatus::Cancelled, "end", "run_cancelled", json!({"command_id": cmd.command_id}), cmd.actor.clone());
+        end.error = Some(why.clone());
+        app.append(conn, &end, out)?;
+        save_chain(conn, &app)?;
+        conn.prepare_cached(
+            "UPDATE runs SET status = 'cancelled', paused_from = NULL, waiting = NULL, wait_key = NULL, wake_at = NULL,
+                event_key = NULL, error = ?2, updated_at = ?3 WHERE run_id = ?1",
+        )?
+        .execute(params![id, why, ts(now())])?;
+        conn.prepare_cached(
+            "UPDATE commands SET status = 'rejected', reason = 'the run was cancelled', applied_at = ?2
+             WHERE run_id = ?1 AND status = 'pending'",
+        )?
+        .execute(params![id, ts(now())])?;
+        out.wake.push(id.clone());
+        let kids = conn
+            .prepare_cached(
+                "SELECT run_id FROM runs WHERE parent_run_id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
+            )?
+            .query_map([&id], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        stack.extend(kids);
+    }
+    if let Some(p) = parent {
+        out.wake.push(p);
+    }
+    Ok(())
+}
+
+/// Queues an event for every run waiting on `key`; returns how many.
+pub(super) fn deliver_event(conn: &Connection, key: &str, name: &str, payload: &Value, actor: &Actor, out: &mut Outbox) -> Result<usize> {
+    let targets = conn
+        .prepare_cached("SELECT run_id, wait_key FROM runs WHERE event_key = ?1 AND status IN ('waiting', 'paused')")?
+        .query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let at = ts(now());
+    let actor_json = serde_json::to_string(actor)?;
+    for (run_id, wait_key) in &targets {
+        let id = format!("event:{}", uuid::Uuid::new_v4());
+        let body = json!({"wait_key": wait_key, "name": name, "payload": payload});
+        conn.prepare_cached(
+            "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, actor, status, created_at)
+             VALUES (?1, ?2, 'event', ?3, '', ?4, 'pending', ?5)",
+        )?
+        .execute(params![id, run_id, body.to_string(), actor_json, at])?;
+        out.wake.push(run_id.clone());
+    }
+    Ok(targets.len())
+}

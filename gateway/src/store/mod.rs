@@ -1,0 +1,144 @@
+//! The store: SQLite in WAL mode with `synchronous=FULL`, the only module that speaks SQL.
+//!
+//! Owns the schema (`schema`), the single writer thread with group commit (`writer`), a small
+//! pool of read connections, and the operations the rest of the gateway needs: runs
+//! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`).
+//! Every write returns only after its transaction is on disk; bus events of a write are
+//! published only after it committed. It knows run rows and JSON, not flows or the engine.
+
+mod commands;
+mod flows;
+mod ledger;
+mod runs;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use commands::{CommandKind, NewCommand, Submitted};
+pub use flows::{MakeCurrent, StoredFlow};
+pub use ledger::{Appender, GlobalItem};
+pub use runs::{Commit, DriveRow, InboxItem, NewRun};
+pub use writer::Outbox;
+
+use crate::bus::Bus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("store data is damaged: {0}")]
+    Corrupt(String),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Corrupt(format!("bad JSON in the store: {e}"))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const READERS: usize = 4;
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: writer::Writer,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+    bus: Bus,
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/switchboard.db`, migrates it and starts the writer.
+    pub fn open(dir: &Path, bus: Bus) -> Result<Self> {
+        let path = dir.join("switchboard.db");
+        let mut conn = open_conn(&path, true)?;
+        schema::migrate(&mut conn)?;
+        let writer = writer::Writer::start(conn, bus.clone())?;
+        let readers = (0..READERS).map(|_| open_conn(&path, false)).collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            writer,
+            readers: Arc::new(Mutex::new(readers)),
+            path,
+            bus,
+        })
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Runs a read on a pooled connection off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => open_conn(&path, false)?,
+            };
+            let out = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READERS * 4 {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a write in the group-committed transaction; returns after it is on disk, with the
+    /// runs the runner should look at.
+    pub async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Outbox) -> Result<T> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+}
+
+fn open_conn(path: &Path, write: bool) -> Result<Connection> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if write {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+pub(crate) fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    crate::engine::ts(t)
+}

@@ -1,0 +1,419 @@
+//! Runs: creation (with the first ledger record, in one transaction), summaries and lists,
+//! and the runner's side: loading a run to drive it, its inbox, and committing a transition
+//! (ledger records + run row + side effects on other runs) atomically.
+
+use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+use super::ledger::Appender;
+use super::{Outbox, Result, Store, StoreError, now, ts};
+use crate::engine::{ChatMessage, Draft, RunState, Transition};
+
+pub struct NewRun {
+    pub run_id: String,
+    pub bundle_id: String,
+    pub flow_hash: String,
+    pub session_id: Option<String>,
+    pub parent_run_id: Option<String>,
+    pub input_data: Value,
+    pub notify: Vec<String>,
+    pub actor: Actor,
+}
+
+/// What the runner needs to drive a run.
+pub struct DriveRow {
+    pub run_id: String,
+    pub bundle_id: String,
+    pub flow_hash: String,
+    pub status: RunStatus,
+    pub session_id: Option<String>,
+    pub input: Value,
+    pub state: RunState,
+}
+
+/// A pending command for the runner (an answer or an event delivery).
+pub struct InboxItem {
+    pub seq: u64,
+    pub kind: String,
+    pub payload: Value,
+    pub actor: Actor,
+}
+
+/// A transition the runner computed, with the inbox command it consumed (if any).
+pub struct Commit {
+    pub run_id: String,
+    pub transition: Transition,
+    pub state: RunState,
+    /// `(seq, None)` applied, `(seq, Some(reason))` rejected.
+    pub command: Option<(u64, Option<String>)>,
+}
+
+const SUMMARY_COLS: &str =
+    "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
+
+fn status_of(s: &str) -> rusqlite::Result<RunStatus> {
+    RunStatus::parse(s).ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text))
+}
+
+fn json_col(r: &Row, i: usize) -> rusqlite::Result<Option<Value>> {
+    let s: Option<String> = r.get(i)?;
+    Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+fn summary(r: &Row) -> rusqlite::Result<RunSummary> {
+    let bundle: String = r.get(1)?;
+    Ok(RunSummary {
+        run_id: r.get(0)?,
+        flow_id: bundle.clone(),
+        bundle_id: bundle,
+        flow_hash: r.get(2)?,
+        status: status_of(&r.get::<_, String>(3)?)?,
+        waiting: json_col(r, 4)?.and_then(|v| serde_json::from_value(v).ok()),
+        output: json_col(r, 5)?,
+        error: r.get(6)?,
+        session_id: r.get(7)?,
+        parent_run_id: r.get(8)?,
+        notify: json_col(r, 9)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        ledger_len: r.get::<_, i64>(10)? as u64,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+    })
+}
+
+pub(super) fn get_summary(conn: &Connection, run_id: &str) -> Result<RunSummary> {
+    conn.prepare_cached(&format!("SELECT {SUMMARY_COLS} FROM runs WHERE run_id = ?1"))?
+        .query_row([run_id], summary)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))
+}
+
+/// Inserts a run and its `started` record.
+pub(super) fn insert_run(conn: &Connection, r: &NewRun, out: &mut Outbox) -> Result<()> {
+    let at = ts(now());
+    let state = serde_json::to_string(&RunState::default())?;
+    conn.prepare_cached(
+        "INSERT INTO runs (run_id, bundle_id, flow_hash, status, session_id, parent_run_id, input_data, state,
+            notify, last_seq, last_hash, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, 0, '', ?9, ?9)",
+    )?
+    .execute(params![
+        r.run_id,
+        r.bundle_id,
+        r.flow_hash,
+        r.session_id,
+        r.parent_run_id,
+        serde_json::to_string(&r.input_data)?,
+        state,
+        serde_json::to_string(&r.notify)?,
+        at
+    ])?;
+    let mut app = Appender::new_run(&r.run_id);
+    let payload = json!({"bundle_id": r.bundle_id, "flow_hash": r.flow_hash, "session_id": r.session_id,
+        "parent_run_id": r.parent_run_id, "notify": r.notify});
+    app.append(conn, &run_draft(RecordStatus::Started, "start", "run_started", payload, r.actor.clone()), out)?;
+    save_chain(conn, &app)?;
+    out.wake.push(r.run_id.clone());
+    Ok(())
+}
+
+pub(super) fn save_chain(conn: &Connection, app: &Appender) -> Result<()> {
+    conn.prepare_cached("UPDATE runs SET last_seq = ?2, last_hash = ?3 WHERE run_id = ?1")?
+        .execute(params![app.run_id, app.last_seq as i64, app.last_hash])?;
+    Ok(())
+}
+
+/// A run-level record (`step_id` "run").
+pub(super) fn run_draft(status: RecordStatus, node: &str, kind: &str, payload: Value, actor: Actor) -> Draft {
+    let t = now();
+    Draft {
+        step_id: "run".into(),
+        node_id: node.into(),
+        status,
+        effect: Some(Effect {
+            kind: kind.into(),
+            payload,
+        }),
+        result: None,
+        error: None,
+        started_at: t,
+        ended_at: (status != RecordStatus::Started).then_some(t),
+        attempt: 1,
+        idempotency_key: None,
+        actor,
+    }
+}
+
+impl Store {
+    pub async fn start_run(&self, r: NewRun) -> Result<(RunSummary, Vec<String>)> {
+        self.write(move |c, out| {
+            insert_run(c, &r, out)?;
+            get_summary(c, &r.run_id)
+        })
+        .await
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<RunSummary> {
+        let id = run_id.to_owned();
+        self.read(move |c| get_summary(c, &id)).await
+    }
+
+    /// Newest first; `has_more` tells whether another page exists.
+    pub async fn list_runs(&self, status: Option<RunStatus>, limit: u32, offset: u32) -> Result<(Vec<RunSummary>, bool)> {
+        self.read(move |c| {
+            let take = limit as i64 + 1;
+            let mut items = match status {
+                Some(s) => c
+                    .prepare_cached(&format!(
+                        "SELECT {SUMMARY_COLS} FROM runs WHERE status = ?1 ORDER BY rowid DESC LIMIT ?2 OFFSET ?3"
+                    ))?
+                    .query_map(params![s.as_str(), take, offset as i64], summary)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                None => c
+                    .prepare_cached(&format!("SELECT {SUMMARY_COLS} FROM runs ORDER BY rowid DESC LIMIT ?1 OFFSET ?2"))?
+                    .query_map(params![take, offset as i64], summary)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            };
+            let more = items.len() > limit as usize;
+            items.truncate(limit as usize);
+            Ok((items, more))
+        })
+        .await
+    }
+
+    pub async fn input_data(&self, run_id: &str) -> Result<Value> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            let s: Option<String> = c
+                .query_row("SELECT input_data FROM runs WHERE run_id = ?1", [&id], |r| r.get(0))
+                .optional()?;
+            let s = s.ok_or_else(|| StoreError::NotFound(format!("run `{id}` not found")))?;
+            Ok(serde_json::from_str(&s)?)
+        })
+        .await
+    }
+
+    pub async fn children(&self, run_id: &str) -> Result<Vec<RunSummary>> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!("SELECT {SUMMARY_COLS} FROM runs WHERE parent_run_id = ?1 ORDER BY rowid"))?
+                .query_map([id], summary)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    pub async fn drive_row(&self, run_id: &str) -> Result<Option<DriveRow>> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state FROM runs WHERE run_id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        status_of(&r.get::<_, String>(3)?)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                    ))
+                })
+                .optional()?;
+            let Some((run_id, bundle_id, flow_hash, status, session_id, input, state)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(DriveRow {
+                run_id,
+                bundle_id,
+                flow_hash,
+                status,
+                session_id,
+                input: serde_json::from_str(&input)?,
+                state: serde_json::from_str(&state)?,
+            }))
+        })
+        .await
+    }
+
+    /// The oldest pending command of a run.
+    pub async fn next_inbox(&self, run_id: &str) -> Result<Option<InboxItem>> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT seq, type, payload, actor FROM commands WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1",
+                )?
+                .query_row([id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })
+                .optional()?;
+            row.map(|(seq, kind, payload, actor)| {
+                Ok(InboxItem {
+                    seq: seq as u64,
+                    kind,
+                    payload: serde_json::from_str(&payload)?,
+                    actor: serde_json::from_str(&actor)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    /// A session's conversation, oldest first (the last `limit` turns).
+    pub async fn history(&self, session_key: &str, limit: u32) -> Result<Vec<ChatMessage>> {
+        let key = session_key.to_owned();
+        self.read(move |c| {
+            let mut v = c
+                .prepare_cached("SELECT role, content FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2")?
+                .query_map(params![key, limit as i64], |r| Ok(ChatMessage { role: r.get(0)?, content: r.get(1)? }))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            v.reverse();
+            Ok(v)
+        })
+        .await
+    }
+
+    /// Runs the runner must look at after a start: not terminal, not paused.
+    pub async fn live_runs(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            Ok(c.prepare("SELECT run_id FROM runs WHERE status IN ('running', 'waiting') ORDER BY rowid")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Runs whose timer is due at `at`, and the next time after that any timer fires.
+    pub async fn due_timers(&self, at: chrono::DateTime<chrono::Utc>) -> Result<(Vec<String>, Option<String>)> {
+        let at = ts(at);
+        self.read(move |c| {
+            let due = c
+                .prepare_cached("SELECT run_id FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting'")?
+                .query_map([&at], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let next = c
+                .prepare_cached("SELECT MIN(wake_at) FROM runs WHERE wake_at > ?1 AND status = 'waiting'")?
+                .query_row([&at], |r| r.get(0))?;
+            Ok((due, next))
+        })
+        .await
+    }
+
+    /// Commits a runner transition; returns the run's status afterwards. A run cancelled
+    /// meanwhile keeps its status and the transition is dropped.
+    pub async fn commit(&self, c: Commit) -> Result<(RunStatus, Vec<String>)> {
+        self.write(move |conn, out| commit_tx(conn, c, out)).await
+    }
+}
+
+fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
+    let (cur, parent, session): (RunStatus, Option<String>, Option<String>) = conn
+        .prepare_cached("SELECT status, parent_run_id, session_id FROM runs WHERE run_id = ?1")?
+        .query_row([&c.run_id], |r| Ok((status_of(&r.get::<_, String>(0)?)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run `{}` not found", c.run_id)))?;
+    if cur.is_terminal() {
+        if let Some((seq, _)) = c.command {
+            super::commands::finish(conn, seq, Some(&format!("the run is {}", cur.as_str())), None)?;
+        }
+        return Ok(cur);
+    }
+    let t = &c.transition;
+    let mut app = Appender::load(conn, &c.run_id)?;
+    for d in &t.records {
+        app.append(conn, d, out)?;
+    }
+    let new = t.status();
+    let (status, paused_from) = if cur == RunStatus::Paused && !new.is_terminal() {
+        (RunStatus::Paused, Some(new.as_str()))
+    } else {
+        (new, None)
+    };
+    let waiting = t.waiting.as_ref().map(serde_json::to_string).transpose()?;
+    let wait_key = t.waiting.as_ref().map(|w| w.wait_key.clone());
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, paused_from = ?3, state = ?4, waiting = ?5, wait_key = ?6, wake_at = ?7,
+            event_key = ?8, output = COALESCE(?9, output), error = ?10, last_seq = ?11, last_hash = ?12, updated_at = ?13
+         WHERE run_id = ?1",
+    )?
+    .execute(params![
+        c.run_id,
+        status.as_str(),
+        paused_from,
+        serde_json::to_string(&c.state)?,
+        waiting,
+        wait_key,
+        t.wake_at.map(ts),
+        t.event_key,
+        t.output.as_ref().map(serde_json::to_string).transpose()?,
+        t.error,
+        app.last_seq as i64,
+        app.last_hash,
+        ts(now())
+    ])?;
+    if let Some(child) = &t.spawn {
+        let exists: Option<i64> =
+            conn.query_row("SELECT 1 FROM runs WHERE run_id = ?1", [&child.run_id], |r| r.get(0)).optional()?;
+        if exists.is_none() {
+            let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
+                Ok(h) => (h, false),
+                Err(StoreError::NotFound(_)) => (String::new(), true),
+                Err(e) => return Err(e),
+            };
+            let new_run = NewRun {
+                run_id: child.run_id.clone(),
+                bundle_id: child.bundle_id.clone(),
+                flow_hash,
+                session_id: session.clone(),
+                parent_run_id: Some(c.run_id.clone()),
+                input_data: child.input.clone(),
+                notify: Vec::new(),
+                actor: Actor::runner(),
+            };
+            insert_run(conn, &new_run, out)?;
+            if missing {
+                fail_now(conn, &child.run_id, &format!("flow `{}` not found", child.bundle_id), out)?;
+            }
+        }
+    }
+    for e in &t.emits {
+        super::commands::deliver_event(conn, &e.key, &e.name, &e.payload, &Actor::runner(), out)?;
+    }
+    if !t.history.is_empty() {
+        let key = session.unwrap_or_else(|| format!("run:{}", c.run_id));
+        let at = ts(now());
+        let mut ins = conn.prepare_cached(
+            "INSERT INTO session_messages (session_id, run_id, role, content, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for m in &t.history {
+            ins.execute(params![key, c.run_id, m.role, m.content, at])?;
+        }
+    }
+    if let Some((seq, reason)) = &c.command {
+        super::commands::finish(conn, *seq, reason.as_deref(), None)?;
+    }
+    if status.is_terminal()
+        && let Some(p) = parent
+    {
+        out.wake.push(p);
+    }
+    Ok(status)
+}
+
+/// Fails a run that cannot start (its flow is missing), in the current transaction.
+fn fail_now(conn: &Connection, run_id: &str, error: &str, out: &mut Outbox) -> Result<()> {
+    let mut app = Appender::load(conn, run_id)?;
+    let mut d = run_draft(RecordStatus::Failed, "end", "run_failed", Value::Null, Actor::runner());
+    d.error = Some(error.to_owned());
+    app.append(conn, &d, out)?;
+    save_chain(conn, &app)?;
+    conn.execute(
+        "UPDATE runs SET status = 'failed', error = ?2, updated_at = ?3 WHERE run_id = ?1",
+        params![run_id, error, ts(now())],
+    )?;
+    Ok(())
+}

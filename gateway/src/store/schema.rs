@@ -1,0 +1,115 @@
+//! Versioned schema migrations. Each entry runs once, in order, inside one transaction;
+//! `PRAGMA user_version` records how far a data dir has come. Never edit a shipped entry:
+//! append a new one.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE flow_versions (
+        hash TEXT PRIMARY KEY,
+        bundle_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (bundle_id, version)
+    );
+    CREATE TABLE bundles (
+        bundle_id TEXT PRIMARY KEY,
+        current_hash TEXT NOT NULL REFERENCES flow_versions(hash),
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        bundle_id TEXT NOT NULL,
+        flow_hash TEXT NOT NULL,
+        status TEXT NOT NULL,
+        paused_from TEXT,
+        session_id TEXT,
+        parent_run_id TEXT,
+        input_data TEXT NOT NULL,
+        state TEXT NOT NULL,
+        waiting TEXT,
+        wait_key TEXT,
+        output TEXT,
+        error TEXT,
+        notify TEXT NOT NULL DEFAULT '[]',
+        wake_at TEXT,
+        event_key TEXT,
+        last_seq INTEGER NOT NULL,
+        last_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_status ON runs (status);
+    CREATE INDEX runs_by_wake ON runs (wake_at) WHERE wake_at IS NOT NULL;
+    CREATE INDEX runs_by_event ON runs (event_key) WHERE event_key IS NOT NULL;
+    CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE TABLE ledger (
+        gseq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (run_id, seq)
+    );
+    CREATE TABLE commands (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        command_id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        payload_hash TEXT NOT NULL,
+        client_id TEXT,
+        actor TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        result TEXT,
+        created_at TEXT NOT NULL,
+        applied_at TEXT
+    );
+    CREATE INDEX commands_pending ON commands (run_id, seq) WHERE status = 'pending';
+    CREATE TABLE session_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX session_messages_by_session ON session_messages (session_id, id);
+    "#,
+];
+
+/// Brings the schema up to date; refuses a data dir written by a newer Switchboard.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let have: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if have > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the data dir has schema version {have}, newer than this build knows ({}); use a newer switchboard",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(have) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrate(&mut c).unwrap();
+        super::migrate(&mut c).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, super::MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,189 @@
+//! An async client for the gateway's HTTP contract, shared by every thin client.
+//!
+//! Owns URL building, bearer auth and mapping `{"error":{code,message}}` bodies to
+//! [`ClientError::Api`]. It holds no state beyond the base URL and token; it never retries
+//! on its own (callers decide, since a command is idempotent by `command_id` and a read is not
+//! worth a hidden delay).
+
+use futures::Stream;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::sse::{self, StreamItem};
+use crate::types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("gateway answered {status}: {code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the gateway: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("bad gateway URL: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("event stream broke: {0}")]
+    Stream(String),
+}
+
+impl ClientError {
+    /// HTTP status of an API error, if this is one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A client bound to one gateway and one token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: url::Url,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base` is the gateway's root, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let mut base = url::Url::parse(base)?;
+        if !base.path().ends_with('/') {
+            let p = format!("{}/", base.path());
+            base.set_path(&p);
+        }
+        let http = reqwest::Client::builder().build()?;
+        Ok(Self { base, token, http })
+    }
+
+    pub fn base(&self) -> &url::Url {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
+        let url = self.base.join(path.trim_start_matches('/'))?;
+        let mut rb = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        Ok(rb)
+    }
+
+    async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = check(rb.send().await?).await?;
+        Ok(resp.json().await?)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        Self::send(self.request(reqwest::Method::GET, path)?).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        Self::send(self.request(reqwest::Method::POST, path)?.json(body)).await
+    }
+
+    pub async fn health(&self) -> Result<Value, ClientError> {
+        self.get("api/health").await
+    }
+
+    pub async fn bundles(&self) -> Result<BundleList, ClientError> {
+        self.get("api/gateway/bundles").await
+    }
+
+    pub async fn start_run(&self, req: &StartRunRequest) -> Result<StartRunResponse, ClientError> {
+        self.post("api/gateway/runs/start", req).await
+    }
+
+    pub async fn runs(&self, status: Option<RunStatus>, limit: u32, offset: u32) -> Result<RunList, ClientError> {
+        let mut path = format!("api/gateway/runs?limit={limit}&offset={offset}");
+        if let Some(s) = status {
+            path.push_str(&format!("&status={}", s.as_str()));
+        }
+        self.get(&path).await
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<RunSummary, ClientError> {
+        self.get(&format!("api/gateway/runs/{run_id}")).await
+    }
+
+    pub async fn ledger(&self, run_id: &str, after: u64, limit: u32) -> Result<LedgerPage, ClientError> {
+        self.get(&format!("api/gateway/runs/{run_id}/ledger?after={after}&limit={limit}"))
+            .await
+    }
+
+    pub async fn command(&self, cmd: &CommandRequest) -> Result<CommandResponse, ClientError> {
+        self.post("api/gateway/commands", cmd).await
+    }
+
+    pub async fn command_status(&self, command_id: &str) -> Result<CommandStatus, ClientError> {
+        self.get(&format!("api/gateway/commands/{command_id}")).await
+    }
+
+    /// Answers the prompt a run waits on (a `resume` command with its `wait_key`).
+    pub async fn answer(
+        &self,
+        command_id: &str,
+        run_id: &str,
+        wait_key: &str,
+        response: Value,
+        channel: Option<&str>,
+    ) -> Result<CommandResponse, ClientError> {
+        let payload = serde_json::json!({"wait_key": wait_key, "payload": {"response": response}});
+        self.command(&CommandRequest {
+            command_id: command_id.into(),
+            run_id: run_id.into(),
+            kind: "resume".into(),
+            payload,
+            client_id: None,
+            channel: channel.map(str::to_owned),
+        })
+        .await
+    }
+
+    /// Follows one run's ledger after `after` (a per-run `seq`) until it is terminal.
+    pub async fn stream_run(
+        &self,
+        run_id: &str,
+        after: u64,
+    ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
+        self.stream(&format!("api/gateway/runs/{run_id}/ledger/stream?after={after}"))
+            .await
+    }
+
+    /// Follows every run's ledger after the global cursor `after`.
+    pub async fn stream_global(
+        &self,
+        after: u64,
+    ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
+        self.stream(&format!("api/gateway/ledger/stream?after={after}")).await
+    }
+
+    async fn stream(&self, path: &str) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
+        let rb = self
+            .request(reqwest::Method::GET, path)?
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let resp = check(rb.send().await?).await?;
+        Ok(sse::items(Box::pin(resp.bytes_stream())))
+    }
+}
+
+/// Maps a non-2xx response to [`ClientError::Api`] using the gateway's error body.
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => ("http_error".to_owned(), text),
+    };
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}

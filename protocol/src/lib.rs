@@ -1,0 +1,14 @@
+//! Switchboard's client contract: the JSON shapes of the HTTP API, an async client for it,
+//! and a reader for its Server-Sent Event streams.
+//!
+//! Every thin client (bridges, tray, the web app's browser side, the CLI) depends on this
+//! crate only. It knows nothing of SQLite, flows or the engine; it must stay light (serde,
+//! reqwest, futures) so a client build does not drag in the gateway.
+
+pub mod client;
+pub mod sse;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use sse::{SseEvent, StreamItem};
+pub use types::*;

@@ -1,0 +1,343 @@
+//! Wire types of the HTTP contract (paths and JSON shapes kept compatible with
+//! AbstractGateway's client contract). Plain data: no I/O, no behaviour beyond helpers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the contract this crate speaks; reported by `/api/gateway/discovery/capabilities`.
+pub const CONTRACT_VERSION: &str = "1";
+
+/// The command types a gateway accepts on `POST /api/gateway/commands`.
+pub const COMMAND_TYPES: &[&str] = &[
+    "pause",
+    "resume",
+    "cancel",
+    "emit_event",
+    "update_schedule",
+    "compact_memory",
+];
+
+/// Lifecycle of a run. `completed`, `failed` and `cancelled` are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Waiting,
+    Paused,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Waiting => "waiting",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => Self::Running,
+            "waiting" => Self::Waiting,
+            "paused" => Self::Paused,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a run waits, and how to answer it (`wait_key` goes into a `resume` command).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// `user` (an `ask`), `until` (a timer), `event` (a `wait_event`), `subworkflow` (a `call`).
+    pub reason: String,
+    pub wait_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub choices: Vec<String>,
+    #[serde(default)]
+    pub allow_free_text: bool,
+    /// When a timer (or an `ask` timeout) fires, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_run_id: Option<String>,
+}
+
+/// `GET /api/gateway/runs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub bundle_id: String,
+    pub flow_id: String,
+    pub flow_hash: String,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub waiting: Option<Waiting>,
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub parent_run_id: Option<String>,
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Per-run ledger length (the `seq` of its last record).
+    pub ledger_len: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Page of `GET /api/gateway/runs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunList {
+    pub items: Vec<RunSummary>,
+    pub count: usize,
+    pub offset: usize,
+    pub has_more: bool,
+}
+
+/// The status of one ledger record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordStatus {
+    Started,
+    Completed,
+    Waiting,
+    Failed,
+    Cancelled,
+}
+
+/// What a record did to or asked of the outside world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// Who caused a record: the runner, or the principal and channel that sent a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `runner` or `client`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl Actor {
+    pub fn runner() -> Self {
+        Self {
+            kind: "runner".into(),
+            principal: None,
+            client_id: None,
+            channel: None,
+        }
+    }
+}
+
+/// One append-only ledger record. `seq` counts from 1 per run; `prev_hash`/`record_hash`
+/// chain the records of a run so that tampering is detectable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    pub seq: u64,
+    pub run_id: String,
+    pub step_id: String,
+    pub node_id: String,
+    pub status: RecordStatus,
+    #[serde(default)]
+    pub effect: Option<Effect>,
+    #[serde(default)]
+    pub result: Option<Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub started_at: String,
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    pub attempt: u32,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    pub actor: Actor,
+    pub prev_hash: String,
+    pub record_hash: String,
+}
+
+impl LedgerRecord {
+    /// The effect type, or "" when the record has none.
+    pub fn effect_kind(&self) -> &str {
+        self.effect.as_ref().map(|e| e.kind.as_str()).unwrap_or("")
+    }
+}
+
+/// `GET /api/gateway/runs/{id}/ledger`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerPage {
+    pub items: Vec<LedgerRecord>,
+    /// Pass as `after` to get the next page; never beyond the ledger's end.
+    pub next_after: u64,
+}
+
+/// `POST /api/gateway/runs/start`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRunRequest {
+    pub bundle_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    #[serde(default)]
+    pub input_data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Channels to show the run on, e.g. `telegram:<chat_id>` or `email:alice@example.test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartRunResponse {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub bundle_id: String,
+    pub flow_hash: String,
+    #[serde(default)]
+    pub session_id: Option<String>,
+}
+
+/// `POST /api/gateway/commands`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    pub command_id: String,
+    pub run_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The channel a human used (`telegram`, `email`, `web`, `tray`, `cli`…), for the ledger's actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandResponse {
+    pub accepted: bool,
+    pub duplicate: bool,
+    pub seq: u64,
+}
+
+/// `GET /api/gateway/commands/{command_id}`: a command's fate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandStatus {
+    pub command_id: String,
+    pub run_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub payload: Value,
+    pub seq: u64,
+    /// `pending`, `applied` or `rejected`.
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// What an applied command did (e.g. `{"delivered": 2}` for `emit_event`).
+    #[serde(default)]
+    pub result: Option<Value>,
+    pub created_at: String,
+    #[serde(default)]
+    pub applied_at: Option<String>,
+}
+
+/// `POST /api/gateway/runs/ledger/batch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchRequest {
+    #[serde(default)]
+    pub limit: Option<u32>,
+    pub runs: Vec<BatchRun>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchRun {
+    pub run_id: String,
+    #[serde(default)]
+    pub after: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub runs: std::collections::BTreeMap<String, LedgerPage>,
+}
+
+/// `GET /api/gateway/bundles`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleList {
+    pub items: Vec<Bundle>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bundle {
+    pub bundle_id: String,
+    pub bundle_version: String,
+    pub name: String,
+    pub description: String,
+    pub flow_hash: String,
+    pub entrypoints: Vec<Entrypoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entrypoint {
+    pub flow_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub input_schema: Value,
+}
+
+/// The JSON error body of every non-2xx answer: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// `data:` of an `event: step` on the per-run and global streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepEvent {
+    /// Per-run `seq` on a run stream; the global cursor on the global stream.
+    pub cursor: u64,
+    pub record: LedgerRecord,
+}
+
+/// `data:` of an `event: llm.delta` (not stored; no `id:`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LlmDelta {
+    pub run_id: String,
+    pub step_id: String,
+    pub delta: String,
+}
