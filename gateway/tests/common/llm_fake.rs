@@ -1,0 +1,63 @@
+//! A loopback server speaking OpenAI's chat-completions format (JSON and streaming SSE).
+//! It replies `echo: <last user message>`; a message containing FAIL gets a 500 with an
+//! OpenAI error body; FLAKY fails the first attempt of each idempotency key.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+pub struct Fake {
+    pub requests: Arc<Mutex<Vec<Value>>>,
+    seen_keys: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Fake {
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+/// Starts the fake; returns its base URL (`http://127.0.0.1:PORT/v1`).
+pub async fn start() -> (String, Fake) {
+    let fake = Fake::default();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(chat))
+        .with_state(fake.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/v1"), fake)
+}
+
+async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    f.requests.lock().expect("lock").push(body.clone());
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let flaky_first = last.contains("FLAKY") && f.seen_keys.lock().expect("lock").insert(key.rsplit_once(':').map(|k| k.0.to_owned()).unwrap_or(key));
+    if last.contains("FAIL") || flaky_first {
+        let err = json!({"error": {"message": "the fake model is overloaded", "type": "server_error"}});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(err)).into_response();
+    }
+    let reply = format!("echo: {last}");
+    if body["stream"] != true {
+        return Json(json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})).into_response();
+    }
+    let mut sse = String::new();
+    for word in reply.split_inclusive(' ') {
+        let chunk = json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}}]});
+        sse.push_str(&format!("data: {chunk}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], sse).into_response()
+}

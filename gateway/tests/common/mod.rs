@@ -1,0 +1,228 @@
+//! Test harness: starts the real `switchboard` binary on 127.0.0.1:0 with a fresh data dir
+//! and talks to it over HTTP. Logs are hidden unless TEST_LOG=1.
+#![allow(dead_code)]
+
+pub mod llm_fake;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Flows the tests use besides the shipped examples.
+const TEST_FLOWS: &[(&str, &str)] = &[
+    ("tick", "steps:\n  - wait: 2s\n  - say: tick\n  - output: {done: true}\n"),
+    ("waiter", "steps:\n  - id: got\n    wait_event: go\n    scope: global\n  - output: \"{{ steps.got.payload }}\"\n"),
+    (
+        "parent",
+        "steps:\n  - id: child\n    call: ask\n    input: {text: from parent}\n  - output: \"{{ steps.child.output }}\"\n",
+    ),
+    ("slowllm", "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n  - output: \"{{ steps.r.text }}\"\n"),
+    ("flaky", "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n    retries: 1\n  - output: \"{{ steps.r.text }}\"\n"),
+    (
+        "typed",
+        "input_schema:\n  type: object\n  required: [n]\n  properties:\n    n: {type: integer, minimum: 1}\nsteps:\n  - output: \"{{ input.n }}\"\n",
+    ),
+];
+
+pub struct TestApp {
+    pub addr: String,
+    pub http: reqwest::Client,
+    pub data_dir: PathBuf,
+    pub flows_dir: PathBuf,
+    pub llm_url: Option<String>,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+pub struct Opts {
+    pub llm_url: Option<String>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Opts { llm_url: None }).await
+}
+
+pub async fn spawn_with(opts: Opts) -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data_dir = tmp.path().join("data");
+    let flows_dir = tmp.path().join("flows");
+    std::fs::create_dir_all(&flows_dir).expect("flows dir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows");
+    for e in std::fs::read_dir(shipped).expect("shipped flows") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, flows_dir.join(p.file_name().expect("name"))).expect("copy flow");
+    }
+    for (name, src) in TEST_FLOWS {
+        std::fs::write(flows_dir.join(format!("{name}.yaml")), src).expect("write flow");
+    }
+    let mut app = TestApp {
+        addr: String::new(),
+        http: reqwest::Client::new(),
+        data_dir,
+        flows_dir,
+        llm_url: opts.llm_url,
+        child: None,
+        _tmp: tmp,
+    };
+    app.start().await;
+    app
+}
+
+impl TestApp {
+    /// Starts (or restarts) the server process on the same data dir.
+    pub async fn start(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("serve")
+            .arg("--port")
+            .arg("0")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--flows-dir")
+            .arg(&self.flows_dir)
+            .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
+            .env("SWITCHBOARD_LLM_MODEL", "fake-model")
+            .env_remove("SWITCHBOARD_LLM_BASE_URL")
+            .env("RUST_LOG", if std::env::var("TEST_LOG").is_ok() { "debug" } else { "error" })
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var("TEST_LOG").is_ok() { Stdio::inherit() } else { Stdio::null() })
+            .kill_on_drop(true);
+        if let Some(u) = &self.llm_url {
+            cmd.env("SWITCHBOARD_LLM_BASE_URL", u);
+        }
+        let mut child = cmd.spawn().expect("spawn switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(a) = line.strip_prefix("switchboard listening on ") {
+                    return a.to_owned();
+                }
+            }
+            panic!("switchboard exited before listening");
+        })
+        .await
+        .expect("switchboard did not start within 30 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    /// `kill -9`: no shutdown, no flush beyond what was fsync'd.
+    pub async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill().expect("kill");
+            let _ = c.wait().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.post(self.url(path)).bearer_auth(TOKEN).json(body).send().await.expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn start_run(&self, bundle: &str, input: Value) -> String {
+        let (s, b) = self.post("/api/gateway/runs/start", &json!({"bundle_id": bundle, "input_data": input})).await;
+        assert_eq!(s, 200, "start {bundle}: {b}");
+        b["run_id"].as_str().expect("run_id").to_owned()
+    }
+
+    pub async fn command(&self, id: &str, run: &str, kind: &str, payload: Value) -> (u16, Value) {
+        self.post("/api/gateway/commands", &json!({"command_id": id, "run_id": run, "type": kind, "payload": payload}))
+            .await
+    }
+
+    pub async fn answer(&self, id: &str, run: &str, wait_key: &str, response: Value) -> (u16, Value) {
+        self.command(id, run, "resume", json!({"wait_key": wait_key, "payload": {"response": response}})).await
+    }
+
+    pub async fn run(&self, id: &str) -> Value {
+        let (s, b) = self.get(&format!("/api/gateway/runs/{id}")).await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    /// Polls the summary until `status` (10 s at most).
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.run(id).await;
+            if r["status"] == status {
+                return r;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "run {id} never became {status}: {r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The whole ledger, read page by page.
+    pub async fn ledger(&self, id: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let (s, b) = self.get(&format!("/api/gateway/runs/{id}/ledger?after={after}&limit=50")).await;
+            assert_eq!(s, 200, "{b}");
+            let items = b["items"].as_array().expect("items").clone();
+            if items.is_empty() {
+                return all;
+            }
+            after = b["next_after"].as_u64().expect("next_after");
+            all.extend(items);
+        }
+    }
+
+    /// Reads SSE events from `path` until `stop` says so (or 10 s pass).
+    pub async fn sse(&self, path: &str, last_event_id: Option<u64>, stop: impl Fn(&[Sse]) -> bool) -> Vec<Sse> {
+        use futures::StreamExt;
+        use eventsource_stream::Eventsource;
+        let mut rb = self.http.get(self.url(path)).bearer_auth(TOKEN);
+        if let Some(id) = last_event_id {
+            rb = rb.header("Last-Event-ID", id.to_string());
+        }
+        let resp = rb.send().await.expect("SSE");
+        assert_eq!(resp.status().as_u16(), 200);
+        let mut events = Box::pin(resp.bytes_stream().eventsource());
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(ev)) = events.next().await {
+                if ev.event == "message" && ev.data.is_empty() {
+                    continue; // the initial `retry:` hint
+                }
+                out.push(Sse { id: ev.id, event: ev.event, data: serde_json::from_str(&ev.data).unwrap_or(Value::Null) });
+                if stop(&out) {
+                    break;
+                }
+            }
+        })
+        .await;
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+/// The record of each `step` event.
+pub fn records(events: &[Sse]) -> Vec<Value> {
+    events.iter().filter(|e| e.event == "step").map(|e| e.data["record"].clone()).collect()
+}
