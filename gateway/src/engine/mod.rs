@@ -140,10 +140,15 @@ pub enum Reject {
 }
 
 /// Applies `input` to `state` and runs the flow forward until it blocks or ends.
+///
+/// An effect's result is applied alone (the flow does not move on in the same call): an
+/// effect can finish while its run is paused, and the runner moves the flow on only once
+/// the run is not paused.
 pub fn step(flow: &crate::flows::Flow, state: &mut RunState, ctx: &Ctx, input: Input) -> Result<Transition, Reject> {
     let mut t = Transition::default();
+    let hold = matches!(input, Input::EffectDone { .. });
     let mut m = exec::Machine { flow, state, ctx, t: &mut t };
-    if m.resume(input)? {
+    if m.resume(input)? && !hold {
         m.run();
     }
     Ok(t)

@@ -1,6 +1,6 @@
 //! A loopback server speaking OpenAI's chat-completions format (JSON and streaming SSE).
 //! It replies `echo: <last user message>`; a message containing FAIL gets a 500 with an
-//! OpenAI error body; FLAKY fails the first attempt of each idempotency key.
+//! OpenAI error body; SLOW answers after 1.5 s; FLAKY fails the first attempt of each idempotency key.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,9 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
         .to_owned();
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let flaky_first = last.contains("FLAKY") && f.seen_keys.lock().expect("lock").insert(key.rsplit_once(':').map(|k| k.0.to_owned()).unwrap_or(key));
+    if last.contains("SLOW") {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
     if last.contains("FAIL") || flaky_first {
         let err = json!({"error": {"message": "the fake model is overloaded", "type": "server_error"}});
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(err)).into_response();

@@ -1,0 +1,190 @@
+//! Commands: idempotency, refusals with reasons, pause/resume/cancel in every live state,
+//! cascades, events, and each command's fate.
+
+mod common;
+
+use common::spawn_app;
+use serde_json::json;
+
+#[tokio::test]
+async fn same_command_twice_is_a_duplicate_applied_once() {
+    let app = spawn_app().await;
+    let run = app.start_run("ask", json!({})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let key = s["waiting"]["wait_key"].as_str().unwrap();
+    let (s1, b1) = app.answer("dup-1", &run, key, json!("once")).await;
+    let (s2, b2) = app.answer("dup-1", &run, key, json!("once")).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(b1["duplicate"], false);
+    assert_eq!(b2["duplicate"], true);
+    assert_eq!(b1["seq"], b2["seq"]);
+    app.wait_for_status(&run, "completed").await;
+    let answers = app.ledger(&run).await.into_iter().filter(|r| r["step_id"] == key && r["status"] == "completed").count();
+    assert_eq!(answers, 1);
+    let (st, c) = app.get("/api/gateway/commands/dup-1").await;
+    assert_eq!(st, 200);
+    assert_eq!(c["status"], "applied");
+}
+
+#[tokio::test]
+async fn same_command_id_with_another_payload_is_a_conflict() {
+    let app = spawn_app().await;
+    let run = app.start_run("ask", json!({})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let key = s["waiting"]["wait_key"].as_str().unwrap();
+    app.answer("c-x", &run, key, json!("a")).await;
+    let (st, b) = app.answer("c-x", &run, key, json!("b")).await;
+    assert_eq!(st, 409, "{b}");
+    assert_eq!(b["error"]["code"], "conflict");
+    assert!(b["error"]["message"].as_str().unwrap().contains("c-x"));
+}
+
+#[tokio::test]
+async fn command_for_an_unknown_run_is_not_found_and_not_stored() {
+    let app = spawn_app().await;
+    let (st, b) = app.command("c-404", "no-such-run", "pause", json!({})).await;
+    assert_eq!(st, 404, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("no-such-run"));
+    let (st, _) = app.get("/api/gateway/commands/c-404").await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn stale_wait_key_is_a_conflict_naming_the_current_one() {
+    let app = spawn_app().await;
+    let run = app.start_run("ask", json!({})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let key = s["waiting"]["wait_key"].as_str().unwrap();
+    let (st, b) = app.answer("c-stale", &run, "question.0", json!("x")).await;
+    assert_eq!(st, 409, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains(key), "{b}");
+    app.answer("c-ok", &run, key, json!("x")).await;
+    app.wait_for_status(&run, "completed").await;
+    let (st, b) = app.answer("c-late", &run, key, json!("y")).await;
+    assert_eq!(st, 409, "answer after completion: {b}");
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_a_choice_is_refused_with_the_choices() {
+    let app = spawn_app().await;
+    let run = app.start_run("approval", json!({})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let (st, b) = app.answer("c-bad", &run, s["waiting"]["wait_key"].as_str().unwrap(), json!("maybe")).await;
+    assert_eq!(st, 400, "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("approve") && msg.contains("reject"), "{msg}");
+}
+
+#[tokio::test]
+async fn pause_resume_and_cancel_from_waiting_and_paused() {
+    let app = spawn_app().await;
+    let run = app.start_run("approval", json!({})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    assert_eq!(app.command("p1", &run, "pause", json!({})).await.0, 200);
+    assert_eq!(app.run(&run).await["status"], "paused");
+    assert_eq!(app.command("p2", &run, "pause", json!({})).await.0, 409, "already paused");
+    // An answer to a paused run is recorded and takes effect on resume.
+    assert_eq!(app.answer("a1", &run, &key, json!("approve")).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(app.run(&run).await["status"], "paused");
+    assert_eq!(app.get("/api/gateway/commands/a1").await.1["status"], "pending");
+    assert_eq!(app.command("r1", &run, "resume", json!({})).await.0, 200);
+    let done = app.wait_for_status(&run, "completed").await;
+    assert_eq!(done["output"], json!({"decision": "approve"}));
+    assert_eq!(app.get("/api/gateway/commands/a1").await.1["status"], "applied");
+    assert_eq!(app.command("r2", &run, "resume", json!({})).await.0, 409, "not paused");
+    assert_eq!(app.command("x1", &run, "cancel", json!({})).await.0, 409, "already completed");
+
+    let run2 = app.start_run("ask", json!({})).await;
+    app.wait_for_status(&run2, "waiting").await;
+    app.command("p3", &run2, "pause", json!({})).await;
+    assert_eq!(app.command("x2", &run2, "cancel", json!({})).await.0, 200);
+    let c = app.run(&run2).await;
+    assert_eq!(c["status"], "cancelled");
+    let last = app.ledger(&run2).await.pop().unwrap();
+    assert_eq!((last["status"].as_str(), last["step_id"].as_str()), (Some("cancelled"), Some("run")));
+    assert_eq!(last["actor"]["kind"], "client");
+}
+
+#[tokio::test]
+async fn a_due_timer_does_not_move_a_paused_run() {
+    let app = spawn_app().await;
+    let run = app.start_run("tick", json!({})).await; // waits on a 2 s timer
+    app.wait_for_status(&run, "waiting").await;
+    app.command("p", &run, "pause", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(app.run(&run).await["status"], "paused");
+    app.command("r", &run, "resume", json!({})).await;
+    app.wait_for_status(&run, "completed").await;
+}
+
+#[tokio::test]
+async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
+    let (url, _fake) = common::llm_fake::start().await;
+    let app = common::spawn_with(common::Opts { llm_url: Some(url) }).await;
+    // Paused mid-call: the reply is recorded, the run stays paused until resumed.
+    let run = app.start_run("slowllm", json!({"text": "SLOW one"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.run(&run).await["status"], "running");
+    assert_eq!(app.command("p", &run, "pause", json!({})).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert_eq!(app.run(&run).await["status"], "paused");
+    assert!(app.ledger(&run).await.iter().any(|r| r["step_id"] == "r.1" && r["status"] == "completed"));
+    app.command("r", &run, "resume", json!({})).await;
+    assert_eq!(app.wait_for_status(&run, "completed").await["output"], "echo: SLOW one");
+
+    // Cancelled mid-call: the call is abandoned and nothing follows the cancellation.
+    let run = app.start_run("slowllm", json!({"text": "SLOW two"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.command("x", &run, "cancel", json!({})).await.0, 200);
+    assert_eq!(app.run(&run).await["status"], "cancelled");
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    let last = app.ledger(&run).await.pop().unwrap();
+    assert_eq!(last["status"], "cancelled");
+    assert_eq!(app.run(&run).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn cancelling_a_parent_cancels_its_children() {
+    let app = spawn_app().await;
+    let parent = app.start_run("parent", json!({})).await;
+    let s = app.wait_for_status(&parent, "waiting").await;
+    let child = s["waiting"]["child_run_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&child, "waiting").await;
+    assert_eq!(app.command("cx", &parent, "cancel", json!({})).await.0, 200);
+    assert_eq!(app.run(&parent).await["status"], "cancelled");
+    let c = app.run(&child).await;
+    assert_eq!(c["status"], "cancelled");
+    assert!(c["error"].as_str().unwrap().contains(&parent));
+}
+
+#[tokio::test]
+async fn emit_event_wakes_a_run_waiting_on_it() {
+    let app = spawn_app().await;
+    let w = app.start_run("waiter", json!({})).await;
+    let s = app.wait_for_status(&w, "waiting").await;
+    assert_eq!(s["waiting"]["reason"], "event");
+    let other = app.start_run("ask", json!({})).await;
+    app.wait_for_status(&other, "waiting").await;
+    let (st, b) = app
+        .command("ev1", &other, "emit_event", json!({"name": "go", "scope": "global", "payload": {"n": 7}}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let done = app.wait_for_status(&w, "completed").await;
+    assert_eq!(done["output"], json!({"n": 7}));
+    let (_, c) = app.get("/api/gateway/commands/ev1").await;
+    assert_eq!(c["result"]["delivered"], 1);
+    let (st, b) = app.command("ev2", &other, "emit_event", json!({})).await;
+    assert_eq!(st, 400);
+    assert!(b["error"]["message"].as_str().unwrap().contains("payload.name"));
+}
+
+#[tokio::test]
+async fn unknown_command_type_names_the_valid_ones() {
+    let app = spawn_app().await;
+    let run = app.start_run("ask", json!({})).await;
+    let (st, b) = app.command("u1", &run, "explode", json!({})).await;
+    assert_eq!(st, 400);
+    assert!(b["error"]["message"].as_str().unwrap().contains("pause"));
+}
