@@ -1,0 +1,141 @@
+//! Bad input gets the right 4xx with a message naming what is wrong, and nothing is stored.
+
+mod common;
+
+use common::{TOKEN, spawn_app};
+use serde_json::{Value, json};
+
+async fn run_count(app: &common::TestApp) -> usize {
+    app.get("/api/gateway/runs?limit=1000").await.1["items"].as_array().unwrap().len()
+}
+
+async fn raw(app: &common::TestApp, path: &str, body: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_with_the_position() {
+    let app = spawn_app().await;
+    let (st, b) = raw(&app, "/api/gateway/runs/start", "{\"bundle_id\": \"echo\",").await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["error"]["code"], "invalid_json");
+    assert!(b["error"]["message"].as_str().unwrap().contains("line 1"), "{b}");
+    let (st, b) = raw(&app, "/api/gateway/commands", "[]").await;
+    assert_eq!(st, 400, "a JSON array is not a command: {b}");
+    assert_eq!(run_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_and_missing_fields_are_named() {
+    let app = spawn_app().await;
+    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "echo", "inputs": {}})).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("inputs"), "{b}");
+    let (st, b) = app.post("/api/gateway/commands", &json!({"run_id": "x", "type": "pause"})).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("command_id"), "{b}");
+    let (st, b) = app.get("/api/gateway/runs?status=sleeping").await;
+    assert_eq!(st, 400);
+    assert!(b["error"]["message"].as_str().unwrap().contains("sleeping"));
+    assert_eq!(run_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn unknown_flow_is_404_and_bad_input_is_400() {
+    let app = spawn_app().await;
+    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "nope"})).await;
+    assert_eq!(st, 404);
+    assert!(b["error"]["message"].as_str().unwrap().contains("nope"));
+    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "typed", "input_data": {"n": 0}})).await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["error"]["code"], "invalid_input");
+    assert!(b["error"]["message"].as_str().unwrap().contains("input_data/n"), "{b}");
+    let (st, _) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "typed", "input_data": {}})).await;
+    assert_eq!(st, 400);
+    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "echo", "notify": ["pigeon:42"]})).await;
+    assert_eq!(st, 400);
+    assert!(b["error"]["message"].as_str().unwrap().contains("pigeon"));
+    assert_eq!(run_count(&app).await, 0);
+    let run = app.start_run("typed", json!({"n": 3})).await;
+    assert_eq!(app.wait_for_status(&run, "completed").await["output"], 3);
+}
+
+#[tokio::test]
+async fn broken_yaml_upload_reports_line_and_column_and_changes_nothing() {
+    let app = spawn_app().await;
+    let before = app.get("/api/gateway/bundles").await.1;
+    let src = "name: Broken\nsteps:\n  - say: hi\n  - sya: typo\n";
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::text(src).file_name("echo.yaml"));
+    let r = app.http.post(app.url("/api/gateway/bundles/upload")).bearer_auth(TOKEN).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "invalid_flow");
+    assert_eq!((b["error"]["line"].as_u64(), b["error"]["column"].as_u64()), (Some(4), Some(5)), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("echo.yaml:4:5"), "{b}");
+    assert_eq!(app.get("/api/gateway/bundles").await.1, before);
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let r = app.http.post(app.url("/api/gateway/bundles/upload")).bearer_auth(TOKEN).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn missing_or_wrong_token_is_401_but_health_is_open() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/api/gateway/runs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let b: Value = r.json().await.unwrap();
+    assert!(b["error"]["message"].as_str().unwrap().contains("Bearer"));
+    let r = app.http.get(app.url("/api/gateway/runs")).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app.http.post(app.url("/api/gateway/runs/start")).json(&json!({"bundle_id": "echo"})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app.http.get(app.url("/api/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(run_count(&app).await, 0);
+    let (st, b) = app.get("/api/gateway/nothing-here").await;
+    assert_eq!((st, b["error"]["code"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn the_generated_token_is_private_and_printed_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let (tok, generated) = gateway::app::admin_token(&dir_created(&dir), None).unwrap();
+    assert!(generated && tok.len() > 40);
+    let (again, generated) = gateway::app::admin_token(&dir, None).unwrap();
+    assert_eq!((again.as_str(), generated), (tok.as_str(), false));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("token")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+fn dir_created(d: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(d).unwrap();
+    d.to_owned()
+}
+
+#[tokio::test]
+async fn flows_check_prints_file_line_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("bad.yaml");
+    std::fs::write(&f, "steps:\n  - ask: ok?\n    choices: []\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")).arg("flows").arg("check").arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.yaml:3:5") && text.contains("choices"), "{text}");
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../flows/approval.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")).args(["flows", "check", good]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
