@@ -26,22 +26,39 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
     let registry = load_flows(&store, &cfg.flows_dir).await?;
     let (token, generated) = admin_token(&cfg.data_dir, cfg.auth_token.as_deref())?;
-    let http = reqwest::Client::builder().build().context("cannot build the HTTP client")?;
-    let runner = Runner::new(store.clone(), registry.clone(), Llm::new(cfg.llm.clone(), http.clone()), http);
+    let http = reqwest::Client::builder()
+        .build()
+        .context("cannot build the HTTP client")?;
+    let runner = Runner::new(
+        store.clone(),
+        registry.clone(),
+        Llm::new(cfg.llm.clone(), http.clone()),
+        http,
+    );
     let resumed = runner.start().await.context("cannot start the runner")?;
-    let state = AppState { store, registry: registry.clone(), runner: Some(runner), started };
+    let state = AppState {
+        store,
+        registry: registry.clone(),
+        runner: Some(runner),
+        started,
+    };
     let app = http::router(state, Arc::new(Auth::new(&token)));
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listener.local_addr()?;
     if generated {
-        println!("generated an admin token (saved in {}, mode 0600):", cfg.data_dir.join(TOKEN_FILE).display());
+        println!(
+            "generated an admin token (saved in {}, mode 0600):",
+            cfg.data_dir.join(TOKEN_FILE).display()
+        );
         println!("  {token}");
     }
     println!("switchboard listening on http://{addr}");
     tracing::info!(%addr, flows = registry.list().len(), resumed, "switchboard serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
     tracing::info!("switchboard stopped");
     Ok(())
 }

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "Durable AI workflow gateway with multi-channel clients")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Durable AI workflow gateway with multi-channel clients"
+)]
 pub struct Cli {
     /// TOML config file (keys: host, port, data_dir, flows_dir, auth_token, log_format, [llm] base_url/api_key/model).
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
@@ -170,7 +174,9 @@ impl ServeConfig {
         let ip: Option<IpAddr> = match host.parse() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                problems.push(format!("host `{host}` is not an IP address (use 127.0.0.1, 0.0.0.0 or ::1)"));
+                problems.push(format!(
+                    "host `{host}` is not an IP address (use 127.0.0.1, 0.0.0.0 or ::1)"
+                ));
                 None
             }
         };
@@ -197,22 +203,33 @@ impl ServeConfig {
             }
         };
         let llm = crate::llm::LlmConfig {
-            base_url: args.llm_base_url.or(f.llm.base_url).filter(|s| !s.is_empty()),
+            base_url: args
+                .llm_base_url
+                .or(f.llm.base_url)
+                .filter(|s| !s.is_empty()),
             api_key: args.llm_api_key.or(f.llm.api_key).filter(|s| !s.is_empty()),
             model: args.llm_model.or(f.llm.model).filter(|s| !s.is_empty()),
         };
         if let Some(u) = &llm.base_url
             && url::Url::parse(u).is_err()
         {
-            problems.push(format!("SWITCHBOARD_LLM_BASE_URL `{u}` is not a URL (e.g. http://127.0.0.1:11434/v1)"));
+            problems.push(format!(
+                "SWITCHBOARD_LLM_BASE_URL `{u}` is not a URL (e.g. http://127.0.0.1:11434/v1)"
+            ));
         }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
         Ok(Self {
             addr: SocketAddr::new(ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port),
-            data_dir: args.data_dir.or(f.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-            flows_dir: args.flows_dir.or(f.flows_dir).unwrap_or_else(|| "flows".into()),
+            data_dir: args
+                .data_dir
+                .or(f.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            flows_dir: args
+                .flows_dir
+                .or(f.flows_dir)
+                .unwrap_or_else(|| "flows".into()),
             auth_token,
             log_format,
             llm,
@@ -226,7 +243,10 @@ mod tests {
 
     #[test]
     fn non_loopback_without_token_is_refused() {
-        let args = ServeArgs { host: Some("0.0.0.0".into()), ..Default::default() };
+        let args = ServeArgs {
+            host: Some("0.0.0.0".into()),
+            ..Default::default()
+        };
         let e = ServeConfig::resolve(args, None).unwrap_err();
         assert!(e.to_string().contains("SWITCHBOARD_AUTH_TOKEN"), "{e}");
     }

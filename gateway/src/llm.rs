@@ -18,7 +18,9 @@ pub struct LlmConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
-    #[error("no LLM provider configured: set SWITCHBOARD_LLM_BASE_URL (and SWITCHBOARD_LLM_MODEL, SWITCHBOARD_LLM_API_KEY if needed)")]
+    #[error(
+        "no LLM provider configured: set SWITCHBOARD_LLM_BASE_URL (and SWITCHBOARD_LLM_MODEL, SWITCHBOARD_LLM_API_KEY if needed)"
+    )]
     NotConfigured,
     #[error("no LLM model: set SWITCHBOARD_LLM_MODEL or `model:` in the llm step")]
     NoModel,
@@ -50,9 +52,20 @@ impl Llm {
     }
 
     /// Sends a streamed chat completion; `on_delta` sees each piece of text as it arrives.
-    pub async fn chat(&self, req: Request<'_>, mut on_delta: impl FnMut(&str)) -> Result<String, LlmError> {
-        let base = self.cfg.base_url.as_deref().ok_or(LlmError::NotConfigured)?;
-        let model = req.model.or(self.cfg.model.as_deref()).ok_or(LlmError::NoModel)?;
+    pub async fn chat(
+        &self,
+        req: Request<'_>,
+        mut on_delta: impl FnMut(&str),
+    ) -> Result<String, LlmError> {
+        let base = self
+            .cfg
+            .base_url
+            .as_deref()
+            .ok_or(LlmError::NotConfigured)?;
+        let model = req
+            .model
+            .or(self.cfg.model.as_deref())
+            .ok_or(LlmError::NoModel)?;
         let mut body = json!({"model": model, "messages": req.messages, "stream": true});
         if let Some(t) = req.temperature {
             body["temperature"] = json!(t);
@@ -61,19 +74,33 @@ impl Llm {
             body["max_tokens"] = json!(m);
         }
         let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-        let mut rb = self.http.post(url).json(&body).header("Idempotency-Key", req.idempotency_key);
+        let mut rb = self
+            .http
+            .post(url)
+            .json(&body)
+            .header("Idempotency-Key", req.idempotency_key);
         if let Some(k) = &self.cfg.api_key {
             rb = rb.bearer_auth(k);
         }
-        let resp = rb.send().await.map_err(|e| LlmError::Transport(e.to_string()))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| LlmError::Transport(e.to_string()))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             let message = serde_json::from_str::<Value>(&text)
                 .ok()
-                .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .unwrap_or(text);
-            return Err(LlmError::Status { status: status.as_u16(), message });
+            return Err(LlmError::Status {
+                status: status.as_u16(),
+                message,
+            });
         }
         let is_sse = resp
             .headers()
@@ -81,7 +108,10 @@ impl Llm {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
-            let v: Value = resp.json().await.map_err(|e| LlmError::Format(e.to_string()))?;
+            let v: Value = resp
+                .json()
+                .await
+                .map_err(|e| LlmError::Format(e.to_string()))?;
             let text = v
                 .pointer("/choices/0/message/content")
                 .and_then(Value::as_str)
@@ -93,7 +123,10 @@ impl Llm {
     }
 }
 
-async fn read_stream(resp: reqwest::Response, on_delta: &mut impl FnMut(&str)) -> Result<String, LlmError> {
+async fn read_stream(
+    resp: reqwest::Response,
+    on_delta: &mut impl FnMut(&str),
+) -> Result<String, LlmError> {
     use eventsource_stream::Eventsource;
     let mut events = Box::pin(resp.bytes_stream().eventsource());
     let mut text = String::new();
@@ -102,11 +135,17 @@ async fn read_stream(resp: reqwest::Response, on_delta: &mut impl FnMut(&str)) -
         if ev.data.trim() == "[DONE]" {
             return Ok(text);
         }
-        let chunk: Value = serde_json::from_str(&ev.data).map_err(|e| LlmError::Format(e.to_string()))?;
+        let chunk: Value =
+            serde_json::from_str(&ev.data).map_err(|e| LlmError::Format(e.to_string()))?;
         if let Some(msg) = chunk.pointer("/error/message").and_then(Value::as_str) {
-            return Err(LlmError::Status { status: 200, message: msg.to_owned() });
+            return Err(LlmError::Status {
+                status: 200,
+                message: msg.to_owned(),
+            });
         }
-        if let Some(d) = chunk.pointer("/choices/0/delta/content").and_then(Value::as_str)
+        if let Some(d) = chunk
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
             && !d.is_empty()
         {
             on_delta(d);

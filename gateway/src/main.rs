@@ -25,7 +25,9 @@ async fn main() -> std::process::ExitCode {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
@@ -40,23 +42,51 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             gateway::app::serve(cfg).await?;
         }
         Command::Flows(FlowsCommand::Check { files }) => return Ok(check_flows(&files)),
-        Command::Runs { client, status, limit } => {
+        Command::Runs {
+            client,
+            status,
+            limit,
+        } => {
             let c = client_for(&client)?;
-            let status = status.as_deref().map(|s| RunStatus::parse(s).context("unknown status")).transpose()?;
+            let status = status
+                .as_deref()
+                .map(|s| RunStatus::parse(s).context("unknown status"))
+                .transpose()?;
             let list = c.runs(status, limit, 0).await?;
             for r in list.items {
-                let what = r.waiting.as_ref().and_then(|w| w.prompt.clone()).unwrap_or_default();
-                println!("{}  {:<9}  {:<12} {}  {}", r.run_id, r.status.as_str(), r.bundle_id, r.created_at, what);
+                let what = r
+                    .waiting
+                    .as_ref()
+                    .and_then(|w| w.prompt.clone())
+                    .unwrap_or_default();
+                println!(
+                    "{}  {:<9}  {:<12} {}  {}",
+                    r.run_id,
+                    r.status.as_str(),
+                    r.bundle_id,
+                    r.created_at,
+                    what
+                );
             }
         }
-        Command::Start { client, flow, input, session } => {
+        Command::Start {
+            client,
+            flow,
+            input,
+            session,
+        } => {
             let c = client_for(&client)?;
             let input_data = match input {
                 Some(s) => serde_json::from_str(&s).context("--input is not JSON")?,
                 None => serde_json::json!({}),
             };
             let r = c
-                .start_run(&StartRunRequest { bundle_id: flow, input_data, session_id: session, ..Default::default() })
+                .start_run(&StartRunRequest {
+                    bundle_id: flow,
+                    input_data,
+                    session_id: session,
+                    ..Default::default()
+                })
                 .await?;
             println!("{}", r.run_id);
         }
@@ -87,24 +117,41 @@ fn check_flows(files: &[std::path::PathBuf]) -> std::process::ExitCode {
     let mut bad = 0;
     for f in files {
         match registry::compile_file(f) {
-            Ok(flow) => println!("{}: ok ({} steps, {})", f.display(), flow.steps().count(), &flow.hash[..12]),
+            Ok(flow) => println!(
+                "{}: ok ({} steps, {})",
+                f.display(),
+                flow.steps().count(),
+                &flow.hash[..12]
+            ),
             Err(e) => {
                 bad += 1;
                 println!("{e}");
             }
         }
     }
-    if bad == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+    if bad == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }
 
 fn client_for(a: &ClientArgs) -> anyhow::Result<Client> {
     let token = match &a.token {
         Some(t) => t.clone(),
         None => {
-            let dir = a.data_dir.clone().unwrap_or_else(|| gateway::config::DEFAULT_DATA_DIR.into());
+            let dir = a
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| gateway::config::DEFAULT_DATA_DIR.into());
             let path = dir.join(gateway::app::TOKEN_FILE);
             std::fs::read_to_string(&path)
-                .with_context(|| format!("no token: pass --token or SWITCHBOARD_TOKEN (or run next to {})", path.display()))?
+                .with_context(|| {
+                    format!(
+                        "no token: pass --token or SWITCHBOARD_TOKEN (or run next to {})",
+                        path.display()
+                    )
+                })?
                 .trim()
                 .to_owned()
         }
@@ -129,7 +176,15 @@ async fn tail(c: &Client, run: &str, after: u64) -> anyhow::Result<()> {
                     .clone()
                     .or_else(|| r.effect.as_ref().map(|e| e.payload.to_string()))
                     .unwrap_or_default();
-                writeln!(out, "#{:<4} {:<10} {:<20} {:<12} {}", r.seq, format!("{:?}", r.status).to_lowercase(), r.step_id, r.effect_kind(), detail)?;
+                writeln!(
+                    out,
+                    "#{:<4} {:<10} {:<20} {:<12} {}",
+                    r.seq,
+                    format!("{:?}", r.status).to_lowercase(),
+                    r.step_id,
+                    r.effect_kind(),
+                    detail
+                )?;
             }
             StreamItem::Delta(d) => {
                 streaming = true;

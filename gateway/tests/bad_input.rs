@@ -6,7 +6,10 @@ use common::{TOKEN, spawn_app};
 use serde_json::{Value, json};
 
 async fn run_count(app: &common::TestApp) -> usize {
-    app.get("/api/gateway/runs?limit=1000").await.1["items"].as_array().unwrap().len()
+    app.get("/api/gateway/runs?limit=1000").await.1["items"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 async fn raw(app: &common::TestApp, path: &str, body: &str) -> (u16, Value) {
@@ -28,7 +31,10 @@ async fn malformed_json_is_a_400_with_the_position() {
     let (st, b) = raw(&app, "/api/gateway/runs/start", "{\"bundle_id\": \"echo\",").await;
     assert_eq!(st, 400, "{b}");
     assert_eq!(b["error"]["code"], "invalid_json");
-    assert!(b["error"]["message"].as_str().unwrap().contains("line 1"), "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("line 1"),
+        "{b}"
+    );
     let (st, b) = raw(&app, "/api/gateway/commands", "[]").await;
     assert_eq!(st, 400, "a JSON array is not a command: {b}");
     assert_eq!(run_count(&app).await, 0);
@@ -37,12 +43,31 @@ async fn malformed_json_is_a_400_with_the_position() {
 #[tokio::test]
 async fn unknown_and_missing_fields_are_named() {
     let app = spawn_app().await;
-    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "echo", "inputs": {}})).await;
+    let (st, b) = app
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "echo", "inputs": {}}),
+        )
+        .await;
     assert_eq!(st, 400, "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("inputs"), "{b}");
-    let (st, b) = app.post("/api/gateway/commands", &json!({"run_id": "x", "type": "pause"})).await;
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("inputs"),
+        "{b}"
+    );
+    let (st, b) = app
+        .post(
+            "/api/gateway/commands",
+            &json!({"run_id": "x", "type": "pause"}),
+        )
+        .await;
     assert_eq!(st, 400, "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("command_id"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("command_id"),
+        "{b}"
+    );
     let (st, b) = app.get("/api/gateway/runs?status=sleeping").await;
     assert_eq!(st, 400);
     assert!(b["error"]["message"].as_str().unwrap().contains("sleeping"));
@@ -52,16 +77,39 @@ async fn unknown_and_missing_fields_are_named() {
 #[tokio::test]
 async fn unknown_flow_is_404_and_bad_input_is_400() {
     let app = spawn_app().await;
-    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "nope"})).await;
+    let (st, b) = app
+        .post("/api/gateway/runs/start", &json!({"bundle_id": "nope"}))
+        .await;
     assert_eq!(st, 404);
     assert!(b["error"]["message"].as_str().unwrap().contains("nope"));
-    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "typed", "input_data": {"n": 0}})).await;
+    let (st, b) = app
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "typed", "input_data": {"n": 0}}),
+        )
+        .await;
     assert_eq!(st, 400, "{b}");
     assert_eq!(b["error"]["code"], "invalid_input");
-    assert!(b["error"]["message"].as_str().unwrap().contains("input_data/n"), "{b}");
-    let (st, _) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "typed", "input_data": {}})).await;
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input_data/n"),
+        "{b}"
+    );
+    let (st, _) = app
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "typed", "input_data": {}}),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (st, b) = app.post("/api/gateway/runs/start", &json!({"bundle_id": "echo", "notify": ["pigeon:42"]})).await;
+    let (st, b) = app
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "echo", "notify": ["pigeon:42"]}),
+        )
+        .await;
     assert_eq!(st, 400);
     assert!(b["error"]["message"].as_str().unwrap().contains("pigeon"));
     assert_eq!(run_count(&app).await, 0);
@@ -74,29 +122,73 @@ async fn broken_yaml_upload_reports_line_and_column_and_changes_nothing() {
     let app = spawn_app().await;
     let before = app.get("/api/gateway/bundles").await.1;
     let src = "name: Broken\nsteps:\n  - say: hi\n  - sya: typo\n";
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::text(src).file_name("echo.yaml"));
-    let r = app.http.post(app.url("/api/gateway/bundles/upload")).bearer_auth(TOKEN).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text(src).file_name("echo.yaml"),
+    );
+    let r = app
+        .http
+        .post(app.url("/api/gateway/bundles/upload"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "invalid_flow");
-    assert_eq!((b["error"]["line"].as_u64(), b["error"]["column"].as_u64()), (Some(4), Some(5)), "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("echo.yaml:4:5"), "{b}");
+    assert_eq!(
+        (b["error"]["line"].as_u64(), b["error"]["column"].as_u64()),
+        (Some(4), Some(5)),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("echo.yaml:4:5"),
+        "{b}"
+    );
     assert_eq!(app.get("/api/gateway/bundles").await.1, before);
     let form = reqwest::multipart::Form::new().text("other", "x");
-    let r = app.http.post(app.url("/api/gateway/bundles/upload")).bearer_auth(TOKEN).multipart(form).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/gateway/bundles/upload"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }
 
 #[tokio::test]
 async fn missing_or_wrong_token_is_401_but_health_is_open() {
     let app = spawn_app().await;
-    let r = app.http.get(app.url("/api/gateway/runs")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/gateway/runs"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let b: Value = r.json().await.unwrap();
     assert!(b["error"]["message"].as_str().unwrap().contains("Bearer"));
-    let r = app.http.get(app.url("/api/gateway/runs")).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/api/gateway/runs"))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.http.post(app.url("/api/gateway/runs/start")).json(&json!({"bundle_id": "echo"})).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/gateway/runs/start"))
+        .json(&json!({"bundle_id": "echo"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = app.http.get(app.url("/api/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -116,7 +208,10 @@ async fn the_generated_token_is_private_and_printed_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -131,11 +226,26 @@ async fn flows_check_prints_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("bad.yaml");
     std::fs::write(&f, "steps:\n  - ask: ok?\n    choices: []\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")).arg("flows").arg("check").arg(&f).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("flows")
+        .arg("check")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("bad.yaml:3:5") && text.contains("choices"), "{text}");
+    assert!(
+        text.contains("bad.yaml:3:5") && text.contains("choices"),
+        "{text}"
+    );
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../flows/approval.yaml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")).args(["flows", "check", good]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["flows", "check", good])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

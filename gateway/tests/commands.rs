@@ -19,7 +19,12 @@ async fn same_command_twice_is_a_duplicate_applied_once() {
     assert_eq!(b2["duplicate"], true);
     assert_eq!(b1["seq"], b2["seq"]);
     app.wait_for_status(&run, "completed").await;
-    let answers = app.ledger(&run).await.into_iter().filter(|r| r["step_id"] == key && r["status"] == "completed").count();
+    let answers = app
+        .ledger(&run)
+        .await
+        .into_iter()
+        .filter(|r| r["step_id"] == key && r["status"] == "completed")
+        .count();
     assert_eq!(answers, 1);
     let (st, c) = app.get("/api/gateway/commands/dup-1").await;
     assert_eq!(st, 200);
@@ -42,9 +47,16 @@ async fn same_command_id_with_another_payload_is_a_conflict() {
 #[tokio::test]
 async fn command_for_an_unknown_run_is_not_found_and_not_stored() {
     let app = spawn_app().await;
-    let (st, b) = app.command("c-404", "no-such-run", "pause", json!({})).await;
+    let (st, b) = app
+        .command("c-404", "no-such-run", "pause", json!({}))
+        .await;
     assert_eq!(st, 404, "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains("no-such-run"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-run")
+    );
     let (st, _) = app.get("/api/gateway/commands/c-404").await;
     assert_eq!(st, 404);
 }
@@ -69,7 +81,14 @@ async fn an_answer_that_is_not_a_choice_is_refused_with_the_choices() {
     let app = spawn_app().await;
     let run = app.start_run("approval", json!({})).await;
     let s = app.wait_for_status(&run, "waiting").await;
-    let (st, b) = app.answer("c-bad", &run, s["waiting"]["wait_key"].as_str().unwrap(), json!("maybe")).await;
+    let (st, b) = app
+        .answer(
+            "c-bad",
+            &run,
+            s["waiting"]["wait_key"].as_str().unwrap(),
+            json!("maybe"),
+        )
+        .await;
     assert_eq!(st, 400, "{b}");
     let msg = b["error"]["message"].as_str().unwrap();
     assert!(msg.contains("approve") && msg.contains("reject"), "{msg}");
@@ -83,18 +102,36 @@ async fn pause_resume_and_cancel_from_waiting_and_paused() {
     let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
     assert_eq!(app.command("p1", &run, "pause", json!({})).await.0, 200);
     assert_eq!(app.run(&run).await["status"], "paused");
-    assert_eq!(app.command("p2", &run, "pause", json!({})).await.0, 409, "already paused");
+    assert_eq!(
+        app.command("p2", &run, "pause", json!({})).await.0,
+        409,
+        "already paused"
+    );
     // An answer to a paused run is recorded and takes effect on resume.
     assert_eq!(app.answer("a1", &run, &key, json!("approve")).await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(app.run(&run).await["status"], "paused");
-    assert_eq!(app.get("/api/gateway/commands/a1").await.1["status"], "pending");
+    assert_eq!(
+        app.get("/api/gateway/commands/a1").await.1["status"],
+        "pending"
+    );
     assert_eq!(app.command("r1", &run, "resume", json!({})).await.0, 200);
     let done = app.wait_for_status(&run, "completed").await;
     assert_eq!(done["output"], json!({"decision": "approve"}));
-    assert_eq!(app.get("/api/gateway/commands/a1").await.1["status"], "applied");
-    assert_eq!(app.command("r2", &run, "resume", json!({})).await.0, 409, "not paused");
-    assert_eq!(app.command("x1", &run, "cancel", json!({})).await.0, 409, "already completed");
+    assert_eq!(
+        app.get("/api/gateway/commands/a1").await.1["status"],
+        "applied"
+    );
+    assert_eq!(
+        app.command("r2", &run, "resume", json!({})).await.0,
+        409,
+        "not paused"
+    );
+    assert_eq!(
+        app.command("x1", &run, "cancel", json!({})).await.0,
+        409,
+        "already completed"
+    );
 
     let run2 = app.start_run("ask", json!({})).await;
     app.wait_for_status(&run2, "waiting").await;
@@ -103,7 +140,10 @@ async fn pause_resume_and_cancel_from_waiting_and_paused() {
     let c = app.run(&run2).await;
     assert_eq!(c["status"], "cancelled");
     let last = app.ledger(&run2).await.pop().unwrap();
-    assert_eq!((last["status"].as_str(), last["step_id"].as_str()), (Some("cancelled"), Some("run")));
+    assert_eq!(
+        (last["status"].as_str(), last["step_id"].as_str()),
+        (Some("cancelled"), Some("run"))
+    );
     assert_eq!(last["actor"]["kind"], "client");
 }
 
@@ -130,9 +170,17 @@ async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
     assert_eq!(app.command("p", &run, "pause", json!({})).await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
     assert_eq!(app.run(&run).await["status"], "paused");
-    assert!(app.ledger(&run).await.iter().any(|r| r["step_id"] == "r.1" && r["status"] == "completed"));
+    assert!(
+        app.ledger(&run)
+            .await
+            .iter()
+            .any(|r| r["step_id"] == "r.1" && r["status"] == "completed")
+    );
     app.command("r", &run, "resume", json!({})).await;
-    assert_eq!(app.wait_for_status(&run, "completed").await["output"], "echo: SLOW one");
+    assert_eq!(
+        app.wait_for_status(&run, "completed").await["output"],
+        "echo: SLOW one"
+    );
 
     // Cancelled mid-call: the call is abandoned and nothing follows the cancellation.
     let run = app.start_run("slowllm", json!({"text": "SLOW two"})).await;
@@ -168,7 +216,12 @@ async fn emit_event_wakes_a_run_waiting_on_it() {
     let other = app.start_run("ask", json!({})).await;
     app.wait_for_status(&other, "waiting").await;
     let (st, b) = app
-        .command("ev1", &other, "emit_event", json!({"name": "go", "scope": "global", "payload": {"n": 7}}))
+        .command(
+            "ev1",
+            &other,
+            "emit_event",
+            json!({"name": "go", "scope": "global", "payload": {"n": 7}}),
+        )
         .await;
     assert_eq!(st, 200, "{b}");
     let done = app.wait_for_status(&w, "completed").await;
@@ -177,7 +230,12 @@ async fn emit_event_wakes_a_run_waiting_on_it() {
     assert_eq!(c["result"]["delivered"], 1);
     let (st, b) = app.command("ev2", &other, "emit_event", json!({})).await;
     assert_eq!(st, 400);
-    assert!(b["error"]["message"].as_str().unwrap().contains("payload.name"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("payload.name")
+    );
 }
 
 #[tokio::test]

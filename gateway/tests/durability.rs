@@ -23,7 +23,12 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     }
     let mut keys = Vec::new();
     for r in &waiting {
-        keys.push(app.wait_for_status(r, "waiting").await["waiting"]["wait_key"].as_str().unwrap().to_owned());
+        keys.push(
+            app.wait_for_status(r, "waiting").await["waiting"]["wait_key"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
 
     // 200 runs started concurrently (each arms a 2 s timer), and answers to half of the
@@ -40,7 +45,12 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
             let id = format!("ans-{i}");
             let body = json!({"command_id": id, "run_id": run, "type": "resume",
                 "payload": {"wait_key": key, "payload": {"response": format!("a{i}")}}});
-            let r = http.post(format!("{base}/api/gateway/commands")).bearer_auth(common::TOKEN).json(&body).send().await;
+            let r = http
+                .post(format!("{base}/api/gateway/commands"))
+                .bearer_auth(common::TOKEN)
+                .json(&body)
+                .send()
+                .await;
             if let Ok(r) = r
                 && r.status() == 200
             {
@@ -61,7 +71,10 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
                 && r.status() == 200
                 && let Ok(b) = r.json::<Value>().await
             {
-                acked.lock().await.push(b["run_id"].as_str().unwrap_or_default().to_owned());
+                acked
+                    .lock()
+                    .await
+                    .push(b["run_id"].as_str().unwrap_or_default().to_owned());
             }
         }));
     }
@@ -77,8 +90,16 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     }
     let acked_runs = acked_runs.lock().await.clone();
     let acked_cmds = acked_cmds.lock().await.clone();
-    eprintln!("acknowledged before kill -9: {} of 200 starts, {} of 25 answers", acked_runs.len(), acked_cmds.len());
-    assert!(acked_runs.len() >= 100, "only {} starts were acknowledged", acked_runs.len());
+    eprintln!(
+        "acknowledged before kill -9: {} of 200 starts, {} of 25 answers",
+        acked_runs.len(),
+        acked_cmds.len()
+    );
+    assert!(
+        acked_runs.len() >= 100,
+        "only {} starts were acknowledged",
+        acked_runs.len()
+    );
 
     app.start().await;
 
@@ -93,7 +114,9 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     }
     // Answer the rest (a repeat of an applied answer is a duplicate or a stale conflict).
     for (i, (run, key)) in waiting.iter().zip(&keys).enumerate() {
-        let (st, b) = app.answer(&format!("ans-{i}"), run, key, json!(format!("a{i}"))).await;
+        let (st, b) = app
+            .answer(&format!("ans-{i}"), run, key, json!(format!("a{i}")))
+            .await;
         assert!(st == 200 || st == 409, "answer {i}: {st} {b}");
     }
     // Every run reaches its terminal state; timers armed before the crash fire after it.
@@ -101,7 +124,10 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
         app.wait_for_status(r, "completed").await;
     }
     for (i, r) in waiting.iter().enumerate() {
-        assert_eq!(app.run(r).await["output"], json!({"answer": format!("a{i}")}));
+        assert_eq!(
+            app.run(r).await["output"],
+            json!({"answer": format!("a{i}")})
+        );
     }
     for r in acked_runs.iter().chain(&waiting) {
         check_ledger(&app.ledger(r).await);
@@ -110,8 +136,14 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     let mut crossed = 0;
     for r in &acked_runs {
         let l = app.ledger(r).await;
-        let armed = l.iter().any(|x| x["effect"]["type"] == "wait" && x["started_at"].as_str() < Some(killed_at.as_str()));
-        let fired = l.iter().any(|x| x["step_id"] == "wait_1.1" && x["status"] == "completed" && x["ended_at"].as_str() > Some(killed_at.as_str()));
+        let armed = l.iter().any(|x| {
+            x["effect"]["type"] == "wait" && x["started_at"].as_str() < Some(killed_at.as_str())
+        });
+        let fired = l.iter().any(|x| {
+            x["step_id"] == "wait_1.1"
+                && x["status"] == "completed"
+                && x["ended_at"].as_str() > Some(killed_at.as_str())
+        });
         crossed += usize::from(armed && fired);
     }
     assert!(crossed > 0, "no timer crossed the crash");
@@ -125,16 +157,30 @@ fn check_ledger(ledger: &[Value]) {
     let mut prev = "0".repeat(64);
     for (i, r) in ledger.iter().enumerate() {
         assert_eq!(r["seq"].as_u64(), Some(i as u64 + 1), "{r}");
-        assert_eq!(r["prev_hash"].as_str(), Some(prev.as_str()), "broken chain at {r}");
+        assert_eq!(
+            r["prev_hash"].as_str(),
+            Some(prev.as_str()),
+            "broken chain at {r}"
+        );
         let rec: protocol::LedgerRecord = serde_json::from_value(r.clone()).unwrap();
         let mut blank = rec.clone();
         blank.record_hash = String::new();
         let h = hex::encode(Sha256::digest(serde_json::to_vec(&blank).unwrap()));
-        assert_eq!(h, rec.record_hash, "record hash does not match its content: {r}");
+        assert_eq!(
+            h, rec.record_hash,
+            "record hash does not match its content: {r}"
+        );
         prev = rec.record_hash.clone();
-        let key = (rec.step_id.clone(), format!("{:?}", rec.status), rec.attempt);
+        let key = (
+            rec.step_id.clone(),
+            format!("{:?}", rec.status),
+            rec.attempt,
+        );
         assert!(seen.insert(key), "step recorded twice: {r}");
     }
-    let ends = ledger.iter().filter(|r| r["step_id"] == "run" && r["status"] != "started").count();
+    let ends = ledger
+        .iter()
+        .filter(|r| r["step_id"] == "run" && r["status"] != "started")
+        .count();
     assert_eq!(ends, 1, "one end record: {ledger:?}");
 }

@@ -17,46 +17,85 @@ async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
     let run = b["run_id"].as_str().unwrap().to_owned();
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
     let evs = app
-        .sse(&path, None, |e| records(e).iter().any(|r| r["status"] == "waiting"))
+        .sse(&path, None, |e| {
+            records(e).iter().any(|r| r["status"] == "waiting")
+        })
         .await;
-    let deltas: String = evs.iter().filter(|e| e.event == "llm.delta").map(|e| e.data["delta"].as_str().unwrap_or_default()).collect();
+    let deltas: String = evs
+        .iter()
+        .filter(|e| e.event == "llm.delta")
+        .map(|e| e.data["delta"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(deltas, "echo: hello there");
     let ledger = app.ledger(&run).await;
-    let reply = ledger.iter().find(|r| r["step_id"] == "reply.1" && r["status"] == "completed").expect("llm record");
+    let reply = ledger
+        .iter()
+        .find(|r| r["step_id"] == "reply.1" && r["status"] == "completed")
+        .expect("llm record");
     assert_eq!(reply["result"]["text"], "echo: hello there");
-    let started = ledger.iter().find(|r| r["step_id"] == "reply.1" && r["status"] == "started").unwrap();
+    let started = ledger
+        .iter()
+        .find(|r| r["step_id"] == "reply.1" && r["status"] == "started")
+        .unwrap();
     assert_eq!(started["idempotency_key"], format!("{run}:reply.1:1"));
-    let said = ledger.iter().find(|r| r["effect"]["type"] == "say").unwrap();
+    let said = ledger
+        .iter()
+        .find(|r| r["effect"]["type"] == "say")
+        .unwrap();
     assert_eq!(said["effect"]["payload"]["text"], "echo: hello there");
 
     // The next turn sees the session's history.
     let s = app.wait_for_status(&run, "waiting").await;
-    app.answer("t2", &run, s["waiting"]["wait_key"].as_str().unwrap(), json!("and again")).await;
+    app.answer(
+        "t2",
+        &run,
+        s["waiting"]["wait_key"].as_str().unwrap(),
+        json!("and again"),
+    )
+    .await;
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
-    app.sse(&path, None, |e| records(e).iter().any(|r| r["step_id"] == "reply.2" && r["status"] == "completed"))
-        .await;
+    app.sse(&path, None, |e| {
+        records(e)
+            .iter()
+            .any(|r| r["step_id"] == "reply.2" && r["status"] == "completed")
+    })
+    .await;
     let reqs = fake.requests();
     let last: Vec<Value> = reqs.last().unwrap()["messages"].as_array().unwrap().clone();
-    let contents: Vec<&str> = last.iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let contents: Vec<&str> = last
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
     assert_eq!(contents, ["hello there", "echo: hello there", "and again"]);
     assert_eq!(reqs.last().unwrap()["model"], "fake-model");
 
     // A new run in the same session remembers; compact_memory forgets.
     let run2 = app.start_run("chat", json!({})).await;
     app.wait_for_status(&run2, "waiting").await;
-    let (st, b) = app.command("cm", &run2, "compact_memory", json!({"keep_last": 0})).await;
+    let (st, b) = app
+        .command("cm", &run2, "compact_memory", json!({"keep_last": 0}))
+        .await;
     assert_eq!(st, 200, "{b}");
-    assert_eq!(app.get("/api/gateway/commands/cm").await.1["result"]["removed"], 0, "run2 has its own (empty) session");
+    assert_eq!(
+        app.get("/api/gateway/commands/cm").await.1["result"]["removed"],
+        0,
+        "run2 has its own (empty) session"
+    );
 }
 
 #[tokio::test]
 async fn provider_errors_fail_the_step_with_a_clear_message() {
     let (url, _fake) = common::llm_fake::start().await;
     let app = spawn_with(Opts { llm_url: Some(url) }).await;
-    let run = app.start_run("slowllm", json!({"text": "please FAIL"})).await;
+    let run = app
+        .start_run("slowllm", json!({"text": "please FAIL"}))
+        .await;
     let s = app.wait_for_status(&run, "failed").await;
     let err = s["error"].as_str().unwrap();
-    assert!(err.contains("500") && err.contains("overloaded") && err.contains("`r`"), "{err}");
+    assert!(
+        err.contains("500") && err.contains("overloaded") && err.contains("`r`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -71,11 +110,21 @@ async fn a_flaky_provider_is_retried_when_the_flow_asks() {
         .await
         .iter()
         .filter(|r| r["step_id"] == "r.1")
-        .map(|r| (r["status"].as_str().unwrap().to_owned(), r["attempt"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["attempt"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         attempts,
-        [("started".into(), 1), ("failed".into(), 1), ("started".into(), 2), ("completed".into(), 2)]
+        [
+            ("started".into(), 1),
+            ("failed".into(), 1),
+            ("started".into(), 2),
+            ("completed".into(), 2)
+        ]
     );
 }
 
@@ -84,5 +133,11 @@ async fn without_a_provider_the_step_says_what_to_set() {
     let app = spawn_app().await;
     let run = app.start_run("slowllm", json!({"text": "hi"})).await;
     let s = app.wait_for_status(&run, "failed").await;
-    assert!(s["error"].as_str().unwrap().contains("SWITCHBOARD_LLM_BASE_URL"), "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("SWITCHBOARD_LLM_BASE_URL"),
+        "{s}"
+    );
 }

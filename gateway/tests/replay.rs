@@ -8,7 +8,13 @@ use serde_json::{Value, json};
 async fn finished_approval(app: &common::TestApp) -> String {
     let run = app.start_run("approval", json!({"text": "ship it"})).await;
     let s = app.wait_for_status(&run, "waiting").await;
-    app.answer("c-a", &run, s["waiting"]["wait_key"].as_str().unwrap(), json!("approve")).await;
+    app.answer(
+        "c-a",
+        &run,
+        s["waiting"]["wait_key"].as_str().unwrap(),
+        json!("approve"),
+    )
+    .await;
     app.wait_for_status(&run, "completed").await;
     run
 }
@@ -17,14 +23,22 @@ async fn finished_approval(app: &common::TestApp) -> String {
 async fn pages_concatenate_to_the_full_ledger_and_never_pass_the_end() {
     let app = spawn_app().await;
     let run = finished_approval(&app).await;
-    let (_, full) = app.get(&format!("/api/gateway/runs/{run}/ledger?after=0&limit=1000")).await;
+    let (_, full) = app
+        .get(&format!(
+            "/api/gateway/runs/{run}/ledger?after=0&limit=1000"
+        ))
+        .await;
     let full = full["items"].as_array().unwrap().clone();
     let n = full.len() as u64;
     assert!(n >= 5);
     let mut paged = Vec::new();
     let mut after = 0;
     loop {
-        let (_, p) = app.get(&format!("/api/gateway/runs/{run}/ledger?after={after}&limit=2")).await;
+        let (_, p) = app
+            .get(&format!(
+                "/api/gateway/runs/{run}/ledger?after={after}&limit=2"
+            ))
+            .await;
         let items = p["items"].as_array().unwrap();
         assert!(p["next_after"].as_u64().unwrap() <= n);
         if items.is_empty() {
@@ -37,8 +51,14 @@ async fn pages_concatenate_to_the_full_ledger_and_never_pass_the_end() {
     assert_eq!(paged, full);
     let seqs: Vec<u64> = full.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
-    let (_, past) = app.get(&format!("/api/gateway/runs/{run}/ledger?after=999")).await;
-    assert_eq!(past["next_after"].as_u64().unwrap(), n, "clamped to the end");
+    let (_, past) = app
+        .get(&format!("/api/gateway/runs/{run}/ledger?after=999"))
+        .await;
+    assert_eq!(
+        past["next_after"].as_u64().unwrap(),
+        n,
+        "clamped to the end"
+    );
     // The records are hash-chained.
     for w in full.windows(2) {
         assert_eq!(w[1]["prev_hash"], w[0]["record_hash"]);
@@ -51,13 +71,28 @@ async fn run_stream_replays_with_ids_resumes_after_last_event_id_and_ends_with_d
     let run = finished_approval(&app).await;
     let ledger = app.ledger(&run).await;
     let path = format!("/api/gateway/runs/{run}/ledger/stream");
-    let evs = app.sse(&path, None, |e| e.last().is_some_and(|e| e.event == "done")).await;
+    let evs = app
+        .sse(&path, None, |e| e.last().is_some_and(|e| e.event == "done"))
+        .await;
     assert_eq!(records(&evs), ledger);
-    let ids: Vec<String> = evs.iter().filter(|e| e.event == "step").map(|e| e.id.clone()).collect();
-    assert_eq!(ids, (1..=ledger.len()).map(|i| i.to_string()).collect::<Vec<_>>());
+    let ids: Vec<String> = evs
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ledger.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(evs.last().unwrap().data["status"], "completed");
 
-    let evs = app.sse(&path, Some(3), |e| e.last().is_some_and(|e| e.event == "done")).await;
+    let evs = app
+        .sse(&path, Some(3), |e| {
+            e.last().is_some_and(|e| e.event == "done")
+        })
+        .await;
     assert_eq!(records(&evs), ledger[3..].to_vec());
 }
 
@@ -84,17 +119,38 @@ async fn live_stream_and_global_stream_deliver_the_same_records() {
 
     let global = app
         .sse("/api/gateway/ledger/stream?after=0", None, |e| {
-            records(e).iter().filter(|r| r["run_id"] == run.as_str()).count() == ledger.len()
+            records(e)
+                .iter()
+                .filter(|r| r["run_id"] == run.as_str())
+                .count()
+                == ledger.len()
         })
         .await;
-    let mine: Vec<Value> = records(&global).into_iter().filter(|r| r["run_id"] == run.as_str()).collect();
+    let mine: Vec<Value> = records(&global)
+        .into_iter()
+        .filter(|r| r["run_id"] == run.as_str())
+        .collect();
     assert_eq!(mine, ledger);
-    let cursors: Vec<u64> = global.iter().filter(|e| e.event == "step").map(|e| e.id.parse().unwrap()).collect();
-    assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1), "global cursors are contiguous");
+    let cursors: Vec<u64> = global
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.id.parse().unwrap())
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[1] == w[0] + 1),
+        "global cursors are contiguous"
+    );
     // Resuming the global stream after a cursor gives exactly what follows it.
     let from = cursors[1];
-    let rest = app.sse("/api/gateway/ledger/stream", Some(from), |e| records(e).len() == cursors.len() - 2).await;
-    assert_eq!(rest.iter().find(|e| e.event == "step").unwrap().id, (from + 1).to_string());
+    let rest = app
+        .sse("/api/gateway/ledger/stream", Some(from), |e| {
+            records(e).len() == cursors.len() - 2
+        })
+        .await;
+    assert_eq!(
+        rest.iter().find(|e| e.event == "step").unwrap().id,
+        (from + 1).to_string()
+    );
 }
 
 #[tokio::test]
@@ -105,7 +161,10 @@ async fn batch_reads_several_runs_at_once() {
     app.wait_for_status(&a, "completed").await;
     app.wait_for_status(&b, "completed").await;
     let (st, body) = app
-        .post("/api/gateway/runs/ledger/batch", &json!({"limit": 2, "runs": [{"run_id": a, "after": 0}, {"run_id": b, "after": 1}]}))
+        .post(
+            "/api/gateway/runs/ledger/batch",
+            &json!({"limit": 2, "runs": [{"run_id": a, "after": 0}, {"run_id": b, "after": 1}]}),
+        )
         .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["runs"][&a]["items"].as_array().unwrap().len(), 2);

@@ -18,15 +18,25 @@ async fn ask_run_waits_then_completes_with_the_answer() {
     let ledger = app.ledger(&run).await;
     assert_eq!(ledger[0]["status"], "started");
     assert_eq!(ledger[1]["status"], "waiting");
-    assert_eq!(ledger[1]["effect"]["payload"]["wait_key"], wait_key.as_str());
+    assert_eq!(
+        ledger[1]["effect"]["payload"]["wait_key"],
+        wait_key.as_str()
+    );
     assert_eq!(ledger[1]["effect"]["payload"]["prompt"], "Your name?");
 
     let (st, body) = app.answer("c-1", &run, &wait_key, json!("Ada")).await;
     assert_eq!(st, 200, "{body}");
-    assert_eq!(body, json!({"accepted": true, "duplicate": false, "seq": body["seq"]}));
+    assert_eq!(
+        body,
+        json!({"accepted": true, "duplicate": false, "seq": body["seq"]})
+    );
     let done = app.wait_for_status(&run, "completed").await;
     assert_eq!(done["output"], json!({"answer": "Ada"}));
-    let answered = app.ledger(&run).await.into_iter().find(|r| r["step_id"] == wait_key.as_str() && r["status"] == "completed");
+    let answered = app
+        .ledger(&run)
+        .await
+        .into_iter()
+        .find(|r| r["step_id"] == wait_key.as_str() && r["status"] == "completed");
     let answered = answered.expect("the answer is in the ledger");
     assert_eq!(answered["actor"]["kind"], "client");
     assert_eq!(answered["result"]["response"], "Ada");
@@ -38,7 +48,19 @@ async fn echo_outputs_its_input_and_runs_are_listed() {
     let run = app.start_run("echo", json!({"text": "hi"})).await;
     let s = app.wait_for_status(&run, "completed").await;
     assert_eq!(s["output"], json!({"text": "hi"}));
-    for k in ["run_id", "bundle_id", "flow_id", "status", "waiting", "output", "error", "session_id", "parent_run_id", "created_at", "updated_at"] {
+    for k in [
+        "run_id",
+        "bundle_id",
+        "flow_id",
+        "status",
+        "waiting",
+        "output",
+        "error",
+        "session_id",
+        "parent_run_id",
+        "created_at",
+        "updated_at",
+    ] {
         assert!(s.get(k).is_some(), "summary lacks {k}: {s}");
     }
     let (st, list) = app.get("/api/gateway/runs?status=completed&limit=10").await;
@@ -46,10 +68,17 @@ async fn echo_outputs_its_input_and_runs_are_listed() {
     assert_eq!(list["items"][0]["run_id"], run.as_str());
     assert_eq!(list["has_more"], false);
     assert_eq!(list["offset"], 0);
-    let (_, input) = app.get(&format!("/api/gateway/runs/{run}/input_data")).await;
+    let (_, input) = app
+        .get(&format!("/api/gateway/runs/{run}/input_data"))
+        .await;
     assert_eq!(input["input_data"], json!({"text": "hi"}));
-    let (_, hb) = app.get(&format!("/api/gateway/runs/{run}/history_bundle")).await;
-    assert_eq!(hb["ledger"].as_array().unwrap().len(), app.ledger(&run).await.len());
+    let (_, hb) = app
+        .get(&format!("/api/gateway/runs/{run}/history_bundle"))
+        .await;
+    assert_eq!(
+        hb["ledger"].as_array().unwrap().len(),
+        app.ledger(&run).await.len()
+    );
     assert!(hb["flow"]["source"].as_str().unwrap().contains("output"));
 }
 
@@ -58,13 +87,26 @@ async fn bundles_list_the_flows_with_their_schemas() {
     let app = spawn_app().await;
     let (st, b) = app.get("/api/gateway/bundles").await;
     assert_eq!(st, 200);
-    let approval = b["items"].as_array().unwrap().iter().find(|i| i["bundle_id"] == "approval").expect("approval");
+    let approval = b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["bundle_id"] == "approval")
+        .expect("approval");
     assert_eq!(approval["bundle_version"], "1");
     assert_eq!(approval["entrypoints"][0]["flow_id"], "approval");
-    assert_eq!(approval["entrypoints"][0]["input_schema"]["properties"]["text"]["type"], "string");
+    assert_eq!(
+        approval["entrypoints"][0]["input_schema"]["properties"]["text"]["type"],
+        "string"
+    );
     let (st, caps) = app.get("/api/gateway/discovery/capabilities").await;
     assert_eq!(st, 200);
-    assert!(caps["command_types"].as_array().unwrap().contains(&json!("emit_event")));
+    assert!(
+        caps["command_types"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("emit_event"))
+    );
 }
 
 #[tokio::test]
@@ -73,17 +115,34 @@ async fn uploaded_flow_gets_a_new_version_and_old_runs_stay_pinned() {
     let run_v1 = app.start_run("ask", json!({})).await;
     let s = app.wait_for_status(&run_v1, "waiting").await;
     let src = "steps:\n  - output: {version: 2}\n";
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::text(src).file_name("ask.yaml"));
-    let r = app.http.post(app.url("/api/gateway/bundles/upload")).bearer_auth(common::TOKEN).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text(src).file_name("ask.yaml"),
+    );
+    let r = app
+        .http
+        .post(app.url("/api/gateway/bundles/upload"))
+        .bearer_auth(common::TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let up: serde_json::Value = r.json().await.unwrap();
     assert_eq!(up["bundle_version"], "2");
     let run_v2 = app.start_run("ask", json!({})).await;
-    assert_eq!(app.wait_for_status(&run_v2, "completed").await["output"], json!({"version": 2}));
+    assert_eq!(
+        app.wait_for_status(&run_v2, "completed").await["output"],
+        json!({"version": 2})
+    );
     // The run started on version 1 still follows version 1.
     let key = s["waiting"]["wait_key"].as_str().unwrap();
-    app.answer("c-pinned", &run_v1, key, json!("still v1")).await;
-    assert_eq!(app.wait_for_status(&run_v1, "completed").await["output"], json!({"answer": "still v1"}));
+    app.answer("c-pinned", &run_v1, key, json!("still v1"))
+        .await;
+    assert_eq!(
+        app.wait_for_status(&run_v1, "completed").await["output"],
+        json!({"answer": "still v1"})
+    );
 }
 
 #[tokio::test]
@@ -96,7 +155,13 @@ async fn call_runs_a_child_and_waits_for_it() {
     let c = app.wait_for_status(&child, "waiting").await;
     assert_eq!(c["parent_run_id"], parent.as_str());
     assert_eq!(c["waiting"]["prompt"], "from parent");
-    app.answer("c-child", &child, c["waiting"]["wait_key"].as_str().unwrap(), json!("ok")).await;
+    app.answer(
+        "c-child",
+        &child,
+        c["waiting"]["wait_key"].as_str().unwrap(),
+        json!("ok"),
+    )
+    .await;
     let p = app.wait_for_status(&parent, "completed").await;
     assert_eq!(p["output"], json!({"answer": "ok"}));
 }

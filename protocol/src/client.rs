@@ -63,7 +63,11 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ClientError> {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
         let url = self.base.join(path.trim_start_matches('/'))?;
         let mut rb = self.http.request(method, url);
         if let Some(t) = &self.token {
@@ -81,7 +85,11 @@ impl Client {
         Self::send(self.request(reqwest::Method::GET, path)?).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         Self::send(self.request(reqwest::Method::POST, path)?.json(body)).await
     }
 
@@ -97,7 +105,12 @@ impl Client {
         self.post("api/gateway/runs/start", req).await
     }
 
-    pub async fn runs(&self, status: Option<RunStatus>, limit: u32, offset: u32) -> Result<RunList, ClientError> {
+    pub async fn runs(
+        &self,
+        status: Option<RunStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<RunList, ClientError> {
         let mut path = format!("api/gateway/runs?limit={limit}&offset={offset}");
         if let Some(s) = status {
             path.push_str(&format!("&status={}", s.as_str()));
@@ -109,9 +122,16 @@ impl Client {
         self.get(&format!("api/gateway/runs/{run_id}")).await
     }
 
-    pub async fn ledger(&self, run_id: &str, after: u64, limit: u32) -> Result<LedgerPage, ClientError> {
-        self.get(&format!("api/gateway/runs/{run_id}/ledger?after={after}&limit={limit}"))
-            .await
+    pub async fn ledger(
+        &self,
+        run_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<LedgerPage, ClientError> {
+        self.get(&format!(
+            "api/gateway/runs/{run_id}/ledger?after={after}&limit={limit}"
+        ))
+        .await
     }
 
     pub async fn command(&self, cmd: &CommandRequest) -> Result<CommandResponse, ClientError> {
@@ -119,7 +139,8 @@ impl Client {
     }
 
     pub async fn command_status(&self, command_id: &str) -> Result<CommandStatus, ClientError> {
-        self.get(&format!("api/gateway/commands/{command_id}")).await
+        self.get(&format!("api/gateway/commands/{command_id}"))
+            .await
     }
 
     /// Answers the prompt a run waits on (a `resume` command with its `wait_key`).
@@ -149,8 +170,10 @@ impl Client {
         run_id: &str,
         after: u64,
     ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
-        self.stream(&format!("api/gateway/runs/{run_id}/ledger/stream?after={after}"))
-            .await
+        self.stream(&format!(
+            "api/gateway/runs/{run_id}/ledger/stream?after={after}"
+        ))
+        .await
     }
 
     /// Follows every run's ledger after the global cursor `after`.
@@ -158,10 +181,14 @@ impl Client {
         &self,
         after: u64,
     ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
-        self.stream(&format!("api/gateway/ledger/stream?after={after}")).await
+        self.stream(&format!("api/gateway/ledger/stream?after={after}"))
+            .await
     }
 
-    async fn stream(&self, path: &str) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
+    async fn stream(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
         let rb = self
             .request(reqwest::Method::GET, path)?
             .header(reqwest::header::ACCEPT, "text/event-stream");

@@ -50,7 +50,8 @@ where
 }
 
 fn parse(ev: SseEvent) -> Result<StreamItem, ClientError> {
-    let decode = |e: serde_json::Error| ClientError::Stream(format!("bad `{}` event: {e}", ev.event));
+    let decode =
+        |e: serde_json::Error| ClientError::Stream(format!("bad `{}` event: {e}", ev.event));
     Ok(match ev.event.as_str() {
         "step" => StreamItem::Step(Box::new(serde_json::from_str(&ev.data).map_err(decode)?)),
         "llm.delta" => StreamItem::Delta(serde_json::from_str(&ev.data).map_err(decode)?),

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, Waiting};
 use serde_json::{Value, json};
 
-use super::{ChildSpec, Ctx, Draft, EffectRequest, EmitSpec, Pending, RunState, STEP_BUDGET, Transition};
+use super::{
+    ChildSpec, Ctx, Draft, EffectRequest, EmitSpec, Pending, RunState, STEP_BUDGET, Transition,
+};
 use crate::flows::{Flow, Instr, Scope, Step, StepKind, WaitSpec};
 
 pub(super) struct Machine<'a> {
@@ -40,7 +42,13 @@ impl Machine<'_> {
         }))
     }
 
-    pub fn draft(&self, step_id: &str, node: &str, status: RecordStatus, effect: Option<(&str, Value)>) -> Draft {
+    pub fn draft(
+        &self,
+        step_id: &str,
+        node: &str,
+        status: RecordStatus,
+        effect: Option<(&str, Value)>,
+    ) -> Draft {
         let now = self.ctx.now;
         Draft {
             step_id: step_id.to_owned(),
@@ -53,7 +61,8 @@ impl Machine<'_> {
             result: None,
             error: None,
             started_at: now,
-            ended_at: (status != RecordStatus::Started && status != RecordStatus::Waiting).then_some(now),
+            ended_at: (status != RecordStatus::Started && status != RecordStatus::Waiting)
+                .then_some(now),
             attempt: 1,
             idempotency_key: None,
             actor: Actor::runner(),
@@ -76,27 +85,44 @@ impl Machine<'_> {
                 }
             }
         }
-        self.fail("run", format!("more than {STEP_BUDGET} steps ran without waiting; check the flow's loops"));
+        self.fail(
+            "run",
+            format!("more than {STEP_BUDGET} steps ran without waiting; check the flow's loops"),
+        );
     }
 
     /// Executes one instruction; `Ok(false)` when the run blocked.
     fn exec(&mut self, instr: Instr) -> Result<bool, (String, StepFailure)> {
-        let cond = |m: &Self, id| m.flow.test(id, &m.template_ctx()).map_err(|e| ("run".to_owned(), e.into()));
+        let cond = |m: &Self, id| {
+            m.flow
+                .test(id, &m.template_ctx())
+                .map_err(|e| ("run".to_owned(), e.into()))
+        };
         match instr {
             Instr::Jump { target } => self.state.pc = target,
             Instr::JumpUnless { cond: c, target } => {
-                self.state.pc = if cond(self, c)? { self.state.pc + 1 } else { target };
+                self.state.pc = if cond(self, c)? {
+                    self.state.pc + 1
+                } else {
+                    target
+                };
             }
             Instr::LoopEnter { slot } => {
                 self.set_loop(slot, 0);
                 self.state.pc += 1;
             }
-            Instr::LoopNext { slot, max, cond: c, exit } => {
+            Instr::LoopNext {
+                slot,
+                max,
+                cond: c,
+                exit,
+            } => {
                 let n = self.state.loops.get(slot).copied().unwrap_or(0);
-                let go_on = n < max && match c {
-                    Some(c) => cond(self, c)?,
-                    None => true,
-                };
+                let go_on = n < max
+                    && match c {
+                        Some(c) => cond(self, c)?,
+                        None => true,
+                    };
                 if go_on {
                     self.set_loop(slot, n + 1);
                     self.state.pc += 1;
@@ -133,7 +159,13 @@ impl Machine<'_> {
         match &step.kind {
             StepKind::Say(tpl) => {
                 let text = f.render(*tpl, &cx)?;
-                self.complete(&step_id, node, "say", json!({"text": text}), json!({"text": text}));
+                self.complete(
+                    &step_id,
+                    node,
+                    "say",
+                    json!({"text": text}),
+                    json!({"text": text}),
+                );
             }
             StepKind::Set(vars) => {
                 let mut values = serde_json::Map::new();
@@ -150,7 +182,11 @@ impl Machine<'_> {
                 self.state.output = Some(out.clone());
                 self.complete(&step_id, node, "output", out.clone(), out);
             }
-            StepKind::Emit { event, scope, payload } => {
+            StepKind::Emit {
+                event,
+                scope,
+                payload,
+            } => {
                 let name = f.render(*event, &cx)?;
                 let payload = f.eval(payload, &cx)?;
                 let key = self.event_key(*scope, &name);
@@ -180,40 +216,66 @@ impl Machine<'_> {
                     WaitSpec::Until(tpl) => parse_time(&f.render(*tpl, &cx)?)?,
                 };
                 if until <= self.ctx.now {
-                    self.complete(&step_id, node, "wait", json!({"until": super::ts(until)}), json!({"until": super::ts(until)}));
+                    self.complete(
+                        &step_id,
+                        node,
+                        "wait",
+                        json!({"until": super::ts(until)}),
+                        json!({"until": super::ts(until)}),
+                    );
                 } else {
-                    self.block(Pending::Timer { step_id, node: node.to_owned(), until });
+                    self.block(Pending::Timer {
+                        step_id,
+                        node: node.to_owned(),
+                        until,
+                    });
                     return Ok(false);
                 }
             }
             StepKind::WaitEvent { event, scope } => {
                 let name = f.render(*event, &cx)?;
                 let key = self.event_key(*scope, &name);
-                self.block(Pending::Event { step_id, node: node.to_owned(), event: name, key });
+                self.block(Pending::Event {
+                    step_id,
+                    node: node.to_owned(),
+                    event: name,
+                    key,
+                });
                 return Ok(false);
             }
             StepKind::Call { flow, input } => {
                 let input = f.eval(input, &cx)?;
                 let name = format!("{}/{step_id}", self.ctx.run_id);
-                let child = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
+                let child =
+                    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
                 self.t.spawn = Some(ChildSpec {
                     run_id: child.clone(),
                     bundle_id: flow.clone(),
                     input,
                 });
-                self.block(Pending::Child { step_id, node: node.to_owned(), child_run_id: child });
+                self.block(Pending::Child {
+                    step_id,
+                    node: node.to_owned(),
+                    child_run_id: child,
+                });
                 return Ok(false);
             }
             StepKind::Llm(llm) => {
                 let prompt = f.render(llm.prompt, &cx)?;
                 let mut messages = Vec::new();
                 if let Some(s) = llm.system {
-                    messages.push(super::ChatMessage { role: "system".into(), content: f.render(s, &cx)? });
+                    messages.push(super::ChatMessage {
+                        role: "system".into(),
+                        content: f.render(s, &cx)?,
+                    });
                 }
                 if llm.history {
                     messages.extend(self.ctx.history.iter().cloned());
                 }
-                messages.push(super::ChatMessage { role: "user".into(), content: prompt.clone() });
+                messages.push(super::ChatMessage {
+                    role: "user".into(),
+                    content: prompt.clone(),
+                });
                 let request = EffectRequest::Llm {
                     messages,
                     model: llm.model.clone(),
@@ -256,8 +318,20 @@ impl Machine<'_> {
     }
 
     /// Records a step that finished at once and stores its result under `steps.<node>`.
-    pub fn complete(&mut self, step_id: &str, node: &str, kind: &str, payload: Value, result: Value) {
-        let mut d = self.draft(step_id, node, RecordStatus::Completed, Some((kind, payload)));
+    pub fn complete(
+        &mut self,
+        step_id: &str,
+        node: &str,
+        kind: &str,
+        payload: Value,
+        result: Value,
+    ) {
+        let mut d = self.draft(
+            step_id,
+            node,
+            RecordStatus::Completed,
+            Some((kind, payload)),
+        );
         d.result = Some(result.clone());
         self.t.records.push(d);
         self.state.steps.insert(node.to_owned(), result);
@@ -267,7 +341,12 @@ impl Machine<'_> {
     pub fn block(&mut self, pending: Pending) {
         let (kind, payload, waiting) = describe_wait(&pending);
         let (step_id, node) = ids(&pending);
-        let rec = self.draft(&step_id, &node, RecordStatus::Waiting, Some((kind, payload)));
+        let rec = self.draft(
+            &step_id,
+            &node,
+            RecordStatus::Waiting,
+            Some((kind, payload)),
+        );
         self.t.records.push(rec);
         self.t.wake_at = match &pending {
             Pending::Timer { until, .. } => Some(*until),
@@ -283,13 +362,31 @@ impl Machine<'_> {
     }
 
     /// Records an effect's `started` (with its idempotency key) and leaves it to the runner.
-    pub fn start_effect(&mut self, step_id: String, node: &str, attempt: u32, retries: u32, request: EffectRequest) {
+    pub fn start_effect(
+        &mut self,
+        step_id: String,
+        node: &str,
+        attempt: u32,
+        retries: u32,
+        request: EffectRequest,
+    ) {
         let key = format!("{}:{step_id}:{attempt}", self.ctx.run_id);
         let (kind, payload) = match &request {
-            EffectRequest::Llm { messages, model, .. } => ("llm", json!({"messages": messages, "model": model})),
-            EffectRequest::Http { method, url, headers, body, .. } => {
+            EffectRequest::Llm {
+                messages, model, ..
+            } => ("llm", json!({"messages": messages, "model": model})),
+            EffectRequest::Http {
+                method,
+                url,
+                headers,
+                body,
+                ..
+            } => {
                 let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-                ("http", json!({"method": method, "url": url, "headers": names, "body": body}))
+                (
+                    "http",
+                    json!({"method": method, "url": url, "headers": names, "body": body}),
+                )
             }
         };
         let mut rec = self.draft(&step_id, node, RecordStatus::Started, Some((kind, payload)));
@@ -309,7 +406,12 @@ impl Machine<'_> {
 
     fn finish(&mut self) {
         let out = self.state.output.clone().unwrap_or(Value::Null);
-        let mut d = self.draft("run", "end", RecordStatus::Completed, Some(("run_completed", Value::Null)));
+        let mut d = self.draft(
+            "run",
+            "end",
+            RecordStatus::Completed,
+            Some(("run_completed", Value::Null)),
+        );
         d.result = Some(out.clone());
         self.t.records.push(d);
         self.t.status = Some(RunStatus::Completed);
@@ -328,7 +430,12 @@ impl Machine<'_> {
         d.error = Some(msg.clone());
         self.t.records.push(d);
         let error = format!("step `{node}` failed: {msg}");
-        let mut end = self.draft("run", "end", RecordStatus::Failed, Some(("run_failed", Value::Null)));
+        let mut end = self.draft(
+            "run",
+            "end",
+            RecordStatus::Failed,
+            Some(("run_failed", Value::Null)),
+        );
         end.error = Some(error.clone());
         self.t.records.push(end);
         self.t.status = Some(RunStatus::Failed);
@@ -362,14 +469,23 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
         child_run_id: None,
     };
     let (kind, payload) = match p {
-        Pending::Ask { prompt, choices, allow_free_text, deadline, .. } => {
+        Pending::Ask {
+            prompt,
+            choices,
+            allow_free_text,
+            deadline,
+            ..
+        } => {
             w.reason = "user".into();
             w.prompt = Some(prompt.clone());
             w.choices = choices.clone();
             w.allow_free_text = *allow_free_text;
             w.until = deadline.map(super::ts);
-            ("ask", json!({"wait_key": w.wait_key, "prompt": prompt, "choices": choices,
-                "allow_free_text": allow_free_text, "timeout_at": w.until}))
+            (
+                "ask",
+                json!({"wait_key": w.wait_key, "prompt": prompt, "choices": choices,
+                "allow_free_text": allow_free_text, "timeout_at": w.until}),
+            )
         }
         Pending::Timer { until, .. } => {
             w.reason = "until".into();
@@ -379,12 +495,18 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
         Pending::Event { event, key, .. } => {
             w.reason = "event".into();
             w.event = Some(event.clone());
-            ("wait_event", json!({"wait_key": w.wait_key, "event": event, "key": key}))
+            (
+                "wait_event",
+                json!({"wait_key": w.wait_key, "event": event, "key": key}),
+            )
         }
         Pending::Child { child_run_id, .. } => {
             w.reason = "subworkflow".into();
             w.child_run_id = Some(child_run_id.clone());
-            ("call", json!({"wait_key": w.wait_key, "child_run_id": child_run_id}))
+            (
+                "call",
+                json!({"wait_key": w.wait_key, "child_run_id": child_run_id}),
+            )
         }
         Pending::Effect { .. } => ("effect", Value::Null),
     };

@@ -38,7 +38,8 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The session an event of scope `session` travels in (the run itself when it has none).
     pub fn session_key(&self) -> String {
-        self.session_id.map_or_else(|| format!("run:{}", self.run_id), str::to_owned)
+        self.session_id
+            .map_or_else(|| format!("run:{}", self.run_id), str::to_owned)
     }
 }
 
@@ -144,10 +145,20 @@ pub enum Reject {
 /// An effect's result is applied alone (the flow does not move on in the same call): an
 /// effect can finish while its run is paused, and the runner moves the flow on only once
 /// the run is not paused.
-pub fn step(flow: &crate::flows::Flow, state: &mut RunState, ctx: &Ctx, input: Input) -> Result<Transition, Reject> {
+pub fn step(
+    flow: &crate::flows::Flow,
+    state: &mut RunState,
+    ctx: &Ctx,
+    input: Input,
+) -> Result<Transition, Reject> {
     let mut t = Transition::default();
     let hold = matches!(input, Input::EffectDone { .. });
-    let mut m = exec::Machine { flow, state, ctx, t: &mut t };
+    let mut m = exec::Machine {
+        flow,
+        state,
+        ctx,
+        t: &mut t,
+    };
     if m.resume(input)? && !hold {
         m.run();
     }

@@ -15,7 +15,20 @@ impl Machine<'_> {
         match (input, pending) {
             (Input::Advance, None) => Ok(true),
             (Input::Advance, Some(_)) => Ok(false),
-            (Input::Answer { wait_key, response, actor }, Some(Pending::Ask { step_id, node, choices, allow_free_text, .. })) => {
+            (
+                Input::Answer {
+                    wait_key,
+                    response,
+                    actor,
+                },
+                Some(Pending::Ask {
+                    step_id,
+                    node,
+                    choices,
+                    allow_free_text,
+                    ..
+                }),
+            ) => {
                 if wait_key != step_id {
                     return Err(stale(&wait_key, &step_id));
                 }
@@ -31,7 +44,14 @@ impl Machine<'_> {
                 given: wait_key,
                 current: "it is not waiting for an answer".into(),
             }),
-            (Input::TimerDue, Some(Pending::Timer { step_id, node, until })) => {
+            (
+                Input::TimerDue,
+                Some(Pending::Timer {
+                    step_id,
+                    node,
+                    until,
+                }),
+            ) => {
                 if self.ctx.now < until {
                     return Ok(false);
                 }
@@ -41,7 +61,16 @@ impl Machine<'_> {
                 self.done_waiting(d, &node, result);
                 Ok(true)
             }
-            (Input::TimerDue, Some(Pending::Ask { step_id, node, deadline: Some(deadline), default, .. })) => {
+            (
+                Input::TimerDue,
+                Some(Pending::Ask {
+                    step_id,
+                    node,
+                    deadline: Some(deadline),
+                    default,
+                    ..
+                }),
+            ) => {
                 if self.ctx.now < deadline {
                     return Ok(false);
                 }
@@ -54,13 +83,24 @@ impl Machine<'_> {
                         Ok(true)
                     }
                     None => {
-                        self.fail(&node, "no answer before the timeout, and the ask has no default".into());
+                        self.fail(
+                            &node,
+                            "no answer before the timeout, and the ask has no default".into(),
+                        );
                         Ok(false)
                     }
                 }
             }
             (Input::TimerDue, _) => Ok(false),
-            (Input::Event { wait_key, name, payload, actor }, Some(Pending::Event { step_id, node, .. })) => {
+            (
+                Input::Event {
+                    wait_key,
+                    name,
+                    payload,
+                    actor,
+                },
+                Some(Pending::Event { step_id, node, .. }),
+            ) => {
                 if wait_key != step_id {
                     return Err(stale(&wait_key, &step_id));
                 }
@@ -71,11 +111,27 @@ impl Machine<'_> {
                 self.done_waiting(d, &node, result);
                 Ok(true)
             }
-            (Input::Event { wait_key, .. }, p) => Err(stale(&wait_key, p.as_ref().map_or("", |p| p.wait_key()))),
-            (Input::ChildDone { status, output, error }, Some(Pending::Child { step_id, node, child_run_id })) => {
+            (Input::Event { wait_key, .. }, p) => {
+                Err(stale(&wait_key, p.as_ref().map_or("", |p| p.wait_key())))
+            }
+            (
+                Input::ChildDone {
+                    status,
+                    output,
+                    error,
+                },
+                Some(Pending::Child {
+                    step_id,
+                    node,
+                    child_run_id,
+                }),
+            ) => {
                 if status != RunStatus::Completed {
                     let why = error.unwrap_or_else(|| format!("it was {}", status.as_str()));
-                    self.fail(&node, format!("called run {child_run_id} did not complete: {why}"));
+                    self.fail(
+                        &node,
+                        format!("called run {child_run_id} did not complete: {why}"),
+                    );
                     return Ok(false);
                 }
                 let result = json!({"run_id": child_run_id, "status": status, "output": output});
@@ -84,9 +140,25 @@ impl Machine<'_> {
                 self.done_waiting(d, &node, result);
                 Ok(true)
             }
-            (Input::EffectDone { result }, Some(Pending::Effect { step_id, node, attempt, retries, idempotency_key, request })) => {
-                self.effect_done(result, step_id, node, attempt, retries, idempotency_key, request)
-            }
+            (
+                Input::EffectDone { result },
+                Some(Pending::Effect {
+                    step_id,
+                    node,
+                    attempt,
+                    retries,
+                    idempotency_key,
+                    request,
+                }),
+            ) => self.effect_done(
+                result,
+                step_id,
+                node,
+                attempt,
+                retries,
+                idempotency_key,
+                request,
+            ),
             (_, p) => Err(Reject::Nothing(match p {
                 Some(p) => format!("the run waits on `{}`", p.wait_key()),
                 None => "the run is not waiting".into(),
@@ -121,10 +193,23 @@ impl Machine<'_> {
                 d.result = Some(value.clone());
                 d.attempt = attempt;
                 d.idempotency_key = Some(key);
-                if let EffectRequest::Llm { remember: Some(prompt), .. } = &request {
-                    let text = value.get("text").and_then(Value::as_str).unwrap_or_default();
-                    self.t.history.push(ChatMessage { role: "user".into(), content: prompt.clone() });
-                    self.t.history.push(ChatMessage { role: "assistant".into(), content: text.to_owned() });
+                if let EffectRequest::Llm {
+                    remember: Some(prompt),
+                    ..
+                } = &request
+                {
+                    let text = value
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    self.t.history.push(ChatMessage {
+                        role: "user".into(),
+                        content: prompt.clone(),
+                    });
+                    self.t.history.push(ChatMessage {
+                        role: "assistant".into(),
+                        content: text.to_owned(),
+                    });
                 }
                 self.done_waiting(d, &node, value);
                 Ok(true)
@@ -139,7 +224,11 @@ impl Machine<'_> {
                 Ok(false)
             }
             Err(error) => {
-                let tries = if attempt > 1 { format!(" (after {attempt} attempts)") } else { String::new() };
+                let tries = if attempt > 1 {
+                    format!(" (after {attempt} attempts)")
+                } else {
+                    String::new()
+                };
                 self.fail_effect(&step_id, &node, attempt, key, format!("{error}{tries}"));
                 Ok(false)
             }
@@ -153,7 +242,12 @@ impl Machine<'_> {
         d.idempotency_key = Some(key);
         self.t.records.push(d);
         let error = format!("step `{node}` failed: {msg}");
-        let mut end = self.draft("run", "end", RecordStatus::Failed, Some(("run_failed", Value::Null)));
+        let mut end = self.draft(
+            "run",
+            "end",
+            RecordStatus::Failed,
+            Some(("run_failed", Value::Null)),
+        );
         end.error = Some(error.clone());
         self.t.records.push(end);
         self.t.status = Some(RunStatus::Failed);
@@ -174,7 +268,11 @@ fn stale(given: &str, current: &str) -> Reject {
 }
 
 /// Normalises an answer: "2", "approve", " Approve. " all pick choice 2 `approve`.
-pub fn match_choice(response: &Value, choices: &[String], free_text: bool) -> Result<Value, Reject> {
+pub fn match_choice(
+    response: &Value,
+    choices: &[String],
+    free_text: bool,
+) -> Result<Value, Reject> {
     let text = match response {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -204,6 +302,11 @@ pub fn match_choice(response: &Value, choices: &[String], free_text: bool) -> Re
     }
     Err(Reject::NotAChoice {
         given: text,
-        choices: choices.iter().enumerate().map(|(i, c)| format!("{} {c}", i + 1)).collect::<Vec<_>>().join(", "),
+        choices: choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} {c}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }

@@ -23,7 +23,11 @@ fn ctx<'a>(input: &'a Value, now_s: i64) -> Ctx<'a> {
 }
 
 fn answer(key: &str, r: Value) -> Input {
-    Input::Answer { wait_key: key.into(), response: r, actor: Actor::runner() }
+    Input::Answer {
+        wait_key: key.into(),
+        response: r,
+        actor: Actor::runner(),
+    }
 }
 
 #[test]
@@ -37,15 +41,31 @@ fn approval_flow_waits_then_completes() {
     assert_eq!((w.wait_key.as_str(), w.choices.len()), ("decide.1", 2));
     assert_eq!(t.records[0].status, RecordStatus::Waiting);
 
-    let e = step(&f, &mut st.clone(), &ctx(&input, 1), answer("decide.1", json!("maybe"))).unwrap_err();
+    let e = step(
+        &f,
+        &mut st.clone(),
+        &ctx(&input, 1),
+        answer("decide.1", json!("maybe")),
+    )
+    .unwrap_err();
     assert!(matches!(e, Reject::NotAChoice { .. }));
-    let e = step(&f, &mut st.clone(), &ctx(&input, 1), answer("old.1", json!("approve"))).unwrap_err();
+    let e = step(
+        &f,
+        &mut st.clone(),
+        &ctx(&input, 1),
+        answer("old.1", json!("approve")),
+    )
+    .unwrap_err();
     assert!(matches!(e, Reject::StaleWaitKey { .. }));
 
     let t = step(&f, &mut st, &ctx(&input, 1), answer("decide.1", json!("2"))).unwrap();
     assert_eq!(t.status(), RunStatus::Completed);
     assert_eq!(t.output, Some(json!({"decision": "reject"})));
-    let kinds: Vec<_> = t.records.iter().map(|r| r.effect.as_ref().map(|e| e.kind.clone())).collect();
+    let kinds: Vec<_> = t
+        .records
+        .iter()
+        .map(|r| r.effect.as_ref().map(|e| e.kind.clone()))
+        .collect();
     assert_eq!(kinds[1], Some("say".into()));
 }
 
@@ -63,12 +83,28 @@ fn same_inputs_give_the_same_transition() {
 
 #[test]
 fn loops_stop_at_max_and_while() {
-    let f = flow("steps:\n  - set: {i: 0}\n  - loop:\n      max: 5\n      while: \"vars.i < 3\"\n      steps:\n        - set: {i: \"{{ vars.i + 1 }}\"}\n  - output: \"{{ vars.i }}\"\n");
+    let f = flow(
+        "steps:\n  - set: {i: 0}\n  - loop:\n      max: 5\n      while: \"vars.i < 3\"\n      steps:\n        - set: {i: \"{{ vars.i + 1 }}\"}\n  - output: \"{{ vars.i }}\"\n",
+    );
     let input = json!({});
-    let t = step(&f, &mut RunState::default(), &ctx(&input, 0), Input::Advance).unwrap();
+    let t = step(
+        &f,
+        &mut RunState::default(),
+        &ctx(&input, 0),
+        Input::Advance,
+    )
+    .unwrap();
     assert_eq!(t.output, Some(json!(3)));
-    let f = flow("steps:\n  - set: {i: 0}\n  - loop:\n      max: 4\n      steps:\n        - set: {i: \"{{ vars.i + 1 }}\"}\n  - output: \"{{ vars.i }}\"\n");
-    let t = step(&f, &mut RunState::default(), &ctx(&input, 0), Input::Advance).unwrap();
+    let f = flow(
+        "steps:\n  - set: {i: 0}\n  - loop:\n      max: 4\n      steps:\n        - set: {i: \"{{ vars.i + 1 }}\"}\n  - output: \"{{ vars.i }}\"\n",
+    );
+    let t = step(
+        &f,
+        &mut RunState::default(),
+        &ctx(&input, 0),
+        Input::Advance,
+    )
+    .unwrap();
     assert_eq!(t.output, Some(json!(4)));
 }
 
@@ -78,7 +114,10 @@ fn wait_fires_only_when_due() {
     let input = json!({});
     let mut st = RunState::default();
     let t = step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
-    assert_eq!(t.wake_at, Some(Utc.timestamp_opt(1_700_000_010, 0).unwrap()));
+    assert_eq!(
+        t.wake_at,
+        Some(Utc.timestamp_opt(1_700_000_010, 0).unwrap())
+    );
     let t = step(&f, &mut st, &ctx(&input, 5), Input::TimerDue).unwrap();
     assert!(t.records.is_empty() && t.status.is_none());
     let t = step(&f, &mut st, &ctx(&input, 10), Input::TimerDue).unwrap();
@@ -87,7 +126,9 @@ fn wait_fires_only_when_due() {
 
 #[test]
 fn ask_timeout_uses_the_default() {
-    let f = flow("steps:\n  - id: q\n    ask: go?\n    timeout: 1m\n    default: \"no\"\n  - output: \"{{ steps.q.response }}\"\n");
+    let f = flow(
+        "steps:\n  - id: q\n    ask: go?\n    timeout: 1m\n    default: \"no\"\n  - output: \"{{ steps.q.response }}\"\n",
+    );
     let input = json!({});
     let mut st = RunState::default();
     step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
@@ -102,10 +143,26 @@ fn failed_effects_retry_then_fail_the_run() {
     let mut st = RunState::default();
     let t = step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
     assert_eq!(t.records[0].idempotency_key.as_deref(), Some("r1:r.1:1"));
-    let t = step(&f, &mut st, &ctx(&input, 1), Input::EffectDone { result: Err("boom".into()) }).unwrap();
+    let t = step(
+        &f,
+        &mut st,
+        &ctx(&input, 1),
+        Input::EffectDone {
+            result: Err("boom".into()),
+        },
+    )
+    .unwrap();
     assert_eq!(t.records.len(), 2, "failed attempt 1, started attempt 2");
     assert_eq!(t.records[1].attempt, 2);
-    let t = step(&f, &mut st, &ctx(&input, 2), Input::EffectDone { result: Err("boom".into()) }).unwrap();
+    let t = step(
+        &f,
+        &mut st,
+        &ctx(&input, 2),
+        Input::EffectDone {
+            result: Err("boom".into()),
+        },
+    )
+    .unwrap();
     assert_eq!(t.status(), RunStatus::Failed);
     assert!(t.error.unwrap().contains("boom"));
 }
@@ -114,9 +171,16 @@ fn failed_effects_retry_then_fail_the_run() {
 fn choices_match_loosely() {
     let c = vec!["approve".to_string(), "reject".to_string()];
     for s in ["approve", "Approve.", " APPROVE ", "1"] {
-        assert_eq!(match_choice(&json!(s), &c, false).unwrap(), json!("approve"), "{s}");
+        assert_eq!(
+            match_choice(&json!(s), &c, false).unwrap(),
+            json!("approve"),
+            "{s}"
+        );
     }
     assert_eq!(match_choice(&json!(2), &c, false).unwrap(), json!("reject"));
     assert!(match_choice(&json!("3"), &c, false).is_err());
-    assert_eq!(match_choice(&json!("later"), &c, true).unwrap(), json!("later"));
+    assert_eq!(
+        match_choice(&json!("later"), &c, true).unwrap(),
+        json!("later")
+    );
 }

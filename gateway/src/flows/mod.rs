@@ -71,7 +71,10 @@ pub struct RenderError(pub String);
 
 impl From<minijinja::Error> for RenderError {
     fn from(e: minijinja::Error) -> Self {
-        let mut msg = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
+        let mut msg = e
+            .detail()
+            .map(str::to_owned)
+            .unwrap_or_else(|| e.kind().to_string());
         if let Some(line) = e.line() {
             msg.push_str(&format!(" (template line {line})"));
         }
@@ -89,11 +92,19 @@ impl Flow {
             .iter_errors(input)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "input_data".to_owned() } else { format!("input_data{path}") };
+                let at = if path.is_empty() {
+                    "input_data".to_owned()
+                } else {
+                    format!("input_data{path}")
+                };
                 format!("{at}: {e}")
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn render(&self, id: TplId, ctx: &minijinja::Value) -> Result<String, RenderError> {
@@ -111,9 +122,15 @@ impl Flow {
             ValueTpl::Text(id) => Value::String(self.render(*id, ctx)?),
             ValueTpl::Expr(id) => {
                 let json = self.render(*id, ctx)?;
-                serde_json::from_str(&json).map_err(|e| RenderError(format!("expression gave no JSON value: {e}")))?
+                serde_json::from_str(&json)
+                    .map_err(|e| RenderError(format!("expression gave no JSON value: {e}")))?
             }
-            ValueTpl::Array(items) => Value::Array(items.iter().map(|i| self.eval(i, ctx)).collect::<Result<_, _>>()?),
+            ValueTpl::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.eval(i, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             ValueTpl::Object(m) => Value::Object(
                 m.iter()
                     .map(|(k, v)| Ok((k.clone(), self.eval(v, ctx)?)))

@@ -87,10 +87,20 @@ pub enum StepKind {
     Ask(AskStep),
     Llm(LlmStep),
     Wait(WaitSpec),
-    WaitEvent { event: TplId, scope: Scope },
-    Emit { event: TplId, scope: Scope, payload: ValueTpl },
+    WaitEvent {
+        event: TplId,
+        scope: Scope,
+    },
+    Emit {
+        event: TplId,
+        scope: Scope,
+        payload: ValueTpl,
+    },
     Set(Vec<(String, ValueTpl)>),
-    Call { flow: String, input: ValueTpl },
+    Call {
+        flow: String,
+        input: ValueTpl,
+    },
     Http(HttpStep),
     Output(ValueTpl),
 }
@@ -127,10 +137,17 @@ pub struct Step {
 pub enum Instr {
     Step(Step),
     /// Jump to `target` unless the condition holds.
-    JumpUnless { cond: TplId, target: usize },
-    Jump { target: usize },
+    JumpUnless {
+        cond: TplId,
+        target: usize,
+    },
+    Jump {
+        target: usize,
+    },
     /// Reset a loop's counter.
-    LoopEnter { slot: usize },
+    LoopEnter {
+        slot: usize,
+    },
     /// Leave the loop (jump to `exit`) when `max` iterations ran or `cond` fails; else count one.
     LoopNext {
         slot: usize,

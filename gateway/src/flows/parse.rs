@@ -11,7 +11,18 @@ use super::yaml::{self, Kind, Node, Pos};
 use super::{Flow, FlowError};
 
 const STEP_KINDS: &[&str] = &[
-    "say", "ask", "llm", "wait", "wait_event", "emit", "set", "if", "loop", "call", "http", "output",
+    "say",
+    "ask",
+    "llm",
+    "wait",
+    "wait_event",
+    "emit",
+    "set",
+    "if",
+    "loop",
+    "call",
+    "http",
+    "output",
 ];
 /// Upper bound of `loop.max`: loops are bounded by design.
 pub const MAX_LOOP: i64 = 10_000;
@@ -26,7 +37,13 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
     let root = yaml::parse(src).map_err(|e| err(e.pos, e.message))?;
     let mut cx = Cx::new(file);
     let Kind::Map(top) = &root.kind else {
-        return Err(err(root.pos, format!("a flow is a mapping with `steps:`, found {}", root.type_name())));
+        return Err(err(
+            root.pos,
+            format!(
+                "a flow is a mapping with `steps:`, found {}",
+                root.type_name()
+            ),
+        ));
     };
     let mut id = default_id.to_owned();
     let (mut name, mut description) = (None, String::new());
@@ -41,7 +58,9 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
             other => {
                 return Err(err(
                     *kpos,
-                    format!("unknown key `{other}`; a flow has id, name, description, input_schema, steps"),
+                    format!(
+                        "unknown key `{other}`; a flow has id, name, description, input_schema, steps"
+                    ),
                 ));
             }
         }
@@ -52,10 +71,12 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
     };
     cx.block(steps)?;
     let validator = match &input_schema {
-        Some((schema, pos)) => Some(
-            jsonschema::validator_for(schema)
-                .map_err(|e| err(*pos, format!("input_schema is not a valid JSON schema: {e}")))?,
-        ),
+        Some((schema, pos)) => Some(jsonschema::validator_for(schema).map_err(|e| {
+            err(
+                *pos,
+                format!("input_schema is not a valid JSON schema: {e}"),
+            )
+        })?),
         None => None,
     };
     let hash = hex::encode(Sha256::digest(src.as_bytes()));
@@ -77,11 +98,16 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
 fn check_id(cx: &Cx, id: &str, pos: Pos, what: &str) -> Result<(), FlowError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
-        Err(cx.err(pos, format!("{what} `{id}` must be 1-64 letters, digits, `_` or `-`")))
+        Err(cx.err(
+            pos,
+            format!("{what} `{id}` must be 1-64 letters, digits, `_` or `-`"),
+        ))
     }
 }
 
@@ -130,7 +156,10 @@ impl<'f> Cx<'f> {
     fn int(&self, n: &Node, min: i64, max: i64, what: &str) -> Result<i64, FlowError> {
         match n.kind {
             Kind::Int(i) if (min..=max).contains(&i) => Ok(i),
-            _ => Err(self.err(n.pos, format!("{what} must be a whole number from {min} to {max}"))),
+            _ => Err(self.err(
+                n.pos,
+                format!("{what} must be a whole number from {min} to {max}"),
+            )),
         }
     }
 
@@ -143,18 +172,33 @@ impl<'f> Cx<'f> {
 
     fn duration(&self, n: &Node, what: &str) -> Result<Duration, FlowError> {
         let s = self.string(n)?;
-        humantime::parse_duration(s.trim())
-            .map_err(|e| self.err(n.pos, format!("{what} `{s}` is not a duration like 30s, 5m, 2h: {e}")))
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            self.err(
+                n.pos,
+                format!("{what} `{s}` is not a duration like 30s, 5m, 2h: {e}"),
+            )
+        })
     }
 
     fn add_template(&mut self, pos: Pos, source: String) -> Result<TplId, FlowError> {
         let id = TplId(self.templates);
         self.templates += 1;
-        self.env.add_template_owned(id.name(), source).map_err(|e| {
-            let line = pos.line + e.line().unwrap_or(1).saturating_sub(1);
-            let detail = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
-            self.err(Pos { line, column: pos.column }, format!("template error: {detail}"))
-        })?;
+        self.env
+            .add_template_owned(id.name(), source)
+            .map_err(|e| {
+                let line = pos.line + e.line().unwrap_or(1).saturating_sub(1);
+                let detail = e
+                    .detail()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e.kind().to_string());
+                self.err(
+                    Pos {
+                        line,
+                        column: pos.column,
+                    },
+                    format!("template error: {detail}"),
+                )
+            })?;
         Ok(id)
     }
 
@@ -179,7 +223,12 @@ impl<'f> Cx<'f> {
                 }
                 None => ValueTpl::Text(self.add_template(n.pos, s.clone())?),
             },
-            Kind::Seq(items) => ValueTpl::Array(items.iter().map(|i| self.value(i)).collect::<Result<_, _>>()?),
+            Kind::Seq(items) => ValueTpl::Array(
+                items
+                    .iter()
+                    .map(|i| self.value(i))
+                    .collect::<Result<_, _>>()?,
+            ),
             Kind::Map(m) => ValueTpl::Object(
                 m.iter()
                     .map(|(k, _, v)| Ok((k.clone(), self.value(v)?)))
@@ -191,7 +240,10 @@ impl<'f> Cx<'f> {
 
     fn block(&mut self, n: &Node) -> Result<(), FlowError> {
         let Kind::Seq(items) = &n.kind else {
-            return Err(self.err(n.pos, format!("steps must be a list, found {}", n.type_name())));
+            return Err(self.err(
+                n.pos,
+                format!("steps must be a list, found {}", n.type_name()),
+            ));
         };
         if items.is_empty() {
             return Err(self.err(n.pos, "a list of steps cannot be empty".into()));
@@ -201,17 +253,35 @@ impl<'f> Cx<'f> {
 
     fn step(&mut self, n: &Node) -> Result<(), FlowError> {
         let Kind::Map(m) = &n.kind else {
-            return Err(self.err(n.pos, format!("a step is a mapping like `say: hello`, found {}", n.type_name())));
+            return Err(self.err(
+                n.pos,
+                format!(
+                    "a step is a mapping like `say: hello`, found {}",
+                    n.type_name()
+                ),
+            ));
         };
-        let kinds: Vec<_> = m.iter().filter(|(k, _, _)| STEP_KINDS.contains(&k.as_str())).collect();
+        let kinds: Vec<_> = m
+            .iter()
+            .filter(|(k, _, _)| STEP_KINDS.contains(&k.as_str()))
+            .collect();
         let (kind, kpos, body) = match kinds.as_slice() {
             [one] => (one.0.as_str(), one.1, &one.2),
             [] => {
                 let (k, p, _) = &m[0];
-                return Err(self.err(*p, format!("unknown step `{k}`; a step is one of {}", STEP_KINDS.join(", "))));
+                return Err(self.err(
+                    *p,
+                    format!(
+                        "unknown step `{k}`; a step is one of {}",
+                        STEP_KINDS.join(", ")
+                    ),
+                ));
             }
             [_, second, ..] => {
-                return Err(self.err(second.1, format!("a step has one kind; `{}` is a second one", second.0)));
+                return Err(self.err(
+                    second.1,
+                    format!("a step has one kind; `{}` is a second one", second.0),
+                ));
             }
         };
         self.counter += 1;
@@ -242,7 +312,10 @@ impl<'f> Cx<'f> {
         opts.only(self, &["id", "then", "else"])?;
         let cond = self.condition(cond)?;
         let Some(then) = opts.get("then") else {
-            return Err(self.err(cond_pos(opts), "`if` needs `then:` (a list of steps)".into()));
+            return Err(self.err(
+                cond_pos(opts),
+                "`if` needs `then:` (a list of steps)".into(),
+            ));
         };
         let branch = self.program.len();
         self.program.push(Instr::JumpUnless { cond, target: 0 });
@@ -264,13 +337,24 @@ impl<'f> Cx<'f> {
 
     fn compile_loop(&mut self, body: &Node) -> Result<(), FlowError> {
         let Kind::Map(m) = &body.kind else {
-            return Err(self.err(body.pos, "`loop` is a mapping with `max:` and `steps:`".into()));
+            return Err(self.err(
+                body.pos,
+                "`loop` is a mapping with `max:` and `steps:`".into(),
+            ));
         };
-        let opts = StepOpts { map: m, kind: "loop" };
+        let opts = StepOpts {
+            map: m,
+            kind: "loop",
+        };
         opts.only(self, &["max", "while", "steps"])?;
         let max = match opts.get("max") {
             Some(v) => self.int(v, 1, MAX_LOOP, "loop max")? as u32,
-            None => return Err(self.err(body.pos, format!("`loop` needs `max:` (1 to {MAX_LOOP}): loops are bounded"))),
+            None => {
+                return Err(self.err(
+                    body.pos,
+                    format!("`loop` needs `max:` (1 to {MAX_LOOP}): loops are bounded"),
+                ));
+            }
         };
         let cond = opts.get("while").map(|c| self.condition(c)).transpose()?;
         let Some(steps) = opts.get("steps") else {
@@ -280,11 +364,21 @@ impl<'f> Cx<'f> {
         self.loop_slots += 1;
         self.program.push(Instr::LoopEnter { slot });
         let head = self.program.len();
-        self.program.push(Instr::LoopNext { slot, max, cond, exit: 0 });
+        self.program.push(Instr::LoopNext {
+            slot,
+            max,
+            cond,
+            exit: 0,
+        });
         self.block(steps)?;
         self.program.push(Instr::Jump { target: head });
         let exit = self.program.len();
-        self.program[head] = Instr::LoopNext { slot, max, cond, exit };
+        self.program[head] = Instr::LoopNext {
+            slot,
+            max,
+            cond,
+            exit,
+        };
         Ok(())
     }
 }
@@ -301,14 +395,24 @@ struct StepOpts<'a> {
 
 impl StepOpts<'_> {
     fn get(&self, key: &str) -> Option<&Node> {
-        self.map.iter().find(|(k, _, _)| k == key).map(|(_, _, v)| v)
+        self.map
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, v)| v)
     }
 
     fn only(&self, cx: &Cx, allowed: &[&str]) -> Result<(), FlowError> {
         for (k, p, _) in self.map {
             if k != self.kind && !allowed.contains(&k.as_str()) {
-                let list = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
-                return Err(cx.err(*p, format!("`{}` has no option `{k}`; its options: {list}", self.kind)));
+                let list = if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                };
+                return Err(cx.err(
+                    *p,
+                    format!("`{}` has no option `{k}`; its options: {list}", self.kind),
+                ));
             }
         }
         Ok(())

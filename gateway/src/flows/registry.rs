@@ -21,7 +21,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("cannot read flows directory {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Flow(#[from] FlowError),
 }
@@ -65,7 +68,8 @@ impl Registry {
     pub fn set_current(&self, flow: Arc<Flow>, version: u32) {
         let mut m = self.write();
         m.by_hash.insert(flow.hash.clone(), flow.clone());
-        m.current.insert(flow.bundle_id.clone(), Versioned { flow, version });
+        m.current
+            .insert(flow.bundle_id.clone(), Versioned { flow, version });
     }
 
     /// Remembers an older version (a run pinned to it may still be in flight).
@@ -101,7 +105,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Flow>, RegistryError> {
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     paths.sort();
-    paths.iter().map(|p| Ok(compile_file(p)?)).collect()
+    paths.iter().map(|p| compile_file(p)).collect()
 }
 
 /// Compiles one flow file (the bundle id defaults to the file name without extension).

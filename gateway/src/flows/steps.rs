@@ -7,7 +7,13 @@ use serde_json::Value;
 use super::*;
 
 impl Cx<'_> {
-    pub(super) fn simple_step(&mut self, opts: &StepOpts, node: String, kpos: Pos, body: &Node) -> Result<Step, FlowError> {
+    pub(super) fn simple_step(
+        &mut self,
+        opts: &StepOpts,
+        node: String,
+        kpos: Pos,
+        body: &Node,
+    ) -> Result<Step, FlowError> {
         let mut retries = 0;
         let kind = match opts.kind {
             "say" => {
@@ -46,7 +52,10 @@ impl Cx<'_> {
             "set" => {
                 opts.only(self, &["id"])?;
                 let Kind::Map(m) = &body.kind else {
-                    return Err(self.err(body.pos, "`set` is a mapping of variable names to values".into()));
+                    return Err(self.err(
+                        body.pos,
+                        "`set` is a mapping of variable names to values".into(),
+                    ));
                 };
                 let mut vars = Vec::with_capacity(m.len());
                 for (k, p, v) in m {
@@ -97,16 +106,27 @@ impl Cx<'_> {
             return Ok(Scope::Session);
         };
         let s = self.string(n)?;
-        Scope::parse(&s).ok_or_else(|| self.err(n.pos, format!("scope `{s}` must be run, session or global")))
+        Scope::parse(&s)
+            .ok_or_else(|| self.err(n.pos, format!("scope `{s}` must be run, session or global")))
     }
 
     fn ask(&mut self, opts: &StepOpts, body: &Node) -> Result<AskStep, FlowError> {
-        opts.only(self, &["id", "choices", "allow_free_text", "timeout", "default"])?;
+        opts.only(
+            self,
+            &["id", "choices", "allow_free_text", "timeout", "default"],
+        )?;
         let prompt = self.text(body)?;
         let choices = match opts.get("choices") {
             Some(c) => match &c.kind {
-                Kind::Seq(items) if !items.is_empty() => items.iter().map(|i| self.string(i)).collect::<Result<Vec<_>, _>>()?,
-                _ => return Err(self.err(c.pos, "choices must be a non-empty list of strings".into())),
+                Kind::Seq(items) if !items.is_empty() => items
+                    .iter()
+                    .map(|i| self.string(i))
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => {
+                    return Err(
+                        self.err(c.pos, "choices must be a non-empty list of strings".into())
+                    );
+                }
             },
             None => Vec::new(),
         };
@@ -118,7 +138,10 @@ impl Cx<'_> {
             let pos = opts.get("allow_free_text").map_or(body.pos, |n| n.pos);
             return Err(self.err(pos, "an ask without choices must allow free text".into()));
         }
-        let timeout = opts.get("timeout").map(|t| self.duration(t, "timeout")).transpose()?;
+        let timeout = opts
+            .get("timeout")
+            .map(|t| self.duration(t, "timeout"))
+            .transpose()?;
         let default = opts.get("default").map(|d| self.text(d)).transpose()?;
         Ok(AskStep {
             prompt,
@@ -140,8 +163,21 @@ impl Cx<'_> {
                 max_tokens: None,
             });
         };
-        let o = StepOpts { map: m, kind: "llm" };
-        o.only(self, &["prompt", "system", "history", "model", "temperature", "max_tokens"])?;
+        let o = StepOpts {
+            map: m,
+            kind: "llm",
+        };
+        o.only(
+            self,
+            &[
+                "prompt",
+                "system",
+                "history",
+                "model",
+                "temperature",
+                "max_tokens",
+            ],
+        )?;
         let Some(prompt) = o.get("prompt") else {
             return Err(self.err(body.pos, "`llm` needs `prompt:`".into()));
         };
@@ -149,27 +185,42 @@ impl Cx<'_> {
             None => None,
             Some((_, Kind::Float(f))) if (0.0..=2.0).contains(f) => Some(*f),
             Some((_, Kind::Int(i))) if (0..=2).contains(i) => Some(*i as f64),
-            Some((p, _)) => return Err(self.err(p, "temperature must be a number from 0 to 2".into())),
+            Some((p, _)) => {
+                return Err(self.err(p, "temperature must be a number from 0 to 2".into()));
+            }
         };
         Ok(LlmStep {
             prompt: self.text(prompt)?,
             system: o.get("system").map(|s| self.text(s)).transpose()?,
-            history: o.get("history").map(|h| self.boolean(h, "history")).transpose()?.unwrap_or(false),
+            history: o
+                .get("history")
+                .map(|h| self.boolean(h, "history"))
+                .transpose()?
+                .unwrap_or(false),
             model: o.get("model").map(|m| self.string(m)).transpose()?,
             temperature,
-            max_tokens: o.get("max_tokens").map(|t| self.int(t, 1, 1_000_000, "max_tokens").map(|v| v as u32)).transpose()?,
+            max_tokens: o
+                .get("max_tokens")
+                .map(|t| self.int(t, 1, 1_000_000, "max_tokens").map(|v| v as u32))
+                .transpose()?,
         })
     }
 
     fn wait(&mut self, body: &Node) -> Result<WaitSpec, FlowError> {
         match &body.kind {
             Kind::Map(m) => {
-                let o = StepOpts { map: m, kind: "wait" };
+                let o = StepOpts {
+                    map: m,
+                    kind: "wait",
+                };
                 o.only(self, &["until", "for"])?;
                 match (o.get("until"), o.get("for")) {
                     (Some(u), None) => Ok(WaitSpec::Until(self.text(u)?)),
                     (None, Some(f)) => Ok(WaitSpec::For(self.duration(f, "wait")?)),
-                    _ => Err(self.err(body.pos, "`wait` takes a duration (`wait: 30s`), `for:` or `until:`".into())),
+                    _ => Err(self.err(
+                        body.pos,
+                        "`wait` takes a duration (`wait: 30s`), `for:` or `until:`".into(),
+                    )),
                 }
             }
             _ => Ok(WaitSpec::For(self.duration(body, "wait")?)),
@@ -186,13 +237,19 @@ impl Cx<'_> {
                 timeout: Duration::from_secs(30),
             });
         };
-        let o = StepOpts { map: m, kind: "http" };
+        let o = StepOpts {
+            map: m,
+            kind: "http",
+        };
         o.only(self, &["method", "url", "headers", "body", "timeout"])?;
         let method = match o.get("method") {
             Some(n) => {
                 let s = self.string(n)?.to_ascii_uppercase();
                 if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&s.as_str()) {
-                    return Err(self.err(n.pos, format!("method `{s}` must be GET, POST, PUT, PATCH, DELETE or HEAD")));
+                    return Err(self.err(
+                        n.pos,
+                        format!("method `{s}` must be GET, POST, PUT, PATCH, DELETE or HEAD"),
+                    ));
                 }
                 s
             }
@@ -215,7 +272,11 @@ impl Cx<'_> {
             url: self.text(url)?,
             headers,
             body: o.get("body").map(|b| self.value(b)).transpose()?,
-            timeout: o.get("timeout").map(|t| self.duration(t, "timeout")).transpose()?.unwrap_or(Duration::from_secs(30)),
+            timeout: o
+                .get("timeout")
+                .map(|t| self.duration(t, "timeout"))
+                .transpose()?
+                .unwrap_or(Duration::from_secs(30)),
         })
     }
 }

@@ -56,7 +56,8 @@ pub fn parse(src: &str) -> Result<Node, YamlError> {
     if let Some(extra) = docs.next() {
         return Err(YamlError {
             pos: pos_of(&extra),
-            message: "a flow file holds one YAML document; remove the `---` and what follows".into(),
+            message: "a flow file holds one YAML document; remove the `---` and what follows"
+                .into(),
         });
     }
     convert(doc, 0)
@@ -120,7 +121,9 @@ fn convert(n: MarkedYamlOwned, depth: usize) -> Result<Node, YamlError> {
             Kind::Map(out)
         }
         YamlDataOwned::Tagged(_, inner) => return convert(*inner, depth),
-        YamlDataOwned::Alias(_) => return Err(err("YAML aliases (`*name`) are not supported in flows")),
+        YamlDataOwned::Alias(_) => {
+            return Err(err("YAML aliases (`*name`) are not supported in flows"));
+        }
         YamlDataOwned::BadValue => return Err(err("this value cannot be read")),
     };
     Ok(Node { pos, kind })
@@ -136,7 +139,9 @@ impl Node {
             Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Kind::Str(s) => Value::String(s.clone()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Kind::Map(m) => Value::Object(m.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect()),
+            Kind::Map(m) => {
+                Value::Object(m.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 
@@ -162,7 +167,9 @@ mod tests {
         let n = parse("a: 1\nb:\n  - x\n").unwrap();
         let Kind::Map(m) = n.kind else { panic!("map") };
         assert_eq!(m[1].1, Pos { line: 2, column: 1 });
-        let Kind::Seq(s) = &m[1].2.kind else { panic!("seq") };
+        let Kind::Seq(s) = &m[1].2.kind else {
+            panic!("seq")
+        };
         assert_eq!(s[0].pos, Pos { line: 3, column: 5 });
     }
 

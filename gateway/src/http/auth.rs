@@ -23,24 +23,46 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(token: &str) -> Self {
-        Self { admin: Sha256::digest(token.as_bytes()).into() }
+        Self {
+            admin: Sha256::digest(token.as_bytes()).into(),
+        }
     }
 
     pub fn check(&self, token: &str) -> Option<Principal> {
         let h: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        bool::from(h.ct_eq(&self.admin)).then(|| Principal { name: "admin".into() })
+        bool::from(h.ct_eq(&self.admin)).then(|| Principal {
+            name: "admin".into(),
+        })
     }
 }
 
-pub async fn require_token(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
-    let header = req.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+pub async fn require_token(
+    State(auth): State<Arc<Auth>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let token = match header {
-        Some(h) => match h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")) {
+        Some(h) => match h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+        {
             Some(t) => t.trim(),
-            None => return ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()).into_response(),
+            None => {
+                return ApiError::Unauthorized(
+                    "the Authorization header must be `Bearer <token>`".into(),
+                )
+                .into_response();
+            }
         },
         None => {
-            return ApiError::Unauthorized("missing token: send `Authorization: Bearer <token>`".into()).into_response();
+            return ApiError::Unauthorized(
+                "missing token: send `Authorization: Bearer <token>`".into(),
+            )
+            .into_response();
         }
     };
     match auth.check(token) {

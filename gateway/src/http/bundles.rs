@@ -26,7 +26,10 @@ pub async fn list(State(app): State<AppState>) -> Json<BundleList> {
                 entrypoints: vec![Entrypoint {
                     flow_id: f.bundle_id.clone(),
                     name: f.name.clone(),
-                    input_schema: f.input_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+                    input_schema: f
+                        .input_schema
+                        .clone()
+                        .unwrap_or_else(|| json!({"type": "object"})),
                 }],
             }
         })
@@ -35,19 +38,32 @@ pub async fn list(State(app): State<AppState>) -> Json<BundleList> {
 }
 
 /// `multipart/form-data` with a `file` part holding one flow (YAML).
-pub async fn upload(State(app): State<AppState>, mut form: Multipart) -> Result<Json<Value>, ApiError> {
+pub async fn upload(
+    State(app): State<AppState>,
+    mut form: Multipart,
+) -> Result<Json<Value>, ApiError> {
     let mut file = None;
-    while let Some(field) = form.next_field().await.map_err(|e| ApiError::bad(format!("bad multipart body: {e}")))? {
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad(format!("bad multipart body: {e}")))?
+    {
         if field.name() == Some("file") {
             let name = field.file_name().unwrap_or("flow.yaml").to_owned();
-            let bytes = field.bytes().await.map_err(|e| ApiError::bad(format!("cannot read `file`: {e}")))?;
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::bad(format!("cannot read `file`: {e}")))?;
             file = Some((name, bytes));
         }
     }
     let Some((name, bytes)) = file else {
-        return Err(ApiError::bad("missing multipart field `file` (the flow's YAML)"));
+        return Err(ApiError::bad(
+            "missing multipart field `file` (the flow's YAML)",
+        ));
     };
-    let src = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad("`file` is not UTF-8 text"))?;
+    let src =
+        String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad("`file` is not UTF-8 text"))?;
     let stem = std::path::Path::new(&name)
         .file_stem()
         .and_then(|s| s.to_str())
@@ -56,7 +72,13 @@ pub async fn upload(State(app): State<AppState>, mut form: Multipart) -> Result<
     let flow = parse::compile(&name, &stem, &src).map_err(ApiError::Flow)?;
     let version = app
         .store
-        .register_flow(&flow.bundle_id, &flow.hash, &flow.source, "upload", crate::store::MakeCurrent::Always)
+        .register_flow(
+            &flow.bundle_id,
+            &flow.hash,
+            &flow.source,
+            "upload",
+            crate::store::MakeCurrent::Always,
+        )
         .await?;
     let body = json!({"bundle_id": flow.bundle_id, "bundle_version": version.to_string(), "flow_hash": flow.hash});
     app.registry.set_current(Arc::new(flow), version);

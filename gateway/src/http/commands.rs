@@ -40,15 +40,27 @@ pub async fn submit(
         payload: req.payload,
         payload_hash: hex::encode(hash.finalize()),
         client_id: req.client_id.clone(),
-        actor: Actor { kind: "client".into(), principal: Some(who.name), client_id: req.client_id, channel: req.channel },
+        actor: Actor {
+            kind: "client".into(),
+            principal: Some(who.name),
+            client_id: req.client_id,
+            channel: req.channel,
+        },
         kind,
     };
     let (s, wake) = app.store.submit(cmd).await?;
     app.wake(wake);
-    Ok(Json(CommandResponse { accepted: true, duplicate: s.duplicate, seq: s.seq }))
+    Ok(Json(CommandResponse {
+        accepted: true,
+        duplicate: s.duplicate,
+        seq: s.seq,
+    }))
 }
 
-pub async fn status(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<CommandStatus>, ApiError> {
+pub async fn status(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CommandStatus>, ApiError> {
     Ok(Json(app.store.command_status(&id).await?))
 }
 
@@ -75,8 +87,13 @@ fn parse_kind(kind: &str, payload: &Value) -> Result<CommandKind, ApiError> {
                     .pointer("/payload/response")
                     .or_else(|| payload.get("response"))
                     .cloned()
-                    .ok_or_else(|| ApiError::bad("payload.payload.response is required to answer a wait_key"))?;
-                CommandKind::Answer { wait_key: k.to_owned(), response }
+                    .ok_or_else(|| {
+                        ApiError::bad("payload.payload.response is required to answer a wait_key")
+                    })?;
+                CommandKind::Answer {
+                    wait_key: k.to_owned(),
+                    response,
+                }
             }
         },
         "emit_event" => {
@@ -85,7 +102,8 @@ fn parse_kind(kind: &str, payload: &Value) -> Result<CommandKind, ApiError> {
                 .ok_or_else(|| ApiError::bad("payload.name (the event's name) is required"))?;
             let scope = match str_field(payload, "scope")? {
                 None => Scope::Session,
-                Some(s) => Scope::parse(s).ok_or_else(|| ApiError::bad("payload.scope must be run, session or global"))?,
+                Some(s) => Scope::parse(s)
+                    .ok_or_else(|| ApiError::bad("payload.scope must be run, session or global"))?,
             };
             CommandKind::EmitEvent {
                 name: name.to_owned(),
@@ -97,29 +115,39 @@ fn parse_kind(kind: &str, payload: &Value) -> Result<CommandKind, ApiError> {
         "compact_memory" => {
             let keep_last = match payload.get("keep_last") {
                 None | Some(Value::Null) => 0,
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| *n <= 100_000)
-                    .ok_or_else(|| ApiError::bad("payload.keep_last must be a whole number from 0 to 100000"))?
-                    as u32,
+                Some(v) => v.as_u64().filter(|n| *n <= 100_000).ok_or_else(|| {
+                    ApiError::bad("payload.keep_last must be a whole number from 0 to 100000")
+                })? as u32,
             };
             CommandKind::CompactMemory { keep_last }
         }
         "update_schedule" => CommandKind::UpdateSchedule,
         other => {
-            return Err(ApiError::bad(format!("type `{other}` must be one of {}", protocol::COMMAND_TYPES.join(", "))));
+            return Err(ApiError::bad(format!(
+                "type `{other}` must be one of {}",
+                protocol::COMMAND_TYPES.join(", ")
+            )));
         }
     })
 }
 
 /// An answer to the current prompt must be one of its choices (unless free text is allowed).
-async fn check_choice(app: &AppState, run_id: &str, wait_key: &str, response: &Value) -> Result<(), ApiError> {
+async fn check_choice(
+    app: &AppState,
+    run_id: &str,
+    wait_key: &str,
+    response: &Value,
+) -> Result<(), ApiError> {
     let Ok(run) = app.store.run(run_id).await else {
         return Ok(()); // the store gives the precise 404
     };
-    if let Some(w) = run.waiting.filter(|w| w.wait_key == wait_key && w.reason == "user") {
-        crate::engine::match_choice(response, &w.choices, w.allow_free_text)
-            .map_err(|e| ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}")))?;
+    if let Some(w) = run
+        .waiting
+        .filter(|w| w.wait_key == wait_key && w.reason == "user")
+    {
+        crate::engine::match_choice(response, &w.choices, w.allow_free_text).map_err(|e| {
+            ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}"))
+        })?;
     }
     Ok(())
 }

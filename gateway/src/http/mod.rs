@@ -57,12 +57,21 @@ pub fn router(state: AppState, auth: Arc<Auth>) -> Router {
         .route("/api/gateway/runs/{id}/ledger", get(runs::ledger))
         .route("/api/gateway/runs/{id}/ledger/stream", get(sse::run_stream))
         .route("/api/gateway/runs/{id}/input_data", get(runs::input_data))
-        .route("/api/gateway/runs/{id}/history_bundle", get(runs::history_bundle))
+        .route(
+            "/api/gateway/runs/{id}/history_bundle",
+            get(runs::history_bundle),
+        )
         .route("/api/gateway/ledger/stream", get(sse::global_stream))
         .route("/api/gateway/commands", post(commands::submit))
         .route("/api/gateway/commands/{id}", get(commands::status))
-        .route("/api/gateway/discovery/capabilities", get(meta::capabilities))
-        .route_layer(axum::middleware::from_fn_with_state(auth, auth::require_token));
+        .route(
+            "/api/gateway/discovery/capabilities",
+            get(meta::capabilities),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_token,
+        ));
     Router::new()
         .route("/api/health", get(meta::health))
         .merge(api)

@@ -8,9 +8,9 @@ use protocol::{RunList, RunStatus, RunSummary, StartRunRequest, StartRunResponse
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson, ApiQuery};
-use super::AppState;
 use crate::store::NewRun;
 
 const MAX_PAGE: u32 = 1000;
@@ -30,7 +30,10 @@ pub async fn start(
     if let Some(f) = &req.flow_id
         && *f != req.bundle_id
     {
-        return Err(ApiError::NotFound(format!("flow_id `{f}` is not an entrypoint of bundle `{}`", req.bundle_id)));
+        return Err(ApiError::NotFound(format!(
+            "flow_id `{f}` is not an entrypoint of bundle `{}`",
+            req.bundle_id
+        )));
     }
     let input = match req.input_data {
         Value::Null => json!({}),
@@ -64,7 +67,12 @@ pub async fn start(
         parent_run_id: None,
         input_data: input,
         notify,
-        actor: protocol::Actor { kind: "client".into(), principal: Some(who.name), client_id: None, channel: None },
+        actor: protocol::Actor {
+            kind: "client".into(),
+            principal: Some(who.name),
+            client_id: None,
+            channel: None,
+        },
     };
     let (s, wake) = app.store.start_run(run).await?;
     app.wake(wake);
@@ -85,24 +93,40 @@ pub struct ListQuery {
     offset: Option<u32>,
 }
 
-pub async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<RunList>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<RunList>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            ApiError::bad(format!("status `{s}` must be running, waiting, paused, completed, failed or cancelled"))
+            ApiError::bad(format!(
+                "status `{s}` must be running, waiting, paused, completed, failed or cancelled"
+            ))
         })?),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let offset = q.offset.unwrap_or(0);
     let (items, has_more) = app.store.list_runs(status, limit, offset).await?;
-    Ok(Json(RunList { count: items.len(), items, offset: offset as usize, has_more }))
+    Ok(Json(RunList {
+        count: items.len(),
+        items,
+        offset: offset as usize,
+        has_more,
+    }))
 }
 
-pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<RunSummary>, ApiError> {
+pub async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunSummary>, ApiError> {
     Ok(Json(app.store.run(&id).await?))
 }
 
-pub async fn input_data(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn input_data(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let input = app.store.input_data(&id).await?;
     Ok(Json(json!({"run_id": id, "input_data": input})))
 }
@@ -134,7 +158,11 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub async fn ledger(State(app): State<AppState>, Path(id): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> Result<Response, ApiError> {
+pub async fn ledger(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let (items, next) = app.store.ledger_page(&id, after, limit).await?;
@@ -157,7 +185,10 @@ pub struct BatchRun {
     after: u64,
 }
 
-pub async fn batch(State(app): State<AppState>, ApiJson(b): ApiJson<BatchBody>) -> Result<Response, ApiError> {
+pub async fn batch(
+    State(app): State<AppState>,
+    ApiJson(b): ApiJson<BatchBody>,
+) -> Result<Response, ApiError> {
     if b.runs.len() > 200 {
         return Err(ApiError::bad("runs: at most 200 runs per batch"));
     }
@@ -178,7 +209,10 @@ pub async fn batch(State(app): State<AppState>, ApiJson(b): ApiJson<BatchBody>) 
 
 /// Everything about a run in one document: summary, input, pinned flow source, full
 /// ledger and children.
-pub async fn history_bundle(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn history_bundle(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let run = app.store.run(&id).await?;
     let input = app.store.input_data(&id).await?;
     let mut ledger = Vec::new();
@@ -189,7 +223,10 @@ pub async fn history_bundle(State(app): State<AppState>, Path(id): Path<String>)
             break;
         }
         for it in items {
-            ledger.push(serde_json::from_str::<Value>(&it).map_err(|e| ApiError::Internal(e.to_string()))?);
+            ledger.push(
+                serde_json::from_str::<Value>(&it)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+            );
         }
         after = next;
     }

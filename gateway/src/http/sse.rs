@@ -46,7 +46,9 @@ fn step(cursor: u64, json: &str) -> Event {
 }
 
 fn keep_alive() -> KeepAlive {
-    KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")
+    KeepAlive::new()
+        .interval(Duration::from_secs(15))
+        .text("keep-alive")
 }
 
 pub async fn run_stream(

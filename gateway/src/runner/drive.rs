@@ -1,8 +1,6 @@
 //! Driving one run: apply its inbox, check what it waits for, perform its effect, feed the
 //! engine, commit the transition; repeat until the run blocks, pauses or ends.
 
-use std::sync::Arc;
-
 use protocol::{Actor, RunStatus};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -24,7 +22,9 @@ impl Runner {
             };
             if row.status.is_terminal() {
                 while let Some(item) = store.next_inbox(run_id).await? {
-                    store.reject_command(item.seq, format!("the run is {}", row.status.as_str())).await?;
+                    store
+                        .reject_command(item.seq, format!("the run is {}", row.status.as_str()))
+                        .await?;
                 }
                 return Ok(());
             }
@@ -32,7 +32,7 @@ impl Runner {
                 return Ok(());
             }
             let Some(flow) = self.inner.registry.by_hash(&row.flow_hash) else {
-                let t = failure(&row, format!("flow version {} is not available", row.flow_hash));
+                let t = failure(format!("flow version {} is not available", row.flow_hash));
                 self.commit(&row, t, row.state.clone(), None).await?;
                 return Ok(());
             };
@@ -41,7 +41,10 @@ impl Runner {
                 let mut state = row.state.clone();
                 let result = match input {
                     Some(input) => self.step(&flow, &row, &mut state, input).await,
-                    None => Ok(Err(format!("command type `{}` cannot be applied by the runner", item.kind))),
+                    None => Ok(Err(format!(
+                        "command type `{}` cannot be applied by the runner",
+                        item.kind
+                    ))),
                 };
                 match result? {
                     Ok(t) => self.commit(&row, t, state, Some((item.seq, None))).await?,
@@ -50,23 +53,46 @@ impl Runner {
                 continue;
             }
             let input = match &row.state.pending {
-                None if row.state.pc == 0 && row.state.visits.is_empty() => match flow.validate_input(&row.input) {
-                    Ok(()) => Input::Advance,
-                    Err(errs) => {
-                        let t = failure(&row, format!("input does not match the flow's schema: {}", errs.join("; ")));
-                        self.commit(&row, t, row.state.clone(), None).await?;
-                        return Ok(());
+                None if row.state.pc == 0 && row.state.visits.is_empty() => {
+                    match flow.validate_input(&row.input) {
+                        Ok(()) => Input::Advance,
+                        Err(errs) => {
+                            let t = failure(format!(
+                                "input does not match the flow's schema: {}",
+                                errs.join("; ")
+                            ));
+                            self.commit(&row, t, row.state.clone(), None).await?;
+                            return Ok(());
+                        }
                     }
-                },
+                }
                 None => Input::Advance,
-                Some(Pending::Timer { .. } | Pending::Ask { deadline: Some(_), .. }) => Input::TimerDue,
+                Some(
+                    Pending::Timer { .. }
+                    | Pending::Ask {
+                        deadline: Some(_), ..
+                    },
+                ) => Input::TimerDue,
                 Some(Pending::Child { child_run_id, .. }) => match store.run(child_run_id).await {
-                    Ok(c) if c.status.is_terminal() => Input::ChildDone { status: c.status, output: c.output, error: c.error },
+                    Ok(c) if c.status.is_terminal() => Input::ChildDone {
+                        status: c.status,
+                        output: c.output,
+                        error: c.error,
+                    },
                     Ok(_) => return Ok(()),
-                    Err(StoreError::NotFound(m)) => Input::ChildDone { status: RunStatus::Failed, output: None, error: Some(m) },
+                    Err(StoreError::NotFound(m)) => Input::ChildDone {
+                        status: RunStatus::Failed,
+                        output: None,
+                        error: Some(m),
+                    },
                     Err(e) => return Err(e),
                 },
-                Some(Pending::Effect { step_id, idempotency_key, request, .. }) => {
+                Some(Pending::Effect {
+                    step_id,
+                    idempotency_key,
+                    request,
+                    ..
+                }) => {
                     let work = self.perform(run_id, step_id, idempotency_key, request);
                     match self.until_cancelled(run_id, notify, work).await? {
                         Some(result) => Input::EffectDone { result },
@@ -78,7 +104,7 @@ impl Runner {
             let mut state = row.state.clone();
             let t = match self.step(&flow, &row, &mut state, input).await? {
                 Ok(t) => t,
-                Err(reason) => failure(&row, reason),
+                Err(reason) => failure(reason),
             };
             if t.records.is_empty() && t.status.is_none() {
                 return Ok(());
@@ -87,9 +113,18 @@ impl Runner {
         }
     }
 
-    async fn step(&self, flow: &Flow, row: &DriveRow, state: &mut engine::RunState, input: Input) -> Result<Result<Transition, String>, StoreError> {
+    async fn step(
+        &self,
+        flow: &Flow,
+        row: &DriveRow,
+        state: &mut engine::RunState,
+        input: Input,
+    ) -> Result<Result<Transition, String>, StoreError> {
         let history = if flow.source.contains("history") {
-            let key = row.session_id.clone().unwrap_or_else(|| format!("run:{}", row.run_id));
+            let key = row
+                .session_id
+                .clone()
+                .unwrap_or_else(|| format!("run:{}", row.run_id));
             self.inner.store.history(&key, HISTORY_LIMIT).await?
         } else {
             Vec::new()
@@ -105,12 +140,23 @@ impl Runner {
         Ok(engine::step(flow, state, &ctx, input).map_err(|r| r.to_string()))
     }
 
-    async fn commit(&self, row: &DriveRow, t: Transition, state: engine::RunState, command: Option<(u64, Option<String>)>) -> Result<(), StoreError> {
+    async fn commit(
+        &self,
+        row: &DriveRow,
+        t: Transition,
+        state: engine::RunState,
+        command: Option<(u64, Option<String>)>,
+    ) -> Result<(), StoreError> {
         let armed = t.wake_at.is_some();
         let (_, wake) = self
             .inner
             .store
-            .commit(Commit { run_id: row.run_id.clone(), transition: t, state, command })
+            .commit(Commit {
+                run_id: row.run_id.clone(),
+                transition: t,
+                state,
+                command,
+            })
             .await?;
         self.wake_all(wake.into_iter().filter(|id| *id != row.run_id));
         if armed {
@@ -121,7 +167,12 @@ impl Runner {
 
     /// Runs an effect, but gives up (`None`) if the run is cancelled meanwhile. A pause lets
     /// the effect finish: its result is recorded and the run stays paused.
-    async fn until_cancelled<F>(&self, run_id: &str, notify: &Notify, work: F) -> Result<Option<Result<Value, String>>, StoreError>
+    async fn until_cancelled<F>(
+        &self,
+        run_id: &str,
+        notify: &Notify,
+        work: F,
+    ) -> Result<Option<Result<Value, String>>, StoreError>
     where
         F: std::future::Future<Output = Result<Value, String>>,
     {
@@ -141,14 +192,17 @@ impl Runner {
 }
 
 /// A transition that fails the run (outside any step).
-fn failure(row: &DriveRow, error: String) -> Transition {
+fn failure(error: String) -> Transition {
     let now = chrono::Utc::now();
     let mut t = Transition::default();
     t.records.push(engine::Draft {
         step_id: "run".into(),
         node_id: "end".into(),
         status: protocol::RecordStatus::Failed,
-        effect: Some(protocol::Effect { kind: "run_failed".into(), payload: Value::Null }),
+        effect: Some(protocol::Effect {
+            kind: "run_failed".into(),
+            payload: Value::Null,
+        }),
         result: None,
         error: Some(error.clone()),
         started_at: now,
@@ -159,13 +213,16 @@ fn failure(row: &DriveRow, error: String) -> Transition {
     });
     t.status = Some(RunStatus::Failed);
     t.error = Some(error);
-    let _ = &row.run_id;
     t
 }
 
 /// The engine input for an inbox command (`resume` answers, event deliveries).
 fn inbox_input(row: &DriveRow, kind: &str, payload: &Value, actor: Actor) -> Option<Input> {
-    let wait_key = payload.get("wait_key").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let wait_key = payload
+        .get("wait_key")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     match kind {
         "resume" => {
             let response = payload
@@ -174,22 +231,29 @@ fn inbox_input(row: &DriveRow, kind: &str, payload: &Value, actor: Actor) -> Opt
                 .cloned()
                 .unwrap_or(Value::Null);
             Some(match &row.state.pending {
-                Some(Pending::Event { event, .. }) => Input::Event { wait_key, name: event.clone(), payload: response, actor },
-                _ => Input::Answer { wait_key, response, actor },
+                Some(Pending::Event { event, .. }) => Input::Event {
+                    wait_key,
+                    name: event.clone(),
+                    payload: response,
+                    actor,
+                },
+                _ => Input::Answer {
+                    wait_key,
+                    response,
+                    actor,
+                },
             })
         }
         "event" => Some(Input::Event {
             wait_key,
-            name: payload.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            name: payload
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             payload: payload.get("payload").cloned().unwrap_or(Value::Null),
             actor,
         }),
         _ => None,
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send(r: Runner, n: Arc<Notify>) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(async move { r.drive("x", &n).await });
 }

@@ -12,9 +12,21 @@ use crate::engine::EffectRequest;
 use crate::llm;
 
 impl Runner {
-    pub(super) async fn perform(&self, run_id: &str, step_id: &str, key: &str, req: &EffectRequest) -> Result<Value, String> {
+    pub(super) async fn perform(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        key: &str,
+        req: &EffectRequest,
+    ) -> Result<Value, String> {
         match req {
-            EffectRequest::Llm { messages, model, temperature, max_tokens, .. } => {
+            EffectRequest::Llm {
+                messages,
+                model,
+                temperature,
+                max_tokens,
+                ..
+            } => {
                 let bus = self.inner.store.bus().clone();
                 let request = llm::Request {
                     messages,
@@ -30,11 +42,23 @@ impl Runner {
                         delta: d.to_owned(),
                     })))
                 };
-                let text = self.inner.llm.chat(request, on_delta).await.map_err(|e| e.to_string())?;
+                let text = self
+                    .inner
+                    .llm
+                    .chat(request, on_delta)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(json!({"text": text}))
             }
-            EffectRequest::Http { method, url, headers, body, timeout_ms } => {
-                self.http_call(method, url, headers, body.as_ref(), *timeout_ms, key).await
+            EffectRequest::Http {
+                method,
+                url,
+                headers,
+                body,
+                timeout_ms,
+            } => {
+                self.http_call(method, url, headers, body.as_ref(), *timeout_ms, key)
+                    .await
             }
         }
     }
@@ -61,9 +85,15 @@ impl Runner {
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb.send().await.map_err(|e| format!("HTTP request to {url} failed: {e}"))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| format!("HTTP request to {url} failed: {e}"))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| format!("reading the HTTP reply failed: {e}"))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("reading the HTTP reply failed: {e}"))?;
         let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
         if status >= 400 {
             let snippet: String = body.to_string().chars().take(300).collect();

@@ -72,7 +72,13 @@ impl Runner {
             return;
         }
         let notify = Arc::new(Notify::new());
-        busy.insert(run_id.to_owned(), Busy { again: false, notify: notify.clone() });
+        busy.insert(
+            run_id.to_owned(),
+            Busy {
+                again: false,
+                notify: notify.clone(),
+            },
+        );
         drop(busy);
         let me = self.clone();
         let id = run_id.to_owned();
@@ -87,7 +93,11 @@ impl Runner {
 
     /// Runs being driven right now.
     pub fn active(&self) -> usize {
-        self.inner.busy.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     async fn drive_task(self, run_id: String, notify: Arc<Notify>) {

@@ -23,7 +23,10 @@ pub enum CommandKind {
     /// `resume` with no `wait_key`.
     Unpause,
     /// `resume` with a `wait_key`.
-    Answer { wait_key: String, response: Value },
+    Answer {
+        wait_key: String,
+        response: Value,
+    },
     Cancel,
     EmitEvent {
         name: String,
@@ -31,7 +34,9 @@ pub enum CommandKind {
         payload: Value,
         session_id: Option<String>,
     },
-    CompactMemory { keep_last: u32 },
+    CompactMemory {
+        keep_last: u32,
+    },
     UpdateSchedule,
 }
 
@@ -95,21 +100,34 @@ impl Store {
 
     /// Marks an inbox command rejected (the runner found it no longer applies).
     pub async fn reject_command(&self, seq: u64, reason: String) -> Result<()> {
-        self.write(move |c, _| finish(c, seq, Some(&reason), None)).await.map(|_| ())
+        self.write(move |c, _| finish(c, seq, Some(&reason), None))
+            .await
+            .map(|_| ())
     }
 }
 
 /// Marks a command applied (`reason` None) or rejected.
-pub(super) fn finish(conn: &Connection, seq: u64, reason: Option<&str>, result: Option<&Value>) -> Result<()> {
-    let status = if reason.is_some() { "rejected" } else { "applied" };
-    conn.prepare_cached("UPDATE commands SET status = ?2, reason = ?3, result = ?4, applied_at = ?5 WHERE seq = ?1")?
-        .execute(params![
-            seq as i64,
-            status,
-            reason,
-            result.map(serde_json::to_string).transpose()?,
-            ts(now())
-        ])?;
+pub(super) fn finish(
+    conn: &Connection,
+    seq: u64,
+    reason: Option<&str>,
+    result: Option<&Value>,
+) -> Result<()> {
+    let status = if reason.is_some() {
+        "rejected"
+    } else {
+        "applied"
+    };
+    conn.prepare_cached(
+        "UPDATE commands SET status = ?2, reason = ?3, result = ?4, applied_at = ?5 WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq as i64,
+        status,
+        reason,
+        result.map(serde_json::to_string).transpose()?,
+        ts(now())
+    ])?;
     Ok(())
 }
 
@@ -120,7 +138,10 @@ fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Sub
         .optional()?;
     if let Some((seq, hash)) = prev {
         if hash == cmd.payload_hash {
-            return Ok(Submitted { seq: seq as u64, duplicate: true });
+            return Ok(Submitted {
+                seq: seq as u64,
+                duplicate: true,
+            });
         }
         return Err(StoreError::Conflict(format!(
             "command_id `{}` was already used with a different run, type or payload; use a new command_id",
@@ -149,25 +170,36 @@ fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Sub
     let result = apply(conn, &cmd, &run, seq, out)?;
     if !pending {
         conn.prepare_cached("UPDATE commands SET result = ?2, applied_at = ?3 WHERE seq = ?1")?
-            .execute(params![seq as i64, result.map(|r| r.to_string()), ts(now())])?;
+            .execute(params![
+                seq as i64,
+                result.map(|r| r.to_string()),
+                ts(now())
+            ])?;
     }
-    Ok(Submitted { seq, duplicate: false })
+    Ok(Submitted {
+        seq,
+        duplicate: false,
+    })
 }
 
 fn load_run(conn: &Connection, run_id: &str) -> Result<RunRow> {
-    conn.prepare_cached("SELECT status, paused_from, wait_key, waiting, session_id FROM runs WHERE run_id = ?1")?
-        .query_row([run_id], |r| {
-            let s: String = r.get(0)?;
-            Ok(RunRow {
-                status: RunStatus::parse(&s).unwrap_or(RunStatus::Failed),
-                paused_from: r.get(1)?,
-                wait_key: r.get(2)?,
-                waiting: r.get::<_, Option<String>>(3)?.and_then(|w| serde_json::from_str(&w).ok()),
-                session_id: r.get(4)?,
-            })
+    conn.prepare_cached(
+        "SELECT status, paused_from, wait_key, waiting, session_id FROM runs WHERE run_id = ?1",
+    )?
+    .query_row([run_id], |r| {
+        let s: String = r.get(0)?;
+        Ok(RunRow {
+            status: RunStatus::parse(&s).unwrap_or(RunStatus::Failed),
+            paused_from: r.get(1)?,
+            wait_key: r.get(2)?,
+            waiting: r
+                .get::<_, Option<String>>(3)?
+                .and_then(|w| serde_json::from_str(&w).ok()),
+            session_id: r.get(4)?,
         })
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))
+    })
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))
 }
 
 /// Refuses a command that cannot apply to the run as it is now.
@@ -178,19 +210,29 @@ fn check(cmd: &NewCommand, run: &RunRow) -> Result<()> {
         CommandKind::EmitEvent { .. } | CommandKind::CompactMemory { .. } => Ok(()),
         CommandKind::UpdateSchedule => conflict(format!("run `{}` is not a schedule", cmd.run_id)),
         _ if run.status.is_terminal() => conflict(format!("run `{}` is already {st}", cmd.run_id)),
-        CommandKind::Pause if run.status == RunStatus::Paused => conflict("the run is already paused".into()),
+        CommandKind::Pause if run.status == RunStatus::Paused => {
+            conflict("the run is already paused".into())
+        }
         CommandKind::Unpause if run.status != RunStatus::Paused => conflict(format!(
             "the run is {st}, not paused; to answer a prompt send `wait_key` and `payload.response`"
         )),
         CommandKind::Answer { wait_key, .. } => {
-            let reason = run.waiting.as_ref().and_then(|w| w.get("reason")).and_then(Value::as_str);
+            let reason = run
+                .waiting
+                .as_ref()
+                .and_then(|w| w.get("reason"))
+                .and_then(Value::as_str);
             match (&run.wait_key, reason) {
                 (Some(cur), Some("user" | "event")) if cur == wait_key => Ok(()),
                 (Some(cur), Some("user" | "event")) => conflict(format!(
                     "wait_key `{wait_key}` is not current: the run now waits on `{cur}`"
                 )),
-                (Some(cur), Some(r)) => conflict(format!("the run waits on `{cur}` ({r}), which cannot be answered")),
-                _ => conflict(format!("wait_key `{wait_key}` is not current: the run is {st} and waits for no answer")),
+                (Some(cur), Some(r)) => conflict(format!(
+                    "the run waits on `{cur}` ({r}), which cannot be answered"
+                )),
+                _ => conflict(format!(
+                    "wait_key `{wait_key}` is not current: the run is {st} and waits for no answer"
+                )),
             }
         }
         _ => Ok(()),
@@ -218,7 +260,13 @@ fn command_draft(cmd: &NewCommand, seq: u64, status: RecordStatus) -> Draft {
 }
 
 /// Applies a control command; returns its result for the command's status.
-fn apply(conn: &Connection, cmd: &NewCommand, run: &RunRow, seq: u64, out: &mut Outbox) -> Result<Option<Value>> {
+fn apply(
+    conn: &Connection,
+    cmd: &NewCommand,
+    run: &RunRow,
+    seq: u64,
+    out: &mut Outbox,
+) -> Result<Option<Value>> {
     let record = |conn: &Connection, out: &mut Outbox, result: Option<Value>| -> Result<()> {
         let mut app = Appender::load(conn, &cmd.run_id)?;
         let mut d = command_draft(cmd, seq, RecordStatus::Completed);
@@ -239,12 +287,20 @@ fn apply(conn: &Connection, cmd: &NewCommand, run: &RunRow, seq: u64, out: &mut 
             out.wake.push(cmd.run_id.clone());
         }
         CommandKind::Cancel => cancel_tree(conn, cmd, seq, out)?,
-        CommandKind::EmitEvent { name, scope, payload, session_id } => {
+        CommandKind::EmitEvent {
+            name,
+            scope,
+            payload,
+            session_id,
+        } => {
             let key = match scope {
                 Scope::Run => format!("run:{}:{name}", cmd.run_id),
                 Scope::Session => {
                     let s = session_id.clone().or_else(|| run.session_id.clone());
-                    format!("session:{}:{name}", s.unwrap_or_else(|| format!("run:{}", cmd.run_id)))
+                    format!(
+                        "session:{}:{name}",
+                        s.unwrap_or_else(|| format!("run:{}", cmd.run_id))
+                    )
                 }
                 Scope::Global => format!("global:{name}"),
             };
@@ -256,7 +312,10 @@ fn apply(conn: &Connection, cmd: &NewCommand, run: &RunRow, seq: u64, out: &mut 
             return Ok(Some(result));
         }
         CommandKind::CompactMemory { keep_last } => {
-            let key = run.session_id.clone().unwrap_or_else(|| format!("run:{}", cmd.run_id));
+            let key = run
+                .session_id
+                .clone()
+                .unwrap_or_else(|| format!("run:{}", cmd.run_id));
             let removed = conn.execute(
                 "DELETE FROM session_messages WHERE session_id = ?1 AND id NOT IN
                    (SELECT id FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2)",
@@ -273,24 +332,44 @@ fn apply(conn: &Connection, cmd: &NewCommand, run: &RunRow, seq: u64, out: &mut 
     Ok(None)
 }
 
-fn set_status(conn: &Connection, run_id: &str, status: &str, paused_from: Option<&str>) -> Result<()> {
-    conn.prepare_cached("UPDATE runs SET status = ?2, paused_from = ?3, updated_at = ?4 WHERE run_id = ?1")?
-        .execute(params![run_id, status, paused_from, ts(now())])?;
+fn set_status(
+    conn: &Connection,
+    run_id: &str,
+    status: &str,
+    paused_from: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, paused_from = ?3, updated_at = ?4 WHERE run_id = ?1",
+    )?
+    .execute(params![run_id, status, paused_from, ts(now())])?;
     Ok(())
 }
 
 /// Cancels a run and every non-terminal descendant; their pending commands are rejected.
 fn cancel_tree(conn: &Connection, cmd: &NewCommand, seq: u64, out: &mut Outbox) -> Result<()> {
     let mut stack = vec![cmd.run_id.clone()];
-    let parent: Option<String> =
-        conn.query_row("SELECT parent_run_id FROM runs WHERE run_id = ?1", [&cmd.run_id], |r| r.get(0))?;
+    let parent: Option<String> = conn.query_row(
+        "SELECT parent_run_id FROM runs WHERE run_id = ?1",
+        [&cmd.run_id],
+        |r| r.get(0),
+    )?;
     while let Some(id) = stack.pop() {
         let mut app = Appender::load(conn, &id)?;
         if id == cmd.run_id {
             app.append(conn, &command_draft(cmd, seq, RecordStatus::Completed), out)?;
         }
-        let why = if id == cmd.run_id { "cancelled by command".to_owned() } else { format!("parent run {} was cancelled", cmd.run_id) };
-        let mut end = run_draft(RecordStatus::Cancelled, "end", "run_cancelled", json!({"command_id": cmd.command_id}), cmd.actor.clone());
+        let why = if id == cmd.run_id {
+            "cancelled by command".to_owned()
+        } else {
+            format!("parent run {} was cancelled", cmd.run_id)
+        };
+        let mut end = run_draft(
+            RecordStatus::Cancelled,
+            "end",
+            "run_cancelled",
+            json!({"command_id": cmd.command_id}),
+            cmd.actor.clone(),
+        );
         end.error = Some(why.clone());
         app.append(conn, &end, out)?;
         save_chain(conn, &app)?;
@@ -320,7 +399,14 @@ fn cancel_tree(conn: &Connection, cmd: &NewCommand, seq: u64, out: &mut Outbox) 
 }
 
 /// Queues an event for every run waiting on `key`; returns how many.
-pub(super) fn deliver_event(conn: &Connection, key: &str, name: &str, payload: &Value, actor: &Actor, out: &mut Outbox) -> Result<usize> {
+pub(super) fn deliver_event(
+    conn: &Connection,
+    key: &str,
+    name: &str,
+    payload: &Value,
+    actor: &Actor,
+    out: &mut Outbox,
+) -> Result<usize> {
     let targets = conn
         .prepare_cached("SELECT run_id, wait_key FROM runs WHERE event_key = ?1 AND status IN ('waiting', 'paused')")?
         .query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?

@@ -27,8 +27,20 @@ pub struct StoredFlow {
 impl Store {
     /// Stores a version (if new) and maybe makes it its bundle's current one. Returns the
     /// version number.
-    pub async fn register_flow(&self, bundle_id: &str, hash: &str, source: &str, origin: &str, mode: MakeCurrent) -> Result<u32> {
-        let (b, h, s, o) = (bundle_id.to_owned(), hash.to_owned(), source.to_owned(), origin.to_owned());
+    pub async fn register_flow(
+        &self,
+        bundle_id: &str,
+        hash: &str,
+        source: &str,
+        origin: &str,
+        mode: MakeCurrent,
+    ) -> Result<u32> {
+        let (b, h, s, o) = (
+            bundle_id.to_owned(),
+            hash.to_owned(),
+            source.to_owned(),
+            origin.to_owned(),
+        );
         self.write(move |c, _| {
             let at = ts(now());
             let existing: Option<i64> = c
@@ -88,7 +100,11 @@ impl Store {
 
 /// The current hash of a bundle, inside a write transaction.
 pub(super) fn current_hash(conn: &Connection, bundle_id: &str) -> Result<String> {
-    conn.query_row("SELECT current_hash FROM bundles WHERE bundle_id = ?1", [bundle_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("flow `{bundle_id}` not found")))
+    conn.query_row(
+        "SELECT current_hash FROM bundles WHERE bundle_id = ?1",
+        [bundle_id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("flow `{bundle_id}` not found")))
 }

@@ -31,9 +31,11 @@ impl Appender {
 
     pub fn load(conn: &Connection, run_id: &str) -> Result<Self> {
         let (last_seq, last_hash) = conn
-            .query_row("SELECT last_seq, last_hash FROM runs WHERE run_id = ?1", [run_id], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-            })
+            .query_row(
+                "SELECT last_seq, last_hash FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
+            )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))?;
         Ok(Self {
@@ -44,7 +46,12 @@ impl Appender {
     }
 
     /// Appends one record, queues it for the bus, and returns it.
-    pub fn append(&mut self, conn: &Connection, d: &Draft, out: &mut Outbox) -> Result<LedgerRecord> {
+    pub fn append(
+        &mut self,
+        conn: &Connection,
+        d: &Draft,
+        out: &mut Outbox,
+    ) -> Result<LedgerRecord> {
         let mut rec = LedgerRecord {
             seq: self.last_seq + 1,
             run_id: self.run_id.clone(),
@@ -102,7 +109,9 @@ pub fn page(conn: &Connection, run_id: &str, after: u64, limit: u32) -> Result<(
     let Some(last) = last else {
         return Err(StoreError::NotFound(format!("run `{run_id}` not found")));
     };
-    let mut stmt = conn.prepare_cached("SELECT seq, record FROM ledger WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, record FROM ledger WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
     let mut items = Vec::new();
     let mut next = after.min(last as u64);
     let rows = stmt.query_map(params![run_id, after as i64, limit as i64], |r| {
@@ -125,7 +134,9 @@ pub struct GlobalItem {
 }
 
 pub fn global_page(conn: &Connection, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
-    let mut stmt = conn.prepare_cached("SELECT gseq, run_id, seq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT gseq, run_id, seq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2",
+    )?;
     let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
         Ok(GlobalItem {
             gseq: r.get::<_, i64>(0)? as u64,
@@ -139,12 +150,21 @@ pub fn global_page(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Glob
 
 /// The highest global cursor so far.
 pub fn global_head(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(gseq), 0) FROM ledger", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(gseq), 0) FROM ledger", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
 }
 
 impl super::Store {
     /// One page of a run's ledger (stored JSON texts) and the cursor after it.
-    pub async fn ledger_page(&self, run_id: &str, after: u64, limit: u32) -> Result<(Vec<String>, u64)> {
+    pub async fn ledger_page(
+        &self,
+        run_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<String>, u64)> {
         let id = run_id.to_owned();
         self.read(move |c| page(c, &id, after, limit)).await
     }

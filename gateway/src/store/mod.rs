@@ -70,7 +70,9 @@ impl Store {
         let mut conn = open_conn(&path, true)?;
         schema::migrate(&mut conn)?;
         let writer = writer::Writer::start(conn, bus.clone())?;
-        let readers = (0..READERS).map(|_| open_conn(&path, false)).collect::<Result<Vec<_>>>()?;
+        let readers = (0..READERS)
+            .map(|_| open_conn(&path, false))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             writer,
             readers: Arc::new(Mutex::new(readers)),
@@ -121,7 +123,9 @@ impl Store {
 
 fn open_conn(path: &Path, write: bool) -> Result<Connection> {
     let flags = if write {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };

@@ -49,11 +49,12 @@ pub struct Commit {
     pub command: Option<(u64, Option<String>)>,
 }
 
-const SUMMARY_COLS: &str =
-    "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
+const SUMMARY_COLS: &str = "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
 
 fn status_of(s: &str) -> rusqlite::Result<RunStatus> {
-    RunStatus::parse(s).ok_or_else(|| rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text))
+    RunStatus::parse(s).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text)
+    })
 }
 
 fn json_col(r: &Row, i: usize) -> rusqlite::Result<Option<Value>> {
@@ -74,7 +75,9 @@ fn summary(r: &Row) -> rusqlite::Result<RunSummary> {
         error: r.get(6)?,
         session_id: r.get(7)?,
         parent_run_id: r.get(8)?,
-        notify: json_col(r, 9)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+        notify: json_col(r, 9)?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
         ledger_len: r.get::<_, i64>(10)? as u64,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
@@ -82,10 +85,12 @@ fn summary(r: &Row) -> rusqlite::Result<RunSummary> {
 }
 
 pub(super) fn get_summary(conn: &Connection, run_id: &str) -> Result<RunSummary> {
-    conn.prepare_cached(&format!("SELECT {SUMMARY_COLS} FROM runs WHERE run_id = ?1"))?
-        .query_row([run_id], summary)
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))
+    conn.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLS} FROM runs WHERE run_id = ?1"
+    ))?
+    .query_row([run_id], summary)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))
 }
 
 /// Inserts a run and its `started` record.
@@ -111,7 +116,17 @@ pub(super) fn insert_run(conn: &Connection, r: &NewRun, out: &mut Outbox) -> Res
     let mut app = Appender::new_run(&r.run_id);
     let payload = json!({"bundle_id": r.bundle_id, "flow_hash": r.flow_hash, "session_id": r.session_id,
         "parent_run_id": r.parent_run_id, "notify": r.notify});
-    app.append(conn, &run_draft(RecordStatus::Started, "start", "run_started", payload, r.actor.clone()), out)?;
+    app.append(
+        conn,
+        &run_draft(
+            RecordStatus::Started,
+            "start",
+            "run_started",
+            payload,
+            r.actor.clone(),
+        ),
+        out,
+    )?;
     save_chain(conn, &app)?;
     out.wake.push(r.run_id.clone());
     Ok(())
@@ -124,7 +139,13 @@ pub(super) fn save_chain(conn: &Connection, app: &Appender) -> Result<()> {
 }
 
 /// A run-level record (`step_id` "run").
-pub(super) fn run_draft(status: RecordStatus, node: &str, kind: &str, payload: Value, actor: Actor) -> Draft {
+pub(super) fn run_draft(
+    status: RecordStatus,
+    node: &str,
+    kind: &str,
+    payload: Value,
+    actor: Actor,
+) -> Draft {
     let t = now();
     Draft {
         step_id: "run".into(),
@@ -159,7 +180,12 @@ impl Store {
     }
 
     /// Newest first; `has_more` tells whether another page exists.
-    pub async fn list_runs(&self, status: Option<RunStatus>, limit: u32, offset: u32) -> Result<(Vec<RunSummary>, bool)> {
+    pub async fn list_runs(
+        &self,
+        status: Option<RunStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<RunSummary>, bool)> {
         self.read(move |c| {
             let take = limit as i64 + 1;
             let mut items = match status {
@@ -185,7 +211,11 @@ impl Store {
         let id = run_id.to_owned();
         self.read(move |c| {
             let s: Option<String> = c
-                .query_row("SELECT input_data FROM runs WHERE run_id = ?1", [&id], |r| r.get(0))
+                .query_row(
+                    "SELECT input_data FROM runs WHERE run_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let s = s.ok_or_else(|| StoreError::NotFound(format!("run `{id}` not found")))?;
             Ok(serde_json::from_str(&s)?)
@@ -196,9 +226,11 @@ impl Store {
     pub async fn children(&self, run_id: &str) -> Result<Vec<RunSummary>> {
         let id = run_id.to_owned();
         self.read(move |c| {
-            Ok(c.prepare_cached(&format!("SELECT {SUMMARY_COLS} FROM runs WHERE parent_run_id = ?1 ORDER BY rowid"))?
-                .query_map([id], summary)?
-                .collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(c.prepare_cached(&format!(
+                "SELECT {SUMMARY_COLS} FROM runs WHERE parent_run_id = ?1 ORDER BY rowid"
+            ))?
+            .query_map([id], summary)?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
@@ -280,15 +312,20 @@ impl Store {
     /// Runs the runner must look at after a start: not terminal, not paused.
     pub async fn live_runs(&self) -> Result<Vec<String>> {
         self.read(|c| {
-            Ok(c.prepare("SELECT run_id FROM runs WHERE status IN ('running', 'waiting') ORDER BY rowid")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(c.prepare(
+                "SELECT run_id FROM runs WHERE status IN ('running', 'waiting') ORDER BY rowid",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
 
     /// Runs whose timer is due at `at`, and the next time after that any timer fires.
-    pub async fn due_timers(&self, at: chrono::DateTime<chrono::Utc>) -> Result<(Vec<String>, Option<String>)> {
+    pub async fn due_timers(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Vec<String>, Option<String>)> {
         let at = ts(at);
         self.read(move |c| {
             let due = c
@@ -313,12 +350,19 @@ impl Store {
 fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
     let (cur, parent, session): (RunStatus, Option<String>, Option<String>) = conn
         .prepare_cached("SELECT status, parent_run_id, session_id FROM runs WHERE run_id = ?1")?
-        .query_row([&c.run_id], |r| Ok((status_of(&r.get::<_, String>(0)?)?, r.get(1)?, r.get(2)?)))
+        .query_row([&c.run_id], |r| {
+            Ok((status_of(&r.get::<_, String>(0)?)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("run `{}` not found", c.run_id)))?;
     if cur.is_terminal() {
         if let Some((seq, _)) = c.command {
-            super::commands::finish(conn, seq, Some(&format!("the run is {}", cur.as_str())), None)?;
+            super::commands::finish(
+                conn,
+                seq,
+                Some(&format!("the run is {}", cur.as_str())),
+                None,
+            )?;
         }
         return Ok(cur);
     }
@@ -356,8 +400,13 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
         ts(now())
     ])?;
     if let Some(child) = &t.spawn {
-        let exists: Option<i64> =
-            conn.query_row("SELECT 1 FROM runs WHERE run_id = ?1", [&child.run_id], |r| r.get(0)).optional()?;
+        let exists: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM runs WHERE run_id = ?1",
+                [&child.run_id],
+                |r| r.get(0),
+            )
+            .optional()?;
         if exists.is_none() {
             let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
                 Ok(h) => (h, false),
@@ -376,7 +425,12 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
             };
             insert_run(conn, &new_run, out)?;
             if missing {
-                fail_now(conn, &child.run_id, &format!("flow `{}` not found", child.bundle_id), out)?;
+                fail_now(
+                    conn,
+                    &child.run_id,
+                    &format!("flow `{}` not found", child.bundle_id),
+                    out,
+                )?;
             }
         }
     }
@@ -407,7 +461,13 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
 /// Fails a run that cannot start (its flow is missing), in the current transaction.
 fn fail_now(conn: &Connection, run_id: &str, error: &str, out: &mut Outbox) -> Result<()> {
     let mut app = Appender::load(conn, run_id)?;
-    let mut d = run_draft(RecordStatus::Failed, "end", "run_failed", Value::Null, Actor::runner());
+    let mut d = run_draft(
+        RecordStatus::Failed,
+        "end",
+        "run_failed",
+        Value::Null,
+        Actor::runner(),
+    );
     d.error = Some(error.to_owned());
     app.append(conn, &d, out)?;
     save_chain(conn, &app)?;

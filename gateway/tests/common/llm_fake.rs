@@ -29,7 +29,9 @@ pub async fn start() -> (String, Fake) {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(chat))
         .with_state(fake.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(l, app).await });
     (format!("http://{addr}/v1"), fake)
@@ -43,18 +45,30 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let flaky_first = last.contains("FLAKY") && f.seen_keys.lock().expect("lock").insert(key.rsplit_once(':').map(|k| k.0.to_owned()).unwrap_or(key));
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let flaky_first = last.contains("FLAKY")
+        && f.seen_keys
+            .lock()
+            .expect("lock")
+            .insert(key.rsplit_once(':').map(|k| k.0.to_owned()).unwrap_or(key));
     if last.contains("SLOW") {
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     }
     if last.contains("FAIL") || flaky_first {
-        let err = json!({"error": {"message": "the fake model is overloaded", "type": "server_error"}});
+        let err =
+            json!({"error": {"message": "the fake model is overloaded", "type": "server_error"}});
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(err)).into_response();
     }
     let reply = format!("echo: {last}");
     if body["stream"] != true {
-        return Json(json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]})).into_response();
+        return Json(
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}),
+        )
+        .into_response();
     }
     let mut sse = String::new();
     for word in reply.split_inclusive(' ') {

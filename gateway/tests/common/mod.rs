@@ -16,14 +16,26 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// Flows the tests use besides the shipped examples.
 const TEST_FLOWS: &[(&str, &str)] = &[
-    ("tick", "steps:\n  - wait: 2s\n  - say: tick\n  - output: {done: true}\n"),
-    ("waiter", "steps:\n  - id: got\n    wait_event: go\n    scope: global\n  - output: \"{{ steps.got.payload }}\"\n"),
+    (
+        "tick",
+        "steps:\n  - wait: 2s\n  - say: tick\n  - output: {done: true}\n",
+    ),
+    (
+        "waiter",
+        "steps:\n  - id: got\n    wait_event: go\n    scope: global\n  - output: \"{{ steps.got.payload }}\"\n",
+    ),
     (
         "parent",
         "steps:\n  - id: child\n    call: ask\n    input: {text: from parent}\n  - output: \"{{ steps.child.output }}\"\n",
     ),
-    ("slowllm", "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n  - output: \"{{ steps.r.text }}\"\n"),
-    ("flaky", "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n    retries: 1\n  - output: \"{{ steps.r.text }}\"\n"),
+    (
+        "slowllm",
+        "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n  - output: \"{{ steps.r.text }}\"\n",
+    ),
+    (
+        "flaky",
+        "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n    retries: 1\n  - output: \"{{ steps.r.text }}\"\n",
+    ),
     (
         "typed",
         "input_schema:\n  type: object\n  required: [n]\n  properties:\n    n: {type: integer, minimum: 1}\nsteps:\n  - output: \"{{ input.n }}\"\n",
@@ -88,9 +100,20 @@ impl TestApp {
             .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
             .env("SWITCHBOARD_LLM_MODEL", "fake-model")
             .env_remove("SWITCHBOARD_LLM_BASE_URL")
-            .env("RUST_LOG", if std::env::var("TEST_LOG").is_ok() { "debug" } else { "error" })
+            .env(
+                "RUST_LOG",
+                if std::env::var("TEST_LOG").is_ok() {
+                    "debug"
+                } else {
+                    "error"
+                },
+            )
             .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true);
         if let Some(u) = &self.llm_url {
             cmd.env("SWITCHBOARD_LLM_BASE_URL", u);
@@ -126,30 +149,63 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET");
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).bearer_auth(TOKEN).json(body).send().await.expect("POST");
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn start_run(&self, bundle: &str, input: Value) -> String {
-        let (s, b) = self.post("/api/gateway/runs/start", &json!({"bundle_id": bundle, "input_data": input})).await;
+        let (s, b) = self
+            .post(
+                "/api/gateway/runs/start",
+                &json!({"bundle_id": bundle, "input_data": input}),
+            )
+            .await;
         assert_eq!(s, 200, "start {bundle}: {b}");
         b["run_id"].as_str().expect("run_id").to_owned()
     }
 
     pub async fn command(&self, id: &str, run: &str, kind: &str, payload: Value) -> (u16, Value) {
-        self.post("/api/gateway/commands", &json!({"command_id": id, "run_id": run, "type": kind, "payload": payload}))
-            .await
+        self.post(
+            "/api/gateway/commands",
+            &json!({"command_id": id, "run_id": run, "type": kind, "payload": payload}),
+        )
+        .await
     }
 
-    pub async fn answer(&self, id: &str, run: &str, wait_key: &str, response: Value) -> (u16, Value) {
-        self.command(id, run, "resume", json!({"wait_key": wait_key, "payload": {"response": response}})).await
+    pub async fn answer(
+        &self,
+        id: &str,
+        run: &str,
+        wait_key: &str,
+        response: Value,
+    ) -> (u16, Value) {
+        self.command(
+            id,
+            run,
+            "resume",
+            json!({"wait_key": wait_key, "payload": {"response": response}}),
+        )
+        .await
     }
 
     pub async fn run(&self, id: &str) -> Value {
@@ -166,7 +222,10 @@ impl TestApp {
             if r["status"] == status {
                 return r;
             }
-            assert!(tokio::time::Instant::now() < deadline, "run {id} never became {status}: {r}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {id} never became {status}: {r}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -176,7 +235,11 @@ impl TestApp {
         let mut all = Vec::new();
         let mut after = 0;
         loop {
-            let (s, b) = self.get(&format!("/api/gateway/runs/{id}/ledger?after={after}&limit=50")).await;
+            let (s, b) = self
+                .get(&format!(
+                    "/api/gateway/runs/{id}/ledger?after={after}&limit=50"
+                ))
+                .await;
             assert_eq!(s, 200, "{b}");
             let items = b["items"].as_array().expect("items").clone();
             if items.is_empty() {
@@ -188,9 +251,14 @@ impl TestApp {
     }
 
     /// Reads SSE events from `path` until `stop` says so (or 10 s pass).
-    pub async fn sse(&self, path: &str, last_event_id: Option<u64>, stop: impl Fn(&[Sse]) -> bool) -> Vec<Sse> {
-        use futures::StreamExt;
+    pub async fn sse(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+        stop: impl Fn(&[Sse]) -> bool,
+    ) -> Vec<Sse> {
         use eventsource_stream::Eventsource;
+        use futures::StreamExt;
         let mut rb = self.http.get(self.url(path)).bearer_auth(TOKEN);
         if let Some(id) = last_event_id {
             rb = rb.header("Last-Event-ID", id.to_string());
@@ -204,7 +272,11 @@ impl TestApp {
                 if ev.event == "message" && ev.data.is_empty() {
                     continue; // the initial `retry:` hint
                 }
-                out.push(Sse { id: ev.id, event: ev.event, data: serde_json::from_str(&ev.data).unwrap_or(Value::Null) });
+                out.push(Sse {
+                    id: ev.id,
+                    event: ev.event,
+                    data: serde_json::from_str(&ev.data).unwrap_or(Value::Null),
+                });
                 if stop(&out) {
                     break;
                 }
@@ -224,5 +296,9 @@ pub struct Sse {
 
 /// The record of each `step` event.
 pub fn records(events: &[Sse]) -> Vec<Value> {
-    events.iter().filter(|e| e.event == "step").map(|e| e.data["record"].clone()).collect()
+    events
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.data["record"].clone())
+        .collect()
 }
