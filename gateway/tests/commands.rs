@@ -239,6 +239,19 @@ async fn emit_event_wakes_a_run_waiting_on_it() {
 }
 
 #[tokio::test]
+async fn an_emit_step_wakes_a_run_waiting_on_that_event() {
+    let app = spawn_app().await;
+    let w = app.start_run("waiter", json!({})).await;
+    app.wait_for_status(&w, "waiting").await;
+    let n = app.start_run("notifier", json!({"n": "5"})).await;
+    app.wait_for_status(&n, "completed").await;
+    assert_eq!(
+        app.wait_for_status(&w, "completed").await["output"],
+        json!({"n": "5"})
+    );
+}
+
+#[tokio::test]
 async fn unknown_command_type_names_the_valid_ones() {
     let app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;

@@ -69,18 +69,72 @@ async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
     assert_eq!(contents, ["hello there", "echo: hello there", "and again"]);
     assert_eq!(reqs.last().unwrap()["model"], "fake-model");
 
-    // A new run in the same session remembers; compact_memory forgets.
-    let run2 = app.start_run("chat", json!({})).await;
-    app.wait_for_status(&run2, "waiting").await;
+    // A new run in the same session sees the earlier turns; compact_memory trims them.
     let (st, b) = app
-        .command("cm", &run2, "compact_memory", json!({"keep_last": 0}))
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "chat", "input_data": {"text": "third"}, "session_id": "s-1"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let run2 = b["run_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&run2, "waiting").await;
+    let msgs = fake.requests().last().unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(msgs, 5, "four earlier turns + this prompt");
+    let (st, b) = app
+        .command("cm", &run2, "compact_memory", json!({"keep_last": 2}))
         .await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(
         app.get("/api/gateway/commands/cm").await.1["result"]["removed"],
-        0,
-        "run2 has its own (empty) session"
+        4
     );
+    // A run without a session has its own, empty history.
+    let run3 = app.start_run("chat", json!({"text": "alone"})).await;
+    app.wait_for_status(&run3, "waiting").await;
+    assert_eq!(
+        fake.requests().last().unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn http_steps_call_out_with_an_idempotency_key() {
+    let (url, _fake) = common::llm_fake::start().await;
+    let echo = url.replace("/v1", "/echo");
+    let app = spawn_app().await;
+    let run = app.start_run("caller", json!({"url": echo, "x": 3})).await;
+    let s = app.wait_for_status(&run, "completed").await;
+    assert_eq!(s["output"]["status"], 200);
+    assert_eq!(s["output"]["body"]["got"], json!({"x": 3}));
+    assert_eq!(s["output"]["body"]["x_api_key"], "secret");
+    assert_eq!(
+        s["output"]["body"]["idempotency_key"],
+        format!("{run}:h.1:1")
+    );
+    let ledger = app.ledger(&run).await;
+    let started = ledger
+        .iter()
+        .find(|r| r["status"] == "started" && r["step_id"] == "h.1")
+        .unwrap();
+    assert!(
+        !started.to_string().contains("secret"),
+        "header values stay out of the ledger"
+    );
+    let bad = app
+        .start_run(
+            "caller",
+            json!({"url": "http://127.0.0.1:9/nothing", "x": 1}),
+        )
+        .await;
+    let f = app.wait_for_status(&bad, "failed").await;
+    assert!(f["error"].as_str().unwrap().contains("127.0.0.1:9"), "{f}");
 }
 
 #[tokio::test]

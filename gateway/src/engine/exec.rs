@@ -153,12 +153,39 @@ impl Machine<'_> {
 
     fn exec_step(&mut self, step: Step) -> Result<bool, StepFailure> {
         let cx = self.template_ctx();
-        let f = self.flow;
         let node = step.node.as_str();
         let step_id = self.next_step_id(node);
         match &step.kind {
+            StepKind::Llm(_) | StepKind::Http(_) => {
+                let request = self.effect_request(&step.kind, &cx)?;
+                self.start_effect(step_id, node, 1, step.retries, request);
+                Ok(false)
+            }
+            StepKind::Ask(_)
+            | StepKind::Wait(_)
+            | StepKind::WaitEvent { .. }
+            | StepKind::Call { .. } => self.waiting_step(&step.kind, step_id, node, &cx),
+            _ => {
+                self.immediate_step(&step.kind, &step_id, node, &cx)?;
+                self.state.pc += 1;
+                Ok(true)
+            }
+        }
+    }
+
+    /// `say`, `set`, `output`, `emit`: done at once.
+    fn immediate_step(
+        &mut self,
+        kind: &StepKind,
+        step_id: &str,
+        node: &str,
+        cx: &minijinja::Value,
+    ) -> Result<(), StepFailure> {
+        let f = self.flow;
+        let step_id = step_id.to_owned();
+        match kind {
             StepKind::Say(tpl) => {
-                let text = f.render(*tpl, &cx)?;
+                let text = f.render(*tpl, cx)?;
                 self.complete(
                     &step_id,
                     node,
@@ -170,7 +197,7 @@ impl Machine<'_> {
             StepKind::Set(vars) => {
                 let mut values = serde_json::Map::new();
                 for (k, v) in vars {
-                    let val = f.eval(v, &cx)?;
+                    let val = f.eval(v, cx)?;
                     self.state.vars.insert(k.clone(), val.clone());
                     values.insert(k.clone(), val);
                 }
@@ -178,7 +205,7 @@ impl Machine<'_> {
                 self.complete(&step_id, node, "set", values.clone(), values);
             }
             StepKind::Output(v) => {
-                let out = f.eval(v, &cx)?;
+                let out = f.eval(v, cx)?;
                 self.state.output = Some(out.clone());
                 self.complete(&step_id, node, "output", out.clone(), out);
             }
@@ -187,16 +214,36 @@ impl Machine<'_> {
                 scope,
                 payload,
             } => {
-                let name = f.render(*event, &cx)?;
-                let payload = f.eval(payload, &cx)?;
+                let name = f.render(*event, cx)?;
+                let payload = f.eval(payload, cx)?;
                 let key = self.event_key(*scope, &name);
                 let p = json!({"name": name, "scope": scope, "payload": payload});
                 self.complete(&step_id, node, "emit", p, json!({"name": name}));
                 self.t.emits.push(EmitSpec { key, name, payload });
             }
+            other => {
+                return Err(StepFailure(format!(
+                    "`{}` is not an immediate step",
+                    other.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `ask`, `wait`, `wait_event`, `call`: block the run (a `wait` already due goes on).
+    fn waiting_step(
+        &mut self,
+        kind: &StepKind,
+        step_id: String,
+        node: &str,
+        cx: &minijinja::Value,
+    ) -> Result<bool, StepFailure> {
+        let f = self.flow;
+        match kind {
             StepKind::Ask(ask) => {
-                let prompt = f.render(ask.prompt, &cx)?;
-                let default = ask.default.map(|d| f.render(d, &cx)).transpose()?;
+                let prompt = f.render(ask.prompt, cx)?;
+                let default = ask.default.map(|d| f.render(d, cx)).transpose()?;
                 let deadline = ask.timeout.map(|t| self.ctx.now + t);
                 let pending = Pending::Ask {
                     step_id: step_id.clone(),
@@ -213,7 +260,7 @@ impl Machine<'_> {
             StepKind::Wait(spec) => {
                 let until = match spec {
                     WaitSpec::For(d) => self.ctx.now + *d,
-                    WaitSpec::Until(tpl) => parse_time(&f.render(*tpl, &cx)?)?,
+                    WaitSpec::Until(tpl) => parse_time(&f.render(*tpl, cx)?)?,
                 };
                 if until <= self.ctx.now {
                     self.complete(
@@ -233,7 +280,7 @@ impl Machine<'_> {
                 }
             }
             StepKind::WaitEvent { event, scope } => {
-                let name = f.render(*event, &cx)?;
+                let name = f.render(*event, cx)?;
                 let key = self.event_key(*scope, &name);
                 self.block(Pending::Event {
                     step_id,
@@ -244,7 +291,7 @@ impl Machine<'_> {
                 return Ok(false);
             }
             StepKind::Call { flow, input } => {
-                let input = f.eval(input, &cx)?;
+                let input = f.eval(input, cx)?;
                 let name = format!("{}/{step_id}", self.ctx.run_id);
                 let child =
                     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string();
@@ -260,13 +307,27 @@ impl Machine<'_> {
                 });
                 return Ok(false);
             }
+            other => return Err(StepFailure(format!("`{}` does not wait", other.name()))),
+        }
+        self.state.pc += 1;
+        Ok(true)
+    }
+
+    /// The request an `llm` or `http` step sends, rendered from the run's context.
+    fn effect_request(
+        &self,
+        kind: &StepKind,
+        cx: &minijinja::Value,
+    ) -> Result<EffectRequest, StepFailure> {
+        let f = self.flow;
+        match kind {
             StepKind::Llm(llm) => {
-                let prompt = f.render(llm.prompt, &cx)?;
+                let prompt = f.render(llm.prompt, cx)?;
                 let mut messages = Vec::new();
                 if let Some(s) = llm.system {
                     messages.push(super::ChatMessage {
                         role: "system".into(),
-                        content: f.render(s, &cx)?,
+                        content: f.render(s, cx)?,
                     });
                 }
                 if llm.history {
@@ -276,37 +337,27 @@ impl Machine<'_> {
                     role: "user".into(),
                     content: prompt.clone(),
                 });
-                let request = EffectRequest::Llm {
+                Ok(EffectRequest::Llm {
                     messages,
                     model: llm.model.clone(),
                     temperature: llm.temperature,
                     max_tokens: llm.max_tokens,
                     remember: llm.history.then_some(prompt),
-                };
-                self.start_effect(step_id, node, 1, step.retries, request);
-                return Ok(false);
+                })
             }
-            StepKind::Http(h) => {
-                let url = f.render(h.url, &cx)?;
-                let headers = h
+            StepKind::Http(h) => Ok(EffectRequest::Http {
+                method: h.method.clone(),
+                url: f.render(h.url, cx)?,
+                headers: h
                     .headers
                     .iter()
-                    .map(|(k, v)| Ok((k.clone(), f.render(*v, &cx)?)))
-                    .collect::<Result<Vec<_>, StepFailure>>()?;
-                let body = h.body.as_ref().map(|b| f.eval(b, &cx)).transpose()?;
-                let request = EffectRequest::Http {
-                    method: h.method.clone(),
-                    url,
-                    headers,
-                    body,
-                    timeout_ms: h.timeout.as_millis() as u64,
-                };
-                self.start_effect(step_id, node, 1, step.retries, request);
-                return Ok(false);
-            }
+                    .map(|(k, v)| Ok((k.clone(), f.render(*v, cx)?)))
+                    .collect::<Result<Vec<_>, StepFailure>>()?,
+                body: h.body.as_ref().map(|b| f.eval(b, cx)).transpose()?,
+                timeout_ms: h.timeout.as_millis() as u64,
+            }),
+            other => Err(StepFailure(format!("`{}` is not an effect", other.name()))),
         }
-        self.state.pc += 1;
-        Ok(true)
     }
 
     pub fn event_key(&self, scope: Scope, name: &str) -> String {

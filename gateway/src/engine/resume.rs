@@ -13,8 +13,7 @@ impl Machine<'_> {
     pub fn resume(&mut self, input: Input) -> Result<bool, Reject> {
         let pending = self.state.pending.clone();
         match (input, pending) {
-            (Input::Advance, None) => Ok(true),
-            (Input::Advance, Some(_)) => Ok(false),
+            (Input::Advance, p) => Ok(p.is_none()),
             (
                 Input::Answer {
                     wait_key,
@@ -39,59 +38,15 @@ impl Machine<'_> {
                 self.done_waiting(d, &node, json!({"response": response}));
                 Ok(true)
             }
-            (Input::Answer { wait_key, .. }, Some(p)) => Err(stale(&wait_key, p.wait_key())),
-            (Input::Answer { wait_key, .. }, None) => Err(Reject::StaleWaitKey {
-                given: wait_key,
-                current: "it is not waiting for an answer".into(),
+            (Input::Answer { wait_key, .. }, p) => Err(match p {
+                Some(p) => stale(&wait_key, p.wait_key()),
+                None => Reject::StaleWaitKey {
+                    given: wait_key,
+                    current: "it is not waiting for an answer".into(),
+                },
             }),
-            (
-                Input::TimerDue,
-                Some(Pending::Timer {
-                    step_id,
-                    node,
-                    until,
-                }),
-            ) => {
-                if self.ctx.now < until {
-                    return Ok(false);
-                }
-                let result = json!({"until": super::ts(until)});
-                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                d.result = Some(result.clone());
-                self.done_waiting(d, &node, result);
-                Ok(true)
-            }
-            (
-                Input::TimerDue,
-                Some(Pending::Ask {
-                    step_id,
-                    node,
-                    deadline: Some(deadline),
-                    default,
-                    ..
-                }),
-            ) => {
-                if self.ctx.now < deadline {
-                    return Ok(false);
-                }
-                match default {
-                    Some(answer) => {
-                        let result = json!({"response": answer, "timed_out": true});
-                        let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                        d.result = Some(result.clone());
-                        self.done_waiting(d, &node, result);
-                        Ok(true)
-                    }
-                    None => {
-                        self.fail(
-                            &node,
-                            "no answer before the timeout, and the ask has no default".into(),
-                        );
-                        Ok(false)
-                    }
-                }
-            }
-            (Input::TimerDue, _) => Ok(false),
+            (Input::TimerDue, Some(p)) => Ok(self.timer_due(p)),
+            (Input::TimerDue, None) => Ok(false),
             (
                 Input::Event {
                     wait_key,
@@ -163,6 +118,46 @@ impl Machine<'_> {
                 Some(p) => format!("the run waits on `{}`", p.wait_key()),
                 None => "the run is not waiting".into(),
             })),
+        }
+    }
+
+    /// A timer or an `ask` deadline, if due: `true` when the run goes on.
+    fn timer_due(&mut self, p: Pending) -> bool {
+        match p {
+            Pending::Timer {
+                step_id,
+                node,
+                until,
+            } if self.ctx.now >= until => {
+                let result = json!({"until": super::ts(until)});
+                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                d.result = Some(result.clone());
+                self.done_waiting(d, &node, result);
+                true
+            }
+            Pending::Ask {
+                step_id,
+                node,
+                deadline: Some(deadline),
+                default,
+                ..
+            } if self.ctx.now >= deadline => match default {
+                Some(answer) => {
+                    let result = json!({"response": answer, "timed_out": true});
+                    let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
+                    d.result = Some(result.clone());
+                    self.done_waiting(d, &node, result);
+                    true
+                }
+                None => {
+                    self.fail(
+                        &node,
+                        "no answer before the timeout, and the ask has no default".into(),
+                    );
+                    false
+                }
+            },
+            _ => false,
         }
     }
 

@@ -10,6 +10,15 @@ use crate::engine::{self, Ctx, Input, Pending, Transition};
 use crate::flows::Flow;
 use crate::store::{Commit, DriveRow, StoreError};
 
+/// What a drive does next.
+enum Next {
+    Input(Input),
+    /// Look at the run again (it changed meanwhile).
+    Again,
+    /// Nothing to do until something wakes the run.
+    Stop,
+}
+
 /// Session turns an LLM step sees at most.
 const HISTORY_LIMIT: u32 = 200;
 
@@ -22,9 +31,8 @@ impl Runner {
             };
             if row.status.is_terminal() {
                 while let Some(item) = store.next_inbox(run_id).await? {
-                    store
-                        .reject_command(item.seq, format!("the run is {}", row.status.as_str()))
-                        .await?;
+                    let why = format!("the run is {}", row.status.as_str());
+                    store.reject_command(item.seq, why).await?;
                 }
                 return Ok(());
             }
@@ -33,73 +41,15 @@ impl Runner {
             }
             let Some(flow) = self.inner.registry.by_hash(&row.flow_hash) else {
                 let t = failure(format!("flow version {} is not available", row.flow_hash));
-                self.commit(&row, t, row.state.clone(), None).await?;
-                return Ok(());
+                return self.commit(&row, t, row.state.clone(), None).await;
             };
-            if let Some(item) = store.next_inbox(run_id).await? {
-                let input = inbox_input(&row, item.kind.as_str(), &item.payload, item.actor);
-                let mut state = row.state.clone();
-                let result = match input {
-                    Some(input) => self.step(&flow, &row, &mut state, input).await,
-                    None => Ok(Err(format!(
-                        "command type `{}` cannot be applied by the runner",
-                        item.kind
-                    ))),
-                };
-                match result? {
-                    Ok(t) => self.commit(&row, t, state, Some((item.seq, None))).await?,
-                    Err(reason) => store.reject_command(item.seq, reason).await?,
-                }
+            if self.apply_inbox(&flow, &row).await? {
                 continue;
             }
-            let input = match &row.state.pending {
-                None if row.state.pc == 0 && row.state.visits.is_empty() => {
-                    match flow.validate_input(&row.input) {
-                        Ok(()) => Input::Advance,
-                        Err(errs) => {
-                            let t = failure(format!(
-                                "input does not match the flow's schema: {}",
-                                errs.join("; ")
-                            ));
-                            self.commit(&row, t, row.state.clone(), None).await?;
-                            return Ok(());
-                        }
-                    }
-                }
-                None => Input::Advance,
-                Some(
-                    Pending::Timer { .. }
-                    | Pending::Ask {
-                        deadline: Some(_), ..
-                    },
-                ) => Input::TimerDue,
-                Some(Pending::Child { child_run_id, .. }) => match store.run(child_run_id).await {
-                    Ok(c) if c.status.is_terminal() => Input::ChildDone {
-                        status: c.status,
-                        output: c.output,
-                        error: c.error,
-                    },
-                    Ok(_) => return Ok(()),
-                    Err(StoreError::NotFound(m)) => Input::ChildDone {
-                        status: RunStatus::Failed,
-                        output: None,
-                        error: Some(m),
-                    },
-                    Err(e) => return Err(e),
-                },
-                Some(Pending::Effect {
-                    step_id,
-                    idempotency_key,
-                    request,
-                    ..
-                }) => {
-                    let work = self.perform(run_id, step_id, idempotency_key, request);
-                    match self.until_cancelled(run_id, notify, work).await? {
-                        Some(result) => Input::EffectDone { result },
-                        None => continue,
-                    }
-                }
-                Some(_) => return Ok(()),
+            let input = match self.next_input(&flow, &row, notify).await? {
+                Next::Input(i) => i,
+                Next::Again => continue,
+                Next::Stop => return Ok(()),
             };
             let mut state = row.state.clone();
             let t = match self.step(&flow, &row, &mut state, input).await? {
@@ -111,6 +61,85 @@ impl Runner {
             }
             self.commit(&row, t, state, None).await?;
         }
+    }
+
+    /// Applies the oldest pending command (an answer or an event); `true` if there was one.
+    async fn apply_inbox(&self, flow: &Flow, row: &DriveRow) -> Result<bool, StoreError> {
+        let store = &self.inner.store;
+        let Some(item) = store.next_inbox(&row.run_id).await? else {
+            return Ok(false);
+        };
+        let mut state = row.state.clone();
+        let result = match inbox_input(row, item.kind.as_str(), &item.payload, item.actor) {
+            Some(input) => self.step(flow, row, &mut state, input).await?,
+            None => Err(format!(
+                "command type `{}` cannot be applied by the runner",
+                item.kind
+            )),
+        };
+        match result {
+            Ok(t) => self.commit(row, t, state, Some((item.seq, None))).await?,
+            Err(reason) => store.reject_command(item.seq, reason).await?,
+        }
+        Ok(true)
+    }
+
+    /// What to feed the engine now, given what the run waits for.
+    async fn next_input(
+        &self,
+        flow: &Flow,
+        row: &DriveRow,
+        notify: &Notify,
+    ) -> Result<Next, StoreError> {
+        Ok(Next::Input(match &row.state.pending {
+            None if row.state.pc == 0 && row.state.visits.is_empty() => {
+                if let Err(errs) = flow.validate_input(&row.input) {
+                    let t = failure(format!(
+                        "input does not match the flow's schema: {}",
+                        errs.join("; ")
+                    ));
+                    self.commit(row, t, row.state.clone(), None).await?;
+                    return Ok(Next::Stop);
+                }
+                Input::Advance
+            }
+            None => Input::Advance,
+            Some(
+                Pending::Timer { .. }
+                | Pending::Ask {
+                    deadline: Some(_), ..
+                },
+            ) => Input::TimerDue,
+            Some(Pending::Child { child_run_id, .. }) => {
+                match self.inner.store.run(child_run_id).await {
+                    Ok(c) if c.status.is_terminal() => Input::ChildDone {
+                        status: c.status,
+                        output: c.output,
+                        error: c.error,
+                    },
+                    Ok(_) => return Ok(Next::Stop),
+                    Err(StoreError::NotFound(m)) => Input::ChildDone {
+                        status: RunStatus::Failed,
+                        output: None,
+                        error: Some(m),
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(Pending::Effect {
+                step_id,
+                idempotency_key,
+                request,
+                ..
+            }) => {
+                let work = self.perform(&row.run_id, step_id, idempotency_key, request);
+                match self.until_cancelled(&row.run_id, notify, work).await? {
+                    Some(result) => Input::EffectDone { result },
+                    None => return Ok(Next::Again),
+                }
+            }
+            Some(_) => return Ok(Next::Stop),
+        }))
     }
 
     async fn step(

@@ -400,52 +400,14 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
         ts(now())
     ])?;
     if let Some(child) = &t.spawn {
-        let exists: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM runs WHERE run_id = ?1",
-                [&child.run_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_none() {
-            let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
-                Ok(h) => (h, false),
-                Err(StoreError::NotFound(_)) => (String::new(), true),
-                Err(e) => return Err(e),
-            };
-            let new_run = NewRun {
-                run_id: child.run_id.clone(),
-                bundle_id: child.bundle_id.clone(),
-                flow_hash,
-                session_id: session.clone(),
-                parent_run_id: Some(c.run_id.clone()),
-                input_data: child.input.clone(),
-                notify: Vec::new(),
-                actor: Actor::runner(),
-            };
-            insert_run(conn, &new_run, out)?;
-            if missing {
-                fail_now(
-                    conn,
-                    &child.run_id,
-                    &format!("flow `{}` not found", child.bundle_id),
-                    out,
-                )?;
-            }
-        }
+        spawn_child(conn, &c.run_id, session.clone(), child, out)?;
     }
     for e in &t.emits {
         super::commands::deliver_event(conn, &e.key, &e.name, &e.payload, &Actor::runner(), out)?;
     }
     if !t.history.is_empty() {
         let key = session.unwrap_or_else(|| format!("run:{}", c.run_id));
-        let at = ts(now());
-        let mut ins = conn.prepare_cached(
-            "INSERT INTO session_messages (session_id, run_id, role, content, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for m in &t.history {
-            ins.execute(params![key, c.run_id, m.role, m.content, at])?;
-        }
+        append_history(conn, &key, &c.run_id, &t.history)?;
     }
     if let Some((seq, reason)) = &c.command {
         super::commands::finish(conn, *seq, reason.as_deref(), None)?;
@@ -456,6 +418,68 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
         out.wake.push(p);
     }
     Ok(status)
+}
+
+/// Creates the child run a `call` step asked for (once: a re-run after a crash finds it).
+/// A child whose flow is unknown is created failed, so its parent sees why.
+fn spawn_child(
+    conn: &Connection,
+    parent: &str,
+    session: Option<String>,
+    child: &crate::engine::ChildSpec,
+    out: &mut Outbox,
+) -> Result<()> {
+    let exists: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM runs WHERE run_id = ?1",
+            [&child.run_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
+        Ok(h) => (h, false),
+        Err(StoreError::NotFound(_)) => (String::new(), true),
+        Err(e) => return Err(e),
+    };
+    let new_run = NewRun {
+        run_id: child.run_id.clone(),
+        bundle_id: child.bundle_id.clone(),
+        flow_hash,
+        session_id: session,
+        parent_run_id: Some(parent.to_owned()),
+        input_data: child.input.clone(),
+        notify: Vec::new(),
+        actor: Actor::runner(),
+    };
+    insert_run(conn, &new_run, out)?;
+    if missing {
+        fail_now(
+            conn,
+            &child.run_id,
+            &format!("flow `{}` not found", child.bundle_id),
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+fn append_history(
+    conn: &Connection,
+    session: &str,
+    run_id: &str,
+    turns: &[ChatMessage],
+) -> Result<()> {
+    let at = ts(now());
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO session_messages (session_id, run_id, role, content, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for m in turns {
+        ins.execute(params![session, run_id, m.role, m.content, at])?;
+    }
+    Ok(())
 }
 
 /// Fails a run that cannot start (its flow is missing), in the current transaction.

@@ -28,6 +28,7 @@ pub async fn start() -> (String, Fake) {
     let fake = Fake::default();
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(chat))
+        .route("/echo", axum::routing::post(echo))
         .with_state(fake.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -77,4 +78,17 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
     }
     sse.push_str("data: [DONE]\n\n");
     ([("content-type", "text/event-stream")], sse).into_response()
+}
+
+/// For `http` steps: answers with what it received.
+async fn echo(headers: HeaderMap, Json(body): Json<Value>) -> Json<Value> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let auth = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Json(json!({"got": body, "idempotency_key": key, "x_api_key": auth}))
 }

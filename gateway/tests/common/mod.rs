@@ -37,6 +37,14 @@ const TEST_FLOWS: &[(&str, &str)] = &[
         "steps:\n  - id: r\n    llm: \"{{ input.text }}\"\n    retries: 1\n  - output: \"{{ steps.r.text }}\"\n",
     ),
     (
+        "notifier",
+        "steps:\n  - emit: go\n    scope: global\n    payload: {n: \"{{ input.n }}\"}\n",
+    ),
+    (
+        "caller",
+        "steps:\n  - id: h\n    http:\n      method: POST\n      url: \"{{ input.url }}\"\n      headers: {x-api-key: secret}\n      body: {x: \"{{ input.x }}\"}\n  - output: \"{{ steps.h }}\"\n",
+    ),
+    (
         "typed",
         "input_schema:\n  type: object\n  required: [n]\n  properties:\n    n: {type: integer, minimum: 1}\nsteps:\n  - output: \"{{ input.n }}\"\n",
     ),
