@@ -20,8 +20,7 @@ pub const TOKEN_FILE: &str = "token";
 
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    create_private_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir, Bus::new(8192))
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
     let registry = load_flows(&store, &cfg.flows_dir).await?;
@@ -125,6 +124,19 @@ pub fn admin_token(dir: &Path, configured: Option<&str>) -> anyhow::Result<(Stri
     let token = format!("sb_{}", hex::encode(bytes));
     write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     Ok((token, true))
+}
+
+/// The data dir holds the store and the token: only its owner may enter it.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict data dir {} to its owner", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -222,6 +222,20 @@ fn dir_created(d: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[tokio::test]
+async fn the_data_dir_is_private() {
+    let app = spawn_app().await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&app.data_dir)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+#[tokio::test]
 async fn flows_check_prints_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("bad.yaml");

@@ -168,13 +168,24 @@ async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(app.run(&run).await["status"], "running");
     assert_eq!(app.command("p", &run, "pause", json!({})).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
-    assert_eq!(app.run(&run).await["status"], "paused");
+    let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
+    let evs = app
+        .sse(&path, None, |e| {
+            common::records(e)
+                .iter()
+                .any(|r| r["step_id"] == "r.1" && r["status"] == "completed")
+        })
+        .await;
     assert!(
-        app.ledger(&run)
-            .await
+        common::records(&evs)
             .iter()
             .any(|r| r["step_id"] == "r.1" && r["status"] == "completed")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        app.run(&run).await["status"],
+        "paused",
+        "the reply is recorded, the run stays paused"
     );
     app.command("r", &run, "resume", json!({})).await;
     assert_eq!(

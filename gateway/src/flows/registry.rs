@@ -117,3 +117,27 @@ pub fn compile_file(path: &Path) -> Result<Flow, RegistryError> {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("flow");
     Ok(parse::compile(&path.display().to_string(), stem, &src)?)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_flows_dir_means_the_embedded_examples() {
+        let flows =
+            super::load_dir(std::path::Path::new("/nonexistent/switchboard/flows")).unwrap();
+        let ids: Vec<_> = flows.iter().map(|f| f.bundle_id.as_str()).collect();
+        assert_eq!(ids, ["echo", "ask", "approval", "chat"]);
+    }
+
+    #[test]
+    fn a_broken_file_fails_the_load_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ok.yaml"), "steps:\n  - say: hi\n").unwrap();
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "steps:\n  - say: hi\n  - nope: 1\n",
+        )
+        .unwrap();
+        let e = super::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("bad.yaml:3:5"), "{e}");
+    }
+}
