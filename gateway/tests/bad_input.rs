@@ -122,20 +122,8 @@ async fn broken_yaml_upload_reports_line_and_column_and_changes_nothing() {
     let app = spawn_app().await;
     let before = app.get("/api/gateway/bundles").await.1;
     let src = "name: Broken\nsteps:\n  - say: hi\n  - sya: typo\n";
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::text(src).file_name("echo.yaml"),
-    );
-    let r = app
-        .http
-        .post(app.url("/api/gateway/bundles/upload"))
-        .bearer_auth(TOKEN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let b: Value = r.json().await.unwrap();
+    let (st, b) = app.upload("echo.yaml", src).await;
+    assert_eq!(st, 400, "{b}");
     assert_eq!(b["error"]["code"], "invalid_flow");
     assert_eq!(
         (b["error"]["line"].as_u64(), b["error"]["column"].as_u64()),

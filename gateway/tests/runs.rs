@@ -115,20 +115,8 @@ async fn uploaded_flow_gets_a_new_version_and_old_runs_stay_pinned() {
     let run_v1 = app.start_run("ask", json!({})).await;
     let s = app.wait_for_status(&run_v1, "waiting").await;
     let src = "steps:\n  - output: {version: 2}\n";
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::text(src).file_name("ask.yaml"),
-    );
-    let r = app
-        .http
-        .post(app.url("/api/gateway/bundles/upload"))
-        .bearer_auth(common::TOKEN)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let up: serde_json::Value = r.json().await.unwrap();
+    let (st, up) = app.upload("ask.yaml", src).await;
+    assert_eq!(st, 200, "{up}");
     assert_eq!(up["bundle_version"], "2");
     let run_v2 = app.start_run("ask", json!({})).await;
     assert_eq!(

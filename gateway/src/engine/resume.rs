@@ -2,7 +2,7 @@
 //! effect results. Validation happens before any change, so a refused input leaves the
 //! state as it was.
 
-use protocol::{RecordStatus, RunStatus};
+use protocol::{Actor, RecordStatus, RunStatus};
 use serde_json::{Value, json};
 
 use super::exec::Machine;
@@ -32,10 +32,7 @@ impl Machine<'_> {
                     return Err(stale(&wait_key, &step_id));
                 }
                 let response = match_choice(&response, &choices, allow_free_text)?;
-                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                d.result = Some(json!({"response": response}));
-                d.actor = actor;
-                self.done_waiting(d, &node, json!({"response": response}));
+                self.finish_wait(&step_id, &node, json!({"response": response}), actor);
                 Ok(true)
             }
             (Input::Answer { wait_key, .. }, p) => Err(match p {
@@ -60,10 +57,7 @@ impl Machine<'_> {
                     return Err(stale(&wait_key, &step_id));
                 }
                 let result = json!({"name": name, "payload": payload});
-                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                d.result = Some(result.clone());
-                d.actor = actor;
-                self.done_waiting(d, &node, result);
+                self.finish_wait(&step_id, &node, result, actor);
                 Ok(true)
             }
             (Input::Event { wait_key, .. }, p) => {
@@ -90,9 +84,7 @@ impl Machine<'_> {
                     return Ok(false);
                 }
                 let result = json!({"run_id": child_run_id, "status": status, "output": output});
-                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                d.result = Some(result.clone());
-                self.done_waiting(d, &node, result);
+                self.finish_wait(&step_id, &node, result, Actor::runner());
                 Ok(true)
             }
             (
@@ -130,9 +122,7 @@ impl Machine<'_> {
                 until,
             } if self.ctx.now >= until => {
                 let result = json!({"until": super::ts(until)});
-                let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                d.result = Some(result.clone());
-                self.done_waiting(d, &node, result);
+                self.finish_wait(&step_id, &node, result, Actor::runner());
                 true
             }
             Pending::Ask {
@@ -144,9 +134,7 @@ impl Machine<'_> {
             } if self.ctx.now >= deadline => match default {
                 Some(answer) => {
                     let result = json!({"response": answer, "timed_out": true});
-                    let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
-                    d.result = Some(result.clone());
-                    self.done_waiting(d, &node, result);
+                    self.finish_wait(&step_id, &node, result, Actor::runner());
                     true
                 }
                 None => {
@@ -162,6 +150,14 @@ impl Machine<'_> {
     }
 
     /// Appends the record that ends a wait, stores the step's result and moves on.
+    /// Records the end of a wait (by `actor`, with `result`) and moves on.
+    fn finish_wait(&mut self, step_id: &str, node: &str, result: Value, actor: Actor) {
+        let mut d = self.draft(step_id, node, RecordStatus::Completed, None);
+        d.result = Some(result.clone());
+        d.actor = actor;
+        self.done_waiting(d, node, result);
+    }
+
     fn done_waiting(&mut self, mut d: super::Draft, node: &str, result: Value) {
         d.ended_at = Some(self.ctx.now);
         self.t.records.push(d);

@@ -216,6 +216,22 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/gateway/bundles/upload` with `src` as the multipart `file` named `name`.
+    pub async fn upload(&self, name: &str, src: &str) -> (u16, Value) {
+        let part = reqwest::multipart::Part::text(src.to_owned()).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let r = self
+            .http
+            .post(self.url("/api/gateway/bundles/upload"))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn run(&self, id: &str) -> Value {
         let (s, b) = self.get(&format!("/api/gateway/runs/{id}")).await;
         assert_eq!(s, 200, "{b}");
