@@ -1,16 +1,20 @@
-//! Wiring for `switchboard serve`: opens the store, registers flows, creates or loads the
-//! admin token, starts the runner and serves HTTP until SIGINT/SIGTERM.
+//! Wiring for `switchboard serve`: opens the store, registers flows, loads credentials,
+//! starts the runner and serves HTTP until SIGINT/SIGTERM (SIGHUP reloads flows).
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::auth::Auth;
+use crate::auth::limits::Limits;
 use crate::bus::Bus;
 use crate::config::ServeConfig;
 use crate::flows::{Registry, parse, registry};
-use crate::http::{self, AppState, Auth};
+use crate::http::{self, AppState, Gate};
 use crate::llm::Llm;
 use crate::runner::Runner;
 use crate::store::{MakeCurrent, Store};
@@ -20,11 +24,19 @@ pub const TOKEN_FILE: &str = "token";
 
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
+    crate::telemetry::install();
     create_private_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir, Bus::new(8192))
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
-    let registry = load_flows(&store, &cfg.flows_dir).await?;
+    let registry = Registry::default();
+    load_flows(&store, &cfg.flows_dir, &registry).await?;
     let (token, generated) = admin_token(&cfg.data_dir, cfg.auth_token.as_deref())?;
+    let token_file = cfg
+        .auth_token
+        .is_none()
+        .then(|| cfg.data_dir.join(TOKEN_FILE));
+    let auth = Auth::load(store.clone(), &token, token_file, cfg.pairing_ttl).await?;
+    let limits = Limits::new(cfg.limits.clone()).map_err(anyhow::Error::msg)?;
     let http = reqwest::Client::builder()
         .build()
         .context("cannot build the HTTP client")?;
@@ -35,13 +47,24 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         http,
     );
     let resumed = runner.start().await.context("cannot start the runner")?;
+    let paused = store.meta("gateway_paused").await?.as_deref() == Some("1");
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let auth = Arc::new(auth);
     let state = AppState {
-        store,
+        store: store.clone(),
         registry: registry.clone(),
         runner: Some(runner),
         started,
+        gate: Gate {
+            auth: auth.clone(),
+            limits: Arc::new(limits),
+            body_limit: cfg.body_limit,
+        },
+        paused: Arc::new(AtomicBool::new(paused)),
+        flows_dir: cfg.flows_dir.clone(),
+        shutdown: down_rx,
     };
-    let app = http::router(state, Arc::new(Auth::new(&token)));
+    let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
@@ -53,13 +76,75 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         );
         println!("  {token}");
     }
+    let base = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    print_pairing(&auth, &base).await;
     println!("switchboard listening on http://{addr}");
-    tracing::info!(%addr, flows = registry.list().len(), resumed, "switchboard serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    tracing::info!(%addr, flows = registry.list().len(), resumed, paused, "switchboard serving");
+    tokio::spawn(reload_on_hangup(
+        store.clone(),
+        cfg.flows_dir.clone(),
+        registry,
+    ));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown().await;
+        tracing::info!("shutting down: closing streams, finishing in-flight writes");
+        let _ = down_tx.send(true);
+    })
+    .await?;
+    store.flush().await?;
     tracing::info!("switchboard stopped");
     Ok(())
+}
+
+/// Prints a fresh pairing code, and a QR code of the pairing link for a phone.
+async fn print_pairing(auth: &Auth, base: &str) {
+    match auth.mint_code().await {
+        Ok((code, expires)) => {
+            let link = format!("{}/app/pair?code={code}", base.trim_end_matches('/'));
+            let minutes = (expires - chrono::Utc::now()).num_minutes().max(1);
+            println!(
+                "pairing code: {code} (single use, expires in {minutes} min; `switchboard pair` mints another)"
+            );
+            if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
+                println!(
+                    "{}",
+                    qr.render::<qrcode::render::unicode::Dense1x2>()
+                        .quiet_zone(true)
+                        .build()
+                );
+            }
+            println!("pair a device: {link}");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot mint a pairing code"),
+    }
+}
+
+/// `kill -HUP`: re-read the flows directory.
+async fn reload_on_hangup(store: Store, dir: PathBuf, registry: Registry) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match load_flows(&store, &dir, &registry).await {
+                Ok(()) => tracing::info!(flows = registry.list().len(), "flows reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "flow reload failed; the previous flows stay")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (store, dir, registry);
 }
 
 async fn shutdown() {
@@ -80,16 +165,33 @@ async fn shutdown() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Flow(crate::flows::FlowError),
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Registers the flows dir (or the embedded examples) in the store, then loads every stored
-/// version so that runs pinned to old versions keep working.
-pub async fn load_flows(store: &Store, dir: &Path) -> anyhow::Result<Registry> {
-    for f in registry::load_dir(dir)? {
+/// version into `reg` so that runs pinned to old versions keep working. A broken file
+/// changes nothing.
+pub async fn load_flows(store: &Store, dir: &Path, reg: &Registry) -> Result<(), LoadError> {
+    let flows = registry::load_dir(dir).map_err(|e| match e {
+        registry::RegistryError::Flow(f) => LoadError::Flow(f),
+        other => LoadError::Io(other.to_string()),
+    })?;
+    for f in flows {
         store
             .register_flow(&f.bundle_id, &f.hash, &f.source, "dir", MakeCurrent::IfNew)
             .await?;
     }
-    let reg = Registry::default();
     for v in store.flow_versions().await? {
+        if !v.current && reg.by_hash(&v.hash).is_some() {
+            continue;
+        }
         let name = format!("{} v{} (stored)", v.bundle_id, v.version);
         let flow = match parse::compile(&name, &v.bundle_id, &v.source) {
             Ok(f) => Arc::new(f),
@@ -104,7 +206,7 @@ pub async fn load_flows(store: &Store, dir: &Path) -> anyhow::Result<Registry> {
             reg.add_version(flow);
         }
     }
-    Ok(reg)
+    Ok(())
 }
 
 /// The configured token, or the one in the data dir, or a new one written there (0600).
@@ -139,7 +241,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

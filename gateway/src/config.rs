@@ -58,12 +58,50 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         after: u64,
     },
+    /// Administration: pairing, devices, API keys, token rotation.
+    #[command(flatten)]
+    Admin(AdminCommand),
     /// Answer the prompt RUN waits on.
     Answer {
         #[command(flatten)]
         client: ClientArgs,
         run: String,
         text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Mint a one-time pairing code for a new device.
+    Pair {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List paired devices, or revoke one.
+    Devices {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Revoke this device id.
+        #[arg(long)]
+        revoke: Option<String>,
+    },
+    /// List scoped API keys, create one (`--create NAME --scope read,run`), or revoke one.
+    Keys {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        create: Option<String>,
+        /// Comma-separated: read, run, command, admin.
+        #[arg(long, value_delimiter = ',')]
+        scope: Vec<String>,
+        #[arg(long)]
+        revoke: Option<String>,
+    },
+    /// Replace the admin token (the old one stops working at once).
+    #[command(name = "token-rotate")]
+    TokenRotate {
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 
@@ -106,6 +144,27 @@ pub struct ServeArgs {
     pub llm_api_key: Option<String>,
     #[arg(long, env = "SWITCHBOARD_LLM_MODEL")]
     pub llm_model: Option<String>,
+    /// Comma-separated glob patterns of allowed `Origin`s.
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// Requests per second per device, API key or anonymous address (burst: twice that).
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Bad tokens from one address before it is locked out.
+    #[arg(long, env = "SWITCHBOARD_LOCKOUT_AFTER")]
+    pub lockout_after: Option<u32>,
+    /// First lockout length (doubles with each further bad token), e.g. `1s`.
+    #[arg(long, env = "SWITCHBOARD_LOCKOUT_BASE")]
+    pub lockout_base: Option<String>,
+    /// How long a pairing code stays valid, e.g. `10m`.
+    #[arg(long, env = "SWITCHBOARD_PAIRING_TTL")]
+    pub pairing_ttl: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "SWITCHBOARD_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// The URL people reach this gateway at (for pairing links and QR codes).
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +176,13 @@ struct FileConfig {
     flows_dir: Option<PathBuf>,
     auth_token: Option<String>,
     log_format: Option<String>,
+    allowed_origins: Option<String>,
+    rate_limit: Option<u32>,
+    lockout_after: Option<u32>,
+    lockout_base: Option<String>,
+    pairing_ttl: Option<String>,
+    body_limit: Option<usize>,
+    public_url: Option<String>,
     #[serde(default)]
     llm: FileLlm,
 }
@@ -144,6 +210,28 @@ pub struct ServeConfig {
     pub auth_token: Option<String>,
     pub log_format: LogFormat,
     pub llm: crate::llm::LlmConfig,
+    pub limits: crate::auth::limits::LimitConfig,
+    pub pairing_ttl: std::time::Duration,
+    pub body_limit: usize,
+    pub public_url: Option<String>,
+}
+
+/// The default origin allowlist.
+pub const DEFAULT_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
+
+fn duration(
+    v: Option<String>,
+    default: &str,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> std::time::Duration {
+    let s = v.unwrap_or_else(|| default.to_owned());
+    humantime::parse_duration(&s).unwrap_or_else(|e| {
+        problems.push(format!(
+            "{what} `{s}` is not a duration like 30s or 10m: {e}"
+        ));
+        humantime::parse_duration(default).unwrap_or_default()
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,10 +305,61 @@ impl ServeConfig {
                 "SWITCHBOARD_LLM_BASE_URL `{u}` is not a URL (e.g. http://127.0.0.1:11434/v1)"
             ));
         }
+        let origins = args
+            .allowed_origins
+            .or(f.allowed_origins)
+            .unwrap_or_else(|| DEFAULT_ORIGINS.into());
+        let limits = crate::auth::limits::LimitConfig {
+            allowed_origins: origins
+                .split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            rate_per_sec: args.rate_limit.or(f.rate_limit).unwrap_or(200),
+            lockout_after: args.lockout_after.or(f.lockout_after).unwrap_or(5),
+            lockout_base: duration(
+                args.lockout_base.or(f.lockout_base),
+                "1s",
+                "SWITCHBOARD_LOCKOUT_BASE",
+                &mut problems,
+            ),
+        };
+        for o in &limits.allowed_origins {
+            if let Err(e) = glob::Pattern::new(o) {
+                problems.push(format!(
+                    "SWITCHBOARD_ALLOWED_ORIGINS: `{o}` is not a glob pattern: {e}"
+                ));
+            }
+        }
+        if limits.rate_per_sec == 0 || limits.lockout_after == 0 {
+            problems.push(
+                "SWITCHBOARD_RATE_LIMIT and SWITCHBOARD_LOCKOUT_AFTER must be at least 1".into(),
+            );
+        }
+        let pairing_ttl = duration(
+            args.pairing_ttl.or(f.pairing_ttl),
+            "10m",
+            "SWITCHBOARD_PAIRING_TTL",
+            &mut problems,
+        );
+        let body_limit = args
+            .body_limit
+            .or(f.body_limit)
+            .unwrap_or(crate::http::BODY_LIMIT);
+        let public_url = args.public_url.or(f.public_url).filter(|u| !u.is_empty());
+        if let Some(u) = &public_url
+            && url::Url::parse(u).is_err()
+        {
+            problems.push(format!("SWITCHBOARD_PUBLIC_URL `{u}` is not a URL"));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
         Ok(Self {
+            limits,
+            pairing_ttl,
+            body_limit,
+            public_url,
             addr: SocketAddr::new(ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port),
             data_dir: args
                 .data_dir

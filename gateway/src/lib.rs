@@ -5,13 +5,17 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`, one group-committing writer). Only SQL here.
 //! - [`runner`]: drives runs, performs effects (LLM, HTTP), fires timers.
 //! - [`llm`]: OpenAI-compatible chat completions client.
-//! - [`http`]: the axum API, auth and SSE.
+//! - [`http`]: the axum API, request gates and SSE.
+//! - [`auth`]: credentials (admin token, devices, scoped keys, pairing) and request limits.
+//! - [`telemetry`]: Prometheus metrics.
 //! - [`bus`]: committed records and LLM deltas fanned out to streams.
 //! - [`config`], [`app`]: configuration and wiring for `switchboard serve`.
 //!
 //! See ARCHITECTURE.md for the invariants these modules keep.
 
+pub mod admin_cli;
 pub mod app;
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod engine;
@@ -20,3 +24,4 @@ pub mod http;
 pub mod llm;
 pub mod runner;
 pub mod store;
+pub mod telemetry;

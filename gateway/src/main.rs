@@ -6,7 +6,9 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
-use gateway::config::{Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig};
+use gateway::config::{
+    AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig,
+};
 use gateway::flows::registry;
 use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
 
@@ -89,6 +91,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 })
                 .await?;
             println!("{}", r.run_id);
+        }
+        Command::Admin(cmd) => {
+            let client = match &cmd {
+                AdminCommand::Pair { client }
+                | AdminCommand::Devices { client, .. }
+                | AdminCommand::Keys { client, .. }
+                | AdminCommand::TokenRotate { client } => client_for(client)?,
+            };
+            gateway::admin_cli::run(&client, cmd).await?;
         }
         Command::Tail { client, run, after } => tail(&client_for(&client)?, &run, after).await?,
         Command::Answer { client, run, text } => {

@@ -31,6 +31,15 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
         );
     }
 
+    // Timers armed before the crash (2 s, so they fall due around the restart).
+    let mut armed = Vec::new();
+    for _ in 0..5 {
+        armed.push(app.start_run("tick", json!({})).await);
+    }
+    for r in &armed {
+        app.wait_for_status(r, "waiting").await;
+    }
+
     // 200 runs started concurrently (each arms a 2 s timer), and answers to half of the
     // waiting runs, while the server is killed part-way through.
     let acked_runs = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -120,7 +129,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
         assert!(st == 200 || st == 409, "answer {i}: {st} {b}");
     }
     // Every run reaches its terminal state; timers armed before the crash fire after it.
-    for r in acked_runs.iter().chain(&waiting) {
+    for r in acked_runs.iter().chain(&waiting).chain(&armed) {
         app.wait_for_status(r, "completed").await;
     }
     for (i, r) in waiting.iter().enumerate() {
@@ -134,7 +143,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     }
     // At least one timer was armed before the kill and fired after the restart.
     let mut crossed = 0;
-    for r in &acked_runs {
+    for r in acked_runs.iter().chain(&armed) {
         let l = app.ledger(r).await;
         let armed = l.iter().any(|x| {
             x["effect"]["type"] == "wait" && x["started_at"].as_str() < Some(killed_at.as_str())

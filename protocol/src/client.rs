@@ -93,6 +93,21 @@ impl Client {
         Self::send(self.request(reqwest::Method::POST, path)?.json(body)).await
     }
 
+    /// `GET` any JSON endpoint (for administration and newer routes).
+    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+        self.get(path).await
+    }
+
+    /// `POST` a JSON body to any endpoint.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.post(path, body).await
+    }
+
+    /// `DELETE` any endpoint that answers JSON.
+    pub async fn delete_json(&self, path: &str) -> Result<Value, ClientError> {
+        Self::send(self.request(reqwest::Method::DELETE, path)?).await
+    }
+
     pub async fn health(&self) -> Result<Value, ClientError> {
         self.get("api/health").await
     }

@@ -42,13 +42,17 @@ pub async fn submit(
         client_id: req.client_id.clone(),
         actor: Actor {
             kind: "client".into(),
-            principal: Some(who.name),
+            principal: Some(who.label()),
             client_id: req.client_id,
             channel: req.channel,
         },
         kind,
     };
+    let kind_label = cmd.type_name.clone();
     let (s, wake) = app.store.submit(cmd).await?;
+    if !s.duplicate {
+        metrics::counter!("switchboard_commands_total", "type" => kind_label).increment(1);
+    }
     app.wake(wake);
     Ok(Json(CommandResponse {
         accepted: true,

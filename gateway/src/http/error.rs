@@ -17,11 +17,19 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Flow(FlowError),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    Paused(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -48,11 +56,24 @@ impl From<StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::TooLarge(r.body_text());
+        }
         let code = match r {
             JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
             _ => "invalid_json",
         };
         Self::BadRequest(code, r.body_text())
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Store(s) => s.into(),
+            crate::auth::AuthError::Invalid(m) => Self::BadRequest("invalid", m),
+            crate::auth::AuthError::Conflict(m) => Self::Conflict(m),
+        }
     }
 }
 
@@ -67,9 +88,13 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             Self::BadRequest(code, _) => (StatusCode::BAD_REQUEST, *code),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Flow(_) => (StatusCode::BAD_REQUEST, "invalid_flow"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::Paused(_) => (StatusCode::SERVICE_UNAVAILABLE, "gateway_paused"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

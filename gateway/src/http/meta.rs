@@ -16,6 +16,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
             "active_runs": app.runner.as_ref().map_or(0, |r| r.active()),
         },
         "streams": app.store.bus().subscribers(),
+        "paused": app.paused.load(std::sync::atomic::Ordering::SeqCst),
     }))
 }
 
@@ -36,4 +37,24 @@ pub async fn capabilities() -> Json<Value> {
 
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// Prometheus text format. Run counts by status are read at scrape time.
+pub async fn metrics(State(app): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    for (status, n) in app.store.count_by_status().await? {
+        metrics::gauge!("switchboard_runs", "status" => status).set(n as f64);
+    }
+    metrics::gauge!("switchboard_sse_clients").set(app.store.bus().subscribers() as f64);
+    metrics::gauge!("switchboard_runner_active_runs")
+        .set(app.runner.as_ref().map_or(0, |r| r.active()) as f64);
+    let body = crate::telemetry::render();
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response())
 }

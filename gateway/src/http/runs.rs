@@ -21,6 +21,11 @@ pub async fn start(
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<StartRunRequest>,
 ) -> Result<Json<StartRunResponse>, ApiError> {
+    if app.paused.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::Paused(
+            "the gateway is paused: no new runs start until POST /api/gateway/resume".into(),
+        ));
+    }
     let Some(v) = app.registry.current(&req.bundle_id) else {
         return Err(ApiError::NotFound(format!(
             "bundle_id `{}` is not a known flow; GET /api/gateway/bundles lists them",
@@ -69,7 +74,7 @@ pub async fn start(
         notify,
         actor: protocol::Actor {
             kind: "client".into(),
-            principal: Some(who.name),
+            principal: Some(who.label()),
             client_id: None,
             channel: None,
         },

@@ -45,6 +45,27 @@ fn step(cursor: u64, json: &str) -> Event {
         .data(format!("{{\"cursor\":{cursor},\"record\":{json}}}"))
 }
 
+/// The next bus message, or `None` when the server is shutting down.
+async fn next(
+    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    down: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Result<BusEvent, RecvError>> {
+    if *down.borrow() {
+        return None;
+    }
+    tokio::select! {
+        m = rx.recv() => Some(m),
+        _ = down.changed() => None,
+    }
+}
+
+/// Sent when the server shuts down: reconnect soon (from your cursor).
+fn closing() -> Event {
+    Event::default()
+        .retry(Duration::from_secs(1))
+        .comment("server shutting down; reconnect with Last-Event-ID")
+}
+
 fn keep_alive() -> KeepAlive {
     KeepAlive::new()
         .interval(Duration::from_secs(15))
@@ -61,6 +82,7 @@ pub async fn run_stream(
     let mut rx = app.store.bus().subscribe();
     app.store.run(&id).await?;
     let store = app.store.clone();
+    let mut down = app.shutdown.clone();
     let s = stream! {
         yield Ok(Event::default().retry(Duration::from_secs(2)));
         let mut cur = after;
@@ -82,7 +104,11 @@ pub async fn run_stream(
             }
             // Follow the live tail.
             loop {
-                match rx.recv().await {
+                let Some(msg) = next(&mut rx, &mut down).await else {
+                    yield Ok(closing());
+                    break 'outer;
+                };
+                match msg {
                     Ok(BusEvent::Record(r)) if r.run_id == id => {
                         if r.seq <= cur { continue; }
                         if r.seq > cur + 1 { continue 'outer; }
@@ -115,6 +141,7 @@ pub async fn global_stream(
     let after = cursor(&q, &headers)?;
     let mut rx = app.store.bus().subscribe();
     let store = app.store.clone();
+    let mut down = app.shutdown.clone();
     let s = stream! {
         yield Ok(Event::default().retry(Duration::from_secs(2)));
         let mut cur = after;
@@ -128,7 +155,11 @@ pub async fn global_stream(
                 }
             }
             loop {
-                match rx.recv().await {
+                let Some(msg) = next(&mut rx, &mut down).await else {
+                    yield Ok(closing());
+                    break 'outer;
+                };
+                match msg {
                     Ok(BusEvent::Record(r)) => {
                         if r.gseq <= cur { continue; }
                         if r.gseq > cur + 1 { continue 'outer; }

@@ -11,6 +11,7 @@ mod flows;
 mod ledger;
 mod runs;
 mod schema;
+mod tokens;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use commands::{CommandKind, NewCommand, Submitted};
 pub use flows::{MakeCurrent, StoredFlow};
 pub use ledger::{Appender, GlobalItem};
 pub use runs::{Commit, DriveRow, InboxItem, NewRun};
+pub use tokens::TokenRow;
 pub use writer::Outbox;
 
 use crate::bus::Bus;
@@ -118,6 +120,13 @@ impl Store {
         F: FnOnce(&Connection, &mut Outbox) -> Result<T> + Send + 'static,
     {
         self.writer.write(f).await
+    }
+}
+
+impl Store {
+    /// Returns once every write queued before it has committed (used at shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        self.write(|_, _| Ok(())).await.map(|_| ())
     }
 }
 

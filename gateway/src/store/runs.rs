@@ -207,6 +207,33 @@ impl Store {
         .await
     }
 
+    /// How many runs are in each status (all six, zeros included).
+    pub async fn count_by_status(&self) -> Result<Vec<(&'static str, u64)>> {
+        self.read(|c| {
+            let mut counts: Vec<(&'static str, u64)> = [
+                "running",
+                "waiting",
+                "paused",
+                "completed",
+                "failed",
+                "cancelled",
+            ]
+            .iter()
+            .map(|s| (*s, 0))
+            .collect();
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (s, n) = row?;
+                if let Some(e) = counts.iter_mut().find(|(k, _)| *k == s) {
+                    e.1 = n as u64;
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
     pub async fn input_data(&self, run_id: &str) -> Result<Value> {
         let id = run_id.to_owned();
         self.read(move |c| {

@@ -82,6 +82,30 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX session_messages_by_session ON session_messages (session_id, id);
     "#,
+    // 2: tokens (stored hashed), pairing codes, gateway-wide settings.
+    r#"
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE pairing_codes (
+        hash TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL,
+        used_at TEXT,
+        device_id TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a data dir written by a newer Switchboard.

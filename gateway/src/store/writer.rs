@@ -53,6 +53,13 @@ impl Writer {
             Box::new(move |committed, bus| {
                 let out = match (committed, result) {
                     (Ok(()), Ok(v)) => {
+                        let appended = outbox
+                            .events
+                            .iter()
+                            .filter(|e| matches!(e, BusEvent::Record(_)))
+                            .count();
+                        metrics::counter!("switchboard_ledger_appends_total")
+                            .increment(appended as u64);
                         for ev in outbox.events {
                             bus.publish(ev);
                         }
@@ -96,6 +103,8 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
                 Err(_) => break,
             }
         }
+        let t0 = std::time::Instant::now();
+        let batch = jobs.len();
         let started = conn.execute_batch("BEGIN IMMEDIATE");
         if let Err(e) = started {
             // Dropping the jobs answers their callers with `StoreError::Closed`.
@@ -109,6 +118,8 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()
         });
+        metrics::histogram!("switchboard_store_commit_seconds").record(t0.elapsed().as_secs_f64());
+        metrics::histogram!("switchboard_store_commit_batch_size").record(batch as f64);
         for f in finishes {
             f(committed.clone(), &bus);
         }

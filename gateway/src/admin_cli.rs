@@ -1,0 +1,92 @@
+//! The administration commands of the `switchboard` CLI, over the HTTP API (the running
+//! gateway owns the store, so credentials change in one place).
+
+use protocol::Client;
+use serde_json::{Value, json};
+
+use crate::config::AdminCommand;
+
+/// Runs one admin command against the gateway `c`.
+pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::Pair { .. } => {
+            let r = c.post_json("api/gateway/pair/codes", &json!({})).await?;
+            let code = r["code"].as_str().unwrap_or_default();
+            let link = format!("{}app/pair?code={code}", c.base());
+            println!(
+                "pairing code: {code} (single use, expires {})",
+                r["expires_at"].as_str().unwrap_or("soon")
+            );
+            if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
+                println!(
+                    "{}",
+                    qr.render::<qrcode::render::unicode::Dense1x2>()
+                        .quiet_zone(true)
+                        .build()
+                );
+            }
+            println!("pair a device: {link}");
+        }
+        AdminCommand::Devices {
+            revoke: Some(id), ..
+        } => {
+            c.delete_json(&format!("api/gateway/devices/{id}")).await?;
+            println!("revoked device {id}");
+        }
+        AdminCommand::Devices { revoke: None, .. } => {
+            print_rows(&c.get_json("api/gateway/devices").await?)
+        }
+        AdminCommand::Keys {
+            revoke: Some(id), ..
+        } => {
+            c.delete_json(&format!("api/gateway/keys/{id}")).await?;
+            println!("revoked key {id}");
+        }
+        AdminCommand::Keys {
+            create: Some(name),
+            scope,
+            ..
+        } => {
+            let r = c
+                .post_json("api/gateway/keys", &json!({"name": name, "scopes": scope}))
+                .await?;
+            println!(
+                "key {} ({}) created; its token, shown once:",
+                r["key_id"].as_str().unwrap_or(""),
+                scope.join(",")
+            );
+            println!("  {}", r["token"].as_str().unwrap_or(""));
+        }
+        AdminCommand::Keys { .. } => print_rows(&c.get_json("api/gateway/keys").await?),
+        AdminCommand::TokenRotate { .. } => {
+            let r = c.post_json("api/gateway/token/rotate", &json!({})).await?;
+            println!("new admin token (the old one no longer works):");
+            println!("  {}", r["token"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+fn print_rows(v: &Value) {
+    for t in v["items"].as_array().into_iter().flatten() {
+        let state = if t["revoked_at"].is_null() {
+            "active"
+        } else {
+            "revoked"
+        };
+        let scopes: Vec<&str> = t["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "{}  {:<20} {:<8} {:<24} last used {}",
+            t["id"].as_str().unwrap_or(""),
+            t["name"].as_str().unwrap_or(""),
+            state,
+            scopes.join(","),
+            t["last_used_at"].as_str().unwrap_or("never")
+        );
+    }
+}

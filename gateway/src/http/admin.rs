@@ -1,0 +1,155 @@
+//! Administration: pairing (public trade of a code for a device token; admins mint codes),
+//! devices, scoped API keys, admin token rotation, gateway-wide pause and flow reload.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiJson};
+use crate::auth::{AuthError, Scope};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairBody {
+    code: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > 64 {
+        return Err(ApiError::bad(format!("{field} must be 1-64 characters")));
+    }
+    Ok(())
+}
+
+/// `POST /api/gateway/pair`: no token needed; a bad code counts toward the address's lockout.
+pub async fn pair(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(b): ApiJson<PairBody>,
+) -> Result<Json<Value>, ApiError> {
+    let name = b.name.unwrap_or_else(|| "device".into());
+    check_name(&name, "name")?;
+    match app.gate.auth.pair(&b.code, &name).await {
+        Ok((row, token)) => {
+            app.gate.limits.succeeded(peer.ip());
+            Ok(Json(
+                json!({"device_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),
+            ))
+        }
+        Err(AuthError::Invalid(m)) => {
+            app.gate.limits.failed(peer.ip());
+            Err(ApiError::Unauthorized(m))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (code, expires) = app.gate.auth.mint_code().await?;
+    Ok(Json(
+        json!({"code": code, "expires_at": crate::engine::ts(expires)}),
+    ))
+}
+
+pub async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"items": app.gate.auth.list("device").await?})))
+}
+
+pub async fn revoke_device(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({"revoked": app.gate.auth.revoke(&id, "device").await?}),
+    ))
+}
+
+pub async fn keys(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"items": app.gate.auth.list("key").await?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBody {
+    name: String,
+    scopes: Vec<String>,
+}
+
+pub async fn create_key(
+    State(app): State<AppState>,
+    ApiJson(b): ApiJson<KeyBody>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&b.name, "name")?;
+    if b.scopes.is_empty() {
+        return Err(ApiError::bad(
+            "scopes must name at least one of read, run, command, admin",
+        ));
+    }
+    let scopes = b
+        .scopes
+        .iter()
+        .map(|s| {
+            Scope::parse(s).ok_or_else(|| {
+                ApiError::bad(format!("scope `{s}` must be read, run, command or admin"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (row, token) = app.gate.auth.create_key(&b.name, &scopes).await?;
+    Ok(Json(
+        json!({"key_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),
+    ))
+}
+
+pub async fn revoke_key(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({"revoked": app.gate.auth.revoke(&id, "key").await?}),
+    ))
+}
+
+pub async fn rotate_token(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"token": app.gate.auth.rotate_admin().await?})))
+}
+
+async fn set_paused(app: &AppState, paused: bool) -> Result<Json<Value>, ApiError> {
+    app.store
+        .set_meta("gateway_paused", if paused { "1" } else { "0" })
+        .await?;
+    app.paused
+        .store(paused, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!(paused, "gateway-wide pause changed");
+    Ok(Json(json!({"paused": paused})))
+}
+
+pub async fn pause_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    set_paused(&app, true).await
+}
+
+pub async fn resume_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    set_paused(&app, false).await
+}
+
+/// Re-reads the flows directory: changed files become new versions; runs stay pinned.
+pub async fn reload_flows(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    crate::app::load_flows(&app.store, &app.flows_dir, &app.registry)
+        .await
+        .map_err(|e| match e {
+            crate::app::LoadError::Flow(f) => ApiError::Flow(f),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    let items: Vec<Value> = app
+        .registry
+        .list()
+        .iter()
+        .map(|v| json!({"bundle_id": v.flow.bundle_id, "bundle_version": v.version.to_string(), "flow_hash": v.flow.hash}))
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
