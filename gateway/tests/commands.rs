@@ -162,7 +162,11 @@ async fn a_due_timer_does_not_move_a_paused_run() {
 #[tokio::test]
 async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
     let (url, _fake) = common::llm_fake::start().await;
-    let app = common::spawn_with(common::Opts { llm_url: Some(url) }).await;
+    let app = common::spawn_with(common::Opts {
+        llm_url: Some(url),
+        ..Default::default()
+    })
+    .await;
     // Paused mid-call: the reply is recorded, the run stays paused until resumed.
     let run = app.start_run("slowllm", json!({"text": "SLOW one"})).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -9,7 +9,11 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
     let (url, fake) = common::llm_fake::start().await;
-    let app = spawn_with(Opts { llm_url: Some(url) }).await;
+    let app = spawn_with(Opts {
+        llm_url: Some(url),
+        ..Default::default()
+    })
+    .await;
     let (st, b) = app
         .post("/api/gateway/runs/start", &json!({"bundle_id": "chat", "input_data": {"text": "hello there"}, "session_id": "s-1"}))
         .await;
@@ -140,7 +144,11 @@ async fn http_steps_call_out_with_an_idempotency_key() {
 #[tokio::test]
 async fn provider_errors_fail_the_step_with_a_clear_message() {
     let (url, _fake) = common::llm_fake::start().await;
-    let app = spawn_with(Opts { llm_url: Some(url) }).await;
+    let app = spawn_with(Opts {
+        llm_url: Some(url),
+        ..Default::default()
+    })
+    .await;
     let run = app
         .start_run("slowllm", json!({"text": "please FAIL"}))
         .await;
@@ -155,7 +163,11 @@ async fn provider_errors_fail_the_step_with_a_clear_message() {
 #[tokio::test]
 async fn a_flaky_provider_is_retried_when_the_flow_asks() {
     let (url, _fake) = common::llm_fake::start().await;
-    let app = spawn_with(Opts { llm_url: Some(url) }).await;
+    let app = spawn_with(Opts {
+        llm_url: Some(url),
+        ..Default::default()
+    })
+    .await;
     let run = app.start_run("flaky", json!({"text": "FLAKY hi"})).await;
     let s = app.wait_for_status(&run, "completed").await;
     assert_eq!(s["output"], "echo: FLAKY hi");

@@ -56,16 +56,22 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     pub flows_dir: PathBuf,
     pub llm_url: Option<String>,
+    pub env: Vec<(&'static str, String)>,
+    /// Everything the server printed on stdout (token, pairing code, address).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
 
+#[derive(Default)]
 pub struct Opts {
     pub llm_url: Option<String>,
+    /// Extra environment for the server (limits, TTLs…).
+    pub env: Vec<(&'static str, String)>,
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_with(Opts { llm_url: None }).await
+    spawn_with(Opts::default()).await
 }
 
 pub async fn spawn_with(opts: Opts) -> TestApp {
@@ -87,6 +93,8 @@ pub async fn spawn_with(opts: Opts) -> TestApp {
         data_dir,
         flows_dir,
         llm_url: opts.llm_url,
+        env: opts.env,
+        stdout: Default::default(),
         child: None,
         _tmp: tmp,
     };
@@ -126,11 +134,16 @@ impl TestApp {
         if let Some(u) = &self.llm_url {
             cmd.env("SWITCHBOARD_LLM_BASE_URL", u);
         }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("spawn switchboard");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let seen = self.stdout.clone();
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                seen.lock().expect("lock").push(line.clone());
                 if let Some(a) = line.strip_prefix("switchboard listening on ") {
                     return a.to_owned();
                 }
@@ -142,6 +155,55 @@ impl TestApp {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.addr = addr;
         self.child = Some(child);
+    }
+
+    /// The pairing code the server printed at start.
+    pub fn printed_pairing_code(&self) -> String {
+        let lines = self.stdout.lock().expect("lock");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("pairing code: "))
+            .expect("a pairing code was printed");
+        line["pairing code: ".len()..]
+            .split_whitespace()
+            .next()
+            .expect("code")
+            .to_owned()
+    }
+
+    /// A request with another token (or none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut rb = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("request");
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// SIGTERM, then wait for the process to exit (at most 10 s); its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let pid = c.id().expect("pid");
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -TERM");
+        tokio::time::timeout(Duration::from_secs(10), c.wait())
+            .await
+            .expect("exited within 10 s")
+            .expect("wait")
     }
 
     /// `kill -9`: no shutdown, no flush beyond what was fsync'd.
@@ -324,5 +386,13 @@ pub fn records(events: &[Sse]) -> Vec<Value> {
         .iter()
         .filter(|e| e.event == "step")
         .map(|e| e.data["record"].clone())
+        .collect()
+}
+
+/// A pairing code as it is hashed (upper case, no dash).
+pub fn normalize(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
         .collect()
 }
