@@ -19,6 +19,7 @@ pub const COMMAND_TYPES: &[&str] = &[
 
 /// Lifecycle of a run. `completed`, `failed` and `cancelled` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
@@ -60,6 +61,7 @@ impl RunStatus {
 
 /// Why a run waits, and how to answer it (`wait_key` goes into a `resume` command).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Waiting {
     /// `user` (an `ask`), `until` (a timer), `event` (a `wait_event`), `subworkflow` (a `call`).
     pub reason: String,
@@ -81,6 +83,7 @@ pub struct Waiting {
 
 /// `GET /api/gateway/runs/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSummary {
     pub run_id: String,
     pub bundle_id: String,
@@ -107,6 +110,7 @@ pub struct RunSummary {
 
 /// Page of `GET /api/gateway/runs`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunList {
     pub items: Vec<RunSummary>,
     pub count: usize,
@@ -116,6 +120,7 @@ pub struct RunList {
 
 /// The status of one ledger record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RecordStatus {
     Started,
@@ -127,6 +132,7 @@ pub enum RecordStatus {
 
 /// What a record did to or asked of the outside world.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Effect {
     #[serde(rename = "type")]
     pub kind: String,
@@ -136,6 +142,7 @@ pub struct Effect {
 
 /// Who caused a record: the runner, or the principal and channel that sent a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     /// `runner` or `client`.
     pub kind: String,
@@ -161,6 +168,7 @@ impl Actor {
 /// One append-only ledger record. `seq` counts from 1 per run; `prev_hash`/`record_hash`
 /// chain the records of a run so that tampering is detectable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerRecord {
     pub seq: u64,
     pub run_id: String,
@@ -193,6 +201,7 @@ impl LedgerRecord {
 
 /// `GET /api/gateway/runs/{id}/ledger`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerPage {
     pub items: Vec<LedgerRecord>,
     /// Pass as `after` to get the next page; never beyond the ledger's end.
@@ -201,6 +210,7 @@ pub struct LedgerPage {
 
 /// `POST /api/gateway/runs/start`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartRunRequest {
     pub bundle_id: String,
@@ -216,6 +226,7 @@ pub struct StartRunRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartRunResponse {
     pub run_id: String,
     pub status: RunStatus,
@@ -227,6 +238,7 @@ pub struct StartRunResponse {
 
 /// `POST /api/gateway/commands`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     pub command_id: String,
@@ -243,6 +255,7 @@ pub struct CommandRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandResponse {
     pub accepted: bool,
     pub duplicate: bool,
@@ -251,6 +264,7 @@ pub struct CommandResponse {
 
 /// `GET /api/gateway/commands/{command_id}`: a command's fate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandStatus {
     pub command_id: String,
     pub run_id: String,
@@ -272,6 +286,7 @@ pub struct CommandStatus {
 
 /// `POST /api/gateway/runs/ledger/batch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchRequest {
     #[serde(default)]
     pub limit: Option<u32>,
@@ -279,6 +294,7 @@ pub struct BatchRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchRun {
     pub run_id: String,
     #[serde(default)]
@@ -286,17 +302,20 @@ pub struct BatchRun {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchResponse {
     pub runs: std::collections::BTreeMap<String, LedgerPage>,
 }
 
 /// `GET /api/gateway/bundles`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BundleList {
     pub items: Vec<Bundle>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bundle {
     pub bundle_id: String,
     pub bundle_version: String,
@@ -307,6 +326,7 @@ pub struct Bundle {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Entrypoint {
     pub flow_id: String,
     pub name: String,
@@ -316,11 +336,13 @@ pub struct Entrypoint {
 
 /// The JSON error body of every non-2xx answer: `{"error":{"code","message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -328,6 +350,7 @@ pub struct ErrorDetail {
 
 /// `data:` of an `event: step` on the per-run and global streams.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepEvent {
     /// Per-run `seq` on a run stream; the global cursor on the global stream.
     pub cursor: u64,
@@ -336,6 +359,7 @@ pub struct StepEvent {
 
 /// `data:` of an `event: llm.delta` (not stored; no `id:`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LlmDelta {
     pub run_id: String,
     pub step_id: String,

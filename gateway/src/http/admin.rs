@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ApiJson};
 use crate::auth::{AuthError, Scope};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PairBody {
     code: String,
@@ -28,6 +28,7 @@ fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/gateway/pair`: no token needed; a bad code counts toward the address's lockout.
+#[utoipa::path(post, path = "/api/gateway/pair", tag = "auth", security(()), request_body = PairBody, responses((status = 200, description = "`{device_id, name, scopes, token}`", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "unknown, used or expired code", body = protocol::ErrorBody), (status = 429, body = protocol::ErrorBody)))]
 pub async fn pair(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -50,6 +51,7 @@ pub async fn pair(
     }
 }
 
+#[utoipa::path(post, path = "/api/gateway/pair/codes", tag = "auth", responses((status = 200, description = "`{code, expires_at}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (code, expires) = app.gate.auth.mint_code().await?;
     Ok(Json(
@@ -57,10 +59,12 @@ pub async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiEr
     ))
 }
 
+#[utoipa::path(get, path = "/api/gateway/devices", tag = "auth", responses((status = 200, description = "`{items: [device]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"items": app.gate.auth.list("device").await?})))
 }
 
+#[utoipa::path(delete, path = "/api/gateway/devices/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn revoke_device(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -70,17 +74,19 @@ pub async fn revoke_device(
     ))
 }
 
+#[utoipa::path(get, path = "/api/gateway/keys", tag = "auth", responses((status = 200, description = "`{items: [key]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn keys(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"items": app.gate.auth.list("key").await?})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyBody {
     name: String,
     scopes: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/gateway/keys", tag = "auth", request_body = KeyBody, responses((status = 200, description = "`{key_id, name, scopes, token}` (the token is shown once)", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn create_key(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<KeyBody>,
@@ -106,6 +112,7 @@ pub async fn create_key(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/gateway/keys/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn revoke_key(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -115,6 +122,7 @@ pub async fn revoke_key(
     ))
 }
 
+#[utoipa::path(post, path = "/api/gateway/token/rotate", tag = "auth", responses((status = 200, description = "`{token}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 409, description = "the token is configured, not generated", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn rotate_token(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"token": app.gate.auth.rotate_admin().await?})))
 }
@@ -129,15 +137,18 @@ async fn set_paused(app: &AppState, paused: bool) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({"paused": paused})))
 }
 
+#[utoipa::path(post, path = "/api/gateway/pause", tag = "admin", responses((status = 200, description = "`{paused: true}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn pause_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     set_paused(&app, true).await
 }
 
+#[utoipa::path(post, path = "/api/gateway/resume", tag = "admin", responses((status = 200, description = "`{paused: false}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn resume_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     set_paused(&app, false).await
 }
 
 /// Re-reads the flows directory: changed files become new versions; runs stay pinned.
+#[utoipa::path(post, path = "/api/gateway/bundles/reload", tag = "flows", responses((status = 200, description = "`{items: [bundle]}`", body = Object), (status = 400, description = "broken flow file", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn reload_flows(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     crate::app::load_flows(&app.store, &app.flows_dir, &app.registry)
         .await

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiJson};
 use crate::flows::Scope;
 use crate::store::{CommandKind, NewCommand};
 
+#[utoipa::path(post, path = "/api/gateway/commands", tag = "commands", request_body = protocol::CommandRequest, responses((status = 200, body = protocol::CommandResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown run", body = protocol::ErrorBody), (status = 409, description = "reused command_id, stale wait_key, terminal run", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn submit(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -61,6 +62,7 @@ pub async fn submit(
     }))
 }
 
+#[utoipa::path(get, path = "/api/gateway/commands/{id}", tag = "commands", params(("id" = String, Path, description = "the command_id")), responses((status = 200, body = protocol::CommandStatus), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn status(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, error::ApiError};
 
+#[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, description = "`{status, version, runner, paused}`", body = Object)))]
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "ok",
@@ -20,6 +21,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(get, path = "/api/gateway/discovery/capabilities", tag = "meta", responses((status = 200, description = "contract version, command types, step types, features", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn capabilities() -> Json<Value> {
     Json(json!({
         "contract_version": protocol::CONTRACT_VERSION,
@@ -40,6 +42,7 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 /// Prometheus text format. Run counts by status are read at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn metrics(State(app): State<AppState>) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     for (status, n) in app.store.count_by_status().await? {
@@ -57,4 +60,35 @@ pub async fn metrics(State(app): State<AppState>) -> Result<axum::response::Resp
         body,
     )
         .into_response())
+}
+
+pub async fn openapi_json(spec: std::sync::Arc<String>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        (*spec).clone(),
+    )
+        .into_response()
+}
+
+/// Interactive API docs (Redoc, loaded from its CDN by the browser) over `/openapi.json`.
+pub async fn docs() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Switchboard API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="/openapi.json"></redoc>
+<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+</body></html>"#;
+    let csp = "default-src 'none'; script-src https://cdn.jsdelivr.net; style-src 'unsafe-inline' https://fonts.googleapis.com; \
+        font-src https://fonts.gstatic.com; img-src data: https:; connect-src 'self'; worker-src blob:";
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CONTENT_SECURITY_POLICY, csp),
+        ],
+        PAGE,
+    )
+        .into_response()
 }

@@ -20,7 +20,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Gate;
 pub use error::ApiError;
@@ -57,63 +60,93 @@ impl AppState {
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
-fn gated(routes: Router<AppState>, gate: &Gate, scope: Scope) -> Router<AppState> {
+type Routes = OpenApiRouter<AppState>;
+
+fn gated(routes: Routes, gate: &Gate, scope: Scope) -> Routes {
     routes.route_layer(axum::middleware::from_fn_with_state(
         (gate.clone(), scope),
         auth::require,
     ))
 }
 
-pub fn router(state: AppState) -> Router {
-    let gate = state.gate.clone();
-    let read = Router::new()
-        .route("/api/gateway/bundles", get(bundles::list))
-        .route("/api/gateway/runs", get(runs::list))
-        .route("/api/gateway/runs/ledger/batch", post(runs::batch))
-        .route("/api/gateway/runs/{id}", get(runs::get_one))
-        .route("/api/gateway/runs/{id}/ledger", get(runs::ledger))
-        .route("/api/gateway/runs/{id}/ledger/stream", get(sse::run_stream))
-        .route("/api/gateway/runs/{id}/input_data", get(runs::input_data))
-        .route(
-            "/api/gateway/runs/{id}/history_bundle",
-            get(runs::history_bundle),
-        )
-        .route("/api/gateway/ledger/stream", get(sse::global_stream))
-        .route("/api/gateway/commands/{id}", get(commands::status))
-        .route(
-            "/api/gateway/discovery/capabilities",
-            get(meta::capabilities),
-        )
-        .route("/metrics", get(meta::metrics));
-    let run = Router::new().route("/api/gateway/runs/start", post(runs::start));
-    let command = Router::new().route("/api/gateway/commands", post(commands::submit));
-    let admin = Router::new()
-        .route("/api/gateway/bundles/upload", post(bundles::upload))
-        .route("/api/gateway/bundles/reload", post(admin::reload_flows))
-        .route("/api/gateway/pair/codes", post(admin::mint_code))
-        .route("/api/gateway/devices", get(admin::devices))
-        .route("/api/gateway/devices/{id}", delete(admin::revoke_device))
-        .route(
-            "/api/gateway/keys",
-            get(admin::keys).post(admin::create_key),
-        )
-        .route("/api/gateway/keys/{id}", delete(admin::revoke_key))
-        .route("/api/gateway/token/rotate", post(admin::rotate_token))
-        .route("/api/gateway/pause", post(admin::pause_gateway))
-        .route("/api/gateway/resume", post(admin::resume_gateway));
-    let public = Router::new()
-        .route("/api/health", get(meta::health))
-        .route("/api/gateway/pair", post(admin::pair))
+/// The API description; paths come from the routes themselves (`routes!`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Switchboard gateway API", description = "Durable AI workflow runs: start, replay (HTTP and SSE), command."),
+    security(("bearer" = [])),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "runs"), (name = "replay"), (name = "commands"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme =
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+        api.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", scheme);
+    }
+}
+
+/// Every route of the API, with its OpenAPI description.
+fn api(gate: &Gate) -> Routes {
+    let read = OpenApiRouter::new()
+        .routes(routes!(bundles::list))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::batch))
+        .routes(routes!(runs::get_one))
+        .routes(routes!(runs::ledger))
+        .routes(routes!(sse::run_stream))
+        .routes(routes!(runs::input_data))
+        .routes(routes!(runs::history_bundle))
+        .routes(routes!(sse::global_stream))
+        .routes(routes!(commands::status))
+        .routes(routes!(meta::capabilities))
+        .routes(routes!(meta::metrics));
+    let run = OpenApiRouter::new().routes(routes!(runs::start));
+    let command = OpenApiRouter::new().routes(routes!(commands::submit));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(bundles::upload))
+        .routes(routes!(admin::reload_flows))
+        .routes(routes!(admin::mint_code))
+        .routes(routes!(admin::devices))
+        .routes(routes!(admin::revoke_device))
+        .routes(routes!(admin::keys, admin::create_key))
+        .routes(routes!(admin::revoke_key))
+        .routes(routes!(admin::rotate_token))
+        .routes(routes!(admin::pause_gateway))
+        .routes(routes!(admin::resume_gateway));
+    let public = OpenApiRouter::new()
+        .routes(routes!(meta::health))
+        .routes(routes!(admin::pair))
         .route_layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             auth::public,
         ));
-    Router::new()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(public)
-        .merge(gated(read, &gate, Scope::Read))
-        .merge(gated(run, &gate, Scope::Run))
-        .merge(gated(command, &gate, Scope::Command))
-        .merge(gated(admin, &gate, Scope::Admin))
+        .merge(gated(read, gate, Scope::Read))
+        .merge(gated(run, gate, Scope::Run))
+        .merge(gated(command, gate, Scope::Command))
+        .merge(gated(admin, gate, Scope::Admin))
+}
+
+pub fn router(state: AppState) -> Router {
+    let gate = state.gate.clone();
+    let (routes, spec) = api(&gate).split_for_parts();
+    let spec = std::sync::Arc::new(spec.to_pretty_json().unwrap_or_default());
+    routes
+        .route(
+            "/openapi.json",
+            get(move || meta::openapi_json(spec.clone())),
+        )
+        .route("/docs", get(meta::docs))
         .fallback(meta::not_found)
         .route_layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(gate.body_limit))

@@ -16,6 +16,7 @@ use crate::store::NewRun;
 const MAX_PAGE: u32 = 1000;
 const KNOWN_CHANNELS: &[&str] = &["telegram", "email", "web", "tray", "webhook"];
 
+#[utoipa::path(post, path = "/api/gateway/runs/start", tag = "runs", request_body = protocol::StartRunRequest, responses((status = 200, body = protocol::StartRunResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown flow", body = protocol::ErrorBody), (status = 413, body = protocol::ErrorBody), (status = 503, description = "gateway paused", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn start(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -90,7 +91,8 @@ pub async fn start(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
@@ -98,6 +100,7 @@ pub struct ListQuery {
     offset: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/gateway/runs", tag = "runs", params(ListQuery), responses((status = 200, body = protocol::RunList), (status = 400, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -121,6 +124,7 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/api/gateway/runs/{id}", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, body = protocol::RunSummary), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn get_one(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -128,6 +132,7 @@ pub async fn get_one(
     Ok(Json(app.store.run(&id).await?))
 }
 
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/input_data", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "`{run_id, input_data}`", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn input_data(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -136,7 +141,8 @@ pub async fn input_data(
     Ok(Json(json!({"run_id": id, "input_data": input})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     after: Option<u64>,
@@ -163,6 +169,7 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger", tag = "replay", params(("id" = String, Path, description = "the run id"), PageQuery), responses((status = 200, body = protocol::LedgerPage), (status = 400, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn ledger(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -190,6 +197,7 @@ pub struct BatchRun {
     after: u64,
 }
 
+#[utoipa::path(post, path = "/api/gateway/runs/ledger/batch", tag = "replay", request_body = protocol::BatchRequest, responses((status = 200, body = protocol::BatchResponse), (status = 400, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn batch(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<BatchBody>,
@@ -214,6 +222,7 @@ pub async fn batch(
 
 /// Everything about a run in one document: summary, input, pinned flow source, full
 /// ledger and children.
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "summary, input, pinned flow source, full ledger, children", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn history_bundle(
     State(app): State<AppState>,
     Path(id): Path<String>,

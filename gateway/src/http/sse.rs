@@ -21,7 +21,8 @@ use crate::bus::BusEvent;
 
 const PAGE: u32 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
     after: Option<u64>,
@@ -72,6 +73,7 @@ fn keep_alive() -> KeepAlive {
         .text("keep-alive")
 }
 
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger/stream", tag = "replay", params(("id" = String, Path, description = "the run id"), StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = per-run seq, data = StepEvent), `event: llm.delta` (no id), `event: done`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn run_stream(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -133,6 +135,7 @@ pub async fn run_stream(
     Ok(Sse::new(s).keep_alive(keep_alive()))
 }
 
+#[utoipa::path(get, path = "/api/gateway/ledger/stream", tag = "replay", params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this global cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = global cursor), `event: llm.delta`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn global_stream(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<StreamQuery>,

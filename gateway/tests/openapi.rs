@@ -1,0 +1,67 @@
+//! The API description is served, is OpenAPI 3, and covers the whole client contract.
+
+mod common;
+
+use common::spawn_app;
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let app = spawn_app().await;
+    let r = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expected = [
+        ("get", "/api/health"),
+        ("get", "/api/gateway/bundles"),
+        ("post", "/api/gateway/bundles/upload"),
+        ("post", "/api/gateway/bundles/reload"),
+        ("post", "/api/gateway/runs/start"),
+        ("get", "/api/gateway/runs"),
+        ("get", "/api/gateway/runs/{id}"),
+        ("get", "/api/gateway/runs/{id}/ledger"),
+        ("get", "/api/gateway/runs/{id}/ledger/stream"),
+        ("post", "/api/gateway/runs/ledger/batch"),
+        ("get", "/api/gateway/runs/{id}/input_data"),
+        ("get", "/api/gateway/runs/{id}/history_bundle"),
+        ("get", "/api/gateway/ledger/stream"),
+        ("post", "/api/gateway/commands"),
+        ("get", "/api/gateway/commands/{id}"),
+        ("get", "/api/gateway/discovery/capabilities"),
+        ("post", "/api/gateway/pair"),
+        ("post", "/api/gateway/pair/codes"),
+        ("get", "/api/gateway/devices"),
+        ("delete", "/api/gateway/devices/{id}"),
+        ("get", "/api/gateway/keys"),
+        ("post", "/api/gateway/keys"),
+        ("delete", "/api/gateway/keys/{id}"),
+        ("post", "/api/gateway/token/rotate"),
+        ("post", "/api/gateway/pause"),
+        ("post", "/api/gateway/resume"),
+        ("get", "/metrics"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    let ops: usize = paths.values().map(|v| v.as_object().unwrap().len()).sum();
+    assert_eq!(
+        ops,
+        expected.len(),
+        "every operation is listed here: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (method, path) in expected {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not described");
+        assert!(
+            op["responses"]["200"].is_object(),
+            "{method} {path} has no 200 response"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["LedgerRecord"]["properties"]["record_hash"].is_object());
+    let r = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("/openapi.json"));
+}
