@@ -37,23 +37,20 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .then(|| cfg.data_dir.join(TOKEN_FILE));
     let auth = Auth::load(store.clone(), &token, token_file, cfg.pairing_ttl).await?;
     let limits = Limits::new(cfg.limits.clone()).map_err(anyhow::Error::msg)?;
-    let http = reqwest::Client::builder()
-        .build()
-        .context("cannot build the HTTP client")?;
-    let runner = Runner::new(
-        store.clone(),
-        registry.clone(),
-        Llm::new(cfg.llm.clone(), http.clone()),
-        http,
-    );
-    let resumed = runner.start().await.context("cannot start the runner")?;
+    let runner = if cfg.no_runner {
+        crate::follow::api_follower(store.clone()).await?;
+        None
+    } else {
+        crate::follow::hold_lease(&store, false).await?;
+        Some(start_runner(&store, &registry, &cfg).await?)
+    };
     let paused = store.meta("gateway_paused").await?.as_deref() == Some("1");
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
     let auth = Arc::new(auth);
     let state = AppState {
         store: store.clone(),
         registry: registry.clone(),
-        runner: Some(runner),
+        runner,
         started,
         gate: Gate {
             auth: auth.clone(),
@@ -82,7 +79,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{addr}"));
     print_pairing(&auth, &base).await;
     println!("switchboard listening on http://{addr}");
-    tracing::info!(%addr, flows = registry.list().len(), resumed, paused, "switchboard serving");
+    tracing::info!(%addr, flows = registry.list().len(), paused, no_runner = cfg.no_runner, "switchboard serving");
     tokio::spawn(reload_on_hangup(
         store.clone(),
         cfg.flows_dir.clone(),
@@ -99,7 +96,51 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     })
     .await?;
     store.flush().await?;
+    if !cfg.no_runner {
+        store
+            .release_lease(crate::follow::LEASE, &crate::follow::holder())
+            .await?;
+    }
     tracing::info!("switchboard stopped");
+    Ok(())
+}
+
+async fn start_runner(
+    store: &Store,
+    registry: &Registry,
+    cfg: &ServeConfig,
+) -> anyhow::Result<Runner> {
+    let http = reqwest::Client::builder()
+        .build()
+        .context("cannot build the HTTP client")?;
+    let runner = Runner::new(
+        store.clone(),
+        registry.clone(),
+        Llm::new(cfg.llm.clone(), http.clone()),
+        http,
+    );
+    let resumed = runner.start().await.context("cannot start the runner")?;
+    tracing::info!(resumed, "runner started");
+    Ok(runner)
+}
+
+/// `switchboard runner`: the runner alone, beside `serve --no-runner` on the same data dir.
+/// Waits for the runner lease (a previous runner's lapses within seconds of its death).
+pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.data_dir, Bus::new(8192))
+        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let registry = Registry::default();
+    load_flows(&store, &cfg.flows_dir, &registry).await?;
+    crate::follow::hold_lease(&store, true).await?;
+    let runner = start_runner(&store, &registry, &cfg).await?;
+    crate::follow::runner_follower(store.clone(), runner).await?;
+    println!("switchboard runner started on {}", cfg.data_dir.display());
+    shutdown().await;
+    store.flush().await?;
+    store
+        .release_lease(crate::follow::LEASE, &crate::follow::holder())
+        .await?;
+    tracing::info!("runner stopped");
     Ok(())
 }
 

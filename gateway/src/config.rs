@@ -24,8 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway (HTTP API + runner).
+    /// Run the gateway (HTTP API + runner; `--no-runner` for the API alone).
     Serve(ServeArgs),
+    /// Run only the runner, beside `serve --no-runner` on the same data dir.
+    Runner(ServeArgs),
     /// Work with flow files.
     #[command(subcommand)]
     Flows(FlowsCommand),
@@ -125,6 +127,9 @@ pub struct ClientArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
+    /// Serve the API without a runner (run `switchboard runner` on the same data dir).
+    #[arg(long)]
+    pub no_runner: bool,
     #[arg(long, env = "SWITCHBOARD_HOST")]
     pub host: Option<String>,
     #[arg(long, env = "SWITCHBOARD_PORT")]
@@ -204,6 +209,7 @@ pub enum LogFormat {
 /// The validated configuration of `switchboard serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    pub no_runner: bool,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub flows_dir: PathBuf,
@@ -356,6 +362,7 @@ impl ServeConfig {
             return Err(ConfigError(problems));
         }
         Ok(Self {
+            no_runner: args.no_runner,
             limits,
             pairing_ttl,
             body_limit,

@@ -9,6 +9,7 @@
 //! - [`auth`]: credentials (admin token, devices, scoped keys, pairing) and request limits.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`bus`]: committed records and LLM deltas fanned out to streams.
+//! - [`follow`]: split mode (API and runner processes on one data dir) and the runner lease.
 //! - [`config`], [`app`]: configuration and wiring for `switchboard serve`.
 //!
 //! See ARCHITECTURE.md for the invariants these modules keep.
@@ -20,6 +21,7 @@ pub mod bus;
 pub mod config;
 pub mod engine;
 pub mod flows;
+pub mod follow;
 pub mod http;
 pub mod llm;
 pub mod runner;

@@ -43,6 +43,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             init_logs(cfg.log_format);
             gateway::app::serve(cfg).await?;
         }
+        Command::Runner(args) => {
+            let cfg = ServeConfig::resolve(args, cli.config.as_deref())?;
+            init_logs(cfg.log_format);
+            gateway::app::run_runner(cfg).await?;
+        }
         Command::Flows(FlowsCommand::Check { files }) => return Ok(check_flows(&files)),
         Command::Runs {
             client,

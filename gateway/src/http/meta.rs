@@ -8,6 +8,7 @@ use super::{AppState, error::ApiError};
 
 #[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, description = "`{status, version, runner, paused}`", body = Object)))]
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
+    let lease = app.store.lease(crate::follow::LEASE).await.ok().flatten();
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -15,6 +16,8 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "runner": {
             "enabled": app.runner.is_some(),
             "active_runs": app.runner.as_ref().map_or(0, |r| r.active()),
+            "lease_holder": lease.as_ref().map(|l| l.holder.clone()),
+            "lease_expires_at": lease.map(|l| l.expires_at),
         },
         "streams": app.store.bus().subscribers(),
         "paused": app.paused.load(std::sync::atomic::Ordering::SeqCst),

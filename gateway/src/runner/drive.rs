@@ -39,7 +39,7 @@ impl Runner {
             if row.status == RunStatus::Paused {
                 return Ok(());
             }
-            let Some(flow) = self.inner.registry.by_hash(&row.flow_hash) else {
+            let Some(flow) = self.flow(&row.flow_hash).await? else {
                 let t = failure(format!("flow version {} is not available", row.flow_hash));
                 return self.commit(&row, t, row.state.clone(), None).await;
             };
@@ -60,6 +60,28 @@ impl Runner {
                 return Ok(());
             }
             self.commit(&row, t, state, None).await?;
+        }
+    }
+
+    /// The flow version a run is pinned to; one this process has not seen yet (uploaded
+    /// through another process) is loaded from the store.
+    async fn flow(&self, hash: &str) -> Result<Option<std::sync::Arc<Flow>>, StoreError> {
+        if let Some(f) = self.inner.registry.by_hash(hash) {
+            return Ok(Some(f));
+        }
+        let Some((bundle, source)) = self.inner.store.flow_source(hash).await? else {
+            return Ok(None);
+        };
+        match crate::flows::parse::compile(&format!("{bundle} (stored)"), &bundle, &source) {
+            Ok(f) => {
+                let f = std::sync::Arc::new(f);
+                self.inner.registry.add_version(f.clone());
+                Ok(Some(f))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a stored flow version does not compile");
+                Ok(None)
+            }
         }
     }
 

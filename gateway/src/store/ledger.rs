@@ -74,12 +74,7 @@ impl Appender {
         conn.prepare_cached("INSERT INTO ledger (run_id, seq, record) VALUES (?1, ?2, ?3)")?
             .execute(params![self.run_id, rec.seq as i64, json])?;
         let gseq = conn.last_insert_rowid() as u64;
-        let end = match rec.status {
-            RecordStatus::Completed if rec.step_id == "run" => Some("completed"),
-            RecordStatus::Failed if rec.step_id == "run" => Some("failed"),
-            RecordStatus::Cancelled if rec.step_id == "run" => Some("cancelled"),
-            _ => None,
-        };
+        let end = run_end(&rec.step_id, rec.status);
         out.events.push(BusEvent::Record(Arc::new(RecordEvent {
             gseq,
             run_id: self.run_id.clone(),
@@ -90,6 +85,16 @@ impl Appender {
         self.last_seq = rec.seq;
         self.last_hash = rec.record_hash.clone();
         Ok(rec)
+    }
+}
+
+/// The run's final status when a record ends its run.
+pub fn run_end(step_id: &str, status: RecordStatus) -> Option<&'static str> {
+    match status {
+        RecordStatus::Completed if step_id == "run" => Some("completed"),
+        RecordStatus::Failed if step_id == "run" => Some("failed"),
+        RecordStatus::Cancelled if step_id == "run" => Some("cancelled"),
+        _ => None,
     }
 }
 

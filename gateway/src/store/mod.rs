@@ -8,6 +8,7 @@
 
 mod commands;
 mod flows;
+mod follow;
 mod ledger;
 mod runs;
 mod schema;
@@ -21,7 +22,8 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use commands::{CommandKind, NewCommand, Submitted};
 pub use flows::{MakeCurrent, StoredFlow};
-pub use ledger::{Appender, GlobalItem};
+pub use follow::{Lease, Watcher, this_host};
+pub use ledger::{Appender, GlobalItem, run_end};
 pub use runs::{Commit, DriveRow, InboxItem, NewRun};
 pub use tokens::TokenRow;
 pub use writer::Outbox;

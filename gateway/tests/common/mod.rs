@@ -57,6 +57,7 @@ pub struct TestApp {
     pub flows_dir: PathBuf,
     pub llm_url: Option<String>,
     pub env: Vec<(&'static str, String)>,
+    pub args: Vec<&'static str>,
     /// Everything the server printed on stdout (token, pairing code, address).
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
@@ -68,6 +69,8 @@ pub struct Opts {
     pub llm_url: Option<String>,
     /// Extra environment for the server (limits, TTLs…).
     pub env: Vec<(&'static str, String)>,
+    /// Extra `serve` arguments (e.g. `--no-runner`).
+    pub args: Vec<&'static str>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -94,6 +97,7 @@ pub async fn spawn_with(opts: Opts) -> TestApp {
         flows_dir,
         llm_url: opts.llm_url,
         env: opts.env,
+        args: opts.args,
         stdout: Default::default(),
         child: None,
         _tmp: tmp,
@@ -113,6 +117,7 @@ impl TestApp {
             .arg(&self.data_dir)
             .arg("--flows-dir")
             .arg(&self.flows_dir)
+            .args(&self.args)
             .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
             .env("SWITCHBOARD_LLM_MODEL", "fake-model")
             .env_remove("SWITCHBOARD_LLM_BASE_URL")
@@ -155,6 +160,46 @@ impl TestApp {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.addr = addr;
         self.child = Some(child);
+    }
+
+    /// Starts `switchboard runner` on this app's data dir (split mode); returns once it runs.
+    pub async fn spawn_runner(&self) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("runner")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--flows-dir")
+            .arg(&self.flows_dir)
+            .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
+            .env(
+                "RUST_LOG",
+                if std::env::var("TEST_LOG").is_ok() {
+                    "debug"
+                } else {
+                    "error"
+                },
+            )
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var("TEST_LOG").is_ok() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn the runner");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("switchboard runner started") {
+                    return;
+                }
+            }
+            panic!("the runner exited before starting");
+        })
+        .await
+        .expect("the runner did not start within 30 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        child
     }
 
     /// The pairing code the server printed at start.
