@@ -4,7 +4,7 @@
 use protocol::Client;
 use serde_json::{Value, json};
 
-use crate::config::AdminCommand;
+use crate::config::{AdminCommand, TokenAction};
 
 /// Runs one admin command against the gateway `c`.
 pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
@@ -58,7 +58,9 @@ pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
             println!("  {}", r["token"].as_str().unwrap_or(""));
         }
         AdminCommand::Keys { .. } => print_rows(&c.get_json("api/gateway/keys").await?),
-        AdminCommand::TokenRotate { .. } => {
+        AdminCommand::Token {
+            action: TokenAction::Rotate { .. },
+        } => {
             let r = c.post_json("api/gateway/token/rotate", &json!({})).await?;
             println!("new admin token (the old one no longer works):");
             println!("  {}", r["token"].as_str().unwrap_or(""));

@@ -99,9 +99,17 @@ pub enum AdminCommand {
         #[arg(long)]
         revoke: Option<String>,
     },
+    /// The admin token.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
     /// Replace the admin token (the old one stops working at once).
-    #[command(name = "token-rotate")]
-    TokenRotate {
+    Rotate {
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
 use gateway::config::{
-    AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig,
+    AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig, TokenAction,
 };
 use gateway::flows::registry;
 use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
@@ -102,7 +102,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 AdminCommand::Pair { client }
                 | AdminCommand::Devices { client, .. }
                 | AdminCommand::Keys { client, .. }
-                | AdminCommand::TokenRotate { client } => client_for(client)?,
+                | AdminCommand::Token {
+                    action: TokenAction::Rotate { client },
+                } => client_for(client)?,
             };
             gateway::admin_cli::run(&client, cmd).await?;
         }

@@ -48,3 +48,55 @@ async fn start_answer_and_tail_a_run_from_the_terminal() {
     let (ok, _, err) = cli(&app, &["start", "approval", "--input", "not json"]);
     assert!(!ok && err.contains("--input is not JSON"), "{err}");
 }
+
+#[tokio::test]
+async fn pair_devices_and_keys_from_the_terminal() {
+    let app = spawn_app().await;
+    let (ok, out, err) = cli(&app, &["pair"]);
+    assert!(ok, "{err}");
+    let code = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pairing code: "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(out.contains("/app/pair?code="), "{out}");
+    let (st, _, b) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/gateway/pair",
+            None,
+            Some(serde_json::json!({"code": code, "name": "tablet"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (ok, out, _) = cli(&app, &["devices"]);
+    assert!(
+        ok && out.contains("tablet") && out.contains("active"),
+        "{out}"
+    );
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    let (ok, _, err) = cli(&app, &["devices", "--revoke", &id]);
+    assert!(ok, "{err}");
+    assert!(cli(&app, &["devices"]).1.contains("revoked"));
+    let (ok, out, err) = cli(&app, &["keys", "--create", "ci", "--scope", "read,run"]);
+    assert!(ok, "{err}");
+    let token = out.lines().nth(1).unwrap().trim().to_owned();
+    let (st, _, _) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/gateway/runs",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(cli(&app, &["keys"]).1.contains("read,run"));
+    let (ok, _, err) = cli(&app, &["token", "rotate"]);
+    assert!(
+        !ok && err.contains("409"),
+        "a configured token is rotated where it is configured: {err}"
+    );
+}
