@@ -41,6 +41,11 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// List schedules: next fire time and last result.
+    Schedules {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Start a run of FLOW.
     Start {
         #[command(flatten)]

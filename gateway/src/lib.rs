@@ -4,6 +4,7 @@
 //! - [`engine`]: the deterministic interpreter (flow + state + input → transition). No I/O.
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`, one group-committing writer). Only SQL here.
 //! - [`runner`]: drives runs, performs effects (LLM, HTTP), fires timers.
+//! - [`schedule`]: schedule requests and fire-time planning (interval, cron + time zone). No I/O.
 //! - [`llm`]: OpenAI-compatible chat completions client.
 //! - [`http`]: the axum API, request gates and SSE.
 //! - [`auth`]: credentials (admin token, devices, scoped keys, pairing) and request limits.
@@ -25,5 +26,6 @@ pub mod follow;
 pub mod http;
 pub mod llm;
 pub mod runner;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;

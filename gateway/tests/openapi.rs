@@ -39,6 +39,8 @@ async fn the_openapi_document_covers_every_route() {
         ("post", "/api/gateway/pause"),
         ("post", "/api/gateway/resume"),
         ("get", "/metrics"),
+        ("post", "/api/gateway/runs/schedule"),
+        ("get", "/api/gateway/schedules"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let ops: usize = paths.values().map(|v| v.as_object().unwrap().len()).sum();

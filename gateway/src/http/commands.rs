@@ -24,7 +24,11 @@ pub async fn submit(
             return Err(ApiError::bad(format!("{field} must be 1-200 characters")));
         }
     }
-    let kind = parse_kind(&req.kind, &req.payload)?;
+    let kind = if req.kind == "update_schedule" {
+        schedule_update(&app, &req.run_id, &req.payload).await?
+    } else {
+        parse_kind(&req.kind, &req.payload)?
+    };
     if let CommandKind::Answer { wait_key, response } = &kind {
         check_choice(&app, &req.run_id, wait_key, response).await?;
     }
@@ -127,7 +131,6 @@ fn parse_kind(kind: &str, payload: &Value) -> Result<CommandKind, ApiError> {
             };
             CommandKind::CompactMemory { keep_last }
         }
-        "update_schedule" => CommandKind::UpdateSchedule,
         other => {
             return Err(ApiError::bad(format!(
                 "type `{other}` must be one of {}",
@@ -156,4 +159,69 @@ async fn check_choice(
         })?;
     }
     Ok(())
+}
+
+const UPDATE_FIELDS: &[&str] = &[
+    "interval",
+    "cron",
+    "timezone",
+    "mode",
+    "repeat_count",
+    "repeat_until",
+    "apply",
+];
+
+/// `update_schedule`: a new `interval` or `cron` (with `timezone`, `mode`, limits), applied at
+/// the next firing (default) or `"apply": "now"`.
+async fn schedule_update(
+    app: &AppState,
+    run_id: &str,
+    payload: &Value,
+) -> Result<CommandKind, ApiError> {
+    use crate::schedule::{Spec, Timing};
+    let Some(obj) = payload.as_object() else {
+        return Err(ApiError::bad("payload must be a JSON object"));
+    };
+    if let Some(k) = obj.keys().find(|k| !UPDATE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad(format!(
+            "payload.{k} is not a schedule field; use {}",
+            UPDATE_FIELDS.join(", ")
+        )));
+    }
+    let Some(row) = app.store.schedule(run_id).await? else {
+        app.store.run(run_id).await?;
+        return Err(ApiError::Conflict(format!(
+            "run `{run_id}` is not a schedule"
+        )));
+    };
+    let old: Spec =
+        serde_json::from_value(row.spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let new: Timing = serde_json::from_value(payload.clone())
+        .map_err(|e| ApiError::bad(format!("payload: {e}")))?;
+    if new.interval.is_none() && new.cron.is_none() {
+        return Err(ApiError::bad("payload: give a new `interval` or `cron`"));
+    }
+    let now = chrono::Utc::now();
+    let keep_tz = new.cron.is_some() && new.timezone.is_none();
+    let merged = Timing {
+        start_at: Some(crate::engine::ts(old.start_at)),
+        timezone: if keep_tz { old.timezone } else { new.timezone },
+        repeat_count: new.repeat_count.or(old.repeat_count.map(i64::from)),
+        repeat_until: new.repeat_until.or(old.repeat_until.map(crate::engine::ts)),
+        ..new
+    };
+    let spec = merged
+        .into_spec(now)
+        .map_err(|e| ApiError::bad(format!("payload.{}: {}", e.field, e.message)))?;
+    let next = match obj.get("apply").and_then(Value::as_str) {
+        None | Some("next_firing") => None,
+        Some("now") => spec.after_child(now, row.fired),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "payload.apply `{other}` must be now or next_firing"
+            )));
+        }
+    };
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(CommandKind::UpdateSchedule { spec, next })
 }

@@ -12,6 +12,7 @@ mod commands;
 mod error;
 mod meta;
 mod runs;
+mod schedules;
 mod sse;
 
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ fn gated(routes: Routes, gate: &Gate, scope: Scope) -> Routes {
     security(("bearer" = [])),
     modifiers(&BearerAuth),
     tags(
-        (name = "runs"), (name = "replay"), (name = "commands"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
+        (name = "runs"), (name = "schedules"), (name = "replay"), (name = "commands"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
     )
 )]
 struct ApiDoc;
@@ -108,8 +109,11 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(sse::global_stream))
         .routes(routes!(commands::status))
         .routes(routes!(meta::capabilities))
-        .routes(routes!(meta::metrics));
-    let run = OpenApiRouter::new().routes(routes!(runs::start));
+        .routes(routes!(meta::metrics))
+        .routes(routes!(schedules::list));
+    let run = OpenApiRouter::new()
+        .routes(routes!(runs::start))
+        .routes(routes!(schedules::create));
     let command = OpenApiRouter::new().routes(routes!(commands::submit));
     let admin = OpenApiRouter::new()
         .routes(routes!(bundles::upload))

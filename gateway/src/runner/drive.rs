@@ -39,6 +39,9 @@ impl Runner {
             if row.status == RunStatus::Paused {
                 return Ok(());
             }
+            if row.kind == "schedule" {
+                return self.drive_schedule(run_id).await;
+            }
             let Some(flow) = self.flow(&row.flow_hash).await? else {
                 let t = failure(format!("flow version {} is not available", row.flow_hash));
                 return self.commit(&row, t, row.state.clone(), None).await;

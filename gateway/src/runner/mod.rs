@@ -8,6 +8,7 @@
 
 mod drive;
 mod effects;
+mod schedules;
 mod timers;
 
 use std::collections::HashMap;

@@ -37,7 +37,11 @@ pub enum CommandKind {
     CompactMemory {
         keep_last: u32,
     },
-    UpdateSchedule,
+    /// A new schedule spec, and the new due time when it applies now.
+    UpdateSchedule {
+        spec: Value,
+        next: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -208,7 +212,6 @@ fn check(cmd: &NewCommand, run: &RunRow) -> Result<()> {
     let st = run.status.as_str();
     match &cmd.kind {
         CommandKind::EmitEvent { .. } | CommandKind::CompactMemory { .. } => Ok(()),
-        CommandKind::UpdateSchedule => conflict(format!("run `{}` is not a schedule", cmd.run_id)),
         _ if run.status.is_terminal() => conflict(format!("run `{}` is already {st}", cmd.run_id)),
         CommandKind::Pause if run.status == RunStatus::Paused => {
             conflict("the run is already paused".into())
@@ -327,7 +330,12 @@ fn apply(
             }
             return Ok(Some(result));
         }
-        CommandKind::UpdateSchedule => {}
+        CommandKind::UpdateSchedule { spec, next } => {
+            let result = super::schedules::update(conn, &cmd.run_id, spec, *next)?;
+            record(conn, out, Some(result.clone()))?;
+            out.wake.push(cmd.run_id.clone());
+            return Ok(Some(result));
+        }
     }
     Ok(None)
 }

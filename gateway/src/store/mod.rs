@@ -11,6 +11,7 @@ mod flows;
 mod follow;
 mod ledger;
 mod runs;
+mod schedules;
 mod schema;
 mod tokens;
 mod writer;
@@ -25,6 +26,7 @@ pub use flows::{MakeCurrent, StoredFlow};
 pub use follow::{Lease, Watcher, this_host};
 pub use ledger::{Appender, GlobalItem, run_end};
 pub use runs::{Commit, DriveRow, InboxItem, NewRun};
+pub use schedules::{Fire, NewSchedule, ScheduleRow};
 pub use tokens::TokenRow;
 pub use writer::Outbox;
 

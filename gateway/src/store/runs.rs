@@ -24,6 +24,8 @@ pub struct NewRun {
 /// What the runner needs to drive a run.
 pub struct DriveRow {
     pub run_id: String,
+    /// `flow`, or `schedule` for a schedule's parent run.
+    pub kind: String,
     pub bundle_id: String,
     pub flow_hash: String,
     pub status: RunStatus,
@@ -267,7 +269,7 @@ impl Store {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state FROM runs WHERE run_id = ?1",
+                    "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind FROM runs WHERE run_id = ?1",
                 )?
                 .query_row([id], |r| {
                     Ok((
@@ -278,14 +280,16 @@ impl Store {
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, String>(5)?,
                         r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
                     ))
                 })
                 .optional()?;
-            let Some((run_id, bundle_id, flow_hash, status, session_id, input, state)) = row else {
+            let Some((run_id, bundle_id, flow_hash, status, session_id, input, state, kind)) = row else {
                 return Ok(None);
             };
             Ok(Some(DriveRow {
                 run_id,
+                kind,
                 bundle_id,
                 flow_hash,
                 status,
@@ -449,7 +453,7 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
 
 /// Creates the child run a `call` step asked for (once: a re-run after a crash finds it).
 /// A child whose flow is unknown is created failed, so its parent sees why.
-fn spawn_child(
+pub(super) fn spawn_child(
     conn: &Connection,
     parent: &str,
     session: Option<String>,

@@ -114,6 +114,22 @@ const MIGRATIONS: &[&str] = &[
         expires_at TEXT NOT NULL
     );
     "#,
+    // 4: schedules (a schedule is a parent run of kind `schedule`; each firing a child run).
+    r#"
+    ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'flow';
+    CREATE TABLE schedules (
+        run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+        bundle_id TEXT NOT NULL,
+        input_data TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        share_context INTEGER NOT NULL,
+        fired INTEGER NOT NULL DEFAULT 0,
+        next_fire_at TEXT,
+        last_child TEXT,
+        last_fired_at TEXT,
+        created_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a data dir written by a newer Switchboard.

@@ -1,0 +1,285 @@
+//! Schedules against the real server. Fire-time planning (cron across DST, catch-up, limits)
+//! is unit-tested with fixed clocks in `schedule.rs`; these tests use sub-second intervals.
+
+mod common;
+
+use std::time::Duration;
+
+use common::spawn_app;
+use serde_json::{Value, json};
+
+async fn schedule(app: &common::TestApp, body: Value) -> String {
+    let (st, b) = app.post("/api/gateway/runs/schedule", &body).await;
+    assert_eq!(st, 200, "{b}");
+    b["run_id"].as_str().unwrap().to_owned()
+}
+
+async fn info(app: &common::TestApp, id: &str) -> Value {
+    let (_, b) = app.get("/api/gateway/schedules?limit=100").await;
+    b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["run_id"] == id)
+        .cloned()
+        .expect("listed")
+}
+
+async fn children(app: &common::TestApp, id: &str) -> Vec<Value> {
+    let (_, b) = app
+        .get(&format!("/api/gateway/runs/{id}/history_bundle"))
+        .await;
+    b["children"].as_array().unwrap().clone()
+}
+
+async fn wait_fired(app: &common::TestApp, id: &str, n: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = info(app, id).await;
+        if s["fired"].as_u64().unwrap() >= n {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never fired {n} times: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_interval_fires_repeat_count_times_then_completes() {
+    let app = spawn_app().await;
+    let id = schedule(&app, json!({"bundle_id": "echo", "input_data": {"text": "tick"}, "interval": "200ms", "repeat_count": 3, "mode": "fixed_rate"})).await;
+    let done = app.wait_for_status(&id, "completed").await;
+    assert_eq!(done["output"]["fired"], 3);
+    let kids = children(&app, &id).await;
+    assert_eq!(kids.len(), 3);
+    for k in &kids {
+        assert_eq!(k["status"], "completed");
+        assert_eq!(k["output"], json!({"text": "tick"}));
+        assert_eq!(
+            k["session_id"],
+            format!("schedule:{id}"),
+            "children share the schedule's session"
+        );
+    }
+    let s = info(&app, &id).await;
+    assert_eq!(s["last_result"]["status"], "completed");
+    assert!(s["next_fire_at"].is_null());
+    let fires: Vec<Value> = app
+        .ledger(&id)
+        .await
+        .into_iter()
+        .filter(|r| r["effect"]["type"] == "schedule_fire")
+        .collect();
+    assert_eq!(fires.len(), 3);
+}
+
+#[tokio::test]
+async fn repeat_until_stops_the_schedule() {
+    let app = spawn_app().await;
+    let until = chrono::Utc::now() + chrono::Duration::milliseconds(1000);
+    let until_s = until.to_rfc3339();
+    let id = schedule(&app, json!({"bundle_id": "echo", "interval": "300ms", "mode": "fixed_rate", "repeat_until": until_s})).await;
+    let done = app.wait_for_status(&id, "completed").await;
+    let fired = done["output"]["fired"].as_u64().unwrap();
+    assert!((1..=4).contains(&fired), "{done}");
+    for r in app
+        .ledger(&id)
+        .await
+        .iter()
+        .filter(|r| r["effect"]["type"] == "schedule_fire")
+    {
+        let due = chrono::DateTime::parse_from_rfc3339(
+            r["effect"]["payload"]["due_at"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert!(due <= until, "fired after repeat_until: {r}");
+    }
+}
+
+#[tokio::test]
+async fn cron_in_a_time_zone_plans_local_time() {
+    let app = spawn_app().await;
+    let (st, b) = app
+        .post(
+            "/api/gateway/runs/schedule",
+            &json!({"bundle_id": "echo", "cron": "0 9 * * *", "timezone": "Europe/Paris"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let next = chrono::DateTime::parse_from_rfc3339(b["next_fire_at"].as_str().unwrap()).unwrap();
+    let local = next.with_timezone(&chrono_tz::Europe::Paris);
+    assert_eq!(local.format("%H:%M").to_string(), "09:00");
+    assert!(next > chrono::Utc::now() && next < chrono::Utc::now() + chrono::Duration::hours(25));
+    let s = info(&app, b["run_id"].as_str().unwrap()).await;
+    assert_eq!(s["status"], "waiting");
+    assert_eq!(s["spec"]["mode"], "fixed_rate");
+}
+
+#[tokio::test]
+async fn update_schedule_applies_now_or_is_refused_with_the_field() {
+    let app = spawn_app().await;
+    let id = schedule(&app, json!({"bundle_id": "echo", "interval": "1h", "start_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()})).await;
+    assert_eq!(info(&app, &id).await["fired"], 0);
+    let (st, b) = app
+        .command(
+            "u1",
+            &id,
+            "update_schedule",
+            json!({"interval": "200ms", "mode": "fixed_rate", "apply": "now"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    wait_fired(&app, &id, 2).await;
+    let (st, b) = app
+        .command("u2", &id, "update_schedule", json!({"cron": "0 0 9 * * *"}))
+        .await;
+    assert_eq!(st, 400);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("payload.cron"),
+        "{b}"
+    );
+    let (st, b) = app
+        .command("u3", &id, "update_schedule", json!({"every": "1h"}))
+        .await;
+    assert_eq!(st, 400, "{b}");
+    let plain = app.start_run("ask", json!({})).await;
+    let (st, b) = app
+        .command("u4", &plain, "update_schedule", json!({"interval": "1h"}))
+        .await;
+    assert_eq!(st, 409);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a schedule")
+    );
+}
+
+#[tokio::test]
+async fn a_paused_schedule_does_not_fire_until_resumed() {
+    let app = spawn_app().await;
+    let id = schedule(
+        &app,
+        json!({"bundle_id": "echo", "interval": "200ms", "mode": "fixed_rate"}),
+    )
+    .await;
+    wait_fired(&app, &id, 1).await;
+    assert_eq!(app.command("p", &id, "pause", json!({})).await.0, 200);
+    let before = info(&app, &id).await["fired"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        info(&app, &id).await["fired"].as_u64().unwrap(),
+        before,
+        "no firing while paused"
+    );
+    assert_eq!(app.command("r", &id, "resume", json!({})).await.0, 200);
+    wait_fired(&app, &id, before + 2).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_schedule_cancels_its_running_child() {
+    let app = spawn_app().await;
+    let id = schedule(
+        &app,
+        json!({"bundle_id": "ask", "interval": "1h", "share_context": false}),
+    )
+    .await;
+    wait_fired(&app, &id, 1).await;
+    let kid = children(&app, &id).await[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let k = app.wait_for_status(&kid, "waiting").await;
+    assert!(
+        k["session_id"].is_null(),
+        "share_context false: the child has no shared session"
+    );
+    assert_eq!(app.command("x", &id, "cancel", json!({})).await.0, 200);
+    assert_eq!(app.run(&id).await["status"], "cancelled");
+    assert_eq!(app.run(&kid).await["status"], "cancelled");
+    assert_eq!(info(&app, &id).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_restart_fires_a_missed_firing_once_not_in_a_burst() {
+    let mut app = spawn_app().await;
+    let id = schedule(
+        &app,
+        json!({"bundle_id": "echo", "interval": "600ms", "mode": "fixed_rate"}),
+    )
+    .await;
+    wait_fired(&app, &id, 1).await;
+    app.kill9().await;
+    tokio::time::sleep(Duration::from_millis(2000)).await; // about three firings missed
+    let before = fired_on_disk(&app.data_dir, &id);
+    app.start().await;
+    let after = wait_fired(&app, &id, before + 1).await["fired"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let now = info(&app, &id).await;
+    assert_eq!(
+        now["fired"].as_u64().unwrap(),
+        before + 1,
+        "one catch-up firing, not a burst (after {after}): {now}"
+    );
+    let next = chrono::DateTime::parse_from_rfc3339(now["next_fire_at"].as_str().unwrap()).unwrap();
+    assert!(
+        next > chrono::Utc::now(),
+        "the next firing is in the future"
+    );
+}
+
+/// Firings recorded on disk while the server is down.
+fn fired_on_disk(dir: &std::path::Path, id: &str) -> u64 {
+    let c = rusqlite::Connection::open(dir.join("switchboard.db")).unwrap();
+    c.query_row("SELECT fired FROM schedules WHERE run_id = ?1", [id], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as u64
+}
+
+#[tokio::test]
+async fn bad_schedules_name_the_field() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({"bundle_id": "echo", "interval": "5x"}), "interval"),
+        (json!({"bundle_id": "echo", "cron": "0 0 9 * * *"}), "cron"),
+        (
+            json!({"bundle_id": "echo", "cron": "0 9 * * *", "timezone": "Mars/Olympus"}),
+            "timezone",
+        ),
+        (
+            json!({"bundle_id": "echo", "interval": "1h", "repeat_count": 0}),
+            "repeat_count",
+        ),
+        (json!({"bundle_id": "echo"}), "interval"),
+    ] {
+        let (st, b) = app.post("/api/gateway/runs/schedule", &body).await;
+        assert_eq!(st, 400, "{body}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().starts_with(field),
+            "{body}: {b}"
+        );
+    }
+    let (st, _) = app
+        .post(
+            "/api/gateway/runs/schedule",
+            &json!({"bundle_id": "nope", "interval": "1h"}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(
+        app.get("/api/gateway/schedules").await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
