@@ -100,3 +100,20 @@ async fn pair_devices_and_keys_from_the_terminal() {
         "a configured token is rotated where it is configured: {err}"
     );
 }
+
+#[tokio::test]
+async fn schedules_are_listed_in_the_terminal() {
+    let app = spawn_app().await;
+    let (st, b) = app
+        .post("/api/gateway/runs/schedule", &serde_json::json!({"bundle_id": "echo", "cron": "30 8 * * 1", "timezone": "America/New_York"}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (ok, out, err) = cli(&app, &["schedules"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(b["run_id"].as_str().unwrap())
+            && out.contains("30 8 * * 1")
+            && out.contains("waiting"),
+        "{out}"
+    );
+}

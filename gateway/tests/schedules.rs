@@ -283,3 +283,38 @@ async fn bad_schedules_name_the_field() {
         0
     );
 }
+
+#[tokio::test]
+async fn fixed_delay_counts_from_the_end_of_the_previous_child() {
+    let app = spawn_app().await;
+    let id = schedule(
+        &app,
+        json!({"bundle_id": "tick", "interval": "200ms", "repeat_count": 2}),
+    )
+    .await;
+    assert_eq!(
+        info(&app, &id).await["spec"]["mode"],
+        "fixed_delay",
+        "the default for intervals"
+    );
+    let done = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let r = app.run(&id).await;
+            if r["status"] == "completed" {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("completes within 15 s");
+    assert_eq!(done["output"]["fired"], 2);
+    let kids = children(&app, &id).await;
+    let t =
+        |v: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(v[k].as_str().unwrap()).unwrap();
+    let gap = t(&kids[1], "created_at") - t(&kids[0], "updated_at");
+    assert!(
+        gap >= chrono::Duration::milliseconds(190),
+        "the second child starts after the first ended + 200ms: {gap}"
+    );
+}

@@ -123,6 +123,24 @@ async fn api_and_runner_processes_share_a_data_dir() {
         app.wait_for_status(t, "completed").await;
     }
     app.wait_for_status(&late, "completed").await;
+
+    // Schedules created through the API process fire in the runner process, once per tick.
+    let (st, b) = app
+        .post("/api/gateway/runs/schedule", &json!({"bundle_id": "echo", "interval": "200ms", "repeat_count": 2, "mode": "fixed_rate"}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let sched = b["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.wait_for_status(&sched, "completed").await["output"]["fired"],
+        2
+    );
+    let fires = app
+        .ledger(&sched)
+        .await
+        .into_iter()
+        .filter(|r| r["effect"]["type"] == "schedule_fire")
+        .count();
+    assert_eq!(fires, 2);
 }
 
 async fn futures_join(app: &common::TestApp, flow: &str, n: usize) -> Vec<String> {

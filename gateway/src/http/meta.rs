@@ -35,7 +35,9 @@ pub async fn capabilities() -> Json<Value> {
         "run_statuses": ["running", "waiting", "paused", "completed", "failed", "cancelled"],
         "event_scopes": ["run", "session", "global"],
         "streams": {"run": "/api/gateway/runs/{id}/ledger/stream", "global": "/api/gateway/ledger/stream"},
-        "features": {"command_status": true, "global_stream": true, "llm_deltas": true, "hash_chain": true},
+        "features": {"command_status": true, "global_stream": true, "llm_deltas": true, "hash_chain": true,
+            "schedules": {"interval": true, "cron": true, "timezones": true, "modes": ["fixed_rate", "fixed_delay"]},
+            "pairing": true, "scoped_keys": true, "split_runner": true},
         "channels": [],
     }))
 }
