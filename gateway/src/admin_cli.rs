@@ -12,20 +12,8 @@ pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Pair { .. } => {
             let r = c.post_json("api/gateway/pair/codes", &json!({})).await?;
             let code = r["code"].as_str().unwrap_or_default();
-            let link = format!("{}app/pair?code={code}", c.base());
-            println!(
-                "pairing code: {code} (single use, expires {})",
-                r["expires_at"].as_str().unwrap_or("soon")
-            );
-            if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
-                println!(
-                    "{}",
-                    qr.render::<qrcode::render::unicode::Dense1x2>()
-                        .quiet_zone(true)
-                        .build()
-                );
-            }
-            println!("pair a device: {link}");
+            let expiry = format!("expires {}", r["expires_at"].as_str().unwrap_or("soon"));
+            crate::app::print_pairing_code(code, &expiry, c.base().as_str());
         }
         AdminCommand::Devices {
             revoke: Some(id), ..

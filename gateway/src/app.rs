@@ -148,23 +148,27 @@ pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
 async fn print_pairing(auth: &Auth, base: &str) {
     match auth.mint_code().await {
         Ok((code, expires)) => {
-            let link = format!("{}/app/pair?code={code}", base.trim_end_matches('/'));
             let minutes = (expires - chrono::Utc::now()).num_minutes().max(1);
-            println!(
-                "pairing code: {code} (single use, expires in {minutes} min; `switchboard pair` mints another)"
-            );
-            if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
-                println!(
-                    "{}",
-                    qr.render::<qrcode::render::unicode::Dense1x2>()
-                        .quiet_zone(true)
-                        .build()
-                );
-            }
-            println!("pair a device: {link}");
+            let expiry = format!("expires in {minutes} min");
+            print_pairing_code(&code, &expiry, base);
         }
         Err(e) => tracing::warn!(error = %e, "cannot mint a pairing code"),
     }
+}
+
+/// The pairing code, a terminal QR code of its link, and the link.
+pub fn print_pairing_code(code: &str, expiry: &str, base: &str) {
+    let link = format!("{}/app/pair?code={code}", base.trim_end_matches('/'));
+    println!("pairing code: {code} (single use, {expiry}; `switchboard pair` mints another)");
+    if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
+        println!(
+            "{}",
+            qr.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        );
+    }
+    println!("pair a device: {link}");
 }
 
 /// `kill -HUP`: re-read the flows directory.

@@ -107,34 +107,21 @@ pub async fn spawn_with(opts: Opts) -> TestApp {
 }
 
 impl TestApp {
-    /// Starts (or restarts) the server process on the same data dir.
-    pub async fn start(&mut self) {
+    /// `switchboard SUBCOMMAND` on this app's data and flows dirs, with test logging.
+    fn process(&self, sub: &str) -> Command {
+        let log = std::env::var("TEST_LOG").is_ok();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.arg("serve")
-            .arg("--port")
-            .arg("0")
+        cmd.arg(sub)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--flows-dir")
             .arg(&self.flows_dir)
-            .args(&self.args)
             .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
             .env("SWITCHBOARD_LLM_MODEL", "fake-model")
             .env_remove("SWITCHBOARD_LLM_BASE_URL")
-            .env(
-                "RUST_LOG",
-                if std::env::var("TEST_LOG").is_ok() {
-                    "debug"
-                } else {
-                    "error"
-                },
-            )
+            .env("RUST_LOG", if log { "debug" } else { "error" })
             .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
             .kill_on_drop(true);
         if let Some(u) = &self.llm_url {
             cmd.env("SWITCHBOARD_LLM_BASE_URL", u);
@@ -142,64 +129,44 @@ impl TestApp {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Spawns `cmd` and waits (30 s at most) for a stdout line starting with `ready`; returns
+    /// the child and the rest of that line. Every line is kept in `self.stdout`.
+    async fn launch(&self, mut cmd: Command, ready: &str) -> (Child, String) {
         let mut child = cmd.spawn().expect("spawn switchboard");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let seen = self.stdout.clone();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        let rest = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 seen.lock().expect("lock").push(line.clone());
-                if let Some(a) = line.strip_prefix("switchboard listening on ") {
-                    return a.to_owned();
+                if let Some(rest) = line.strip_prefix(ready) {
+                    return rest.to_owned();
                 }
             }
-            panic!("switchboard exited before listening");
+            panic!("switchboard exited before printing `{ready}`");
         })
         .await
-        .expect("switchboard did not start within 30 s");
+        .unwrap_or_else(|_| panic!("switchboard did not print `{ready}` within 30 s"));
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        (child, rest)
+    }
+
+    /// Starts (or restarts) the server process on the same data dir.
+    pub async fn start(&mut self) {
+        let mut cmd = self.process("serve");
+        cmd.arg("--port").arg("0").args(&self.args);
+        let (child, addr) = self.launch(cmd, "switchboard listening on ").await;
         self.addr = addr;
         self.child = Some(child);
     }
 
     /// Starts `switchboard runner` on this app's data dir (split mode); returns once it runs.
     pub async fn spawn_runner(&self) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        cmd.arg("runner")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--flows-dir")
-            .arg(&self.flows_dir)
-            .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
-            .env(
-                "RUST_LOG",
-                if std::env::var("TEST_LOG").is_ok() {
-                    "debug"
-                } else {
-                    "error"
-                },
-            )
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn the runner");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("switchboard runner started") {
-                    return;
-                }
-            }
-            panic!("the runner exited before starting");
-        })
-        .await
-        .expect("the runner did not start within 30 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        child
+        self.launch(self.process("runner"), "switchboard runner started")
+            .await
+            .0
     }
 
     /// The pairing code the server printed at start.
