@@ -22,7 +22,7 @@ pub use state::*;
 
 /// Steps one call may execute without blocking before the run fails (loops are bounded,
 /// but nested loops multiply).
-pub const STEP_BUDGET: usize = 10_000;
+pub const STEP_BUDGET: usize = 100_000;
 
 /// Everything the engine may read besides the flow and the state.
 #[derive(Debug, Clone)]

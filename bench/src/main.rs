@@ -1,0 +1,106 @@
+//! `switchboard-bench`: load over the shared client contract, against any gateway URL.
+//!
+//! Prints a Markdown table (scenario, ok, errors, throughput, p50/p90/p99). `--smoke` runs
+//! every scenario with a few hundred requests and fails on any error (for `scripts/test`);
+//! without it the counts are the full benchmark's. Scenarios that need flow upload (ledger
+//! replay, SSE catch-up, fan-out) run only with `--target switchboard`.
+
+mod scenarios;
+mod stats;
+
+use clap::Parser;
+use protocol::Client;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard-bench",
+    about = "Load tool for Switchboard-compatible gateways"
+)]
+struct Args {
+    /// Gateway URL.
+    #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Token with admin scope (flow upload) or at least run + command + read.
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// `switchboard` (every scenario) or `abstractgateway` (the shared ones).
+    #[arg(long, default_value = "switchboard")]
+    target: String,
+    /// Small counts, fail on any error.
+    #[arg(long)]
+    smoke: bool,
+    /// The server's pid, to report its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Concurrent SSE streams in the fan-out scenario.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let c = Client::new(&a.url, Some(a.token.clone()))?;
+    let http = reqwest::Client::new();
+    let full = !a.smoke;
+    let k = |smoke: usize, full_n: usize| if full { full_n } else { smoke };
+    let mut rows = Vec::new();
+    let mut errors = 0;
+    let mut add = |name: String, s: stats::Sample| {
+        errors += s.errors;
+        let row = s.row(&name);
+        eprintln!("{row}");
+        rows.push(row);
+    };
+    let idle = a.server_pid.and_then(scenarios::rss_kib);
+    for clients in [1, 16, 64] {
+        add(
+            format!("run starts, {clients} clients"),
+            scenarios::starts(&c, k(100, 5000), clients).await,
+        );
+    }
+    add(
+        "echo: start → completed (16 clients)".into(),
+        scenarios::echo_to_completed(&c, k(50, 2000), 16).await,
+    );
+    add(
+        "ask: resume → completed (16 clients)".into(),
+        scenarios::resume_to_completed(&c, k(20, 500), 16).await?,
+    );
+    if a.target == "switchboard" {
+        for len in [100, k(500, 20_000)] {
+            let (run, n) = scenarios::long_run(&c, &http, &a.token, len).await?;
+            add(
+                format!("ledger page of 100, run of {n} records"),
+                scenarios::replay_pages(&c, &run, n, k(50, 5000), 16).await,
+            );
+            if len > 100 {
+                add(
+                    format!("SSE catch-up of {n} records"),
+                    scenarios::sse_catchup(&c, &run, n, k(2, 10)).await?,
+                );
+            }
+        }
+        let streams = k(10, a.streams);
+        add(
+            format!("{streams} SSE streams × 200 records (answer → done)"),
+            scenarios::fanout(&c, &http, &a.token, streams, 200).await?,
+        );
+    }
+    let loaded = a.server_pid.and_then(scenarios::rss_kib);
+    println!("{}", stats::HEADER);
+    for r in &rows {
+        println!("{r}");
+    }
+    if let (Some(i), Some(l)) = (idle, loaded) {
+        println!(
+            "\nserver RSS: idle {:.1} MiB, after load {:.1} MiB",
+            i as f64 / 1024.0,
+            l as f64 / 1024.0
+        );
+    }
+    if errors > 0 {
+        anyhow::bail!("{errors} requests failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! The load scenarios, each over the shared client contract only (start, command, ledger
+//! page, SSE), so the same run can target Switchboard or AbstractGateway.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
+use serde_json::json;
+
+use crate::stats::Sample;
+
+/// Runs `f(i)` for `i` in `0..n` on `clients` concurrent workers, timing each call.
+pub async fn concurrently<F, Fut>(n: usize, clients: usize, f: F) -> Sample
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Duration>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (next, f) = (next.clone(), f.clone());
+        workers.push(tokio::spawn(async move {
+            let mut s = Sample::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return s;
+                }
+                match f(i).await {
+                    Ok(d) => s.latencies.push(d),
+                    Err(e) => {
+                        if s.errors == 0 {
+                            eprintln!("  error: {e:#}");
+                        }
+                        s.errors += 1;
+                    }
+                }
+            }
+        }));
+    }
+    let mut total = Sample::default();
+    for w in workers {
+        if let Ok(s) = w.await {
+            total.merge(s);
+        }
+    }
+    total.elapsed = t0.elapsed();
+    total
+}
+
+fn start(bundle: &str, input: serde_json::Value) -> StartRunRequest {
+    StartRunRequest {
+        bundle_id: bundle.into(),
+        input_data: input,
+        ..Default::default()
+    }
+}
+
+/// Waits on a run's stream (from `after`) until it is done.
+async fn until_done(c: &Client, run: &str, after: u64) -> anyhow::Result<usize> {
+    let mut s = Box::pin(c.stream_run(run, after).await?);
+    let mut n = 0;
+    while let Some(item) = s.next().await {
+        match item? {
+            StreamItem::Step(_) => n += 1,
+            StreamItem::Done => return Ok(n),
+            _ => {}
+        }
+    }
+    bail!("the stream of {run} ended before `done`")
+}
+
+/// Sequential or concurrent starts of `echo`.
+pub async fn starts(c: &Client, n: usize, clients: usize) -> Sample {
+    let c = c.clone();
+    concurrently(n, clients, move |i| {
+        let c = c.clone();
+        async move {
+            let t = Instant::now();
+            c.start_run(&start("echo", json!({"text": format!("bench {i}")})))
+                .await?;
+            Ok(t.elapsed())
+        }
+    })
+    .await
+}
+
+/// Start of `echo` until its stream says `done`.
+pub async fn echo_to_completed(c: &Client, n: usize, clients: usize) -> Sample {
+    let c = c.clone();
+    concurrently(n, clients, move |_| {
+        let c = c.clone();
+        async move {
+            let t = Instant::now();
+            let r = c.start_run(&start("echo", json!({}))).await?;
+            until_done(&c, &r.run_id, 0).await?;
+            Ok(t.elapsed())
+        }
+    })
+    .await
+}
+
+async fn wait_for_prompt(c: &Client, run: &str) -> anyhow::Result<(String, u64)> {
+    for _ in 0..2000 {
+        let s = c.run(run).await?;
+        if let Some(w) = s.waiting.filter(|w| w.reason == "user") {
+            return Ok((w.wait_key, s.ledger_len));
+        }
+        if s.status.is_terminal() {
+            bail!("run {run} ended before asking");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bail!("run {run} never asked")
+}
+
+/// `ask` waiting → `resume` command → `done` on its stream (stream opened first).
+pub async fn resume_to_completed(c: &Client, n: usize, clients: usize) -> anyhow::Result<Sample> {
+    let mut ready = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = c
+            .start_run(&start("ask", json!({"text": "bench?"})))
+            .await?;
+        ready.push(r.run_id);
+    }
+    let mut prompts = Vec::with_capacity(n);
+    for r in &ready {
+        prompts.push((r.clone(), wait_for_prompt(c, r).await?));
+    }
+    let prompts = Arc::new(prompts);
+    let c = c.clone();
+    Ok(concurrently(n, clients, move |i| {
+        let (c, prompts) = (c.clone(), prompts.clone());
+        async move {
+            let (run, (key, len)) = &prompts[i];
+            let mut stream = Box::pin(c.stream_run(run, *len).await?);
+            let t = Instant::now();
+            c.answer(
+                &format!("bench-{run}"),
+                run,
+                key,
+                json!("ok"),
+                Some("bench"),
+            )
+            .await?;
+            while let Some(item) = stream.next().await {
+                if matches!(item?, StreamItem::Done) {
+                    return Ok(t.elapsed());
+                }
+            }
+            bail!("stream ended before done")
+        }
+    })
+    .await)
+}
+
+/// Uploads (once) a flow whose runs write about `records` ledger records.
+pub async fn long_run(
+    c: &Client,
+    http: &reqwest::Client,
+    token: &str,
+    records: usize,
+) -> anyhow::Result<(String, u64)> {
+    let id = format!("bench_ledger_{records}");
+    let src = format!(
+        "id: {id}\nsteps:\n  - loop:\n      max: {}\n      steps:\n        - set: {{x: 1}}\n",
+        records.saturating_sub(2).max(1)
+    );
+    let url = c.base().join("api/gateway/bundles/upload")?;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text(src).file_name(format!("{id}.yaml")),
+    );
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "cannot upload the bench flow (admin token needed): {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let run = c.start_run(&start(&id, json!({}))).await?.run_id;
+    for _ in 0..6000 {
+        let s = c.run(&run).await?;
+        if s.status == RunStatus::Completed {
+            return Ok((run, s.ledger_len));
+        }
+        if s.status.is_terminal() {
+            bail!("the bench run ended {}: {:?}", s.status.as_str(), s.error);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("the bench run did not complete")
+}
+
+/// Pages of 100 records from random places of a run's ledger.
+pub async fn replay_pages(c: &Client, run: &str, len: u64, n: usize, clients: usize) -> Sample {
+    let (c, run) = (c.clone(), run.to_owned());
+    concurrently(n, clients, move |i| {
+        let (c, run) = (c.clone(), run.clone());
+        async move {
+            let after = (i as u64).wrapping_mul(7919) % len.saturating_sub(100).max(1);
+            let t = Instant::now();
+            let p = c.ledger(&run, after, 100).await?;
+            if p.items.is_empty() {
+                bail!("empty page after {after}");
+            }
+            Ok(t.elapsed())
+        }
+    })
+    .await
+}
+
+/// Reading a whole run's ledger over SSE from the start, `n` times.
+pub async fn sse_catchup(c: &Client, run: &str, len: u64, n: usize) -> anyhow::Result<Sample> {
+    let mut s = Sample::default();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let got = until_done(c, run, 0).await?;
+        if got as u64 != len {
+            bail!("caught up {got} of {len} records");
+        }
+        s.latencies.push(t.elapsed());
+    }
+    s.elapsed = t0.elapsed();
+    Ok(s)
+}
+
+/// `streams` clients follow one run that writes about `records` records; latency is each
+/// stream's time from the answer that sets the run going to its `done`.
+pub async fn fanout(
+    c: &Client,
+    http: &reqwest::Client,
+    token: &str,
+    streams: usize,
+    records: usize,
+) -> anyhow::Result<Sample> {
+    let id = format!("bench_fanout_{records}");
+    let src = format!(
+        "id: {id}\nsteps:\n  - ask: go?\n  - loop:\n      max: {records}\n      steps:\n        - set: {{x: 1}}\n"
+    );
+    let url = c.base().join("api/gateway/bundles/upload")?;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text(src).file_name(format!("{id}.yaml")),
+    );
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "cannot upload the fan-out flow: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let run = c.start_run(&start(&id, json!({}))).await?.run_id;
+    let (key, len) = wait_for_prompt(c, &run).await?;
+    let mut opened = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        opened.push(Box::pin(
+            c.stream_run(&run, len).await.context("open a stream")?,
+        ));
+    }
+    let t0 = Instant::now();
+    c.answer(
+        &format!("fanout-{run}"),
+        &run,
+        &key,
+        json!("go"),
+        Some("bench"),
+    )
+    .await?;
+    let mut tasks = Vec::with_capacity(streams);
+    for mut s in opened {
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Some(item) = s.next().await {
+                match item {
+                    Ok(StreamItem::Step(_)) => n += 1,
+                    Ok(StreamItem::Done) => return Some((t0.elapsed(), n)),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+            None
+        }));
+    }
+    let mut s = Sample::default();
+    for t in tasks {
+        match t.await {
+            Ok(Some((d, n))) if n >= records => s.latencies.push(d),
+            _ => s.errors += 1,
+        }
+    }
+    s.elapsed = t0.elapsed();
+    Ok(s)
+}
+
+/// Resident memory of a local process, in KiB (`/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,20 @@
+# Shell helpers for the project's scripts (source it). Starts `switchboard serve` on a free
+# port with a throwaway data dir; sets SB_ADDR, SB_PID, SB_TOKEN, SB_TMP; stops it on exit.
+start_switchboard() {
+  local bin="$1"
+  SB_TMP=$(mktemp -d)
+  SB_TOKEN="tok-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  SWITCHBOARD_AUTH_TOKEN="$SB_TOKEN" "$bin" serve --port 0 --data-dir "$SB_TMP/data" --flows-dir flows \
+    >"$SB_TMP/out" 2>"$SB_TMP/err" &
+  SB_PID=$!
+  trap 'kill "$SB_PID" 2>/dev/null || true; rm -rf "$SB_TMP"' EXIT
+  SB_ADDR=""
+  for _ in $(seq 1 200); do
+    SB_ADDR=$(grep -o 'listening on http://[0-9.:]*' "$SB_TMP/out" | cut -d' ' -f3 || true)
+    [ -n "$SB_ADDR" ] && return 0
+    sleep 0.05
+  done
+  echo "the switchboard server did not start:" >&2
+  cat "$SB_TMP/err" >&2
+  return 1
+}
