@@ -167,9 +167,10 @@ pub async fn long_run(
     records: usize,
 ) -> anyhow::Result<(String, u64)> {
     let id = format!("bench_ledger_{records}");
+    // Two records per iteration (loops are bounded by 10,000 iterations).
+    let iterations = records.saturating_sub(2).div_ceil(2).max(1);
     let src = format!(
-        "id: {id}\nsteps:\n  - loop:\n      max: {}\n      steps:\n        - set: {{x: 1}}\n",
-        records.saturating_sub(2).max(1)
+        "id: {id}\nsteps:\n  - loop:\n      max: {iterations}\n      steps:\n        - set: {{x: 1}}\n        - set: {{y: 2}}\n"
     );
     let url = c.base().join("api/gateway/bundles/upload")?;
     let form = reqwest::multipart::Form::new().part(
