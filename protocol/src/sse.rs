@@ -1,17 +1,19 @@
 //! Reading Switchboard's Server-Sent Event streams into typed items.
 //!
-//! Owns the mapping from SSE events (`step`, `done`, `llm.delta`) to [`StreamItem`]; it does
+//! Owns SSE framing (`Parser`, linear in the bytes received: a catch-up of 20,000 records
+//! arrives in large chunks, and a parser that copies its buffer per event goes quadratic)
+//! and the mapping from SSE events (`step`, `done`, `llm.delta`) to [`StreamItem`]. It does
 //! not reconnect on its own: callers keep the last cursor and open a new stream after it.
 
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 
 use crate::client::ClientError;
 use crate::types::{LlmDelta, StepEvent};
 
 /// A raw SSE event as it came off the wire.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SseEvent {
+    /// The `id:` of this event, or "" when it had none (not carried over from earlier events).
     pub id: String,
     pub event: String,
     pub data: String,
@@ -28,8 +30,85 @@ pub enum StreamItem {
     Other(SseEvent),
 }
 
-#[derive(Deserialize)]
-struct Anything {}
+/// Incremental SSE parser (the WHATWG event-stream format: `field: value` lines, events
+/// separated by a blank line, `:` comments ignored, `\n`, `\r\n` or `\r` line ends).
+#[derive(Debug, Default)]
+pub struct Parser {
+    buf: Vec<u8>,
+    /// Where the next unparsed line starts in `buf`.
+    pos: usize,
+    cur: SseEvent,
+    has_data: bool,
+}
+
+impl Parser {
+    /// Feeds bytes; returns the events they complete.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(nl) = self.buf[self.pos..]
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+        {
+            let end = self.pos + nl;
+            // `\r\n` is one line end; a lone `\r` at the end of the buffer waits for more.
+            let mut next = end + 1;
+            if self.buf[end] == b'\r' {
+                match self.buf.get(end + 1) {
+                    Some(b'\n') => next += 1,
+                    None => break,
+                    _ => {}
+                }
+            }
+            let line = String::from_utf8_lossy(&self.buf[self.pos..end]).into_owned();
+            self.pos = next;
+            if let Some(ev) = self.line(&line) {
+                out.push(ev);
+            }
+        }
+        // Drop consumed bytes once in a while, not per event (that would be quadratic).
+        if self.pos > 0 && self.pos * 2 >= self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        out
+    }
+
+    fn line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            let ev = std::mem::take(&mut self.cur);
+            let had = std::mem::replace(&mut self.has_data, false);
+            return (had || !ev.event.is_empty()).then(|| SseEvent {
+                event: if ev.event.is_empty() {
+                    "message".into()
+                } else {
+                    ev.event
+                },
+                ..ev
+            });
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => {
+                if self.has_data {
+                    self.cur.data.push('\n');
+                }
+                self.cur.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => self.cur.event = value.to_owned(),
+            "id" => self.cur.id = value.to_owned(),
+            _ => {} // `retry` and unknown fields
+        }
+        None
+    }
+}
 
 /// Turns a byte stream (a `reqwest` response body) into typed stream items.
 pub fn items<S, B, E>(body: S) -> impl Stream<Item = Result<StreamItem, ClientError>>
@@ -38,14 +117,13 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    use eventsource_stream::Eventsource;
-    body.eventsource().map(|ev| {
-        let ev = ev.map_err(|e| ClientError::Stream(e.to_string()))?;
-        parse(SseEvent {
-            id: ev.id,
-            event: ev.event,
-            data: ev.data,
-        })
+    let mut parser = Parser::default();
+    body.flat_map(move |chunk| {
+        let items: Vec<Result<StreamItem, ClientError>> = match chunk {
+            Ok(b) => parser.feed(b.as_ref()).into_iter().map(parse).collect(),
+            Err(e) => vec![Err(ClientError::Stream(e.to_string()))],
+        };
+        futures::stream::iter(items)
     })
 }
 
@@ -55,10 +133,47 @@ fn parse(ev: SseEvent) -> Result<StreamItem, ClientError> {
     Ok(match ev.event.as_str() {
         "step" => StreamItem::Step(Box::new(serde_json::from_str(&ev.data).map_err(decode)?)),
         "llm.delta" => StreamItem::Delta(serde_json::from_str(&ev.data).map_err(decode)?),
-        "done" => {
-            let _: Option<Anything> = serde_json::from_str(&ev.data).ok();
-            StreamItem::Done
-        }
+        "done" => StreamItem::Done,
         _ => StreamItem::Other(ev),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, event: &str, data: &str) -> SseEvent {
+        SseEvent {
+            id: id.into(),
+            event: event.into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn events_split_across_chunks_and_line_ends() {
+        let mut p = Parser::default();
+        assert!(p.feed(b"retry: 2000\n\nid: 1\nevent: st").is_empty());
+        assert_eq!(
+            p.feed(b"ep\ndata: {\"a\":1}\n\n: keep-alive\n\n"),
+            vec![ev("1", "step", "{\"a\":1}")]
+        );
+        assert_eq!(p.feed(b"event: done\r\ndata: x\r"), vec![]);
+        assert_eq!(p.feed(b"\n\r\n"), vec![ev("", "done", "x")]);
+        assert_eq!(
+            p.feed(b"data: a\ndata: b\n\n"),
+            vec![ev("", "message", "a\nb")]
+        );
+    }
+
+    #[test]
+    fn many_events_in_one_chunk_are_all_read() {
+        let mut p = Parser::default();
+        let chunk: String = (1..=20_000)
+            .map(|i| format!("id: {i}\nevent: step\ndata: {{}}\n\n"))
+            .collect();
+        let got = p.feed(chunk.as_bytes());
+        assert_eq!(got.len(), 20_000);
+        assert_eq!(got[19_999].id, "20000");
+    }
 }

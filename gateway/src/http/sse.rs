@@ -3,14 +3,19 @@
 //! after the client's cursor (`after` or `Last-Event-ID`), then follows the live tail,
 //! skipping what it already sent. A stream that lags behind the bus is closed; the client
 //! resumes from its cursor. Streams never slow the runner.
+//!
+//! Events are framed here rather than with axum's `Sse`, so that a catch-up page of
+//! hundreds of records leaves as one write instead of one small packet per record.
 
 use std::convert::Infallible;
+use std::fmt::Write;
 use std::time::Duration;
 
 use async_stream::stream;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -39,38 +44,65 @@ fn cursor(q: &StreamQuery, headers: &HeaderMap) -> Result<u64, ApiError> {
     }
 }
 
-fn step(cursor: u64, json: &str) -> Event {
-    Event::default()
-        .id(cursor.to_string())
-        .event("step")
-        .data(format!("{{\"cursor\":{cursor},\"record\":{json}}}"))
+/// Appends one `step` event.
+fn step(out: &mut String, cursor: u64, json: &str) {
+    let _ = write!(
+        out,
+        "id: {cursor}\nevent: step\ndata: {{\"cursor\":{cursor},\"record\":{json}}}\n\n"
+    );
 }
 
-/// The next bus message, or `None` when the server is shutting down.
+fn done(status: &str) -> Bytes {
+    Bytes::from(format!(
+        "event: done\ndata: {{\"status\":\"{status}\"}}\n\n"
+    ))
+}
+
+fn event(name: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+const HELLO: &str = "retry: 2000\n\n";
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Sent when the server shuts down: reconnect soon (from your cursor).
+const CLOSING: &str = "retry: 1000\n: server shutting down; reconnect with Last-Event-ID\n\n";
+
+/// What the live tail saw next.
+enum Next {
+    Msg(Result<BusEvent, RecvError>),
+    Idle,
+    Shutdown,
+}
+
 async fn next(
     rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
     down: &mut tokio::sync::watch::Receiver<bool>,
-) -> Option<Result<BusEvent, RecvError>> {
+) -> Next {
     if *down.borrow() {
-        return None;
+        return Next::Shutdown;
     }
     tokio::select! {
-        m = rx.recv() => Some(m),
-        _ = down.changed() => None,
+        m = rx.recv() => Next::Msg(m),
+        _ = down.changed() => Next::Shutdown,
+        _ = tokio::time::sleep(KEEP_ALIVE) => Next::Idle,
     }
 }
 
-/// Sent when the server shuts down: reconnect soon (from your cursor).
-fn closing() -> Event {
-    Event::default()
-        .retry(Duration::from_secs(1))
-        .comment("server shutting down; reconnect with Last-Event-ID")
-}
-
-fn keep_alive() -> KeepAlive {
-    KeepAlive::new()
-        .interval(Duration::from_secs(15))
-        .text("keep-alive")
+fn sse_response<S>(s: S) -> Response
+where
+    S: Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
+    let mut r = Response::new(Body::from_stream(s));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    r
 }
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger/stream", tag = "replay", params(("id" = String, Path, description = "the run id"), StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = per-run seq, data = StepEvent), `event: llm.delta` (no id), `event: done`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
@@ -79,60 +111,61 @@ pub async fn run_stream(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let after = cursor(&q, &headers)?;
     let mut rx = app.store.bus().subscribe();
     app.store.run(&id).await?;
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
     let s = stream! {
-        yield Ok(Event::default().retry(Duration::from_secs(2)));
+        yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {
-            // Catch up from the store.
+            // Catch up from the store, a page per write.
             loop {
-                let Ok((items, next)) = store.ledger_page(&id, cur, PAGE).await else { break 'outer };
+                let Ok((items, next_after)) = store.ledger_page(&id, cur, PAGE).await else { break 'outer };
                 if items.is_empty() { break; }
-                let base = cur;
+                let mut page = String::with_capacity(items.iter().map(|j| j.len() + 64).sum());
                 for (i, json) in items.iter().enumerate() {
-                    yield Ok(step(base + i as u64 + 1, json));
+                    step(&mut page, cur + i as u64 + 1, json);
                 }
-                cur = next;
+                cur = next_after;
+                yield Ok(Bytes::from(page));
             }
             let Ok(run) = store.run(&id).await else { break };
             if run.status.is_terminal() && cur >= run.ledger_len {
-                yield Ok(Event::default().event("done").data(format!("{{\"status\":\"{}\"}}", run.status.as_str())));
+                yield Ok(done(run.status.as_str()));
                 break;
             }
             // Follow the live tail.
             loop {
-                let Some(msg) = next(&mut rx, &mut down).await else {
-                    yield Ok(closing());
-                    break 'outer;
-                };
-                match msg {
-                    Ok(BusEvent::Record(r)) if r.run_id == id => {
+                match next(&mut rx, &mut down).await {
+                    Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
+                    Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                    Next::Msg(Ok(BusEvent::Record(r))) if r.run_id == id => {
                         if r.seq <= cur { continue; }
                         if r.seq > cur + 1 { continue 'outer; }
                         cur = r.seq;
-                        yield Ok(step(r.seq, &r.json));
-                        if let Some(s) = r.end {
-                            yield Ok(Event::default().event("done").data(format!("{{\"status\":\"{s}\"}}")));
+                        let mut one = String::with_capacity(r.json.len() + 64);
+                        step(&mut one, r.seq, &r.json);
+                        yield Ok(Bytes::from(one));
+                        if let Some(status) = r.end {
+                            yield Ok(done(status));
                             break 'outer;
                         }
                     }
-                    Ok(BusEvent::Delta(d)) if d.run_id == id => {
+                    Next::Msg(Ok(BusEvent::Delta(d))) if d.run_id == id => {
                         if let Ok(data) = serde_json::to_string(&*d) {
-                            yield Ok(Event::default().event("llm.delta").data(data));
+                            yield Ok(event("llm.delta", &data));
                         }
                     }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break 'outer,
+                    Next::Msg(Ok(_)) => {}
+                    Next::Msg(Err(_)) => break 'outer,
                 }
             }
         }
     };
-    Ok(Sse::new(s).keep_alive(keep_alive()))
+    Ok(sse_response(s))
 }
 
 #[utoipa::path(get, path = "/api/gateway/ledger/stream", tag = "replay", params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this global cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = global cursor), `event: llm.delta`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
@@ -140,44 +173,46 @@ pub async fn global_stream(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let after = cursor(&q, &headers)?;
     let mut rx = app.store.bus().subscribe();
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
     let s = stream! {
-        yield Ok(Event::default().retry(Duration::from_secs(2)));
+        yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {
             loop {
                 let Ok(items) = store.global_page(cur, PAGE).await else { break 'outer };
                 if items.is_empty() { break; }
+                let mut page = String::with_capacity(items.iter().map(|i| i.json.len() + 64).sum());
                 for it in &items {
-                    yield Ok(step(it.gseq, &it.json));
+                    step(&mut page, it.gseq, &it.json);
                     cur = it.gseq;
                 }
+                yield Ok(Bytes::from(page));
             }
             loop {
-                let Some(msg) = next(&mut rx, &mut down).await else {
-                    yield Ok(closing());
-                    break 'outer;
-                };
-                match msg {
-                    Ok(BusEvent::Record(r)) => {
+                match next(&mut rx, &mut down).await {
+                    Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
+                    Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
+                    Next::Msg(Ok(BusEvent::Record(r))) => {
                         if r.gseq <= cur { continue; }
                         if r.gseq > cur + 1 { continue 'outer; }
                         cur = r.gseq;
-                        yield Ok(step(r.gseq, &r.json));
+                        let mut one = String::with_capacity(r.json.len() + 64);
+                        step(&mut one, r.gseq, &r.json);
+                        yield Ok(Bytes::from(one));
                     }
-                    Ok(BusEvent::Delta(d)) => {
+                    Next::Msg(Ok(BusEvent::Delta(d))) => {
                         if let Ok(data) = serde_json::to_string(&*d) {
-                            yield Ok(Event::default().event("llm.delta").data(data));
+                            yield Ok(event("llm.delta", &data));
                         }
                     }
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break 'outer,
+                    Next::Msg(Err(_)) => break 'outer,
                 }
             }
         }
     };
-    Ok(Sse::new(s).keep_alive(keep_alive()))
+    Ok(sse_response(s))
 }
