@@ -159,6 +159,31 @@ pub async fn resume_to_completed(c: &Client, n: usize, clients: usize) -> anyhow
     .await)
 }
 
+/// Uploads a flow (needs an admin token).
+async fn upload_flow(
+    c: &Client,
+    http: &reqwest::Client,
+    token: &str,
+    id: &str,
+    src: String,
+) -> anyhow::Result<()> {
+    let url = c.base().join("api/gateway/bundles/upload")?;
+    let part = reqwest::multipart::Part::text(src).file_name(format!("{id}.yaml"));
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "cannot upload the bench flow `{id}` (admin token needed): {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// Uploads (once) a flow whose runs write about `records` ledger records.
 pub async fn long_run(
     c: &Client,
@@ -172,23 +197,7 @@ pub async fn long_run(
     let src = format!(
         "id: {id}\nsteps:\n  - loop:\n      max: {iterations}\n      steps:\n        - set: {{x: 1}}\n        - set: {{y: 2}}\n"
     );
-    let url = c.base().join("api/gateway/bundles/upload")?;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::text(src).file_name(format!("{id}.yaml")),
-    );
-    let r = http
-        .post(url)
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!(
-            "cannot upload the bench flow (admin token needed): {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
+    upload_flow(c, http, token, &id, src).await?;
     let run = c.start_run(&start(&id, json!({}))).await?.run_id;
     for _ in 0..6000 {
         let s = c.run(&run).await?;
@@ -250,23 +259,7 @@ pub async fn fanout(
     let src = format!(
         "id: {id}\nsteps:\n  - ask: go?\n  - loop:\n      max: {records}\n      steps:\n        - set: {{x: 1}}\n"
     );
-    let url = c.base().join("api/gateway/bundles/upload")?;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::text(src).file_name(format!("{id}.yaml")),
-    );
-    let r = http
-        .post(url)
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!(
-            "cannot upload the fan-out flow: {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
+    upload_flow(c, http, token, &id, src).await?;
     let run = c.start_run(&start(&id, json!({}))).await?.run_id;
     let (key, len) = wait_for_prompt(c, &run).await?;
     let mut opened = Vec::with_capacity(streams);

@@ -87,25 +87,9 @@ impl Machine<'_> {
                 self.finish_wait(&step_id, &node, result, Actor::runner());
                 Ok(true)
             }
-            (
-                Input::EffectDone { result },
-                Some(Pending::Effect {
-                    step_id,
-                    node,
-                    attempt,
-                    retries,
-                    idempotency_key,
-                    request,
-                }),
-            ) => self.effect_done(
-                result,
-                step_id,
-                node,
-                attempt,
-                retries,
-                idempotency_key,
-                request,
-            ),
+            (Input::EffectDone { result }, Some(p @ Pending::Effect { .. })) => {
+                Ok(self.effect_done(result, p))
+            }
             (_, p) => Err(Reject::Nothing(match p {
                 Some(p) => format!("the run waits on `{}`", p.wait_key()),
                 None => "the run is not waiting".into(),
@@ -167,17 +151,20 @@ impl Machine<'_> {
         self.t.status = Some(RunStatus::Running);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn effect_done(
-        &mut self,
-        result: Result<Value, String>,
-        step_id: String,
-        node: String,
-        attempt: u32,
-        retries: u32,
-        key: String,
-        request: EffectRequest,
-    ) -> Result<bool, Reject> {
+    /// Applies an effect's result: record it, retry it (as the flow allows) or fail the run.
+    /// `true` when the run goes on.
+    fn effect_done(&mut self, result: Result<Value, String>, pending: Pending) -> bool {
+        let Pending::Effect {
+            step_id,
+            node,
+            attempt,
+            retries,
+            idempotency_key: key,
+            request,
+        } = pending
+        else {
+            return false;
+        };
         match result {
             Ok(value) => {
                 let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
@@ -203,7 +190,7 @@ impl Machine<'_> {
                     });
                 }
                 self.done_waiting(d, &node, value);
-                Ok(true)
+                true
             }
             Err(error) if attempt <= retries => {
                 let mut d = self.draft(&step_id, &node, RecordStatus::Failed, None);
@@ -212,7 +199,7 @@ impl Machine<'_> {
                 d.idempotency_key = Some(key);
                 self.t.records.push(d);
                 self.start_effect(step_id, &node, attempt + 1, retries, request);
-                Ok(false)
+                false
             }
             Err(error) => {
                 let tries = if attempt > 1 {
@@ -221,7 +208,7 @@ impl Machine<'_> {
                     String::new()
                 };
                 self.fail_effect(&step_id, &node, attempt, key, format!("{error}{tries}"));
-                Ok(false)
+                false
             }
         }
     }
