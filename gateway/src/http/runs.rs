@@ -22,17 +22,6 @@ pub async fn start(
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<StartRunRequest>,
 ) -> Result<Json<StartRunResponse>, ApiError> {
-    if app.paused.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::Paused(
-            "the gateway is paused: no new runs start until POST /api/gateway/resume".into(),
-        ));
-    }
-    let Some(v) = app.registry.current(&req.bundle_id) else {
-        return Err(ApiError::NotFound(format!(
-            "bundle_id `{}` is not a known flow; GET /api/gateway/bundles lists them",
-            req.bundle_id
-        )));
-    };
     if let Some(f) = &req.flow_id
         && *f != req.bundle_id
     {
@@ -41,45 +30,14 @@ pub async fn start(
             req.bundle_id
         )));
     }
-    let input = match req.input_data {
-        Value::Null => json!({}),
-        other => other,
-    };
-    if let Err(errors) = v.flow.validate_input(&input) {
-        return Err(ApiError::BadRequest("invalid_input", errors.join("; ")));
-    }
-    if let Some(s) = &req.session_id
-        && (s.is_empty() || s.len() > 256)
-    {
-        return Err(ApiError::bad("session_id must be 1-256 characters"));
-    }
-    let notify = req.notify.unwrap_or_default();
-    for n in &notify {
-        match n.split_once(':') {
-            Some((ch, target)) if KNOWN_CHANNELS.contains(&ch) && !target.is_empty() => {}
-            _ => {
-                return Err(ApiError::bad(format!(
-                    "notify entry `{n}` must be `channel:target` with channel one of {}",
-                    KNOWN_CHANNELS.join(", ")
-                )));
-            }
-        }
-    }
-    let run = NewRun {
-        run_id: uuid::Uuid::new_v4().to_string(),
-        bundle_id: req.bundle_id,
-        flow_hash: v.flow.hash.clone(),
-        session_id: req.session_id,
-        parent_run_id: None,
-        input_data: input,
-        notify,
-        actor: protocol::Actor {
-            kind: "client".into(),
-            principal: Some(who.label()),
-            client_id: None,
-            channel: None,
-        },
-    };
+    let run = new_run(
+        &app,
+        &who,
+        req.bundle_id,
+        req.input_data,
+        req.session_id,
+        req.notify,
+    )?;
     let (s, wake) = app.store.start_run(run).await?;
     app.wake(wake);
     Ok(Json(StartRunResponse {
@@ -89,6 +47,63 @@ pub async fn start(
         flow_hash: s.flow_hash,
         session_id: s.session_id,
     }))
+}
+
+/// Checks what every new run needs (the gateway not paused, a known flow, input matching
+/// its schema, a sane session id, known notify channels) and builds it. Used by
+/// `runs/start` and `runs/schedule`.
+pub(super) fn new_run(
+    app: &AppState,
+    who: &Principal,
+    bundle_id: String,
+    input: Value,
+    session_id: Option<String>,
+    notify: Option<Vec<String>>,
+) -> Result<NewRun, ApiError> {
+    if app.paused.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::Paused(
+            "the gateway is paused: nothing new starts until POST /api/gateway/resume".into(),
+        ));
+    }
+    let Some(v) = app.registry.current(&bundle_id) else {
+        return Err(ApiError::NotFound(format!(
+            "bundle_id `{bundle_id}` is not a known flow; GET /api/gateway/bundles lists them"
+        )));
+    };
+    let input = if input.is_null() { json!({}) } else { input };
+    if let Err(errors) = v.flow.validate_input(&input) {
+        return Err(ApiError::BadRequest("invalid_input", errors.join("; ")));
+    }
+    if let Some(s) = &session_id
+        && (s.is_empty() || s.len() > 256)
+    {
+        return Err(ApiError::bad("session_id must be 1-256 characters"));
+    }
+    let notify = notify.unwrap_or_default();
+    if let Some(n) = notify.iter().find(|n| {
+        !n.split_once(':')
+            .is_some_and(|(ch, target)| KNOWN_CHANNELS.contains(&ch) && !target.is_empty())
+    }) {
+        return Err(ApiError::bad(format!(
+            "notify entry `{n}` must be `channel:target` with channel one of {}",
+            KNOWN_CHANNELS.join(", ")
+        )));
+    }
+    Ok(NewRun {
+        run_id: uuid::Uuid::new_v4().to_string(),
+        bundle_id,
+        flow_hash: v.flow.hash.clone(),
+        session_id,
+        parent_run_id: None,
+        input_data: input,
+        notify,
+        actor: protocol::Actor {
+            kind: "client".into(),
+            principal: Some(who.label()),
+            client_id: None,
+            channel: None,
+        },
+    })
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

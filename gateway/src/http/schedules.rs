@@ -10,7 +10,7 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::schedule::Timing;
-use crate::store::{NewRun, NewSchedule};
+use crate::store::NewSchedule;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,25 +56,14 @@ pub async fn create(
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    if app.paused.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::Paused(
-            "the gateway is paused: no new schedules until POST /api/gateway/resume".into(),
-        ));
-    }
-    let Some(v) = app.registry.current(&req.bundle_id) else {
-        return Err(ApiError::NotFound(format!(
-            "bundle_id `{}` is not a known flow",
-            req.bundle_id
-        )));
-    };
-    let input = if req.input_data.is_null() {
-        json!({})
-    } else {
-        req.input_data
-    };
-    v.flow
-        .validate_input(&input)
-        .map_err(|e| ApiError::BadRequest("invalid_input", e.join("; ")))?;
+    let mut run = super::runs::new_run(
+        &app,
+        &who,
+        req.bundle_id,
+        req.input_data,
+        req.session_id,
+        req.notify,
+    )?;
     let timing = Timing {
         start_at: req.start_at,
         interval: req.interval,
@@ -93,26 +82,10 @@ pub async fn create(
             "repeat_until: the schedule would never fire".into(),
         ));
     };
-    let run_id = uuid::Uuid::new_v4().to_string();
     let share = req.share_context.unwrap_or(true);
-    let session = req
-        .session_id
-        .or_else(|| share.then(|| format!("schedule:{run_id}")));
-    let run = NewRun {
-        run_id: run_id.clone(),
-        bundle_id: req.bundle_id,
-        flow_hash: v.flow.hash.clone(),
-        session_id: session,
-        parent_run_id: None,
-        input_data: input,
-        notify: req.notify.unwrap_or_default(),
-        actor: protocol::Actor {
-            kind: "client".into(),
-            principal: Some(who.label()),
-            client_id: None,
-            channel: None,
-        },
-    };
+    if share && run.session_id.is_none() {
+        run.session_id = Some(format!("schedule:{}", run.run_id));
+    }
     let spec_json = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (s, wake) = app
         .store
@@ -124,9 +97,6 @@ pub async fn create(
         })
         .await?;
     app.wake(wake);
-    if let Some(r) = &app.runner {
-        r.timer_armed();
-    }
     Ok(Json(
         json!({"run_id": s.run_id, "status": s.status, "next_fire_at": crate::engine::ts(first)}),
     ))

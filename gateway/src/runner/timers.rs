@@ -32,7 +32,7 @@ pub(super) async fn run(r: Runner) {
 
 impl Runner {
     /// A new timer was armed: re-plan the sleep.
-    pub fn timer_armed(&self) {
+    pub(super) fn timer_armed(&self) {
         self.inner.timers.notify_one();
     }
 }
