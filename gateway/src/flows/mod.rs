@@ -29,6 +29,8 @@ pub struct Flow {
     env: minijinja::Environment<'static>,
     /// Flows this one calls (`call:` steps).
     pub calls: Vec<String>,
+    /// Runs of this flow need the session's history (the runner loads it only then).
+    pub uses_history: bool,
     pub hash: String,
     pub source: String,
 }

@@ -90,6 +90,7 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
         loop_slots: cx.loop_slots,
         env: cx.env,
         calls: cx.calls,
+        uses_history: cx.uses_history,
         hash,
         source: src.to_owned(),
     })
@@ -120,6 +121,8 @@ struct Cx<'f> {
     ids: HashSet<String>,
     counter: usize,
     calls: Vec<String>,
+    /// A template reads `history`, or an `llm` step sends it.
+    uses_history: bool,
 }
 
 impl<'f> Cx<'f> {
@@ -136,6 +139,7 @@ impl<'f> Cx<'f> {
             ids: HashSet::new(),
             counter: 0,
             calls: Vec::new(),
+            uses_history: false,
         }
     }
 
@@ -181,6 +185,7 @@ impl<'f> Cx<'f> {
     }
 
     fn add_template(&mut self, pos: Pos, source: String) -> Result<TplId, FlowError> {
+        self.uses_history |= source.contains("history");
         let id = TplId(self.templates);
         self.templates += 1;
         self.env

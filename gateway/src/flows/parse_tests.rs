@@ -68,3 +68,30 @@ fn ask_without_choices_must_allow_free_text() {
     let e = err("steps:\n  - ask: q\n    allow_free_text: false\n");
     assert!(e.message.contains("free text"), "{e}");
 }
+
+#[test]
+fn flows_that_read_history_are_marked() {
+    let chat = crate::flows::registry::EMBEDDED
+        .iter()
+        .find(|(id, _)| *id == "chat")
+        .unwrap()
+        .1;
+    assert!(
+        compile("chat.yaml", "chat", chat).unwrap().uses_history,
+        "an llm step with history: true"
+    );
+    assert!(
+        compile(
+            "t.yaml",
+            "t",
+            "steps:\n  - say: \"{{ history | length }}\"\n"
+        )
+        .unwrap()
+        .uses_history
+    );
+    assert!(
+        !compile("t.yaml", "t", "steps:\n  - llm: hi\n")
+            .unwrap()
+            .uses_history
+    );
+}

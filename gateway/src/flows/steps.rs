@@ -189,14 +189,16 @@ impl Cx<'_> {
                 return Err(self.err(p, "temperature must be a number from 0 to 2".into()));
             }
         };
+        let history = o
+            .get("history")
+            .map(|h| self.boolean(h, "history"))
+            .transpose()?
+            .unwrap_or(false);
+        self.uses_history |= history;
         Ok(LlmStep {
             prompt: self.text(prompt)?,
             system: o.get("system").map(|s| self.text(s)).transpose()?,
-            history: o
-                .get("history")
-                .map(|h| self.boolean(h, "history"))
-                .transpose()?
-                .unwrap_or(false),
+            history,
             model: o.get("model").map(|m| self.string(m)).transpose()?,
             temperature,
             max_tokens: o

@@ -174,7 +174,7 @@ impl Runner {
         state: &mut engine::RunState,
         input: Input,
     ) -> Result<Result<Transition, String>, StoreError> {
-        let history = if flow.source.contains("history") {
+        let history = if flow.uses_history {
             let key = row
                 .session_id
                 .clone()

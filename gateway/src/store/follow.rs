@@ -169,8 +169,13 @@ fn holder_is_gone(holder: &str) -> bool {
             .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
 }
 
+/// This machine's host name (read once).
 pub fn this_host() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    })
+    .clone()
 }
