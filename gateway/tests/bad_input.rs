@@ -148,6 +148,11 @@ async fn broken_yaml_upload_reports_line_and_column_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("`file`"),
+        "{b}"
+    );
 }
 
 #[tokio::test]

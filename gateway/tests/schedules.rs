@@ -123,6 +123,15 @@ async fn update_schedule_applies_now_or_is_refused_with_the_field() {
     let app = spawn_app().await;
     let id = schedule(&app, json!({"bundle_id": "echo", "interval": "1h", "start_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()})).await;
     assert_eq!(info(&app, &id).await["fired"], 0);
+    // Without `apply`, a new interval waits for the next firing: the due time stays.
+    let planned = info(&app, &id).await["next_fire_at"].clone();
+    let (st, b) = app
+        .command("u0", &id, "update_schedule", json!({"interval": "2h"}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let s = info(&app, &id).await;
+    assert_eq!(s["next_fire_at"], planned);
+    assert_eq!(s["spec"]["interval_ms"], 7_200_000);
     let (st, b) = app
         .command(
             "u1",
@@ -263,6 +272,14 @@ async fn bad_schedules_name_the_field() {
             "repeat_count",
         ),
         (json!({"bundle_id": "echo"}), "interval"),
+        (
+            json!({"bundle_id": "echo", "interval": "1h", "notify": ["pigeon:1"]}),
+            "notify",
+        ),
+        (
+            json!({"bundle_id": "echo", "interval": "1h", "session_id": ""}),
+            "session_id",
+        ),
     ] {
         let (st, b) = app.post("/api/gateway/runs/schedule", &body).await;
         assert_eq!(st, 400, "{body}: {b}");

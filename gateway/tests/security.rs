@@ -390,8 +390,16 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
             0o600
         );
     }
-    // Restarted, nothing is printed again; the admin token rotates.
+    // Restarted, the token is not printed again; the admin token rotates.
     app.start().await;
+    let printed = app
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&admin))
+        .count();
+    assert_eq!(printed, 1, "the admin token is printed at first start only");
     let (st, _, b) = app
         .call(
             Method::POST,
@@ -566,4 +574,42 @@ async fn sigterm_closes_streams_with_a_retry_hint_and_exits_cleanly() {
         body.contains("server shutting down") && body.contains("retry: 1000"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn structured_logs_are_json_lines() {
+    use tokio::io::AsyncBufReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--port", "0", "--log-format", "json", "--data-dir"])
+        .arg(tmp.path())
+        .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let l = lines.next_line().await.unwrap().expect("a log line");
+            if l.contains("switchboard serving") {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("the start is logged");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["fields"]["message"], "switchboard serving");
+    assert!(
+        v["fields"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{v}"
+    );
+    child.kill().await.unwrap();
 }
