@@ -26,7 +26,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::telemetry::install();
     create_private_dir(&cfg.data_dir)?;
-    let store = Store::open(&cfg.data_dir, Bus::new(8192))
+    let store = Store::open(&cfg.data_dir, Bus::new(cfg.bus_capacity))
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
     let registry = Registry::default();
     load_flows(&store, &cfg.flows_dir, &registry).await?;
@@ -60,6 +60,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         paused: Arc::new(AtomicBool::new(paused)),
         flows_dir: cfg.flows_dir.clone(),
         shutdown: down_rx,
+        keep_alive: cfg.sse_keepalive,
     };
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(cfg.addr)
@@ -133,7 +134,7 @@ async fn start_runner(
 /// `switchboard runner`: the runner alone, beside `serve --no-runner` on the same data dir.
 /// Waits for the runner lease (a previous runner's lapses within seconds of its death).
 pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.data_dir, Bus::new(8192))
+    let store = Store::open(&cfg.data_dir, Bus::new(cfg.bus_capacity))
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
     let registry = Registry::default();
     load_flows(&store, &cfg.flows_dir, &registry).await?;

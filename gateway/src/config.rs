@@ -183,6 +183,13 @@ pub struct ServeArgs {
     /// The URL people reach this gateway at (for pairing links and QR codes).
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// How often an idle event stream gets a `: keep-alive` comment, e.g. `15s`.
+    #[arg(long, env = "SWITCHBOARD_SSE_KEEPALIVE")]
+    pub sse_keepalive: Option<String>,
+    /// Events the in-process bus holds for a slow stream before dropping it (it resumes
+    /// from its cursor).
+    #[arg(long, env = "SWITCHBOARD_BUS_CAPACITY")]
+    pub bus_capacity: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +208,8 @@ struct FileConfig {
     pairing_ttl: Option<String>,
     body_limit: Option<usize>,
     public_url: Option<String>,
+    sse_keepalive: Option<String>,
+    bus_capacity: Option<usize>,
     #[serde(default)]
     llm: FileLlm,
 }
@@ -233,6 +242,8 @@ pub struct ServeConfig {
     pub pairing_ttl: std::time::Duration,
     pub body_limit: usize,
     pub public_url: Option<String>,
+    pub sse_keepalive: std::time::Duration,
+    pub bus_capacity: usize,
 }
 
 /// The default origin allowlist.
@@ -365,6 +376,18 @@ impl ServeConfig {
             .body_limit
             .or(f.body_limit)
             .unwrap_or(crate::http::BODY_LIMIT);
+        let sse_keepalive = duration(
+            args.sse_keepalive.or(f.sse_keepalive),
+            "15s",
+            "SWITCHBOARD_SSE_KEEPALIVE",
+            &mut problems,
+        );
+        let bus_capacity = args.bus_capacity.or(f.bus_capacity).unwrap_or(8192);
+        if !(16..=1_000_000).contains(&bus_capacity) {
+            problems.push(format!(
+                "SWITCHBOARD_BUS_CAPACITY {bus_capacity} must be from 16 to 1000000"
+            ));
+        }
         let public_url = args.public_url.or(f.public_url).filter(|u| !u.is_empty());
         if let Some(u) = &public_url
             && url::Url::parse(u).is_err()
@@ -376,6 +399,8 @@ impl ServeConfig {
         }
         Ok(Self {
             no_runner: args.no_runner,
+            sse_keepalive,
+            bus_capacity,
             limits,
             pairing_ttl,
             body_limit,

@@ -170,3 +170,114 @@ async fn batch_reads_several_runs_at_once() {
     assert_eq!(body["runs"][&a]["items"].as_array().unwrap().len(), 2);
     assert_eq!(body["runs"][&b]["items"][0]["seq"], 2);
 }
+
+/// Reads a raw SSE body until it ends (or `limit` passes); the events it held.
+async fn read_all(
+    resp: reqwest::Response,
+    limit: std::time::Duration,
+) -> (Vec<protocol::SseEvent>, String) {
+    use futures::StreamExt;
+    let mut parser = protocol::sse::Parser::default();
+    let (mut events, mut text) = (Vec::new(), String::new());
+    let mut body = resp.bytes_stream();
+    let _ = tokio::time::timeout(limit, async {
+        while let Some(Ok(b)) = body.next().await {
+            if text.len() < 4096 {
+                text.push_str(&String::from_utf8_lossy(&b));
+            }
+            events.extend(parser.feed(&b));
+        }
+    })
+    .await;
+    (events, text)
+}
+
+#[tokio::test]
+async fn idle_streams_get_keep_alive_comments() {
+    let app = common::spawn_with(common::Opts {
+        env: vec![("SWITCHBOARD_SSE_KEEPALIVE", "200ms".into())],
+        ..Default::default()
+    })
+    .await;
+    let run = app.start_run("ask", json!({})).await;
+    app.wait_for_status(&run, "waiting").await;
+    let resp = app
+        .http
+        .get(app.url(&format!("/api/gateway/runs/{run}/ledger/stream")))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (_, text) = read_all(resp, std::time::Duration::from_millis(700)).await;
+    assert!(text.matches(": keep-alive\n\n").count() >= 2, "{text}");
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_is_dropped_without_slowing_the_run_and_resumes() {
+    let app = common::spawn_with(common::Opts {
+        env: vec![("SWITCHBOARD_BUS_CAPACITY", "16".into())],
+        ..Default::default()
+    })
+    .await;
+    // About 20,000 records of about 2 KB: far more than socket buffers hold.
+    let filler = "x".repeat(1000);
+    let src = format!(
+        "steps:\n  - ask: go?\n  - loop:\n      max: 10000\n      steps:\n        - set: {{a: {filler}}}\n        - set: {{b: {filler}}}\n"
+    );
+    assert_eq!(app.upload("flood.yaml", &src).await.0, 200);
+    let run = app.start_run("flood", json!({})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let after = s["ledger_len"].as_u64().unwrap();
+    let slow = app
+        .http
+        .get(app.url(&format!(
+            "/api/gateway/runs/{run}/ledger/stream?after={after}"
+        )))
+        .bearer_auth(common::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    // The reader does not read while the run writes every record.
+    app.answer(
+        "go",
+        &run,
+        s["waiting"]["wait_key"].as_str().unwrap(),
+        json!("go"),
+    )
+    .await;
+    let done = app.wait_for_status(&run, "completed").await;
+    let total = done["ledger_len"].as_u64().unwrap();
+    assert!(total > 20_000);
+    // Now it reads: what was buffered, then the end of a stream that was dropped.
+    let (events, _) = read_all(slow, std::time::Duration::from_secs(20)).await;
+    assert!(
+        events.iter().all(|e| e.event != "done"),
+        "a dropped stream has no `done`"
+    );
+    let last: u64 = events
+        .iter()
+        .rev()
+        .find(|e| e.event == "step")
+        .map_or(after, |e| e.id.parse().unwrap());
+    assert!(
+        last < total,
+        "it fell behind and was dropped at {last} of {total}"
+    );
+    // Resuming after its cursor gives exactly the rest, then `done`.
+    let rest = app
+        .http
+        .get(app.url(&format!("/api/gateway/runs/{run}/ledger/stream")))
+        .bearer_auth(common::TOKEN)
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (events, _) = read_all(rest, std::time::Duration::from_secs(20)).await;
+    let ids: Vec<u64> = events
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, ((last + 1)..=total).collect::<Vec<_>>());
+    assert_eq!(events.last().unwrap().event, "done");
+}

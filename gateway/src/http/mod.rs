@@ -48,6 +48,8 @@ pub struct AppState {
     pub flows_dir: PathBuf,
     /// Turns true when the server shuts down; streams end with a retry hint.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// How often idle event streams get a keep-alive comment.
+    pub keep_alive: std::time::Duration,
 }
 
 impl AppState {

@@ -63,7 +63,6 @@ fn event(name: &str, data: &str) -> Bytes {
 }
 
 const HELLO: &str = "retry: 2000\n\n";
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Sent when the server shuts down: reconnect soon (from your cursor).
 const CLOSING: &str = "retry: 1000\n: server shutting down; reconnect with Last-Event-ID\n\n";
 
@@ -77,6 +76,7 @@ enum Next {
 async fn next(
     rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
     down: &mut tokio::sync::watch::Receiver<bool>,
+    keep_alive: Duration,
 ) -> Next {
     if *down.borrow() {
         return Next::Shutdown;
@@ -84,7 +84,7 @@ async fn next(
     tokio::select! {
         m = rx.recv() => Next::Msg(m),
         _ = down.changed() => Next::Shutdown,
-        _ = tokio::time::sleep(KEEP_ALIVE) => Next::Idle,
+        _ = tokio::time::sleep(keep_alive) => Next::Idle,
     }
 }
 
@@ -117,6 +117,7 @@ pub async fn run_stream(
     app.store.run(&id).await?;
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
+    let keep_alive = app.keep_alive;
     let s = stream! {
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
@@ -139,7 +140,7 @@ pub async fn run_stream(
             }
             // Follow the live tail.
             loop {
-                match next(&mut rx, &mut down).await {
+                match next(&mut rx, &mut down, keep_alive).await {
                     Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
                     Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                     Next::Msg(Ok(BusEvent::Record(r))) if r.run_id == id => {
@@ -178,6 +179,7 @@ pub async fn global_stream(
     let mut rx = app.store.bus().subscribe();
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
+    let keep_alive = app.keep_alive;
     let s = stream! {
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
@@ -193,7 +195,7 @@ pub async fn global_stream(
                 yield Ok(Bytes::from(page));
             }
             loop {
-                match next(&mut rx, &mut down).await {
+                match next(&mut rx, &mut down, keep_alive).await {
                     Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
                     Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                     Next::Msg(Ok(BusEvent::Record(r))) => {
