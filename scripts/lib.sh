@@ -18,3 +18,15 @@ start_switchboard() {
   cat "$SB_TMP/err" >&2
   return 1
 }
+
+# The Python virtualenv the tests use (schemathesis for API fuzzing, the official `openai`
+# package for the /v1 surface); installs what is missing. Sets SWITCHBOARD_VENV.
+ensure_venv() {
+  export SWITCHBOARD_VENV="${SWITCHBOARD_VENV:-$HOME/.cache/switchboard/venv}"
+  local py="$SWITCHBOARD_VENV/bin/python"
+  [ -x "$py" ] || python3 -m venv "$SWITCHBOARD_VENV"
+  if ! "$py" -c 'import schemathesis, openai' 2>/dev/null; then
+    echo "installing schemathesis and openai into $SWITCHBOARD_VENV"
+    "$SWITCHBOARD_VENV/bin/pip" install -q "schemathesis>=4,<5" "openai>=1,<3"
+  fi
+}

@@ -32,6 +32,12 @@ struct Args {
     /// The server's pid, to report its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Multiplies every full-run count (0.2 runs a fifth of the requests).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
     /// Concurrent SSE streams in the fan-out scenario.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
@@ -43,12 +49,21 @@ async fn main() -> anyhow::Result<()> {
     let c = Client::new(&a.url, Some(a.token.clone()))?;
     let http = reqwest::Client::new();
     let full = !a.smoke;
-    let k = |smoke: usize, full_n: usize| if full { full_n } else { smoke };
+    let scale = a.scale;
+    let k = move |smoke: usize, full_n: usize| {
+        if full {
+            ((full_n as f64 * scale) as usize).max(smoke.min(full_n))
+        } else {
+            smoke
+        }
+    };
     let mut rows = Vec::new();
+    let mut json_rows = Vec::new();
     let mut errors = 0;
     let mut add = |name: String, s: stats::Sample| {
         errors += s.errors;
         let row = s.row(&name);
+        json_rows.push(s.json(&name));
         eprintln!("{row}");
         rows.push(row);
     };
@@ -63,17 +78,22 @@ async fn main() -> anyhow::Result<()> {
         "echo: start → completed (16 clients)".into(),
         scenarios::echo_to_completed(&c, k(50, 2000), 16).await,
     );
-    add(
-        "ask: resume → completed (16 clients)".into(),
-        scenarios::resume_to_completed(&c, k(20, 500), 16).await?,
-    );
+    for clients in [1, 16] {
+        add(
+            format!("ask: resume → completed ({clients} clients)"),
+            scenarios::resume_to_completed(&c, k(20, 500), clients).await?,
+        );
+    }
     if a.target == "switchboard" {
-        for len in [100, k(500, 20_000)] {
+        // Sizes, unlike counts, are not scaled: they are the figures.
+        for len in [100, if full { 20_000 } else { 500 }] {
             let (run, n) = scenarios::long_run(&c, &http, &a.token, len).await?;
-            add(
-                format!("ledger page of 100, run of {n} records"),
-                scenarios::replay_pages(&c, &run, n, k(50, 5000), 16).await,
-            );
+            for clients in [1, 16] {
+                add(
+                    format!("ledger page of 100, run of {n} records ({clients} clients)"),
+                    scenarios::replay_pages(&c, &run, n, k(50, 5000), clients).await,
+                );
+            }
             if len > 100 {
                 add(
                     format!("SSE catch-up of {n} records"),
@@ -81,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        let streams = k(10, a.streams);
+        let streams = if full { a.streams } else { 10 };
         add(
             format!("{streams} SSE streams × 200 records (answer → done)"),
             scenarios::fanout(&c, &http, &a.token, streams, 200).await?,
@@ -98,6 +118,15 @@ async fn main() -> anyhow::Result<()> {
             i as f64 / 1024.0,
             l as f64 / 1024.0
         );
+    }
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "target": a.target,
+            "rows": json_rows,
+            "rss_idle_kib": idle,
+            "rss_loaded_kib": loaded,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
     }
     if errors > 0 {
         anyhow::bail!("{errors} requests failed");

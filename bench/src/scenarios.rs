@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
-use serde_json::json;
+use protocol::Client;
+use serde_json::{Value, json};
 
 use crate::stats::Sample;
 
@@ -53,26 +53,57 @@ where
     total
 }
 
-fn start(bundle: &str, input: serde_json::Value) -> StartRunRequest {
-    StartRunRequest {
-        bundle_id: bundle.into(),
-        input_data: input,
-        ..Default::default()
-    }
+/// Starts a run and returns its id. Only `run_id` is read from the answer, so the same call
+/// works against AbstractGateway (whose start response has other fields).
+async fn start(c: &Client, bundle: &str, input: Value) -> anyhow::Result<String> {
+    let body = json!({"bundle_id": bundle, "input_data": input});
+    let r = c.post_json("api/gateway/runs/start", &body).await?;
+    r["run_id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the start response has no run_id")
 }
 
-/// Waits on a run's stream (from `after`) until it is done.
+/// Waits on a run's stream (from `after`) until it is done; returns the `step` events seen.
 async fn until_done(c: &Client, run: &str, after: u64) -> anyhow::Result<usize> {
-    let mut s = Box::pin(c.stream_run(run, after).await?);
+    let mut s = Box::pin(c.stream_run_raw(run, after).await?);
     let mut n = 0;
-    while let Some(item) = s.next().await {
-        match item? {
-            StreamItem::Step(_) => n += 1,
-            StreamItem::Done => return Ok(n),
+    while let Some(ev) = s.next().await {
+        match ev?.event.as_str() {
+            "step" => n += 1,
+            "done" => return Ok(n),
             _ => {}
         }
     }
     bail!("the stream of {run} ended before `done`")
+}
+
+/// The number of records in a run's ledger (its `ledger_len`, or the cursor after its pages).
+async fn ledger_len(c: &Client, run: &str, summary: &Value) -> anyhow::Result<u64> {
+    if let Some(n) = summary["ledger_len"].as_u64() {
+        return Ok(n);
+    }
+    let mut after = 0;
+    loop {
+        let p = c
+            .get_json(&format!(
+                "api/gateway/runs/{run}/ledger?after={after}&limit=500"
+            ))
+            .await?;
+        let next = p["next_after"].as_u64().context("no next_after")?;
+        if next == after {
+            return Ok(after);
+        }
+        after = next;
+    }
+}
+
+fn status(summary: &Value) -> &str {
+    summary["status"].as_str().unwrap_or("")
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "cancelled")
 }
 
 /// Sequential or concurrent starts of `echo`.
@@ -82,8 +113,7 @@ pub async fn starts(c: &Client, n: usize, clients: usize) -> Sample {
         let c = c.clone();
         async move {
             let t = Instant::now();
-            c.start_run(&start("echo", json!({"text": format!("bench {i}")})))
-                .await?;
+            start(&c, "echo", json!({"text": format!("bench {i}")})).await?;
             Ok(t.elapsed())
         }
     })
@@ -97,8 +127,8 @@ pub async fn echo_to_completed(c: &Client, n: usize, clients: usize) -> Sample {
         let c = c.clone();
         async move {
             let t = Instant::now();
-            let r = c.start_run(&start("echo", json!({}))).await?;
-            until_done(&c, &r.run_id, 0).await?;
+            let run = start(&c, "echo", json!({})).await?;
+            until_done(&c, &run, 0).await?;
             Ok(t.elapsed())
         }
     })
@@ -107,11 +137,13 @@ pub async fn echo_to_completed(c: &Client, n: usize, clients: usize) -> Sample {
 
 async fn wait_for_prompt(c: &Client, run: &str) -> anyhow::Result<(String, u64)> {
     for _ in 0..2000 {
-        let s = c.run(run).await?;
-        if let Some(w) = s.waiting.filter(|w| w.reason == "user") {
-            return Ok((w.wait_key, s.ledger_len));
+        let s = c.get_json(&format!("api/gateway/runs/{run}")).await?;
+        let w = &s["waiting"];
+        if w["reason"] == "user" {
+            let key = w["wait_key"].as_str().context("no wait_key")?.to_owned();
+            return Ok((key, ledger_len(c, run, &s).await?));
         }
-        if s.status.is_terminal() {
+        if is_terminal(status(&s)) {
             bail!("run {run} ended before asking");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -123,10 +155,7 @@ async fn wait_for_prompt(c: &Client, run: &str) -> anyhow::Result<(String, u64)>
 pub async fn resume_to_completed(c: &Client, n: usize, clients: usize) -> anyhow::Result<Sample> {
     let mut ready = Vec::with_capacity(n);
     for _ in 0..n {
-        let r = c
-            .start_run(&start("ask", json!({"text": "bench?"})))
-            .await?;
-        ready.push(r.run_id);
+        ready.push(start(c, "ask", json!({"text": "bench?"})).await?);
     }
     let mut prompts = Vec::with_capacity(n);
     for r in &ready {
@@ -138,7 +167,7 @@ pub async fn resume_to_completed(c: &Client, n: usize, clients: usize) -> anyhow
         let (c, prompts) = (c.clone(), prompts.clone());
         async move {
             let (run, (key, len)) = &prompts[i];
-            let mut stream = Box::pin(c.stream_run(run, *len).await?);
+            let mut stream = Box::pin(c.stream_run_raw(run, *len).await?);
             let t = Instant::now();
             c.answer(
                 &format!("bench-{run}"),
@@ -148,8 +177,8 @@ pub async fn resume_to_completed(c: &Client, n: usize, clients: usize) -> anyhow
                 Some("bench"),
             )
             .await?;
-            while let Some(item) = stream.next().await {
-                if matches!(item?, StreamItem::Done) {
+            while let Some(ev) = stream.next().await {
+                if ev?.event == "done" {
                     return Ok(t.elapsed());
                 }
             }
@@ -198,14 +227,14 @@ pub async fn long_run(
         "id: {id}\nsteps:\n  - loop:\n      max: {iterations}\n      steps:\n        - set: {{x: 1}}\n        - set: {{y: 2}}\n"
     );
     upload_flow(c, http, token, &id, src).await?;
-    let run = c.start_run(&start(&id, json!({}))).await?.run_id;
+    let run = start(c, &id, json!({})).await?;
     for _ in 0..6000 {
-        let s = c.run(&run).await?;
-        if s.status == RunStatus::Completed {
-            return Ok((run, s.ledger_len));
+        let s = c.get_json(&format!("api/gateway/runs/{run}")).await?;
+        if status(&s) == "completed" {
+            return Ok((run.clone(), ledger_len(c, &run, &s).await?));
         }
-        if s.status.is_terminal() {
-            bail!("the bench run ended {}: {:?}", s.status.as_str(), s.error);
+        if is_terminal(status(&s)) {
+            bail!("the bench run ended {}: {}", status(&s), s["error"]);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -220,8 +249,12 @@ pub async fn replay_pages(c: &Client, run: &str, len: u64, n: usize, clients: us
         async move {
             let after = (i as u64).wrapping_mul(7919) % len.saturating_sub(100).max(1);
             let t = Instant::now();
-            let p = c.ledger(&run, after, 100).await?;
-            if p.items.is_empty() {
+            let p = c
+                .get_json(&format!(
+                    "api/gateway/runs/{run}/ledger?after={after}&limit=100"
+                ))
+                .await?;
+            if p["items"].as_array().is_none_or(|a| a.is_empty()) {
                 bail!("empty page after {after}");
             }
             Ok(t.elapsed())
@@ -260,12 +293,12 @@ pub async fn fanout(
         "id: {id}\nsteps:\n  - ask: go?\n  - loop:\n      max: {records}\n      steps:\n        - set: {{x: 1}}\n"
     );
     upload_flow(c, http, token, &id, src).await?;
-    let run = c.start_run(&start(&id, json!({}))).await?.run_id;
+    let run = start(c, &id, json!({})).await?;
     let (key, len) = wait_for_prompt(c, &run).await?;
     let mut opened = Vec::with_capacity(streams);
     for _ in 0..streams {
         opened.push(Box::pin(
-            c.stream_run(&run, len).await.context("open a stream")?,
+            c.stream_run_raw(&run, len).await.context("open a stream")?,
         ));
     }
     let t0 = Instant::now();
@@ -281,12 +314,11 @@ pub async fn fanout(
     for mut s in opened {
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
-            while let Some(item) = s.next().await {
-                match item {
-                    Ok(StreamItem::Step(_)) => n += 1,
-                    Ok(StreamItem::Done) => return Some((t0.elapsed(), n)),
-                    Ok(_) => {}
-                    Err(_) => return None,
+            while let Some(ev) = s.next().await {
+                match ev.ok()?.event.as_str() {
+                    "step" => n += 1,
+                    "done" => return Some((t0.elapsed(), n)),
+                    _ => {}
                 }
             }
             None

@@ -37,6 +37,20 @@ impl Sample {
         self.errors += other.errors;
     }
 
+    /// The row as JSON (for `scripts/bench-compare`): times in milliseconds.
+    pub fn json(&self, name: &str) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        serde_json::json!({
+            "scenario": name,
+            "ok": self.ok(),
+            "errors": self.errors,
+            "per_s": self.throughput(),
+            "p50_ms": ms(self.pct(0.5)),
+            "p90_ms": ms(self.pct(0.9)),
+            "p99_ms": ms(self.pct(0.99)),
+        })
+    }
+
     /// `| name | ok | errors | per s | p50 | p90 | p99 |`
     pub fn row(&self, name: &str) -> String {
         let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);

@@ -61,6 +61,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         flows_dir: cfg.flows_dir.clone(),
         shutdown: down_rx,
         keep_alive: cfg.sse_keepalive,
+        triggers: Arc::new(cfg.triggers.clone()),
+        openai_timeout: cfg.openai_timeout,
+        openai_sessions: Default::default(),
     };
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(cfg.addr)
@@ -128,6 +131,8 @@ async fn start_runner(
     );
     let resumed = runner.start().await.context("cannot start the runner")?;
     tracing::info!(resumed, "runner started");
+    // Webhooks are sent by the process that holds the runner lease (one sender at a time).
+    crate::webhooks::spawn(store.clone(), cfg.webhook_retry);
     Ok(runner)
 }
 

@@ -190,6 +190,21 @@ pub struct ServeArgs {
     /// from its cursor).
     #[arg(long, env = "SWITCHBOARD_BUS_CAPACITY")]
     pub bus_capacity: Option<usize>,
+    /// Triggers as `name=flow,…` (secrets: `SWITCHBOARD_TRIGGER_SECRET_<NAME>`).
+    #[arg(long, env = "SWITCHBOARD_TRIGGERS")]
+    pub triggers: Option<String>,
+    /// How far a signed trigger's timestamp may be from now, e.g. `5m`.
+    #[arg(long, env = "SWITCHBOARD_TRIGGER_WINDOW")]
+    pub trigger_window: Option<String>,
+    /// First webhook retry delay (doubles per failure), e.g. `2s`.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_BASE")]
+    pub webhook_retry_base: Option<String>,
+    /// Attempts before a webhook delivery is marked failed.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<u32>,
+    /// How long `POST /v1/chat/completions` waits for its run to stop, e.g. `5m`.
+    #[arg(long, env = "SWITCHBOARD_OPENAI_TIMEOUT")]
+    pub openai_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,8 +225,22 @@ struct FileConfig {
     public_url: Option<String>,
     sse_keepalive: Option<String>,
     bus_capacity: Option<usize>,
+    trigger_window: Option<String>,
+    webhook_retry_base: Option<String>,
+    webhook_max_attempts: Option<u32>,
+    openai_timeout: Option<String>,
     #[serde(default)]
     llm: FileLlm,
+    /// `[triggers.NAME] flow = "...", secret = "..."`.
+    #[serde(default)]
+    triggers: std::collections::BTreeMap<String, FileTrigger>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTrigger {
+    flow: Option<String>,
+    secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +273,92 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub sse_keepalive: std::time::Duration,
     pub bus_capacity: usize,
+    pub triggers: crate::triggers::TriggerConfig,
+    pub webhook_retry: crate::webhooks::RetryPolicy,
+    pub openai_timeout: std::time::Duration,
+}
+
+/// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
+struct Integrations {
+    triggers: crate::triggers::TriggerConfig,
+    webhook_retry: crate::webhooks::RetryPolicy,
+    openai_timeout: std::time::Duration,
+}
+
+fn integrations(
+    args: &mut ServeArgs,
+    f: &mut FileConfig,
+    problems: &mut Vec<String>,
+) -> Integrations {
+    let mut defs = std::collections::BTreeMap::new();
+    for (name, t) in std::mem::take(&mut f.triggers) {
+        defs.insert(
+            name,
+            crate::triggers::TriggerDef {
+                flow: t.flow,
+                secret: t.secret,
+            },
+        );
+    }
+    for pair in args
+        .triggers
+        .take()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some((name, flow)) if !name.trim().is_empty() && !flow.trim().is_empty() => {
+                defs.entry(name.trim().to_owned())
+                    .or_insert_with(Default::default)
+                    .flow = Some(flow.trim().to_owned());
+            }
+            _ => problems.push(format!(
+                "SWITCHBOARD_TRIGGERS: `{pair}` must be `name=flow`"
+            )),
+        }
+    }
+    let window = duration(
+        args.trigger_window.take().or(f.trigger_window.take()),
+        "5m",
+        "SWITCHBOARD_TRIGGER_WINDOW",
+        problems,
+    );
+    let base = duration(
+        args.webhook_retry_base
+            .take()
+            .or(f.webhook_retry_base.take()),
+        "2s",
+        "SWITCHBOARD_WEBHOOK_RETRY_BASE",
+        problems,
+    );
+    let max_attempts = args
+        .webhook_max_attempts
+        .or(f.webhook_max_attempts)
+        .unwrap_or(10);
+    if max_attempts == 0 {
+        problems.push("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS must be at least 1".into());
+    }
+    let openai_timeout = duration(
+        args.openai_timeout.take().or(f.openai_timeout.take()),
+        "5m",
+        "SWITCHBOARD_OPENAI_TIMEOUT",
+        problems,
+    );
+    Integrations {
+        triggers: crate::triggers::TriggerConfig {
+            defs,
+            env_secrets: crate::triggers::TriggerConfig::secrets_from_env(std::env::vars()),
+            window,
+        },
+        webhook_retry: crate::webhooks::RetryPolicy {
+            base,
+            max_attempts,
+            ..Default::default()
+        },
+        openai_timeout,
+    }
 }
 
 /// The default origin allowlist.
@@ -272,9 +387,9 @@ pub const DEFAULT_DATA_DIR: &str = "switchboard-data";
 
 impl ServeConfig {
     /// Merges flags/environment over the optional TOML file and checks everything.
-    pub fn resolve(args: ServeArgs, file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn resolve(mut args: ServeArgs, file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
-        let f: FileConfig = match file {
+        let mut f: FileConfig = match file {
             None => FileConfig::default(),
             Some(p) => match std::fs::read_to_string(p) {
                 Ok(s) => toml::from_str(&s).unwrap_or_else(|e| {
@@ -287,6 +402,7 @@ impl ServeConfig {
                 }
             },
         };
+        let more = integrations(&mut args, &mut f, &mut problems);
         let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
         let port = args.port.or(f.port).unwrap_or(8080);
         let ip: Option<IpAddr> = match host.parse() {
@@ -398,6 +514,9 @@ impl ServeConfig {
             return Err(ConfigError(problems));
         }
         Ok(Self {
+            triggers: more.triggers,
+            webhook_retry: more.webhook_retry,
+            openai_timeout: more.openai_timeout,
             no_runner: args.no_runner,
             sse_keepalive,
             bus_capacity,

@@ -6,9 +6,11 @@
 //! - [`runner`]: drives runs, performs effects (LLM, HTTP), fires timers.
 //! - [`schedule`]: schedule requests and fire-time planning (interval, cron + time zone). No I/O.
 //! - [`llm`]: OpenAI-compatible chat completions client.
-//! - [`http`]: the axum API, request gates and SSE.
+//! - [`http`]: the axum API, request gates, SSE, and the OpenAI-compatible `/v1` surface.
 //! - [`auth`]: credentials (admin token, devices, scoped keys, pairing) and request limits.
 //! - [`telemetry`]: Prometheus metrics.
+//! - [`triggers`], [`signing`]: inbound triggers and their HMAC signatures.
+//! - [`webhooks`]: the outbound webhook dispatcher and sender (durable outbox).
 //! - [`bus`]: committed records and LLM deltas fanned out to streams.
 //! - [`follow`]: split mode (API and runner processes on one data dir) and the runner lease.
 //! - [`config`], [`app`]: configuration and wiring for `switchboard serve`.
@@ -27,5 +29,8 @@ pub mod http;
 pub mod llm;
 pub mod runner;
 pub mod schedule;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod triggers;
+pub mod webhooks;

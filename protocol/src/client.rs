@@ -200,6 +200,20 @@ impl Client {
             .await
     }
 
+    /// One run's stream as raw SSE events (`step` payloads left undecoded).
+    pub async fn stream_run_raw(
+        &self,
+        run_id: &str,
+        after: u64,
+    ) -> Result<impl Stream<Item = Result<sse::SseEvent, ClientError>> + use<>, ClientError> {
+        let path = format!("api/gateway/runs/{run_id}/ledger/stream?after={after}");
+        let rb = self
+            .request(reqwest::Method::GET, &path)?
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let resp = check(rb.send().await?).await?;
+        Ok(sse::events(Box::pin(resp.bytes_stream())))
+    }
+
     async fn stream(
         &self,
         path: &str,

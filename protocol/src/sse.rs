@@ -127,6 +127,24 @@ where
     })
 }
 
+/// Turns a byte stream into raw SSE events, undecoded (for tools that only count events or
+/// that talk to gateways whose record shapes differ).
+pub fn events<S, B, E>(body: S) -> impl Stream<Item = Result<SseEvent, ClientError>>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let mut parser = Parser::default();
+    body.flat_map(move |chunk| {
+        let evs: Vec<Result<SseEvent, ClientError>> = match chunk {
+            Ok(b) => parser.feed(b.as_ref()).into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(ClientError::Stream(e.to_string()))],
+        };
+        futures::stream::iter(evs)
+    })
+}
+
 fn parse(ev: SseEvent) -> Result<StreamItem, ClientError> {
     let decode =
         |e: serde_json::Error| ClientError::Stream(format!("bad `{}` event: {e}", ev.event));

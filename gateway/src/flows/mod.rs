@@ -31,6 +31,8 @@ pub struct Flow {
     pub calls: Vec<String>,
     /// Runs of this flow need the session's history (the runner loads it only then).
     pub uses_history: bool,
+    /// Trigger names that start this flow (`triggers:`).
+    pub triggers: Vec<String>,
     pub hash: String,
     pub source: String,
 }

@@ -48,6 +48,7 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
     let mut id = default_id.to_owned();
     let (mut name, mut description) = (None, String::new());
     let (mut input_schema, mut steps) = (None, None);
+    let mut triggers = Vec::new();
     for (key, kpos, value) in top {
         match key.as_str() {
             "id" => id = cx.string(value)?,
@@ -55,11 +56,12 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
             "description" => description = cx.string(value)?,
             "input_schema" => input_schema = Some((value.to_json(), value.pos)),
             "steps" => steps = Some(value),
+            "triggers" => triggers = trigger_names(&cx, value)?,
             other => {
                 return Err(err(
                     *kpos,
                     format!(
-                        "unknown key `{other}`; a flow has id, name, description, input_schema, steps"
+                        "unknown key `{other}`; a flow has id, name, description, input_schema, triggers, steps"
                     ),
                 ));
             }
@@ -91,9 +93,28 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
         env: cx.env,
         calls: cx.calls,
         uses_history: cx.uses_history,
+        triggers,
         hash,
         source: src.to_owned(),
     })
+}
+
+/// `triggers: [name, ...]`: names of `POST /api/gateway/triggers/{name}` that start this flow.
+fn trigger_names(cx: &Cx, n: &Node) -> Result<Vec<String>, FlowError> {
+    let Kind::Seq(items) = &n.kind else {
+        return Err(cx.err(
+            n.pos,
+            format!("`triggers` is a list of names, found {}", n.type_name()),
+        ));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let name = cx.string(item)?;
+            check_id(cx, &name, item.pos, "trigger name")?;
+            Ok(name)
+        })
+        .collect()
 }
 
 fn check_id(cx: &Cx, id: &str, pos: Pos, what: &str) -> Result<(), FlowError> {

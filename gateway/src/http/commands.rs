@@ -19,18 +19,27 @@ pub async fn submit(
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<CommandRequest>,
 ) -> Result<Json<CommandResponse>, ApiError> {
+    submit_command(&app, &who, req).await.map(Json)
+}
+
+/// Checks and stores one command, then wakes its run (also used by the OpenAI surface).
+pub(super) async fn submit_command(
+    app: &AppState,
+    who: &Principal,
+    req: CommandRequest,
+) -> Result<CommandResponse, ApiError> {
     for (field, v) in [("command_id", &req.command_id), ("run_id", &req.run_id)] {
         if v.trim().is_empty() || v.len() > 200 {
             return Err(ApiError::bad(format!("{field} must be 1-200 characters")));
         }
     }
     let kind = if req.kind == "update_schedule" {
-        schedule_update(&app, &req.run_id, &req.payload).await?
+        schedule_update(app, &req.run_id, &req.payload).await?
     } else {
         parse_kind(&req.kind, &req.payload)?
     };
     if let CommandKind::Answer { wait_key, response } = &kind {
-        check_choice(&app, &req.run_id, wait_key, response).await?;
+        check_choice(app, &req.run_id, wait_key, response).await?;
     }
     let hash = Sha256::new()
         .chain_update(req.kind.as_bytes())
@@ -59,11 +68,11 @@ pub async fn submit(
         metrics::counter!("switchboard_commands_total", "type" => kind_label).increment(1);
     }
     app.wake(wake);
-    Ok(Json(CommandResponse {
+    Ok(CommandResponse {
         accepted: true,
         duplicate: s.duplicate,
         seq: s.seq,
-    }))
+    })
 }
 
 #[utoipa::path(get, path = "/api/gateway/commands/{id}", tag = "commands", params(("id" = String, Path, description = "the command_id")), responses((status = 200, body = protocol::CommandStatus), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]

@@ -10,7 +10,9 @@ mod auth;
 mod bundles;
 mod commands;
 mod error;
+mod hooks;
 mod meta;
+mod openai;
 mod runs;
 mod schedules;
 mod sse;
@@ -27,7 +29,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::Gate;
+pub use auth::Principal;
 pub use error::ApiError;
+pub use openai::SessionLocks;
 
 use crate::auth::Scope;
 use crate::flows::Registry;
@@ -50,6 +54,11 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// How often idle event streams get a keep-alive comment.
     pub keep_alive: std::time::Duration,
+    /// Declared triggers and how requests to them are verified.
+    pub triggers: Arc<crate::triggers::TriggerConfig>,
+    /// How long a chat completion waits for its run to stop.
+    pub openai_timeout: std::time::Duration,
+    pub openai_sessions: SessionLocks,
 }
 
 impl AppState {
@@ -79,7 +88,7 @@ fn gated(routes: Routes, gate: &Gate, scope: Scope) -> Routes {
     security(("bearer" = [])),
     modifiers(&BearerAuth),
     tags(
-        (name = "runs"), (name = "schedules"), (name = "replay"), (name = "commands"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
+        (name = "runs"), (name = "schedules"), (name = "triggers"), (name = "webhooks"), (name = "replay"), (name = "commands"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
     )
 )]
 struct ApiDoc;
@@ -112,7 +121,8 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(commands::status))
         .routes(routes!(meta::capabilities))
         .routes(routes!(meta::metrics))
-        .routes(routes!(schedules::list));
+        .routes(routes!(schedules::list))
+        .routes(routes!(hooks::list_triggers));
     let run = OpenApiRouter::new()
         .routes(routes!(runs::start))
         .routes(routes!(schedules::create));
@@ -127,10 +137,14 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(admin::revoke_key))
         .routes(routes!(admin::rotate_token))
         .routes(routes!(admin::pause_gateway))
-        .routes(routes!(admin::resume_gateway));
+        .routes(routes!(admin::resume_gateway))
+        .routes(routes!(hooks::create_webhook, hooks::list_webhooks))
+        .routes(routes!(hooks::delete_webhook))
+        .routes(routes!(hooks::deliveries));
     let public = OpenApiRouter::new()
         .routes(routes!(meta::health))
         .routes(routes!(admin::pair))
+        .routes(routes!(hooks::fire))
         .route_layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             auth::public,
@@ -153,6 +167,7 @@ pub fn router(state: AppState) -> Router {
             get(move || meta::openapi_json(spec.clone())),
         )
         .route("/docs", get(meta::docs))
+        .merge(openai::routes(&gate))
         .fallback(meta::not_found)
         .route_layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(gate.body_limit))

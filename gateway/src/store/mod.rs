@@ -2,13 +2,15 @@
 //!
 //! Owns the schema (`schema`), the single writer thread with group commit (`writer`), a small
 //! pool of read connections, and the operations the rest of the gateway needs: runs
-//! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`).
+//! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`),
+//! trigger deliveries and the webhook outbox (`hooks`).
 //! Every write returns only after its transaction is on disk; bus events of a write are
 //! published only after it committed. It knows run rows and JSON, not flows or the engine.
 
 mod commands;
 mod flows;
 mod follow;
+mod hooks;
 mod ledger;
 mod runs;
 mod schedules;
@@ -24,6 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use commands::{CommandKind, NewCommand, Submitted};
 pub use flows::{MakeCurrent, StoredFlow};
 pub use follow::{Lease, Watcher, this_host};
+pub use hooks::{Attempt, DueDelivery, NewDelivery, Webhook, now_ms};
 pub use ledger::{Appender, GlobalItem, run_end};
 pub use runs::{Commit, DriveRow, InboxItem, NewRun};
 pub use schedules::{Fire, NewSchedule, ScheduleRow};

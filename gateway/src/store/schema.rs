@@ -130,6 +130,45 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     "#,
+    // 5: inbound trigger deliveries (refused when repeated) and outbound webhooks with their
+    // durable outbox.
+    r#"
+    CREATE TABLE trigger_deliveries (
+        trigger_name TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (trigger_name, delivery_id)
+    );
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        flows TEXT NOT NULL,
+        from_gseq INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        deleted_at TEXT
+    );
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id),
+        event TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        gseq INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error TEXT,
+        next_attempt_ms INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT,
+        UNIQUE (webhook_id, gseq)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    CREATE INDEX runs_by_session ON runs (session_id, bundle_id, status);
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a data dir written by a newer Switchboard.

@@ -45,6 +45,10 @@ const TEST_FLOWS: &[(&str, &str)] = &[
         "steps:\n  - id: h\n    http:\n      method: POST\n      url: \"{{ input.url }}\"\n      headers: {x-api-key: secret}\n      body: {x: \"{{ input.x }}\"}\n  - output: \"{{ steps.h }}\"\n",
     ),
     (
+        "hooked",
+        "triggers: [deploy, unsigned]\ninput_schema:\n  type: object\n  required: [ref]\n  properties:\n    ref: {type: string}\nsteps:\n  - output: {deployed: \"{{ input.ref }}\"}\n",
+    ),
+    (
         "typed",
         "input_schema:\n  type: object\n  required: [n]\n  properties:\n    n: {type: integer, minimum: 1}\nsteps:\n  - output: \"{{ input.n }}\"\n",
     ),

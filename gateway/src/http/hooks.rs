@@ -1,0 +1,207 @@
+//! Triggers (`POST /api/gateway/triggers/{name}`: a signed or token-authorised request
+//! starts a run, once per delivery id) and webhook subscriptions with their delivery log.
+//! Verification lives in `crate::triggers`, delivery in `crate::webhooks`; handlers only
+//! parse, check and call the store.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, ApiQuery};
+use crate::auth::Scope;
+
+const MAX_PAGE: u32 = 1000;
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[utoipa::path(get, path = "/api/gateway/triggers", tag = "triggers", responses((status = 200, description = "`{items: [{name, flow, signed}]}`", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn list_triggers(State(app): State<AppState>) -> Json<Value> {
+    let items: Vec<Value> = app
+        .triggers
+        .list(&app.registry)
+        .into_iter()
+        .map(|t| json!({"name": t.name, "flow": t.flow, "signed": t.secret.is_some(), "path": format!("/api/gateway/triggers/{}", t.name)}))
+        .collect();
+    Json(json!({ "items": items }))
+}
+
+/// Who fired a trigger: a token holder with the `run` scope, or the signature's holder.
+fn authorise(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    t: &crate::triggers::Resolved,
+    body: &[u8],
+) -> Result<Principal, ApiError> {
+    if let Some(h) = header_str(headers, header::AUTHORIZATION.as_str()) {
+        let token = h.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
+        let Some(p) = app.gate.auth.check(token.trim()) else {
+            app.gate.limits.failed(ip);
+            return Err(ApiError::Unauthorized("invalid or revoked token".into()));
+        };
+        if !p.allows(Scope::Run) {
+            return Err(ApiError::Forbidden(
+                "this token lacks the `run` scope".into(),
+            ));
+        }
+        return Ok(p);
+    }
+    let Some(secret) = &t.secret else {
+        return Err(ApiError::Unauthorized(format!(
+            "trigger `{}` has no secret: send `Authorization: Bearer <token with the run scope>`, or set SWITCHBOARD_TRIGGER_SECRET_{}",
+            t.name,
+            crate::triggers::env_key(&t.name)
+        )));
+    };
+    crate::triggers::check_signature(
+        secret,
+        header_str(headers, "x-switchboard-timestamp"),
+        header_str(headers, "x-switchboard-signature"),
+        body,
+        app.triggers.window,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(|m| {
+        app.gate.limits.failed(ip);
+        ApiError::Unauthorized(m)
+    })?;
+    Ok(Principal {
+        id: format!("trigger:{}", t.name),
+        kind: "trigger".into(),
+        name: t.name.clone(),
+        scopes: vec![Scope::Run],
+    })
+}
+
+#[utoipa::path(post, path = "/api/gateway/triggers/{name}", tag = "triggers", security(()), params(("name" = String, Path, description = "the trigger name"), ("X-Switchboard-Signature" = Option<String>, Header, description = "`sha256=<hex HMAC-SHA256 of \"{timestamp}.{body}\">`"), ("X-Switchboard-Timestamp" = Option<String>, Header, description = "Unix seconds"), ("X-Switchboard-Delivery" = Option<String>, Header, description = "the sender's delivery id; a repeated one is refused (required with a signature)")), request_body(content = Object, description = "the run's input (a JSON object)"), responses((status = 200, description = "the run started", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "bad signature, stale timestamp or bad token", body = protocol::ErrorBody), (status = 404, description = "unknown trigger", body = protocol::ErrorBody), (status = 409, description = "delivery id already accepted", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn fire(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(t) = app.triggers.resolve(&name, &app.registry) else {
+        return Err(ApiError::NotFound(format!(
+            "no trigger `{name}`; GET /api/gateway/triggers lists them"
+        )));
+    };
+    let who = authorise(&app, peer.ip(), &headers, &t, &body)?;
+    let delivery = match header_str(&headers, "x-switchboard-delivery").map(str::trim) {
+        Some(d) if !d.is_empty() && d.len() <= 200 => d.to_owned(),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "X-Switchboard-Delivery must be 1-200 characters",
+            ));
+        }
+        None if who.kind == "trigger" => {
+            return Err(ApiError::bad(
+                "missing X-Switchboard-Delivery: signed deliveries need an id so a replay can be refused",
+            ));
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest("invalid_json", format!("the body is not JSON: {e}"))
+        })?
+    };
+    if !input.is_object() {
+        return Err(ApiError::BadRequest(
+            "invalid_input",
+            "the body must be a JSON object (it becomes the run's input)".into(),
+        ));
+    }
+    let mut run = super::runs::new_run(&app, &who, t.flow.clone(), input, None, None)?;
+    run.actor.channel = Some("trigger".into());
+    run.actor.client_id = Some(delivery.clone());
+    let (s, wake) = app
+        .store
+        .start_triggered_run(&t.name, &delivery, run)
+        .await?;
+    app.wake(wake);
+    Ok(Json(json!({
+        "run_id": s.run_id, "status": s.status.as_str(), "bundle_id": s.bundle_id,
+        "flow_hash": s.flow_hash, "trigger": t.name, "delivery_id": delivery,
+    })))
+}
+
+#[utoipa::path(post, path = "/api/gateway/webhooks", tag = "webhooks", request_body(content = Object, description = "`{url, events?: [run.waiting|run.completed|run.failed|run.cancelled], flows?: [flow id]}`"), responses((status = 201, description = "the subscription, with its signing `secret` (shown only here)", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn create_webhook(
+    State(app): State<AppState>,
+    super::error::ApiJson(body): super::error::ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let w = crate::webhooks::new_webhook(&body)
+        .map_err(|m| ApiError::BadRequest("invalid_webhook", m))?;
+    let w = app.store.create_webhook(w).await?;
+    let mut out = w.public_json();
+    out["secret"] = json!(w.secret);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[utoipa::path(get, path = "/api/gateway/webhooks", tag = "webhooks", responses((status = 200, description = "`{items: [webhook]}` (without secrets)", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn list_webhooks(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let items: Vec<Value> = app
+        .store
+        .webhooks()
+        .await?
+        .iter()
+        .map(|w| w.public_json())
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[utoipa::path(delete, path = "/api/gateway/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "`{deleted: id}`; its pending deliveries are cancelled", body = Object), (status = 404, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn delete_webhook(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.store.delete_webhook(&id).await?;
+    Ok(Json(json!({ "deleted": id })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    /// `pending`, `delivered`, `failed` or `cancelled`.
+    status: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/gateway/webhooks/deliveries", tag = "webhooks", params(DeliveryQuery), responses((status = 200, description = "`{items: [{id, webhook_id, event, run_id, status, attempts, last_status, last_error, next_attempt_at, created_at, delivered_at}], has_more}`, newest first", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn deliveries(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &q.status
+        && !["pending", "delivered", "failed", "cancelled"].contains(&s.as_str())
+    {
+        return Err(ApiError::bad(format!(
+            "status `{s}` must be pending, delivered, failed or cancelled"
+        )));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    let (items, has_more) = app
+        .store
+        .deliveries(q.status, limit, q.offset.unwrap_or(0))
+        .await?;
+    Ok(Json(json!({ "items": items, "has_more": has_more })))
+}

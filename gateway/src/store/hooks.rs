@@ -1,0 +1,358 @@
+//! Rows of the integration surface: trigger deliveries (each accepted once), webhook
+//! subscriptions, and the webhook outbox (one row per event and subscriber, retried until
+//! delivered or out of attempts). The dispatcher's ledger cursor is stored in the same
+//! transaction as the deliveries it enqueued, so a restart neither loses nor repeats one.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use super::runs::{NewRun, get_summary, insert_run};
+use super::{Result, StoreError, now, ts};
+use protocol::RunSummary;
+
+const CURSOR_KEY: &str = "webhooks.cursor";
+
+/// A webhook subscription.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    /// `run.waiting`, `run.completed`, `run.failed`, `run.cancelled`.
+    pub events: Vec<String>,
+    /// Flow ids to limit it to; empty means every flow.
+    pub flows: Vec<String>,
+    /// Only records after this global cursor are delivered (set at creation).
+    pub from_gseq: u64,
+    pub created_at: String,
+}
+
+impl Webhook {
+    /// The subscription as the API shows it (never with its secret).
+    pub fn public_json(&self) -> Value {
+        json!({"id": self.id, "url": self.url, "events": self.events, "flows": self.flows,
+               "created_at": self.created_at})
+    }
+
+    pub fn wants(&self, event: &str, flow: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+            && (self.flows.is_empty() || self.flows.iter().any(|f| f == flow))
+    }
+}
+
+/// An event to deliver to one subscriber.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub webhook_id: String,
+    pub event: String,
+    pub run_id: String,
+    /// The global cursor of the record that caused it (one delivery per record and hook).
+    pub gseq: u64,
+    pub payload: Value,
+}
+
+/// A delivery that is due, with what is needed to send it.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: String,
+    pub event: String,
+    pub url: String,
+    pub secret: String,
+    pub payload: String,
+    pub attempts: u32,
+}
+
+/// How one attempt went.
+pub enum Attempt {
+    Delivered {
+        status: u16,
+    },
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_at_ms: Option<i64>,
+    },
+}
+
+fn strings(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn webhook(r: &rusqlite::Row) -> rusqlite::Result<Webhook> {
+    Ok(Webhook {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        secret: r.get(2)?,
+        events: strings(&r.get::<_, String>(3)?),
+        flows: strings(&r.get::<_, String>(4)?),
+        created_at: r.get(5)?,
+        from_gseq: r.get::<_, i64>(6)? as u64,
+    })
+}
+
+pub fn now_ms() -> i64 {
+    now().timestamp_millis()
+}
+
+impl super::Store {
+    /// Starts a run for a trigger delivery; a delivery id seen before is a conflict naming the
+    /// run it started.
+    pub async fn start_triggered_run(
+        &self,
+        trigger: &str,
+        delivery_id: &str,
+        run: NewRun,
+    ) -> Result<(RunSummary, Vec<String>)> {
+        let (trigger, delivery) = (trigger.to_owned(), delivery_id.to_owned());
+        self.write(move |c, out| {
+            let earlier: Option<String> = c
+                .query_row(
+                    "SELECT run_id FROM trigger_deliveries WHERE trigger_name = ?1 AND delivery_id = ?2",
+                    params![trigger, delivery],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(run_id) = earlier {
+                return Err(StoreError::Conflict(format!(
+                    "delivery `{delivery}` of trigger `{trigger}` was already accepted (run {run_id})"
+                )));
+            }
+            c.execute(
+                "INSERT INTO trigger_deliveries (trigger_name, delivery_id, run_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![trigger, delivery, run.run_id, ts(now())],
+            )?;
+            insert_run(c, &run, out)?;
+            get_summary(c, &run.run_id)
+        })
+        .await
+    }
+
+    pub async fn create_webhook(&self, w: Webhook) -> Result<Webhook> {
+        self.write(move |c, _| {
+            let mut w = w;
+            w.from_gseq = super::ledger::global_head(c)?;
+            c.execute(
+                "INSERT INTO webhooks (id, url, secret, events, flows, created_at, from_gseq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![w.id, w.url, w.secret, serde_json::to_string(&w.events)?,
+                        serde_json::to_string(&w.flows)?, w.created_at, w.from_gseq as i64],
+            )?;
+            Ok(w)
+        })
+        .await
+        .map(|(w, _)| w)
+    }
+
+    /// Subscriptions that are not deleted, oldest first.
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT id, url, secret, events, flows, created_at, from_gseq FROM webhooks WHERE deleted_at IS NULL ORDER BY rowid",
+            )?
+            .query_map([], webhook)?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Deletes a subscription; its pending deliveries are dropped (marked `cancelled`).
+    pub async fn delete_webhook(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |c, _| {
+            let n = c.execute(
+                "UPDATE webhooks SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+                params![id, ts(now())],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("no webhook `{id}`")));
+            }
+            c.execute(
+                "UPDATE webhook_deliveries SET status = 'cancelled' WHERE webhook_id = ?1 AND status = 'pending'",
+                params![id],
+            )?;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The global cursor the dispatcher has enqueued up to.
+    pub async fn webhook_cursor(&self) -> Result<Option<u64>> {
+        self.read(|c| {
+            let v: Option<String> = c
+                .query_row("SELECT value FROM meta WHERE key = ?1", [CURSOR_KEY], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(v.and_then(|v| v.parse().ok()))
+        })
+        .await
+    }
+
+    /// Enqueues deliveries and moves the cursor, in one transaction.
+    pub async fn enqueue_deliveries(&self, cursor: u64, items: Vec<NewDelivery>) -> Result<()> {
+        self.write(move |c, _| {
+            let at = ts(now());
+            let due = now_ms();
+            let mut ins = c.prepare_cached(
+                "INSERT OR IGNORE INTO webhook_deliveries (id, webhook_id, event, run_id, gseq, payload, status, next_attempt_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+            )?;
+            for d in &items {
+                let id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("{}:{}", d.webhook_id, d.gseq).as_bytes(),
+                )
+                .to_string();
+                let mut payload = d.payload.clone();
+                payload["delivery_id"] = json!(id);
+                ins.execute(params![id, d.webhook_id, d.event, d.run_id, d.gseq as i64,
+                                    payload.to_string(), due, at])?;
+            }
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![CURSOR_KEY, cursor.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Pending deliveries due now, oldest first, and when the next one after them is due.
+    pub async fn due_deliveries(&self, limit: u32) -> Result<(Vec<DueDelivery>, Option<i64>)> {
+        self.read(move |c| {
+            let at = now_ms();
+            let due = c
+                .prepare_cached(
+                    "SELECT d.id, d.event, w.url, w.secret, d.payload, d.attempts FROM webhook_deliveries d
+                     JOIN webhooks w ON w.id = d.webhook_id
+                     WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 ORDER BY d.next_attempt_ms LIMIT ?2",
+                )?
+                .query_map(params![at, limit as i64], |r| {
+                    Ok(DueDelivery {
+                        id: r.get(0)?,
+                        event: r.get(1)?,
+                        url: r.get(2)?,
+                        secret: r.get(3)?,
+                        payload: r.get(4)?,
+                        attempts: r.get::<_, i64>(5)? as u32,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next: Option<i64> = c.query_row(
+                "SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms > ?1",
+                [at],
+                |r| r.get(0),
+            )?;
+            Ok((due, next))
+        })
+        .await
+    }
+
+    /// Records an attempt: delivered, retried later, or given up (`failed`).
+    pub async fn record_attempt(&self, id: &str, a: Attempt) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |c, _| {
+            match a {
+                Attempt::Delivered { status } => c.execute(
+                    "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = ?2,
+                     last_error = NULL, delivered_at = ?3 WHERE id = ?1",
+                    params![id, status, ts(now())],
+                )?,
+                Attempt::Failed { status, error, retry_at_ms } => c.execute(
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
+                     status = CASE WHEN ?4 IS NULL THEN 'failed' ELSE status END,
+                     next_attempt_ms = COALESCE(?4, next_attempt_ms) WHERE id = ?1",
+                    params![id, status, error, retry_at_ms],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The delivery log, newest first.
+    pub async fn deliveries(
+        &self,
+        status: Option<String>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<Value>, bool)> {
+        self.read(move |c| {
+            let mut items = c
+                .prepare_cached(
+                    "SELECT id, webhook_id, event, run_id, status, attempts, last_status, last_error,
+                            next_attempt_ms, created_at, delivered_at
+                     FROM webhook_deliveries WHERE (?1 IS NULL OR status = ?1)
+                     ORDER BY rowid DESC LIMIT ?2 OFFSET ?3",
+                )?
+                .query_map(params![status, limit as i64 + 1, offset as i64], |r| {
+                    let pending = r.get::<_, String>(4)? == "pending";
+                    let next_ms: i64 = r.get(8)?;
+                    let next = pending
+                        .then(|| chrono::DateTime::from_timestamp_millis(next_ms).map(ts))
+                        .flatten();
+                    Ok(json!({
+                        "id": r.get::<_, String>(0)?, "webhook_id": r.get::<_, String>(1)?,
+                        "event": r.get::<_, String>(2)?, "run_id": r.get::<_, String>(3)?,
+                        "status": r.get::<_, String>(4)?, "attempts": r.get::<_, i64>(5)?,
+                        "last_status": r.get::<_, Option<i64>>(6)?, "last_error": r.get::<_, Option<String>>(7)?,
+                        "next_attempt_at": next, "created_at": r.get::<_, String>(9)?,
+                        "delivered_at": r.get::<_, Option<String>>(10)?,
+                    }))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = items.len() > limit as usize;
+            items.truncate(limit as usize);
+            Ok((items, more))
+        })
+        .await
+    }
+
+    /// The newest run of `flow` in `session` that waits for a person, if any.
+    pub async fn waiting_in_session(&self, session: &str, flow: &str) -> Result<Option<String>> {
+        let (session, flow) = (session.to_owned(), flow.to_owned());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT run_id FROM runs WHERE session_id = ?1 AND bundle_id = ?2 AND status = 'waiting'
+                 ORDER BY rowid DESC LIMIT 1",
+                params![session, flow],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Seeds a session's history with earlier turns, only when it has none yet.
+    pub async fn seed_history(
+        &self,
+        session: &str,
+        turns: Vec<crate::engine::ChatMessage>,
+    ) -> Result<()> {
+        let session = session.to_owned();
+        self.write(move |c, _| seed(c, &session, &turns))
+            .await
+            .map(|_| ())
+    }
+}
+
+fn seed(c: &Connection, session: &str, turns: &[crate::engine::ChatMessage]) -> Result<()> {
+    let have: i64 = c.query_row(
+        "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1",
+        [session],
+        |r| r.get(0),
+    )?;
+    if have > 0 {
+        return Ok(());
+    }
+    let at = ts(now());
+    let mut ins = c.prepare_cached(
+        "INSERT INTO session_messages (session_id, run_id, role, content, created_at) VALUES (?1, '', ?2, ?3, ?4)",
+    )?;
+    for m in turns {
+        ins.execute(params![session, m.role, m.content, at])?;
+    }
+    Ok(())
+}

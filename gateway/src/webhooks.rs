@@ -1,0 +1,322 @@
+//! Outbound webhooks: a dispatcher that follows the global ledger from a stored cursor and
+//! puts one delivery per (event, subscriber) into the durable outbox, and a sender that
+//! posts due deliveries, signed, retrying with exponential back-off.
+//!
+//! Events: `run.waiting` (an `ask`), `run.completed`, `run.failed`, `run.cancelled`. The
+//! outbox and the cursor move in one transaction (`store::hooks`), so a restart resumes
+//! exactly; a receiver sees each delivery id until it answers 2xx, then never again. This
+//! module does not decide what runs do; it only reports what the ledger says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::{LedgerRecord, RecordStatus};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::store::{Attempt, DueDelivery, NewDelivery, Store, StoreError, Webhook, now_ms};
+
+/// Events a subscription may ask for.
+pub const EVENTS: &[&str] = &[
+    "run.waiting",
+    "run.completed",
+    "run.failed",
+    "run.cancelled",
+];
+
+const PAGE: u32 = 500;
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Retry policy of the sender.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; doubles with each further one (capped at 10 minutes).
+    pub base: Duration,
+    /// Attempts before a delivery is marked `failed`.
+    pub max_attempts: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(2),
+            max_attempts: 10,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// When to try again after `attempts` failed attempts, or `None` to give up.
+    pub fn next_try_ms(&self, attempts: u32, now_ms: i64) -> Option<i64> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let factor = 2u64.saturating_pow(attempts.saturating_sub(1).min(20));
+        let delay = (self.base.as_millis() as u64)
+            .saturating_mul(factor)
+            .min(600_000);
+        Some(now_ms + delay as i64)
+    }
+}
+
+/// The event a ledger record stands for, if any.
+pub fn event_of(r: &LedgerRecord) -> Option<&'static str> {
+    match (r.status, r.effect_kind()) {
+        (RecordStatus::Waiting, "ask") => Some("run.waiting"),
+        (RecordStatus::Completed, "run_completed") => Some("run.completed"),
+        (RecordStatus::Failed, "run_failed") => Some("run.failed"),
+        (RecordStatus::Cancelled, "run_cancelled") => Some("run.cancelled"),
+        _ => None,
+    }
+}
+
+/// Starts the dispatcher and the sender; they run until the process ends.
+pub fn spawn(store: Store, policy: RetryPolicy) {
+    let wake_sender = Arc::new(Notify::new());
+    tokio::spawn(dispatch(store.clone(), wake_sender.clone()));
+    tokio::spawn(send_loop(store, policy, wake_sender));
+}
+
+async fn dispatch(store: Store, wake_sender: Arc<Notify>) {
+    let mut bus = store.bus().subscribe();
+    let mut cursor = None;
+    loop {
+        match dispatch_once(&store, &mut cursor).await {
+            Ok(true) => {
+                wake_sender.notify_one();
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "webhook dispatcher: store error; retrying"),
+        }
+        // Wait for news: a committed record (in this process) or the poll (split mode).
+        let _ = tokio::time::timeout(IDLE_POLL, bus.recv()).await;
+        while bus.try_recv().is_ok() {}
+    }
+}
+
+/// One page of the global ledger into the outbox. `Ok(true)` when there may be more.
+async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<bool, StoreError> {
+    let hooks = store.webhooks().await?;
+    let Some(start) = hooks.iter().map(|h| h.from_gseq).min() else {
+        return Ok(false); // nobody subscribed: nothing to read
+    };
+    let stored = match *cursor {
+        Some(c) => c,
+        None => store.webhook_cursor().await?.unwrap_or(0),
+    };
+    let after = stored.max(start);
+    let page = store.global_page(after, PAGE).await?;
+    let Some(last) = page.last().map(|i| i.gseq) else {
+        *cursor = Some(after);
+        return Ok(false);
+    };
+    let mut items = Vec::new();
+    for it in &page {
+        let Ok(rec) = serde_json::from_str::<LedgerRecord>(&it.json) else {
+            continue;
+        };
+        let Some(event) = event_of(&rec) else {
+            continue;
+        };
+        let run = store.run(&it.run_id).await?;
+        for h in hooks
+            .iter()
+            .filter(|h| it.gseq > h.from_gseq && h.wants(event, &run.bundle_id))
+        {
+            items.push(NewDelivery {
+                webhook_id: h.id.clone(),
+                event: event.into(),
+                run_id: it.run_id.clone(),
+                gseq: it.gseq,
+                payload: payload(event, &rec, &run),
+            });
+        }
+    }
+    store.enqueue_deliveries(last, items).await?;
+    *cursor = Some(last);
+    Ok(true)
+}
+
+fn payload(event: &str, rec: &LedgerRecord, run: &protocol::RunSummary) -> Value {
+    let mut p = json!({
+        "event": event,
+        "occurred_at": rec.ended_at.as_deref().unwrap_or(&rec.started_at),
+        "run": {
+            "run_id": run.run_id, "bundle_id": run.bundle_id, "session_id": run.session_id,
+            "status": run.status.as_str(),
+        },
+        "seq": rec.seq,
+    });
+    match event {
+        "run.waiting" => {
+            let e = rec.effect.as_ref().map(|e| &e.payload);
+            p["prompt"] = json!({
+                "wait_key": e.and_then(|e| e.get("wait_key")),
+                "prompt": e.and_then(|e| e.get("prompt")),
+                "choices": e.and_then(|e| e.get("choices")),
+            });
+        }
+        "run.completed" => p["run"]["output"] = json!(run.output),
+        _ => p["run"]["error"] = json!(run.error.clone().or(rec.error.clone())),
+    }
+    p
+}
+
+async fn send_loop(store: Store, policy: RetryPolicy, wake: Arc<Notify>) {
+    let http = match reqwest::Client::builder()
+        .timeout(policy.timeout)
+        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks: cannot build an HTTP client; no deliveries");
+            return;
+        }
+    };
+    loop {
+        let next = match store.due_deliveries(32).await {
+            Ok((due, next)) => {
+                let busy = !due.is_empty();
+                let sends = due.into_iter().map(|d| send_one(&store, &http, &policy, d));
+                futures::future::join_all(sends).await;
+                if busy {
+                    continue;
+                }
+                next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook sender: store error; retrying");
+                None
+            }
+        };
+        let wait = next
+            .map(|at| Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64))
+            .unwrap_or(IDLE_POLL);
+        let _ = tokio::time::timeout(wait, wake.notified()).await;
+    }
+}
+
+async fn send_one(store: &Store, http: &reqwest::Client, policy: &RetryPolicy, d: DueDelivery) {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = crate::signing::sign(&d.secret, &ts, d.payload.as_bytes());
+    let res = http
+        .post(&d.url)
+        .header("content-type", "application/json")
+        .header("x-switchboard-event", &d.event)
+        .header("x-switchboard-delivery", &d.id)
+        .header("x-switchboard-timestamp", &ts)
+        .header("x-switchboard-signature", sig)
+        .body(d.payload.clone())
+        .send()
+        .await;
+    let attempt = match res {
+        Ok(r) if r.status().is_success() => Attempt::Delivered {
+            status: r.status().as_u16(),
+        },
+        Ok(r) => Attempt::Failed {
+            status: Some(r.status().as_u16()),
+            error: format!("the receiver answered {}", r.status()),
+            retry_at_ms: policy.next_try_ms(d.attempts + 1, now_ms()),
+        },
+        Err(e) => Attempt::Failed {
+            status: None,
+            error: format!("cannot reach the receiver: {e}"),
+            retry_at_ms: policy.next_try_ms(d.attempts + 1, now_ms()),
+        },
+    };
+    if let Attempt::Failed { error, .. } = &attempt {
+        tracing::info!(delivery = %d.id, attempts = d.attempts + 1, %error, "webhook delivery failed");
+    }
+    if let Err(e) = store.record_attempt(&d.id, attempt).await {
+        tracing::warn!(delivery = %d.id, error = %e, "cannot record a webhook attempt");
+    }
+}
+
+/// Builds a subscription from an API request body (checked; names the bad field).
+pub fn new_webhook(body: &Value) -> Result<Webhook, String> {
+    let url = body["url"]
+        .as_str()
+        .ok_or("`url` is required: the http(s) URL to post events to")?;
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => return Err(format!("`url` `{url}` is not an http(s) URL")),
+    }
+    let list = |field: &str| -> Result<Vec<String>, String> {
+        match &body[field] {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or(format!("`{field}` must be a list of strings"))
+                })
+                .collect(),
+            _ => Err(format!("`{field}` must be a list of strings")),
+        }
+    };
+    let mut events = list("events")?;
+    if events.is_empty() {
+        events = EVENTS.iter().map(|e| (*e).to_owned()).collect();
+    }
+    if let Some(bad) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+        return Err(format!(
+            "`events`: `{bad}` is not an event; use {}",
+            EVENTS.join(", ")
+        ));
+    }
+    if let Some(k) = body.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !["url", "events", "flows"].contains(&k.as_str()))
+    }) {
+        return Err(format!(
+            "unknown field `{k}`; a webhook has url, events, flows"
+        ));
+    }
+    let secret: [u8; 24] = rand::random();
+    Ok(Webhook {
+        id: format!("wh_{}", uuid::Uuid::new_v4().simple()),
+        url: url.to_owned(),
+        secret: format!("whsec_{}", hex::encode(secret)),
+        events,
+        flows: list("flows")?,
+        from_gseq: 0,
+        created_at: crate::engine::ts(chrono::Utc::now()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_and_gives_up() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(100),
+            max_attempts: 4,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(p.next_try_ms(1, 0), Some(100));
+        assert_eq!(p.next_try_ms(2, 0), Some(200));
+        assert_eq!(p.next_try_ms(3, 0), Some(400));
+        assert_eq!(p.next_try_ms(4, 0), None);
+    }
+
+    #[test]
+    fn a_webhook_request_names_its_bad_field() {
+        let e = |v: Value| new_webhook(&v).unwrap_err();
+        assert!(e(json!({})).contains("`url`"));
+        assert!(e(json!({"url": "ftp://x"})).contains("http(s)"));
+        assert!(e(json!({"url": "http://x", "events": ["run.done"]})).contains("run.done"));
+        assert!(e(json!({"url": "http://x", "flows": "chat"})).contains("`flows`"));
+        assert!(e(json!({"url": "http://x", "colour": 1})).contains("colour"));
+        let w = new_webhook(&json!({"url": "http://x/hook", "flows": ["chat"]})).unwrap();
+        assert_eq!(w.events.len(), 4);
+        assert!(w.wants("run.failed", "chat") && !w.wants("run.failed", "echo"));
+    }
+}
