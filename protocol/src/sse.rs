@@ -110,23 +110,6 @@ impl Parser {
     }
 }
 
-/// Turns a byte stream (a `reqwest` response body) into typed stream items.
-pub fn items<S, B, E>(body: S) -> impl Stream<Item = Result<StreamItem, ClientError>>
-where
-    S: Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
-    E: std::fmt::Display,
-{
-    let mut parser = Parser::default();
-    body.flat_map(move |chunk| {
-        let items: Vec<Result<StreamItem, ClientError>> = match chunk {
-            Ok(b) => parser.feed(b.as_ref()).into_iter().map(parse).collect(),
-            Err(e) => vec![Err(ClientError::Stream(e.to_string()))],
-        };
-        futures::stream::iter(items)
-    })
-}
-
 /// Turns a byte stream into raw SSE events, undecoded (for tools that only count events or
 /// that talk to gateways whose record shapes differ).
 pub fn events<S, B, E>(body: S) -> impl Stream<Item = Result<SseEvent, ClientError>>
@@ -143,6 +126,16 @@ where
         };
         futures::stream::iter(evs)
     })
+}
+
+/// Turns a byte stream (a `reqwest` response body) into typed stream items.
+pub fn items<S, B, E>(body: S) -> impl Stream<Item = Result<StreamItem, ClientError>>
+where
+    S: Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    events(body).map(|ev| ev.and_then(parse))
 }
 
 fn parse(ev: SseEvent) -> Result<StreamItem, ClientError> {

@@ -77,14 +77,24 @@ impl Assembler {
         out
     }
 
+    /// At the end: true when something was shown already, or is now (an unshown reply).
+    fn shown_something(&mut self, out: &mut Vec<String>) -> bool {
+        if self.emitted {
+            return true;
+        }
+        match self.unshown.take() {
+            Some(t) => {
+                self.emit(&t, out);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The run stopped on an `ask`.
     pub fn ask(&mut self, prompt: &str, choices: &[String]) -> Vec<String> {
         let mut out = Vec::new();
-        if self.emitted {
-            return out;
-        }
-        if let Some(t) = self.unshown.take() {
-            self.emit(&t, &mut out);
+        if self.shown_something(&mut out) {
             return out;
         }
         let mut q = prompt.to_owned();
@@ -98,11 +108,7 @@ impl Assembler {
     /// The run completed with `output`.
     pub fn completed(&mut self, output: Option<&Value>) -> Vec<String> {
         let mut out = Vec::new();
-        if self.emitted {
-            return out;
-        }
-        if let Some(t) = self.unshown.take() {
-            self.emit(&t, &mut out);
+        if self.shown_something(&mut out) {
             return out;
         }
         let text = match output {
