@@ -70,28 +70,26 @@ fn ask_without_choices_must_allow_free_text() {
 }
 
 #[test]
-fn flows_that_read_history_are_marked() {
+fn flows_that_read_history_are_marked() -> Result<(), crate::flows::FlowError> {
+    let history = |src: &str| compile("t.yaml", "t", src).map(|f| f.uses_history);
     let chat = crate::flows::registry::EMBEDDED
         .iter()
         .find(|(id, _)| *id == "chat")
-        .unwrap()
-        .1;
-    assert!(
-        compile("chat.yaml", "chat", chat).unwrap().uses_history,
-        "an llm step with history: true"
-    );
-    assert!(
-        compile(
-            "t.yaml",
-            "t",
-            "steps:\n  - say: \"{{ history | length }}\"\n"
-        )
-        .unwrap()
-        .uses_history
-    );
-    assert!(
-        !compile("t.yaml", "t", "steps:\n  - llm: hi\n")
-            .unwrap()
-            .uses_history
-    );
+        .map_or("", |(_, src)| src);
+    assert!(history(chat)?, "an llm step with history: true");
+    assert!(history("steps:\n  - say: \"{{ history | length }}\"\n")?);
+    assert!(!history("steps:\n  - llm: hi\n")?);
+    Ok(())
+}
+
+#[test]
+fn triggers_are_a_list_of_names() -> Result<(), crate::flows::FlowError> {
+    let f = compile("t.yaml", "t", "triggers: [deploy, nightly-2]\nsteps:\n  - say: hi\n")?;
+    assert_eq!(f.triggers, ["deploy", "nightly-2"]);
+    let e = err("triggers: deploy\nsteps:\n  - say: hi\n");
+    assert_eq!((e.line, e.column), (1, 11), "{e}");
+    assert!(e.message.contains("list of names"), "{e}");
+    let e = err("triggers: [\"bad name\"]\nsteps:\n  - say: hi\n");
+    assert!(e.message.contains("trigger name"), "{e}");
+    Ok(())
 }
