@@ -80,29 +80,46 @@ pub fn spawn(store: Store, policy: RetryPolicy) {
     tokio::spawn(send_loop(store, policy, wake_sender));
 }
 
+/// What one dispatch step found.
+enum Dispatched {
+    /// A page went into the outbox; there may be more.
+    Page,
+    /// Caught up with the ledger.
+    CaughtUp,
+    /// Nobody is subscribed: nothing is read.
+    NoSubscribers,
+}
+
 async fn dispatch(store: Store, wake_sender: Arc<Notify>) {
     let mut bus = store.bus().subscribe();
     let mut cursor = None;
     loop {
         match dispatch_once(&store, &mut cursor).await {
-            Ok(true) => {
+            Ok(Dispatched::Page) => {
                 wake_sender.notify_one();
                 continue;
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "webhook dispatcher: store error; retrying"),
+            Ok(Dispatched::CaughtUp) => {
+                // Wait for news: a committed record (in this process) or the poll (split mode).
+                let _ = tokio::time::timeout(IDLE_POLL, bus.recv()).await;
+            }
+            // Without subscribers commits do not wake the dispatcher (they would cost a
+            // read each under load); a new subscription is seen at the next poll.
+            Ok(Dispatched::NoSubscribers) => tokio::time::sleep(IDLE_POLL).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook dispatcher: store error; retrying");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
         }
-        // Wait for news: a committed record (in this process) or the poll (split mode).
-        let _ = tokio::time::timeout(IDLE_POLL, bus.recv()).await;
-        while bus.try_recv().is_ok() {}
+        bus = bus.resubscribe();
     }
 }
 
-/// One page of the global ledger into the outbox. `Ok(true)` when there may be more.
-async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<bool, StoreError> {
+/// One page of the global ledger into the outbox.
+async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<Dispatched, StoreError> {
     let hooks = store.webhooks().await?;
     let Some(start) = hooks.iter().map(|h| h.from_gseq).min() else {
-        return Ok(false); // nobody subscribed: nothing to read
+        return Ok(Dispatched::NoSubscribers);
     };
     let stored = match *cursor {
         Some(c) => c,
@@ -112,7 +129,7 @@ async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<bool, 
     let page = store.global_page(after, PAGE).await?;
     let Some(last) = page.last().map(|i| i.gseq) else {
         *cursor = Some(after);
-        return Ok(false);
+        return Ok(Dispatched::CaughtUp);
     };
     let mut items = Vec::new();
     for it in &page {
@@ -138,7 +155,7 @@ async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<bool, 
     }
     store.enqueue_deliveries(last, items).await?;
     *cursor = Some(last);
-    Ok(true)
+    Ok(Dispatched::Page)
 }
 
 fn payload(event: &str, rec: &LedgerRecord, run: &protocol::RunSummary) -> Value {

@@ -84,7 +84,11 @@ fn flows_that_read_history_are_marked() -> Result<(), crate::flows::FlowError> {
 
 #[test]
 fn triggers_are_a_list_of_names() -> Result<(), crate::flows::FlowError> {
-    let f = compile("t.yaml", "t", "triggers: [deploy, nightly-2]\nsteps:\n  - say: hi\n")?;
+    let f = compile(
+        "t.yaml",
+        "t",
+        "triggers: [deploy, nightly-2]\nsteps:\n  - say: hi\n",
+    )?;
     assert_eq!(f.triggers, ["deploy", "nightly-2"]);
     let e = err("triggers: deploy\nsteps:\n  - say: hi\n");
     assert_eq!((e.line, e.column), (1, 11), "{e}");

@@ -90,6 +90,24 @@ pub async fn public(State(g): State<Gate>, req: Request, next: Next) -> Response
     next.run(req).await
 }
 
+/// The bearer token of a request: `None` without an Authorization header, an error when the
+/// header is not `Bearer <token>`.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(h) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    h.to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(|t| Some(t.trim()))
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })
+}
+
 /// Makes a gate middleware for one scope.
 pub async fn require(
     State((g, scope)): State<(Gate, Scope)>,
@@ -100,27 +118,15 @@ pub async fn require(
     if let Some(wait) = g.limits.locked(ip) {
         return too_many(wait, "too many bad credentials from this address");
     }
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = match header.map(|h| {
-        h.strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
-    }) {
-        Some(Some(t)) => t.trim(),
-        Some(None) => {
-            return ApiError::Unauthorized(
-                "the Authorization header must be `Bearer <token>`".into(),
-            )
-            .into_response();
-        }
-        None => {
+    let token = match bearer(req.headers()) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
             return ApiError::Unauthorized(
                 "missing token: send `Authorization: Bearer <token>`".into(),
             )
             .into_response();
         }
+        Err(e) => return e.into_response(),
     };
     let Some(p) = g.auth.check(token) else {
         if let Some(lock) = g.limits.failed(ip) {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -42,11 +42,8 @@ fn authorise(
     t: &crate::triggers::Resolved,
     body: &[u8],
 ) -> Result<Principal, ApiError> {
-    if let Some(h) = header_str(headers, header::AUTHORIZATION.as_str()) {
-        let token = h.strip_prefix("Bearer ").ok_or_else(|| {
-            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-        })?;
-        let Some(p) = app.gate.auth.check(token.trim()) else {
+    if let Some(token) = super::auth::bearer(headers)? {
+        let Some(p) = app.gate.auth.check(token) else {
             app.gate.limits.failed(ip);
             return Err(ApiError::Unauthorized("invalid or revoked token".into()));
         };

@@ -150,8 +150,7 @@ mod tests {
         rec(json!({"status": "completed", "idempotency_key": "r:s:1", "result": {"text": t}}))
     }
 
-    fn all(a: &mut Assembler, steps: Vec<Vec<String>>) -> String {
-        let _ = a;
+    fn all(steps: Vec<Vec<String>>) -> String {
         steps.concat().concat()
     }
 
@@ -165,7 +164,7 @@ mod tests {
             a.record(&say("hello")),
         ];
         let ask = a.ask("Your message?", &[]);
-        assert_eq!(all(&mut a, s), "hello");
+        assert_eq!(all(s), "hello");
         assert!(ask.is_empty(), "the question is not added after a reply");
     }
 
@@ -177,7 +176,7 @@ mod tests {
             a.record(&say("hi")),
             a.record(&say("more")),
         ];
-        assert_eq!(all(&mut a, s), "hi\n\nmore");
+        assert_eq!(all(s), "hi\n\nmore");
     }
 
     #[test]
