@@ -175,9 +175,18 @@ async fn a_receiver_that_is_down_gets_the_delivery_once_it_is_back() {
         rx.bodies().len() == 1
     })
     .await;
-    let (_, log) = app
-        .get("/api/gateway/webhooks/deliveries?status=delivered")
-        .await;
+    // The sender records the attempt after the receiver answered: wait for the log.
+    let mut log = Value::Null;
+    for _ in 0..100 {
+        log = app
+            .get("/api/gateway/webhooks/deliveries?status=delivered")
+            .await
+            .1;
+        if log["items"][0].is_object() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let d = &log["items"][0];
     assert_eq!(d["status"], "delivered");
     assert_eq!(d["last_status"], 200);
