@@ -19,12 +19,35 @@ start_switchboard() {
   return 1
 }
 
+# The Python interpreter for the test virtualenv: 3.13 or newer when the machine has one.
+# Python 3.11.7 (the machine's default) has a CPython bug (gh-106905) that makes
+# hypothesis, under schemathesis, fail now and then with "SystemError: AST constructor
+# recursion depth mismatch" while it describes a recursive JSON strategy.
+pick_python() {
+  local c
+  for c in python3.14 python3.13 \
+    $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[3-9]*/bin/python3 2>/dev/null | sort -rV); do
+    if "$c" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null; then
+      echo "$c"
+      return 0
+    fi
+  done
+  echo python3
+}
+
 # The Python virtualenv the tests use (schemathesis for API fuzzing, the official `openai`
 # package for the /v1 surface); installs what is missing. Sets SWITCHBOARD_VENV.
 ensure_venv() {
-  export SWITCHBOARD_VENV="${SWITCHBOARD_VENV:-$HOME/.cache/switchboard/venv}"
+  local base
+  base=$(pick_python)
+  if [ -z "${SWITCHBOARD_VENV:-}" ]; then
+    local ver
+    ver=$("$base" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    SWITCHBOARD_VENV="$HOME/.cache/switchboard/venv-$ver"
+  fi
+  export SWITCHBOARD_VENV
   local py="$SWITCHBOARD_VENV/bin/python"
-  [ -x "$py" ] || python3 -m venv "$SWITCHBOARD_VENV"
+  [ -x "$py" ] || "$base" -m venv "$SWITCHBOARD_VENV"
   if ! "$py" -c 'import schemathesis, openai' 2>/dev/null; then
     echo "installing schemathesis and openai into $SWITCHBOARD_VENV"
     "$SWITCHBOARD_VENV/bin/pip" install -q "schemathesis>=4,<5" "openai>=1,<3"

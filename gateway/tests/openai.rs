@@ -8,25 +8,46 @@ mod common;
 use common::{Opts, TOKEN, spawn_with};
 use serde_json::{Value, json};
 
+/// The virtualenv's Python: `SWITCHBOARD_VENV` (scripts/test sets it), else the first
+/// `~/.cache/switchboard/venv*` that has the `openai` package.
 fn python() -> std::path::PathBuf {
-    let venv = std::env::var("SWITCHBOARD_VENV")
-        .map(Into::into)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/switchboard/venv")
-        });
-    let py = venv.join("bin/python");
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import openai"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the `openai` package is missing from {}: run scripts/test (it installs it) or `{} -m pip install openai`",
-        venv.display(),
-        py.display()
-    );
-    py
+    let has_openai = |py: &std::path::Path| {
+        std::process::Command::new(py)
+            .args(["-c", "import openai"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let candidates: Vec<std::path::PathBuf> = match std::env::var("SWITCHBOARD_VENV") {
+        Ok(venv) => vec![venv.into()],
+        Err(_) => {
+            let cache = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/switchboard");
+            let mut dirs: Vec<_> = std::fs::read_dir(&cache)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("venv"))
+                })
+                .collect();
+            dirs.sort();
+            dirs.reverse();
+            dirs
+        }
+    };
+    let found = candidates
+        .iter()
+        .map(|venv| venv.join("bin/python"))
+        .find(|py| has_openai(py));
+    match found {
+        Some(py) => py,
+        None => panic!(
+            "no virtualenv with the `openai` package among {candidates:?}: run scripts/test \
+             (it installs one) or point SWITCHBOARD_VENV at a venv that has it"
+        ),
+    }
 }
 
 #[tokio::test]
