@@ -46,6 +46,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     };
     let paused = store.meta("gateway_paused").await?.as_deref() == Some("1");
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let down_rx_bridge = down_rx.clone();
     let auth = Arc::new(auth);
     let state = AppState {
         store: store.clone(),
@@ -88,6 +89,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     print_pairing(&auth, &base).await;
+    if let Some(tg) = &cfg.telegram {
+        crate::channels::spawn_telegram(tg, &auth, addr, &cfg.data_dir, down_rx_bridge)
+            .await
+            .context("cannot start the telegram bridge")?;
+        println!("telegram bridge started");
+    }
     println!("switchboard listening on http://{addr}");
     tracing::info!(%addr, flows = registry.list().len(), paused, no_runner = cfg.no_runner, "switchboard serving");
     tokio::spawn(reload_on_hangup(
@@ -204,7 +211,8 @@ async fn reload_on_hangup(store: Store, dir: PathBuf, registry: Registry) {
     let _ = (store, dir, registry);
 }
 
-async fn shutdown() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

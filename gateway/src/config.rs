@@ -68,6 +68,9 @@ pub enum Command {
     /// Administration: pairing, devices, API keys, token rotation.
     #[command(flatten)]
     Admin(AdminCommand),
+    /// Run a channel bridge alone, against a gateway.
+    #[command(subcommand)]
+    Bridge(BridgeCommand),
     /// Answer the prompt RUN waits on.
     Answer {
         #[command(flatten)]
@@ -124,6 +127,22 @@ pub enum TokenAction {
 pub enum FlowsCommand {
     /// Check flow files; prints `file:line:column: problem` for each broken one.
     Check { files: Vec<PathBuf> },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeCommand {
+    /// The Telegram bridge (long polling): `--gateway URL --token TOKEN` plus the
+    /// `SWITCHBOARD_TELEGRAM_*` settings.
+    Telegram {
+        /// The gateway's URL.
+        #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// An API token with the read, run and command scopes.
+        #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(flatten)]
+        telegram: crate::channels::TelegramArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +224,8 @@ pub struct ServeArgs {
     /// How long `POST /v1/chat/completions` waits for its run to stop, e.g. `5m`.
     #[arg(long, env = "SWITCHBOARD_OPENAI_TIMEOUT")]
     pub openai_timeout: Option<String>,
+    #[command(flatten)]
+    pub telegram: crate::channels::TelegramArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +297,8 @@ pub struct ServeConfig {
     pub triggers: crate::triggers::TriggerConfig,
     pub webhook_retry: crate::webhooks::RetryPolicy,
     pub openai_timeout: std::time::Duration,
+    /// The Telegram bridge, when `SWITCHBOARD_TELEGRAM_BOT_TOKEN` is set.
+    pub telegram: Option<crate::channels::TelegramSettings>,
 }
 
 /// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
@@ -403,6 +426,7 @@ impl ServeConfig {
             },
         };
         let more = integrations(&mut args, &mut f, &mut problems);
+        let telegram = std::mem::take(&mut args.telegram).resolve(&mut problems);
         let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
         let port = args.port.or(f.port).unwrap_or(8080);
         let ip: Option<IpAddr> = match host.parse() {
@@ -517,6 +541,7 @@ impl ServeConfig {
             triggers: more.triggers,
             webhook_retry: more.webhook_retry,
             openai_timeout: more.openai_timeout,
+            telegram,
             no_runner: args.no_runner,
             sse_keepalive,
             bus_capacity,

@@ -13,6 +13,7 @@
 //! - [`webhooks`]: the outbound webhook dispatcher and sender (durable outbox).
 //! - [`bus`]: committed records and LLM deltas fanned out to streams.
 //! - [`follow`]: split mode (API and runner processes on one data dir) and the runner lease.
+//! - [`channels`]: settings and in-process hosting of the channel bridges (Telegram).
 //! - [`config`], [`app`]: configuration and wiring for `switchboard serve`.
 //!
 //! See ARCHITECTURE.md for the invariants these modules keep.
@@ -21,6 +22,7 @@ pub mod admin_cli;
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod channels;
 pub mod config;
 pub mod engine;
 pub mod flows;

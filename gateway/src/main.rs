@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
 use gateway::config::{
-    AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig, TokenAction,
+    AdminCommand, BridgeCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig,
+    TokenAction,
 };
 use gateway::flows::registry;
 use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
@@ -49,6 +50,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             gateway::app::run_runner(cfg).await?;
         }
         Command::Flows(FlowsCommand::Check { files }) => return Ok(check_flows(&files)),
+        Command::Bridge(BridgeCommand::Telegram {
+            gateway,
+            token,
+            telegram,
+        }) => {
+            init_logs(LogFormat::Text);
+            let mut problems = Vec::new();
+            let settings = telegram.resolve(&mut problems);
+            if !problems.is_empty() {
+                bail!("{}", problems.join("\n"));
+            }
+            let Some(settings) = settings else {
+                bail!(
+                    "no Telegram bot token: set SWITCHBOARD_TELEGRAM_BOT_TOKEN (or --telegram-bot-token)"
+                );
+            };
+            let mut cfg = settings.bridge_config(gateway, token, std::path::Path::new("."));
+            if settings.state.is_none() {
+                cfg.state_path = "telegram-bridge.sqlite".into();
+            }
+            bridges::telegram::run(cfg, gateway::app::shutdown()).await?;
+        }
         Command::Runs {
             client,
             status,

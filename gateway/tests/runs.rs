@@ -4,7 +4,7 @@
 mod common;
 
 use common::spawn_app;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn ask_run_waits_then_completes_with_the_answer() {
@@ -152,4 +152,46 @@ async fn call_runs_a_child_and_waits_for_it() {
     .await;
     let p = app.wait_for_status(&parent, "completed").await;
     assert_eq!(p["output"], json!({"answer": "ok"}));
+}
+
+#[tokio::test]
+async fn a_start_repeated_with_its_idempotency_key_answers_the_same_run() {
+    let app = spawn_app().await;
+    let start = |key: &'static str| {
+        app.http
+            .post(app.url("/api/gateway/runs/start"))
+            .bearer_auth(common::TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&json!({"bundle_id": "echo", "input_data": {"text": "once"}}))
+            .send()
+    };
+    let first = start("telegram:1:42").await.expect("first start");
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.expect("json");
+    let again = start("telegram:1:42").await.expect("second start");
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["run_id"], first["run_id"]);
+    let other: Value = start("telegram:1:43")
+        .await
+        .expect("other")
+        .json()
+        .await
+        .expect("json");
+    assert_ne!(other["run_id"], first["run_id"]);
+    let runs = app.get("/api/gateway/runs?limit=100").await.1;
+    assert_eq!(runs["count"], 2, "{runs}");
+
+    let bad = start("has space").await.expect("bad key");
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_idempotency_key");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Idempotency-Key")
+    );
 }

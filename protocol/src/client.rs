@@ -37,6 +37,24 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether trying again later may succeed: the gateway was unreachable, its stream
+    /// broke, or it answered 5xx or 429. A 4xx is the request's fault and stays one.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status >= 500 || *status == 429,
+            Self::Transport(_) | Self::Stream(_) => true,
+            Self::Url(_) => false,
+        }
+    }
+
+    /// The gateway's message for an API error, or the error itself.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Api { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A client bound to one gateway and one token.
@@ -118,6 +136,20 @@ impl Client {
 
     pub async fn start_run(&self, req: &StartRunRequest) -> Result<StartRunResponse, ClientError> {
         self.post("api/gateway/runs/start", req).await
+    }
+
+    /// Starts a run at most once per `key` (the `Idempotency-Key` header): repeating the
+    /// request with the same key answers the run the first one started.
+    pub async fn start_run_once(
+        &self,
+        req: &StartRunRequest,
+        key: &str,
+    ) -> Result<StartRunResponse, ClientError> {
+        let rb = self
+            .request(reqwest::Method::POST, "api/gateway/runs/start")?
+            .header("Idempotency-Key", key)
+            .json(req);
+        Self::send(rb).await
     }
 
     pub async fn runs(

@@ -16,6 +16,7 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiQuery};
 use crate::auth::Scope;
+use crate::store::Started;
 
 const MAX_PAGE: u32 = 1000;
 
@@ -125,11 +126,18 @@ pub async fn fire(
     let mut run = super::runs::new_run(&app, &who, t.flow.clone(), input, None, None)?;
     run.actor.channel = Some("trigger".into());
     run.actor.client_id = Some(delivery.clone());
-    let (s, wake) = app
-        .store
-        .start_triggered_run(&t.name, &delivery, run)
-        .await?;
-    app.wake(wake);
+    let s = match app.store.start_run_once(&t.name, &delivery, run).await? {
+        Started::Fresh(s, wake) => {
+            app.wake(wake);
+            s
+        }
+        Started::Earlier(s) => {
+            return Err(ApiError::Conflict(format!(
+                "delivery `{delivery}` of trigger `{}` was already accepted (run {})",
+                t.name, s.run_id
+            )));
+        }
+    };
     Ok(Json(json!({
         "run_id": s.run_id, "status": s.status.as_str(), "bundle_id": s.bundle_id,
         "flow_hash": s.flow_hash, "trigger": t.name, "delivery_id": delivery,

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use protocol::{RunList, RunStatus, RunSummary, StartRunRequest, StartRunResponse};
 use serde::Deserialize;
@@ -11,17 +11,19 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson, ApiQuery};
-use crate::store::NewRun;
+use crate::store::{NewRun, START_NAMESPACE, Started};
 
 const MAX_PAGE: u32 = 1000;
 const KNOWN_CHANNELS: &[&str] = &["telegram", "email", "web", "tray", "webhook"];
 
-#[utoipa::path(post, path = "/api/gateway/runs/start", tag = "runs", request_body = protocol::StartRunRequest, responses((status = 200, body = protocol::StartRunResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown flow", body = protocol::ErrorBody), (status = 413, body = protocol::ErrorBody), (status = 503, description = "gateway paused", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(post, path = "/api/gateway/runs/start", tag = "runs", params(("Idempotency-Key" = Option<String>, Header, description = "start at most one run per key; a repeat answers that run with `Idempotent-Replayed: true`")), request_body = protocol::StartRunRequest, responses((status = 200, body = protocol::StartRunResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown flow", body = protocol::ErrorBody), (status = 413, body = protocol::ErrorBody), (status = 503, description = "gateway paused", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn start(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<StartRunRequest>,
-) -> Result<Json<StartRunResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     if let Some(f) = &req.flow_id
         && *f != req.bundle_id
     {
@@ -38,15 +40,50 @@ pub async fn start(
         req.session_id,
         req.notify,
     )?;
-    let (s, wake) = app.store.start_run(run).await?;
-    app.wake(wake);
-    Ok(Json(StartRunResponse {
+    let (s, replayed) = match key {
+        None => {
+            let (s, wake) = app.store.start_run(run).await?;
+            app.wake(wake);
+            (s, false)
+        }
+        Some(key) => match app.store.start_run_once(START_NAMESPACE, &key, run).await? {
+            Started::Fresh(s, wake) => {
+                app.wake(wake);
+                (s, false)
+            }
+            Started::Earlier(s) => (s, true),
+        },
+    };
+    let body = Json(StartRunResponse {
         run_id: s.run_id,
         status: s.status,
         bundle_id: s.bundle_id,
         flow_hash: s.flow_hash,
         session_id: s.session_id,
-    }))
+    });
+    if replayed {
+        return Ok(([(IDEMPOTENT_REPLAYED, "true")], body).into_response());
+    }
+    Ok(body.into_response())
+}
+
+/// Answer header of a `runs/start` repeated with a used `Idempotency-Key`.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The optional `Idempotency-Key` header: 1-200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_owned()))
+        }
+        _ => Err(ApiError::BadRequest(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-200 visible ASCII characters".into(),
+        )),
+    }
 }
 
 /// Checks what every new run needs (the gateway not paused, a known flow, input matching

@@ -10,6 +10,18 @@ use super::runs::{NewRun, get_summary, insert_run};
 use super::{Result, StoreError, now, ts};
 use protocol::RunSummary;
 
+/// The key namespace of `runs/start` requests that carry an `Idempotency-Key`.
+pub const START_NAMESPACE: &str = "http:runs.start";
+
+/// What [`Store::start_run_once`] did.
+#[derive(Debug)]
+pub enum Started {
+    /// Started the run; the ids to wake.
+    Fresh(RunSummary, Vec<String>),
+    /// The key was used before: the run it started.
+    Earlier(RunSummary),
+}
+
 const CURSOR_KEY: &str = "webhooks.cursor";
 
 /// A webhook subscription.
@@ -97,34 +109,38 @@ pub fn now_ms() -> i64 {
 impl super::Store {
     /// Starts a run for a trigger delivery; a delivery id seen before is a conflict naming the
     /// run it started.
-    pub async fn start_triggered_run(
-        &self,
-        trigger: &str,
-        delivery_id: &str,
-        run: NewRun,
-    ) -> Result<(RunSummary, Vec<String>)> {
-        let (trigger, delivery) = (trigger.to_owned(), delivery_id.to_owned());
+    /// Starts a run at most once per (`namespace`, `key`): the key and the run commit in
+    /// one transaction, so a repeated key finds the run the first request started.
+    /// Trigger deliveries use the trigger's name as the namespace; `runs/start` with an
+    /// `Idempotency-Key` uses [`START_NAMESPACE`].
+    pub async fn start_run_once(&self, namespace: &str, key: &str, run: NewRun) -> Result<Started> {
+        let (ns, key) = (namespace.to_owned(), key.to_owned());
         self.write(move |c, out| {
             let earlier: Option<String> = c
                 .query_row(
                     "SELECT run_id FROM trigger_deliveries WHERE trigger_name = ?1 AND delivery_id = ?2",
-                    params![trigger, delivery],
+                    params![ns, key],
                     |r| r.get(0),
                 )
                 .optional()?;
             if let Some(run_id) = earlier {
-                return Err(StoreError::Conflict(format!(
-                    "delivery `{delivery}` of trigger `{trigger}` was already accepted (run {run_id})"
-                )));
+                return Ok((false, get_summary(c, &run_id)?));
             }
             c.execute(
                 "INSERT INTO trigger_deliveries (trigger_name, delivery_id, run_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![trigger, delivery, run.run_id, ts(now())],
+                params![ns, key, run.run_id, ts(now())],
             )?;
             insert_run(c, &run, out)?;
-            get_summary(c, &run.run_id)
+            Ok((true, get_summary(c, &run.run_id)?))
         })
         .await
+        .map(|((fresh, s), wake)| {
+            if fresh {
+                Started::Fresh(s, wake)
+            } else {
+                Started::Earlier(s)
+            }
+        })
     }
 
     pub async fn create_webhook(&self, w: Webhook) -> Result<Webhook> {

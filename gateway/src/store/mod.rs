@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use commands::{CommandKind, NewCommand, Submitted};
 pub use flows::{MakeCurrent, StoredFlow};
 pub use follow::{Lease, Watcher, this_host};
-pub use hooks::{Attempt, DueDelivery, NewDelivery, Webhook, now_ms};
+pub use hooks::{Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms};
 pub use ledger::{Appender, GlobalItem, run_end};
 pub use runs::{Commit, DriveRow, InboxItem, NewRun};
 pub use schedules::{Fire, NewSchedule, ScheduleRow};

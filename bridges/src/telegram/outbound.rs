@@ -1,0 +1,502 @@
+//! Gateway → Telegram: follows the global ledger stream from the cursor in the state file
+//! and shows each chat's runs. A record's messages are sent first, then what it changed and
+//! the cursor past it commit in one transaction: after a restart the bridge neither misses
+//! a record nor repeats one (a crash between a send and its commit can repeat that one
+//! record's messages; nothing else). LLM deltas are live only: they grow one message,
+//! edited at most every `edit_every`, and the final reply record settles its text.
+//! It never sends commands to the gateway.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use protocol::{LedgerRecord, LlmDelta, RecordStatus, StepEvent, StreamItem};
+use serde_json::Value;
+
+use super::state::{Change, ChatRun, Prompt};
+use super::{BridgeError, Ctx, api, render};
+
+const CURSOR: &str = "ledger_cursor";
+/// Records that concern no chat move the stored cursor only this often (they have no
+/// effect to repeat, so replaying a few after a restart costs nothing).
+const IDLE_COMMIT_EVERY: u64 = 256;
+
+/// A streamed LLM reply being shown.
+struct Live {
+    text: String,
+    chats: Vec<i64>,
+    messages: Vec<(i64, i32)>,
+    last_edit: Instant,
+}
+
+struct Follower {
+    ctx: Arc<Ctx>,
+    live: HashMap<(String, String), Live>,
+    committed: u64,
+}
+
+/// Follows the ledger forever, reconnecting with back-off when the stream or Telegram fails.
+pub(crate) async fn follow(ctx: Arc<Ctx>) {
+    let mut f = Follower {
+        ctx,
+        live: HashMap::new(),
+        committed: 0,
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match f.follow_once().await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "telegram bridge: ledger follower restarts");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+impl Follower {
+    async fn follow_once(&mut self) -> Result<(), BridgeError> {
+        let cursor = self.ctx.state.meta_u64(CURSOR).await?;
+        self.committed = cursor;
+        let mut stream = Box::pin(self.ctx.client.stream_global(cursor).await?);
+        while let Some(item) = stream.next().await {
+            match item? {
+                StreamItem::Step(ev) => self.on_record(*ev).await?,
+                StreamItem::Delta(d) => self.on_delta(d).await?,
+                StreamItem::Done | StreamItem::Other(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_record(&mut self, ev: StepEvent) -> Result<(), BridgeError> {
+        let r = &ev.record;
+        let changes = if r.effect_kind() == "run_started" {
+            self.bind(r).await?
+        } else {
+            let chats = self.ctx.state.chat_runs(r.run_id.clone()).await?;
+            if chats.is_empty() {
+                if ev.cursor - self.committed >= IDLE_COMMIT_EVERY {
+                    self.commit(ev.cursor, Vec::new()).await?;
+                }
+                return Ok(());
+            }
+            self.show(r, &chats).await?
+        };
+        self.commit(ev.cursor, changes).await
+    }
+
+    async fn commit(&mut self, cursor: u64, changes: Vec<Change>) -> Result<(), BridgeError> {
+        self.ctx.state.commit_record(cursor, changes).await?;
+        self.committed = cursor;
+        Ok(())
+    }
+
+    /// A new run: binds it to the chats of its session, its `notify` list and its parent.
+    async fn bind(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
+        let p = r
+            .effect
+            .as_ref()
+            .map(|e| &e.payload)
+            .unwrap_or(&Value::Null);
+        let flow = p["bundle_id"].as_str().unwrap_or("run").to_owned();
+        let mut chats: Vec<(i64, bool)> = Vec::new();
+        if let Some(c) = p["session_id"].as_str().and_then(chat_of) {
+            chats.push((c, true));
+        }
+        for n in p["notify"].as_array().into_iter().flatten() {
+            if let Some(c) = n.as_str().and_then(chat_of) {
+                chats.push((c, false));
+            }
+        }
+        if let Some(parent) = p["parent_run_id"].as_str() {
+            for c in self.ctx.state.chat_runs(parent.to_owned()).await? {
+                chats.push((c.chat_id, c.via_session));
+            }
+        }
+        chats.sort_by_key(|c| (c.0, !c.1));
+        chats.dedup_by_key(|c| c.0);
+        let mut changes = Vec::new();
+        for (chat, via_session) in chats {
+            if !via_session {
+                let text = format!("▶️ {flow} started (run {})", render::short(&r.run_id));
+                self.send(chat, &text, None).await?;
+            }
+            changes.push(Change::Bind {
+                run_id: r.run_id.clone(),
+                chat_id: chat,
+                flow: flow.clone(),
+                via_session,
+            });
+        }
+        Ok(changes)
+    }
+
+    /// Shows one record of a run bound to `chats`.
+    async fn show(
+        &mut self,
+        r: &LedgerRecord,
+        chats: &[ChatRun],
+    ) -> Result<Vec<Change>, BridgeError> {
+        let run = r.run_id.clone();
+        let status = |s: &str| Change::Status {
+            run_id: run.clone(),
+            status: s.into(),
+        };
+        match (r.status, r.effect_kind()) {
+            (RecordStatus::Completed, "say") => {
+                let text = payload_text(r.effect.as_ref().map(|e| &e.payload));
+                self.say(r, chats, text).await
+            }
+            (RecordStatus::Completed, "") if r.idempotency_key.is_some() => {
+                match r.result.as_ref().and_then(|v| v["text"].as_str()) {
+                    Some(text) => self.llm_reply(r, chats, text).await,
+                    None => Ok(Vec::new()),
+                }
+            }
+            (RecordStatus::Waiting, "ask") => self.ask(r, chats).await,
+            (RecordStatus::Completed, "") => self.answered(r).await,
+            (RecordStatus::Completed, "pause") => {
+                self.notice(chats, "⏸", "paused").await?;
+                Ok(vec![status("paused")])
+            }
+            (RecordStatus::Completed, "resume") => {
+                self.notice(chats, "▶️", "resumed").await?;
+                Ok(vec![status("running")])
+            }
+            (_, "run_completed" | "run_failed" | "run_cancelled") => self.ended(r, chats).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn say(
+        &mut self,
+        r: &LedgerRecord,
+        chats: &[ChatRun],
+        text: &str,
+    ) -> Result<Vec<Change>, BridgeError> {
+        let mut changes = Vec::new();
+        // A `say` that repeats the LLM reply just shown is not shown twice.
+        let echo = chats.iter().any(|c| c.last_llm.as_deref() == Some(text));
+        if echo || text.is_empty() {
+            changes.push(Change::LastLlm {
+                run_id: r.run_id.clone(),
+                text: None,
+            });
+            return Ok(changes);
+        }
+        for c in chats {
+            self.send(c.chat_id, text, None).await?;
+            changes.push(Change::Shown {
+                run_id: r.run_id.clone(),
+                chat_id: c.chat_id,
+            });
+        }
+        Ok(changes)
+    }
+
+    async fn llm_reply(
+        &mut self,
+        r: &LedgerRecord,
+        chats: &[ChatRun],
+        text: &str,
+    ) -> Result<Vec<Change>, BridgeError> {
+        let live = self.live.remove(&(r.run_id.clone(), r.step_id.clone()));
+        let mut changes = Vec::new();
+        for c in chats {
+            let streamed = match live
+                .as_ref()
+                .and_then(|l| l.messages.iter().find(|m| m.0 == c.chat_id))
+            {
+                Some(m) => Some(m.1),
+                None => {
+                    let s = &self.ctx.state;
+                    s.stream_message(r.run_id.clone(), r.step_id.clone(), c.chat_id)
+                        .await?
+                }
+            };
+            match streamed {
+                Some(msg) => {
+                    let parts = render::split(text, render::MAX_TEXT);
+                    api::edit(&self.ctx.bot, c.chat_id, msg, &parts[0], None).await?;
+                    for part in &parts[1..] {
+                        self.send(c.chat_id, part, None).await?;
+                    }
+                }
+                None => {
+                    self.send(c.chat_id, text, None).await?;
+                }
+            }
+            changes.push(Change::Shown {
+                run_id: r.run_id.clone(),
+                chat_id: c.chat_id,
+            });
+        }
+        changes.push(Change::LastLlm {
+            run_id: r.run_id.clone(),
+            text: Some(text.to_owned()),
+        });
+        changes.push(Change::StreamDone {
+            run_id: r.run_id.clone(),
+            step_id: r.step_id.clone(),
+        });
+        Ok(changes)
+    }
+
+    /// An `ask`: a prompt with a button per choice. A free-text question without choices
+    /// that follows something the run showed (a chat's "Your message?") is not shown: the
+    /// next message answers it.
+    async fn ask(
+        &mut self,
+        r: &LedgerRecord,
+        chats: &[ChatRun],
+    ) -> Result<Vec<Change>, BridgeError> {
+        let p = r
+            .effect
+            .as_ref()
+            .map(|e| &e.payload)
+            .unwrap_or(&Value::Null);
+        let choices: Vec<String> = p["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        let allow_free_text = p["allow_free_text"].as_bool().unwrap_or(choices.is_empty());
+        let text = p["prompt"].as_str().unwrap_or("Your answer?").to_owned();
+        let wait_key = p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned();
+        let mut changes = vec![Change::Status {
+            run_id: r.run_id.clone(),
+            status: "waiting".into(),
+        }];
+        for c in chats {
+            let prompt = Prompt {
+                id: 0,
+                run_id: r.run_id.clone(),
+                wait_key: wait_key.clone(),
+                chat_id: c.chat_id,
+                message_id: None,
+                text: text.clone(),
+                choices: choices.clone(),
+                allow_free_text,
+                answered: false,
+            };
+            let id = self.ctx.state.add_prompt(prompt).await?;
+            if choices.is_empty() && c.shown {
+                continue;
+            }
+            let buttons = choices
+                .iter()
+                .enumerate()
+                .filter_map(|(i, label)| {
+                    let data = render::Callback::Answer {
+                        prompt: id,
+                        choice: i,
+                    }
+                    .encode()?;
+                    Some((label.clone(), data))
+                })
+                .collect();
+            let msg = self.send(c.chat_id, &text, api::keyboard(buttons)).await?;
+            changes.push(Change::PromptSent {
+                id,
+                message_id: msg,
+            });
+        }
+        Ok(changes)
+    }
+
+    /// An answer to a prompt (from any channel): the prompt shows it and who gave it.
+    async fn answered(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
+        let Some(response) = r.result.as_ref().and_then(|v| v.get("response")) else {
+            return Ok(Vec::new());
+        };
+        let response = match response {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let who = self.answerer(r).await?;
+        let prompts = self
+            .ctx
+            .state
+            .prompts_of(r.run_id.clone(), Some(r.step_id.clone()))
+            .await?;
+        for p in &prompts {
+            if let Some(msg) = p.message_id {
+                let text = render::answered(&p.text, &response, &who);
+                api::edit(&self.ctx.bot, p.chat_id, msg, &text, None).await?;
+            }
+        }
+        Ok(vec![
+            Change::Answered {
+                run_id: r.run_id.clone(),
+                wait_key: Some(r.step_id.clone()),
+            },
+            Change::Status {
+                run_id: r.run_id.clone(),
+                status: "running".into(),
+            },
+        ])
+    }
+
+    async fn answerer(&self, r: &LedgerRecord) -> Result<String, BridgeError> {
+        let user = r
+            .actor
+            .client_id
+            .as_deref()
+            .and_then(|c| c.strip_prefix("telegram:"))
+            .and_then(|u| u.parse::<u64>().ok());
+        let name = match (r.actor.channel.as_deref(), user) {
+            (Some("telegram"), Some(u)) => {
+                self.ctx.state.user_name(u).await?.filter(|n| !n.is_empty())
+            }
+            _ => None,
+        };
+        Ok(render::answerer(
+            r.actor.channel.as_deref(),
+            name.as_deref(),
+        ))
+    }
+
+    async fn ended(
+        &mut self,
+        r: &LedgerRecord,
+        chats: &[ChatRun],
+    ) -> Result<Vec<Change>, BridgeError> {
+        let status = match r.effect_kind() {
+            "run_failed" => "failed",
+            "run_cancelled" => "cancelled",
+            _ => "completed",
+        };
+        for p in self.ctx.state.prompts_of(r.run_id.clone(), None).await? {
+            if let Some(msg) = p.message_id {
+                let text = render::prompt_closed(&p.text, status);
+                api::edit(&self.ctx.bot, p.chat_id, msg, &text, None).await?;
+            }
+        }
+        let error = r.error.as_deref();
+        for c in chats {
+            let out = if c.shown {
+                None
+            } else {
+                render::output_text(r.result.as_ref())
+            };
+            let text = render::run_end(&c.flow, status, error, out.as_deref());
+            self.send(c.chat_id, &text, None).await?;
+        }
+        Ok(vec![
+            Change::Answered {
+                run_id: r.run_id.clone(),
+                wait_key: None,
+            },
+            Change::Status {
+                run_id: r.run_id.clone(),
+                status: status.into(),
+            },
+        ])
+    }
+
+    async fn notice(
+        &mut self,
+        chats: &[ChatRun],
+        icon: &str,
+        what: &str,
+    ) -> Result<(), BridgeError> {
+        for c in chats {
+            let text = format!(
+                "{icon} {} {what} (run {})",
+                c.flow,
+                render::short(&c.run_id)
+            );
+            self.send(c.chat_id, &text, None).await?;
+        }
+        Ok(())
+    }
+
+    /// A live LLM token: grows one message per chat, edited at most every `edit_every`.
+    async fn on_delta(&mut self, d: LlmDelta) -> Result<(), BridgeError> {
+        let key = (d.run_id.clone(), d.step_id.clone());
+        if !self.live.contains_key(&key) {
+            let chats = self.ctx.state.chat_runs(d.run_id.clone()).await?;
+            let live = Live {
+                text: String::new(),
+                chats: chats.iter().map(|c| c.chat_id).collect(),
+                messages: Vec::new(),
+                last_edit: Instant::now(),
+            };
+            self.live.insert(key.clone(), live);
+        }
+        let every = self.ctx.cfg.edit_every;
+        let Some(live) = self.live.get_mut(&key) else {
+            return Ok(());
+        };
+        if live.chats.is_empty() {
+            return Ok(());
+        }
+        live.text.push_str(&d.delta);
+        let shown: String = format!("{} …", live.text.trim_end())
+            .chars()
+            .take(render::MAX_TEXT)
+            .collect();
+        if live.messages.is_empty() {
+            for chat in live.chats.clone() {
+                let msg = api::send(&self.ctx.bot, chat, &shown, None).await?;
+                live.messages.push((chat, msg));
+                let s = &self.ctx.state;
+                s.set_stream_message(d.run_id.clone(), d.step_id.clone(), chat, msg)
+                    .await?;
+            }
+            live.last_edit = Instant::now();
+        } else if live.last_edit.elapsed() >= every {
+            for (chat, msg) in live.messages.clone() {
+                api::edit(&self.ctx.bot, chat, msg, &shown, None).await?;
+            }
+            live.last_edit = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Sends a message; a permanent refusal (blocked bot, unknown chat) is logged and
+    /// skipped so one chat cannot stall the others.
+    async fn send(
+        &self,
+        chat: i64,
+        text: &str,
+        kb: Option<teloxide::types::InlineKeyboardMarkup>,
+    ) -> Result<i32, BridgeError> {
+        match api::send(&self.ctx.bot, chat, text, kb).await {
+            Ok(id) => Ok(id),
+            Err(e) if api::is_permanent(&e) => {
+                tracing::warn!(chat, error = %e, "telegram refused a message; skipped");
+                Ok(0)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The chat id of `telegram:<chat_id>`.
+fn chat_of(s: &str) -> Option<i64> {
+    s.strip_prefix("telegram:")?.parse().ok()
+}
+
+fn payload_text(p: Option<&Value>) -> &str {
+    p.and_then(|p| p.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chat_of;
+
+    #[test]
+    fn channels_name_telegram_chats() {
+        assert_eq!(chat_of("telegram:-1001"), Some(-1001));
+        assert_eq!(chat_of("telegram:42"), Some(42));
+        assert_eq!(chat_of("email:a@b"), None);
+        assert_eq!(chat_of("telegram:x"), None);
+    }
+}

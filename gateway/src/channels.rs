@@ -1,0 +1,210 @@
+//! Channel bridges hosted by `switchboard serve` (or run alone by `switchboard bridge …`):
+//! their settings (flags and `SWITCHBOARD_TELEGRAM_*`), checked at start, and the wiring
+//! that gives an in-process bridge its own loopback URL and API key. A hosted bridge still
+//! talks to the gateway over HTTP like any client; this module never hands it the store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::auth::{Auth, Scope};
+
+/// Name of the API key a hosted bridge uses (replaced at every start).
+const TELEGRAM_KEY_NAME: &str = "bridge:telegram";
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct TelegramArgs {
+    /// Telegram bot token (from @BotFather). When set, `serve` runs the Telegram bridge.
+    #[arg(
+        long = "telegram-bot-token",
+        env = "SWITCHBOARD_TELEGRAM_BOT_TOKEN",
+        hide_env_values = true
+    )]
+    pub bot_token: Option<String>,
+    /// Bot API base URL (default https://api.telegram.org).
+    #[arg(long = "telegram-api-url", env = "SWITCHBOARD_TELEGRAM_API_URL")]
+    pub api_url: Option<String>,
+    /// Comma-separated Telegram user ids allowed to use the bot (others must /pair).
+    #[arg(
+        long = "telegram-allowed-users",
+        env = "SWITCHBOARD_TELEGRAM_ALLOWED_USERS"
+    )]
+    pub allowed_users: Option<String>,
+    /// The flow a plain message starts (default `chat`).
+    #[arg(
+        long = "telegram-default-flow",
+        env = "SWITCHBOARD_TELEGRAM_DEFAULT_FLOW"
+    )]
+    pub default_flow: Option<String>,
+    /// The bridge's state file (default: telegram.sqlite in the data dir).
+    #[arg(long = "telegram-state", env = "SWITCHBOARD_TELEGRAM_STATE")]
+    pub state: Option<PathBuf>,
+    /// Long-poll timeout of getUpdates, e.g. `10s` (at most 15s).
+    #[arg(
+        long = "telegram-poll-timeout",
+        env = "SWITCHBOARD_TELEGRAM_POLL_TIMEOUT"
+    )]
+    pub poll_timeout: Option<String>,
+}
+
+/// Checked Telegram settings, without the gateway side (URL and token) yet.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    pub bot_token: String,
+    pub api_url: Option<url::Url>,
+    pub allowed_users: Vec<u64>,
+    pub default_flow: String,
+    pub state: Option<PathBuf>,
+    pub poll_timeout: Duration,
+}
+
+impl TelegramArgs {
+    /// None when no bot token is set (the bridge is off); problems are collected.
+    pub fn resolve(self, problems: &mut Vec<String>) -> Option<TelegramSettings> {
+        let bot_token = self.bot_token.filter(|t| !t.trim().is_empty())?;
+        let api_url = self.api_url.filter(|u| !u.is_empty()).and_then(|u| {
+            url::Url::parse(&u)
+                .map_err(|e| {
+                    problems.push(format!(
+                        "SWITCHBOARD_TELEGRAM_API_URL `{u}` is not a URL ({e}); e.g. https://api.telegram.org"
+                    ))
+                })
+                .ok()
+        });
+        let mut allowed_users = Vec::new();
+        for id in self.allowed_users.iter().flat_map(|s| s.split(',')) {
+            let id = id.trim();
+            if id.is_empty() {
+                continue;
+            }
+            match id.parse::<u64>() {
+                Ok(n) => allowed_users.push(n),
+                Err(_) => problems.push(format!(
+                    "SWITCHBOARD_TELEGRAM_ALLOWED_USERS: `{id}` is not a numeric Telegram user id"
+                )),
+            }
+        }
+        let poll_timeout = match self.poll_timeout.as_deref().map(humantime::parse_duration) {
+            None => Duration::from_secs(10),
+            Some(Ok(d)) if d <= Duration::from_secs(15) => d,
+            Some(_) => {
+                problems.push(
+                    "SWITCHBOARD_TELEGRAM_POLL_TIMEOUT must be a duration of at most 15s, e.g. `10s`"
+                        .into(),
+                );
+                Duration::from_secs(10)
+            }
+        };
+        Some(TelegramSettings {
+            bot_token,
+            api_url,
+            allowed_users,
+            default_flow: self.default_flow.unwrap_or_else(|| "chat".into()),
+            state: self.state,
+            poll_timeout,
+        })
+    }
+}
+
+impl TelegramSettings {
+    /// The bridge's configuration against the gateway at `gateway_url`.
+    pub fn bridge_config(
+        &self,
+        gateway_url: String,
+        gateway_token: String,
+        data_dir: &Path,
+    ) -> bridges::telegram::TelegramConfig {
+        let mut c = bridges::telegram::TelegramConfig::new(
+            self.bot_token.clone(),
+            gateway_url,
+            gateway_token,
+        );
+        c.api_url = self.api_url.clone();
+        c.allowed_users = self.allowed_users.clone();
+        c.default_flow = self.default_flow.clone();
+        c.state_path = self
+            .state
+            .clone()
+            .unwrap_or_else(|| data_dir.join("telegram.sqlite"));
+        c.poll_timeout = self.poll_timeout;
+        c
+    }
+}
+
+/// Starts the Telegram bridge inside `serve`: a fresh API key (read, run, command) replaces
+/// the previous start's, and the bridge reaches the gateway on loopback.
+pub async fn spawn_telegram(
+    settings: &TelegramSettings,
+    auth: &Auth,
+    addr: SocketAddr,
+    data_dir: &Path,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    for old in auth.list("key").await? {
+        if old.name == TELEGRAM_KEY_NAME && old.revoked_at.is_none() {
+            auth.revoke(&old.id, "key").await?;
+        }
+    }
+    let scopes = [Scope::Read, Scope::Run, Scope::Command];
+    let (_, secret) = auth.create_key(TELEGRAM_KEY_NAME, &scopes).await?;
+    let host = if addr.ip().is_unspecified() {
+        match addr {
+            SocketAddr::V4(_) => "127.0.0.1".to_owned(),
+            SocketAddr::V6(_) => "[::1]".to_owned(),
+        }
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("http://{host}:{}", addr.port());
+    let cfg = settings.bridge_config(url, secret, data_dir);
+    tokio::spawn(async move {
+        let mut shutdown = shutdown;
+        let stop = async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        if let Err(e) = bridges::telegram::run(cfg, stop).await {
+            tracing::error!(error = %e, "the telegram bridge stopped");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_bot_token_means_no_bridge() {
+        let mut problems = Vec::new();
+        assert!(TelegramArgs::default().resolve(&mut problems).is_none());
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable_and_how_to_fix_it() {
+        let args = TelegramArgs {
+            bot_token: Some("1:x".into()),
+            api_url: Some("not a url".into()),
+            allowed_users: Some("12, alice".into()),
+            poll_timeout: Some("1m".into()),
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        let s = args.resolve(&mut problems);
+        assert_eq!(s.map(|s| s.allowed_users), Some(vec![12]));
+        let all = problems.join("\n");
+        assert!(
+            all.contains("SWITCHBOARD_TELEGRAM_API_URL `not a url`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("`alice` is not a numeric Telegram user id"),
+            "{all}"
+        );
+        assert!(all.contains("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT"), "{all}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Real `switchboard` processes for end-to-end tests: `serve` on port 0 with a temporary
+//! data dir and the shipped flows, and `bridge …` beside it. Each waits for its ready line
+//! and is killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The admin token every test gateway uses.
+pub const TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// The `switchboard` binary next to this test's executable (`target/<profile>/`).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> dir");
+    let bin = dir.join("switchboard");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p gateway`; scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository's shipped flows.
+pub fn flows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows")
+}
+
+fn command(args: &[&str], env: &[(&str, String)]) -> Command {
+    let log = std::env::var("TEST_LOG").is_ok();
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", if log { "debug" } else { "warn" })
+        .stdout(Stdio::piped())
+        .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Spawns `cmd` and waits (30 s at most) for a stdout line containing `ready`; returns the
+/// child and that line.
+async fn launch(mut cmd: Command, ready: &str) -> (Child, String) {
+    let mut child = cmd.spawn().expect("spawn switchboard");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains(ready) {
+                return l;
+            }
+        }
+        panic!("switchboard exited before printing `{ready}`");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("switchboard did not print `{ready}` within 30 s"));
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, line)
+}
+
+/// A running `switchboard serve`.
+pub struct Gateway {
+    pub url: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    _tmp: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `serve` with `env` (e.g. `SWITCHBOARD_TELEGRAM_*`, the LLM fake's URL).
+    pub async fn start(env: &[(&str, String)]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut all = vec![
+            ("SWITCHBOARD_AUTH_TOKEN", TOKEN.to_owned()),
+            ("SWITCHBOARD_LLM_MODEL", "fake-model".to_owned()),
+        ];
+        all.extend(env.iter().cloned());
+        let data = data_dir.to_string_lossy().into_owned();
+        let flows = flows_dir().to_string_lossy().into_owned();
+        let args = [
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            &data,
+            "--flows-dir",
+            &flows,
+        ];
+        let (child, line) = launch(command(&args, &all), "switchboard listening on").await;
+        let url = line
+            .rsplit(' ')
+            .next()
+            .expect("listening line ends with the URL")
+            .to_owned();
+        Self {
+            url,
+            data_dir,
+            child,
+            _tmp: tmp,
+        }
+    }
+
+    /// A client of this gateway with the admin token.
+    pub fn client(&self) -> Api {
+        Api {
+            base: self.url.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGKILLs the process.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A running `switchboard bridge telegram` (standalone).
+pub struct Bridge {
+    child: Child,
+}
+
+impl Bridge {
+    pub async fn telegram(gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
+        let mut all = vec![
+            ("SWITCHBOARD_URL", gateway.url.clone()),
+            ("SWITCHBOARD_TOKEN", TOKEN.to_owned()),
+            (
+                "SWITCHBOARD_TELEGRAM_STATE",
+                state.to_string_lossy().into_owned(),
+            ),
+        ];
+        all.extend(env.iter().cloned());
+        let mut cmd = command(&["bridge", "telegram"], &all);
+        // The bridge logs to stderr; its ready signal is the first getMe/deleteWebhook, so
+        // this waits on nothing printed and returns at once.
+        cmd.stdout(Stdio::null());
+        let child = cmd.spawn().expect("spawn the telegram bridge");
+        Self { child }
+    }
+
+    /// SIGKILLs the bridge (no graceful shutdown).
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A tiny JSON client with the admin token (tests assert on raw JSON).
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}

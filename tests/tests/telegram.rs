@@ -1,0 +1,351 @@
+//! The Telegram bridge end to end: the real `switchboard` process (the bridge inside
+//! `serve`, or alone as `switchboard bridge telegram`) against the loopback Bot-API fake,
+//! with the LLM fake behind the `chat` flow. Assertions read the fake's recorded calls and
+//! the gateway's runs and ledgers.
+
+use e2e::process::{Bridge, Gateway};
+use e2e::telegram_fake::TelegramFake;
+use serde_json::{Value, json};
+
+const ALICE: u64 = 1001;
+const CHAT: i64 = ALICE as i64;
+
+fn telegram_env(fake: &TelegramFake) -> Vec<(&'static str, String)> {
+    vec![
+        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
+        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
+        ("SWITCHBOARD_TELEGRAM_ALLOWED_USERS", ALICE.to_string()),
+        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
+    ]
+}
+
+/// A gateway hosting the bridge, the Telegram fake and the LLM fake.
+async fn setup() -> (Gateway, TelegramFake, e2e::llm_fake::Fake) {
+    let fake = TelegramFake::start().await;
+    let (llm_url, llm) = e2e::llm_fake::start().await;
+    let mut env = telegram_env(&fake);
+    env.push(("SWITCHBOARD_LLM_BASE_URL", llm_url));
+    (Gateway::start(&env).await, fake, llm)
+}
+
+/// The message in the chat whose text starts with `prefix`: (id, text, keyboard).
+fn find(fake: &TelegramFake, prefix: &str) -> Option<(i64, String, Value)> {
+    fake.chat(CHAT)
+        .into_iter()
+        .find(|m| m.1.starts_with(prefix))
+}
+
+fn has_text(fake: &TelegramFake, text: &str) -> bool {
+    fake.chat(CHAT).iter().any(|m| m.1 == text)
+}
+
+fn count_sent(fake: &TelegramFake, text: &str) -> usize {
+    fake.sent_texts(CHAT).iter().filter(|t| *t == text).count()
+}
+
+/// The callback data of the button labelled `label`.
+fn button(kb: &Value, label: &str) -> String {
+    kb["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .find(|b| b["text"] == label)
+        .and_then(|b| b["callback_data"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no button {label} in {kb}"))
+}
+
+async fn runs_of(gw: &Gateway, flow: &str) -> Vec<Value> {
+    let list = gw.client().get("/api/gateway/runs?limit=100").await;
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["bundle_id"] == flow)
+        .cloned()
+        .collect()
+}
+
+/// The answers (`resume` with a response) in a run's ledger.
+async fn answers(gw: &Gateway, run_id: &str) -> Vec<Value> {
+    let page = gw
+        .client()
+        .get(&format!("/api/gateway/runs/{run_id}/ledger?limit=1000"))
+        .await;
+    page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["result"].get("response").is_some())
+        .cloned()
+        .collect()
+}
+
+/// Starts `/run approval TEXT` and returns the prompt message (id, keyboard).
+async fn approval_prompt(fake: &TelegramFake, text: &str) -> (i64, Value) {
+    fake.message(ALICE, "Alice", &format!("/run approval {text}"));
+    let prompt = format!("Approve or reject: {text}");
+    fake.wait_until(20, "the approval prompt", |f| find(f, &prompt).is_some())
+        .await;
+    let (id, _, kb) = find(fake, &prompt).unwrap_or_default();
+    (id, kb)
+}
+
+#[tokio::test]
+async fn free_text_chats_with_the_chat_flow_in_one_session() {
+    let (gw, fake, llm) = setup().await;
+    fake.message(ALICE, "Alice", "hello there");
+    fake.wait_until(20, "the LLM reply", |f| has_text(f, "echo: hello there"))
+        .await;
+    fake.message(ALICE, "Alice", "and again");
+    fake.wait_until(20, "the second reply", |f| has_text(f, "echo: and again"))
+        .await;
+
+    let runs = runs_of(&gw, "chat").await;
+    assert_eq!(
+        runs.len(),
+        1,
+        "the second message answers the waiting chat run"
+    );
+    assert_eq!(runs[0]["session_id"], format!("telegram:{CHAT}"));
+    // The session carries the history: the second LLM call sees the first exchange.
+    let second = llm.requests().last().cloned().unwrap_or_default();
+    assert!(
+        second["messages"].to_string().contains("hello there"),
+        "{second}"
+    );
+    // A chat's "Your message?" is not shown: the next message answers it.
+    assert!(fake.sent_texts(CHAT).iter().all(|t| t != "Your message?"));
+    // The reply was shown growing: sent from the first streamed tokens, then edited.
+    assert_eq!(llm.requests()[0]["stream"], true);
+    let sends = fake.sent_texts(CHAT);
+    assert!(
+        sends
+            .iter()
+            .any(|t| t.starts_with("echo:") && t.ends_with(" …")),
+        "{sends:?}"
+    );
+    let edits = fake.calls("editMessageText");
+    assert!(
+        edits.iter().any(|e| e["text"] == "echo: and again"),
+        "{edits:?}"
+    );
+    let shown = fake.chat(CHAT);
+    assert_eq!(
+        shown.iter().filter(|m| m.1 == "echo: and again").count(),
+        1,
+        "{shown:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_is_answered_by_button() {
+    let (gw, fake, _llm) = setup().await;
+    let (msg, kb) = approval_prompt(&fake, "deploy v2").await;
+    fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "approve"));
+    fake.wait_until(20, "the outcome", |f| has_text(f, "Approved: deploy v2"))
+        .await;
+    fake.wait_until(20, "the run's end", |f| {
+        find(f, "✅ approval finished").is_some()
+    })
+    .await;
+
+    let (_, text, kb) = find(&fake, "Approve or reject: deploy v2").unwrap_or_default();
+    assert!(text.ends_with("✅ approve (answered by @alice)"), "{text}");
+    assert!(kb.is_null(), "the buttons are gone once answered: {kb}");
+    let acks = fake.calls("answerCallbackQuery");
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0]["text"], "Answered: approve");
+    let run = &runs_of(&gw, "approval").await[0];
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["output"]["decision"], "approve");
+    let a = answers(&gw, run["run_id"].as_str().unwrap_or_default()).await;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["actor"]["channel"], "telegram");
+    assert_eq!(a[0]["actor"]["client_id"], format!("telegram:{ALICE}"));
+}
+
+#[tokio::test]
+async fn a_prompt_answered_over_http_first_is_edited_to_say_so() {
+    let (gw, fake, _llm) = setup().await;
+    let (msg, kb) = approval_prompt(&fake, "from the web").await;
+    let run = runs_of(&gw, "approval").await.remove(0);
+    let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    let wait_key = run["waiting"]["wait_key"].clone();
+    let cmd = json!({"command_id": "web-1", "run_id": run_id, "type": "resume", "channel": "web",
+        "payload": {"wait_key": wait_key, "payload": {"response": "reject"}}});
+    let (status, body) = gw.client().post("/api/gateway/commands", cmd).await;
+    assert_eq!(status, 200, "{body}");
+    let edited = "Approve or reject: from the web\n\n✅ reject (answered by someone via web)";
+    fake.wait_until(20, "the prompt edited", |f| has_text(f, edited))
+        .await;
+
+    // A tap on the stale button changes nothing and says why.
+    fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "approve"));
+    fake.wait_until(20, "the tap acknowledged", |f| {
+        !f.calls("answerCallbackQuery").is_empty()
+    })
+    .await;
+    let ack = &fake.calls("answerCallbackQuery")[0];
+    assert_eq!(ack["text"], "That question was already answered elsewhere.");
+    assert_eq!(answers(&gw, &run_id).await.len(), 1);
+    fake.wait_until(20, "the outcome", |f| has_text(f, "Rejected: from the web"))
+        .await;
+    assert_eq!(count_sent(&fake, "Approved: from the web"), 0);
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_refused_once_until_paired() {
+    let (gw, fake, _llm) = setup().await;
+    const EVE: u64 = 2002;
+    let chat = EVE as i64;
+    fake.message(EVE, "Eve", "hi");
+    fake.message(EVE, "Eve", "/run approval sneaky");
+    let last = fake.message(EVE, "Eve", "/flows");
+    fake.wait_until(20, "all updates confirmed", |f| f.confirmed() > last)
+        .await;
+    let sent = fake.sent_texts(chat);
+    assert_eq!(
+        sent.len(),
+        1,
+        "one polite refusal and nothing else: {sent:?}"
+    );
+    assert!(
+        sent[0].starts_with("Sorry, this bot is private."),
+        "{}",
+        sent[0]
+    );
+    assert!(runs_of(&gw, "approval").await.is_empty());
+
+    fake.message(EVE, "Eve", "/pair WRONG-CODE");
+    fake.wait_until(20, "the bad code refused", |f| {
+        f.sent_texts(chat)
+            .iter()
+            .any(|t| t.starts_with("Pairing failed"))
+    })
+    .await;
+    let (status, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
+    assert_eq!(status, 200, "{code}");
+    let code = code["code"].as_str().unwrap_or_default().to_owned();
+    fake.message(EVE, "Eve", &format!("/pair {code}"));
+    fake.wait_until(20, "paired", |f| {
+        f.sent_texts(chat).iter().any(|t| t.starts_with("Paired."))
+    })
+    .await;
+    fake.message(EVE, "Eve", "/run approval now allowed");
+    fake.wait_until(20, "the prompt for a paired user", |f| {
+        f.sent_texts(chat)
+            .iter()
+            .any(|t| t == "Approve or reject: now allowed")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_duplicate_update_is_applied_once() {
+    let (gw, fake, _llm) = setup().await;
+    let (msg, kb) = approval_prompt(&fake, "once").await;
+    let start = fake.calls("getUpdates").len();
+    let tap = fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "approve"));
+    fake.wait_until(20, "the outcome", |f| has_text(f, "Approved: once"))
+        .await;
+    // Telegram delivers the start message and the tap again.
+    fake.duplicate(tap);
+    fake.duplicate(tap - 1);
+    fake.duplicate(1);
+    let polls = fake.calls("getUpdates").len();
+    fake.wait_until(20, "two more polls", |f| {
+        f.calls("getUpdates").len() >= polls + 2
+    })
+    .await;
+    assert!(polls > start);
+
+    assert_eq!(runs_of(&gw, "approval").await.len(), 1);
+    let run_id = runs_of(&gw, "approval").await[0]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(answers(&gw, &run_id).await.len(), 1);
+    assert_eq!(count_sent(&fake, "Approved: once"), 1);
+    assert_eq!(count_sent(&fake, "Approve or reject: once"), 1);
+    assert_eq!(fake.calls("answerCallbackQuery").len(), 1);
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_not_dropped() {
+    let (_gw, fake, _llm) = setup().await;
+    fake.throttle("sendMessage", 1, 1);
+    fake.throttle("editMessageText", 1, 1);
+    let (msg, kb) = approval_prompt(&fake, "under load").await;
+    assert_eq!(
+        fake.calls("sendMessage!429").len(),
+        1,
+        "the first send got a 429"
+    );
+    fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "reject"));
+    let edited = "Approve or reject: under load\n\n✅ reject (answered by @alice)";
+    fake.wait_until(20, "the edit after its 429", |f| has_text(f, edited))
+        .await;
+    assert_eq!(fake.calls("editMessageText!429").len(), 1);
+    assert_eq!(count_sent(&fake, "Approve or reject: under load"), 1);
+}
+
+#[tokio::test]
+async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
+    let fake = TelegramFake::start().await;
+    let gw = Gateway::start(&[]).await;
+    let state = gw.data_dir.with_file_name("telegram-bridge.sqlite");
+    let env = telegram_env(&fake);
+    let mut bridge = Bridge::telegram(&gw, &state, &env).await;
+    let (msg, kb) = approval_prompt(&fake, "across a restart").await;
+    // Killed while idle: the prompt's send and its state commit are milliseconds apart, and
+    // a kill between the two would repeat that one message (the documented window).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    bridge.kill().await;
+
+    // While the bridge is down: the tap waits in Telegram's queue, and a run started
+    // elsewhere for this chat asks a question.
+    fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "approve"));
+    let start = json!({"bundle_id": "ask", "input_data": {"text": "Your name?"},
+        "notify": [format!("telegram:{CHAT}")]});
+    let (status, body) = gw.client().post("/api/gateway/runs/start", start).await;
+    assert_eq!(status, 200, "{body}");
+
+    let _bridge = Bridge::telegram(&gw, &state, &env).await;
+    fake.wait_until(20, "the outcome", |f| {
+        has_text(f, "Approved: across a restart")
+    })
+    .await;
+    fake.wait_until(20, "the other run's question", |f| {
+        has_text(f, "Your name?")
+    })
+    .await;
+    fake.message(ALICE, "Alice", "Bob");
+    fake.wait_until(20, "the ask run's end", |f| {
+        has_text(f, "✅ ask finished: Bob")
+    })
+    .await;
+
+    for text in [
+        "Approve or reject: across a restart",
+        "Approved: across a restart",
+        "Your name?",
+        "✅ ask finished: Bob",
+    ] {
+        assert_eq!(
+            count_sent(&fake, text),
+            1,
+            "`{text}` sent once: {:?}",
+            fake.sent_texts(CHAT)
+        );
+    }
+    assert!(find(&fake, "▶️ ask started").is_some());
+    let (_, prompt, _) = find(&fake, "Approve or reject: across a restart").unwrap_or_default();
+    assert!(prompt.ends_with("(answered by @alice)"), "{prompt}");
+    assert_eq!(runs_of(&gw, "approval").await.len(), 1);
+    assert_eq!(
+        runs_of(&gw, "chat").await.len(),
+        0,
+        "\"Bob\" answered the ask, started nothing"
+    );
+}
