@@ -7,12 +7,28 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::auth::{Auth, Scope};
 
 /// Name of the API key a hosted bridge uses (replaced at every start).
 const TELEGRAM_KEY_NAME: &str = "bridge:telegram";
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeCommand {
+    /// The Telegram bridge (long polling): `--gateway URL --token TOKEN` plus the
+    /// `SWITCHBOARD_TELEGRAM_*` settings.
+    Telegram {
+        /// The gateway's URL.
+        #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// An API token with the read, run and command scopes.
+        #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(flatten)]
+        telegram: TelegramArgs,
+    },
+}
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct TelegramArgs {

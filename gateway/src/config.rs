@@ -70,7 +70,7 @@ pub enum Command {
     Admin(AdminCommand),
     /// Run a channel bridge alone, against a gateway.
     #[command(subcommand)]
-    Bridge(BridgeCommand),
+    Bridge(crate::channels::BridgeCommand),
     /// Answer the prompt RUN waits on.
     Answer {
         #[command(flatten)]
@@ -127,22 +127,6 @@ pub enum TokenAction {
 pub enum FlowsCommand {
     /// Check flow files; prints `file:line:column: problem` for each broken one.
     Check { files: Vec<PathBuf> },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BridgeCommand {
-    /// The Telegram bridge (long polling): `--gateway URL --token TOKEN` plus the
-    /// `SWITCHBOARD_TELEGRAM_*` settings.
-    Telegram {
-        /// The gateway's URL.
-        #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
-        gateway: String,
-        /// An API token with the read, run and command scopes.
-        #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
-        token: String,
-        #[command(flatten)]
-        telegram: crate::channels::TelegramArgs,
-    },
 }
 
 #[derive(Debug, Args)]

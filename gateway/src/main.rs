@@ -6,9 +6,9 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
+use gateway::channels::BridgeCommand;
 use gateway::config::{
-    AdminCommand, BridgeCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig,
-    TokenAction,
+    AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig, TokenAction,
 };
 use gateway::flows::registry;
 use protocol::{Client, RunStatus, StartRunRequest, StreamItem};

@@ -117,3 +117,27 @@ async fn schedules_are_listed_in_the_terminal() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_telegram_bridge_refuses_to_start_with_bad_settings() {
+    let app = spawn_app().await;
+    let (ok, _, err) = cli(&app, &["bridge", "telegram"]);
+    assert!(!ok);
+    assert!(err.contains("set SWITCHBOARD_TELEGRAM_BOT_TOKEN"), "{err}");
+    let (ok, _, err) = cli(
+        &app,
+        &[
+            "bridge",
+            "telegram",
+            "--telegram-bot-token",
+            "1:x",
+            "--telegram-allowed-users",
+            "12,bob",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("`bob` is not a numeric Telegram user id"),
+        "{err}"
+    );
+}

@@ -349,3 +349,62 @@ async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
         "\"Bob\" answered the ask, started nothing"
     );
 }
+
+#[tokio::test]
+async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
+    let (gw, fake, _llm) = setup().await;
+    fake.message(ALICE, "Alice", "/flows");
+    let menu = "Tap a workflow to start it:";
+    fake.wait_until(20, "the flow menu", |f| find(f, menu).is_some())
+        .await;
+    let (msg, _, kb) = find(&fake, menu).unwrap_or_default();
+    fake.tap(
+        ALICE,
+        "Alice",
+        CHAT,
+        msg,
+        &button(&kb, "approval: Approval"),
+    );
+    let prompt = "Approve or reject: this request";
+    fake.wait_until(20, "the started flow's prompt", |f| {
+        find(f, prompt).is_some()
+    })
+    .await;
+    let run_id = runs_of(&gw, "approval").await[0]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let short = &run_id[..8];
+
+    fake.message(ALICE, "Alice", "/pause");
+    let paused = format!("⏸ approval paused (run {short})");
+    fake.wait_until(20, "paused", |f| has_text(f, &paused))
+        .await;
+    fake.message(ALICE, "Alice", "/runs");
+    let listed = format!("Active runs:\n• approval ({short}): paused");
+    fake.wait_until(20, "the run list", |f| has_text(f, &listed))
+        .await;
+    fake.message(ALICE, "Alice", "/resume");
+    let resumed = format!("▶️ approval resumed (run {short})");
+    fake.wait_until(20, "resumed", |f| has_text(f, &resumed))
+        .await;
+    fake.message(ALICE, "Alice", &format!("/cancel {short}"));
+    fake.wait_until(20, "cancelled", |f| {
+        has_text(f, "⏹ approval was cancelled.")
+    })
+    .await;
+    let closed = format!("{prompt}\n\n(the run is cancelled; no answer needed)");
+    fake.wait_until(20, "the prompt closed", |f| has_text(f, &closed))
+        .await;
+    assert_eq!(runs_of(&gw, "approval").await[0]["status"], "cancelled");
+
+    fake.message(ALICE, "Alice", "/cancel");
+    let none = "No matching active run in this chat (see /runs).";
+    fake.wait_until(20, "nothing left to cancel", |f| has_text(f, none))
+        .await;
+    fake.message(ALICE, "Alice", "/run nosuchflow");
+    fake.wait_until(20, "an unknown flow refused", |f| {
+        find(f, "Cannot start nosuchflow:").is_some()
+    })
+    .await;
+}
