@@ -252,7 +252,6 @@ async fn a_duplicate_update_is_applied_once() {
     // Telegram delivers the start message and the tap again.
     fake.duplicate(tap);
     fake.duplicate(tap - 1);
-    fake.duplicate(1);
     let polls = fake.calls("getUpdates").len();
     fake.wait_until(20, "two more polls", |f| {
         f.calls("getUpdates").len() >= polls + 2

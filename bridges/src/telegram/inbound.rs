@@ -229,13 +229,7 @@ async fn tap_answer(
 }
 
 /// A typed reply to the chat's open prompt.
-async fn answer_text(
-    ctx: &Ctx,
-    key: &str,
-    user: u64,
-    p: &Prompt,
-    text: &str,
-) -> Result<(), BridgeError> {
+async fn answer_text(ctx: &Ctx, key: &str, user: u64, p: &Prompt, text: &str) -> Handled {
     let answer = match render::match_choice(&p.choices, text) {
         Some(c) => c,
         None if p.allow_free_text || p.choices.is_empty() => text.to_owned(),
@@ -248,10 +242,8 @@ async fn answer_text(
             return Ok(());
         }
     };
-    match resume(ctx, key, user, p, &answer).await {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => reply(ctx, p.chat_id, &why).await,
-        Err(Failure::Retry(why)) => return Err(BridgeError::State(why)),
+    if let Err(why) = resume(ctx, key, user, p, &answer).await? {
+        reply(ctx, p.chat_id, &why).await;
     }
     Ok(())
 }
