@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use bridges::telegram::webhook::{self, WebhookConfig};
+
 use crate::auth::{Auth, Scope};
 
 /// Name of the API key a hosted bridge uses (replaced at every start).
@@ -16,7 +18,7 @@ const TELEGRAM_KEY_NAME: &str = "bridge:telegram";
 
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {
-    /// The Telegram bridge (long polling): `--gateway URL --token TOKEN` plus the
+    /// The Telegram bridge (long polling, or a webhook): `--gateway URL --token TOKEN` plus the
     /// `SWITCHBOARD_TELEGRAM_*` settings.
     Telegram {
         /// The gateway's URL.
@@ -63,6 +65,25 @@ pub struct TelegramArgs {
         env = "SWITCHBOARD_TELEGRAM_POLL_TIMEOUT"
     )]
     pub poll_timeout: Option<String>,
+    /// Webhook mode: the public URL Telegram posts updates to (instead of long polling).
+    #[arg(
+        long = "telegram-webhook-url",
+        env = "SWITCHBOARD_TELEGRAM_WEBHOOK_URL"
+    )]
+    pub webhook_url: Option<String>,
+    /// Where the webhook listener binds (default 127.0.0.1:8443; a proxy forwards to it).
+    #[arg(
+        long = "telegram-webhook-listen",
+        env = "SWITCHBOARD_TELEGRAM_WEBHOOK_LISTEN"
+    )]
+    pub webhook_listen: Option<String>,
+    /// The webhook's secret token (default: a fresh random one at every start).
+    #[arg(
+        long = "telegram-webhook-secret",
+        env = "SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
 }
 
 /// Checked Telegram settings, without the gateway side (URL and token) yet.
@@ -74,6 +95,7 @@ pub struct TelegramSettings {
     pub default_flow: String,
     pub state: Option<PathBuf>,
     pub poll_timeout: Duration,
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl TelegramArgs {
@@ -113,7 +135,14 @@ impl TelegramArgs {
                 Duration::from_secs(10)
             }
         };
+        let webhook = resolve_webhook(
+            self.webhook_url,
+            self.webhook_listen,
+            self.webhook_secret,
+            problems,
+        );
         Some(TelegramSettings {
+            webhook,
             bot_token,
             api_url,
             allowed_users,
@@ -122,6 +151,45 @@ impl TelegramArgs {
             poll_timeout,
         })
     }
+}
+
+/// The webhook settings: off without a URL; the listen address and secret are checked.
+fn resolve_webhook(
+    url: Option<String>,
+    listen: Option<String>,
+    secret: Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<WebhookConfig> {
+    let url = url.filter(|u| !u.trim().is_empty())?;
+    let url = match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") => u,
+        _ => {
+            problems.push(format!(
+                "SWITCHBOARD_TELEGRAM_WEBHOOK_URL `{url}` is not an http(s) URL; e.g. https://bot.example.com/telegram"
+            ));
+            return None;
+        }
+    };
+    let listen = listen.unwrap_or_else(|| "127.0.0.1:8443".into());
+    let listen = match listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            problems.push(format!(
+                "SWITCHBOARD_TELEGRAM_WEBHOOK_LISTEN `{listen}` is not an address; e.g. 127.0.0.1:8443"
+            ));
+            return None;
+        }
+    };
+    let secret = secret.unwrap_or_else(webhook::random_secret);
+    if let Err(why) = webhook::check_secret(&secret) {
+        problems.push(format!("SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET {why}"));
+        return None;
+    }
+    Some(WebhookConfig {
+        url,
+        listen,
+        secret,
+    })
 }
 
 impl TelegramSettings {
@@ -145,6 +213,7 @@ impl TelegramSettings {
             .clone()
             .unwrap_or_else(|| data_dir.join("telegram.sqlite"));
         c.poll_timeout = self.poll_timeout;
+        c.webhook = self.webhook.clone();
         c
     }
 }
@@ -222,5 +291,42 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT"), "{all}");
+    }
+
+    #[test]
+    fn webhook_settings_are_checked() {
+        let with = |url: &str, listen: Option<&str>, secret: Option<&str>| {
+            let args = TelegramArgs {
+                bot_token: Some("1:x".into()),
+                webhook_url: Some(url.into()),
+                webhook_listen: listen.map(Into::into),
+                webhook_secret: secret.map(Into::into),
+                ..Default::default()
+            };
+            let mut problems = Vec::new();
+            let s = args.resolve(&mut problems);
+            (s.and_then(|s| s.webhook), problems.join("\n"))
+        };
+        let (w, problems) = with("https://bot.example.com/tg", None, None);
+        let w = w.unwrap_or_else(|| panic!("{problems}"));
+        assert_eq!(w.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(w.url.path(), "/tg");
+        assert!(webhook::check_secret(&w.secret).is_ok());
+        let (w, problems) = with("ftp://x", Some("nowhere"), Some("bad secret"));
+        assert!(w.is_none());
+        assert!(
+            problems.contains("SWITCHBOARD_TELEGRAM_WEBHOOK_URL `ftp://x`"),
+            "{problems}"
+        );
+        let (_, problems) = with("https://x/tg", Some("nowhere"), None);
+        assert!(
+            problems.contains("SWITCHBOARD_TELEGRAM_WEBHOOK_LISTEN `nowhere`"),
+            "{problems}"
+        );
+        let (_, problems) = with("https://x/tg", None, Some("bad secret"));
+        assert!(
+            problems.contains("SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET must be"),
+            "{problems}"
+        );
     }
 }

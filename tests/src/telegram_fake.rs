@@ -6,6 +6,10 @@
 //! and drops every update before `offset`; unconfirmed ones are delivered again), long-polls,
 //! records every call, keeps each message's current text, and lets a test inject messages,
 //! button taps, duplicate deliveries and 429s with `retry_after`.
+//!
+//! After `setWebhook` it pushes instead, as Telegram does: each queued update is POSTed to
+//! the webhook URL with `X-Telegram-Bot-Api-Secret-Token`, one at a time and in order, and
+//! delivered again (after a pause) until the bridge answers 2xx; `getUpdates` is then a 409.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +42,13 @@ struct Inner {
     messages: BTreeMap<(i64, i64), (String, Value)>,
     /// Method → how many more calls get a 429, and its `retry_after`.
     throttled: BTreeMap<String, (u32, u64)>,
+    /// Every update handed to the bridge (polled or pushed), in order.
+    delivered: Vec<Value>,
+    /// The webhook set by `setWebhook`: (url, secret token).
+    webhook: Option<(String, String)>,
+    /// Each webhook delivery attempt: (update id, HTTP status, 0 when unreachable).
+    pushes: Vec<(u64, u16)>,
+    pusher: bool,
 }
 
 /// Handle to a running fake; cheap to clone.
@@ -123,12 +134,7 @@ impl TelegramFake {
     pub fn duplicate(&self, id: u64) {
         let copy = {
             let g = self.lock();
-            g.calls
-                .iter()
-                .filter(|c| c.method == "getupdates")
-                .filter_map(|c| c.body.get("__delivered"))
-                .flat_map(|d| d.as_array().cloned().unwrap_or_default())
-                .find(|u| u["update_id"] == id)
+            g.delivered.iter().find(|u| u["update_id"] == id).cloned()
         };
         if let Some(u) = copy {
             self.lock().queue.push_front((u, true));
@@ -170,6 +176,21 @@ impl TelegramFake {
             .filter(|((c, _), _)| *c == chat)
             .map(|((_, id), (t, kb))| (*id, t.clone(), kb.clone()))
             .collect()
+    }
+
+    /// The webhook the bridge registered: (url, secret token).
+    pub fn webhook(&self) -> Option<(String, String)> {
+        self.lock().webhook.clone()
+    }
+
+    /// Webhook delivery attempts so far: (update id, status; 0 = unreachable).
+    pub fn pushes(&self) -> Vec<(u64, u16)> {
+        self.lock().pushes.clone()
+    }
+
+    /// Updates still queued (not confirmed by the bridge).
+    pub fn pending(&self) -> usize {
+        self.lock().queue.len()
     }
 
     /// The highest offset the bridge confirmed.
@@ -235,13 +256,21 @@ fn error(code: u16, description: &str) -> Response {
 async fn api(
     State(f): State<TelegramFake>,
     Path((bot, method)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     raw: axum::body::Bytes,
 ) -> Response {
     if !bot.starts_with("bot") {
         return error(404, "Not Found");
     }
     let method = method.to_ascii_lowercase();
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let body: Value = match content_type.split_once("boundary=") {
+        Some((_, boundary)) => form_fields(&raw, boundary.trim_matches('"')),
+        None => serde_json::from_slice(&raw).unwrap_or(Value::Null),
+    };
     {
         let mut g = f.lock();
         if let Some((left, after)) = g.throttled.get_mut(&method)
@@ -260,6 +289,12 @@ async fn api(
         }
     }
     if method == "getupdates" {
+        if f.lock().webhook.is_some() {
+            return error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            );
+        }
         return get_updates(&f, body).await;
     }
     let mut g = f.lock();
@@ -274,9 +309,22 @@ async fn api(
             "can_read_all_group_messages": false, "supports_inline_queries": false,
             "can_connect_to_business": false, "has_main_web_app": false}),
         ),
-        "deletewebhook" | "setwebhook" | "answercallbackquery" | "sendchataction" => {
+        "setwebhook" => {
+            let url = body["url"].as_str().unwrap_or_default().to_owned();
+            let secret = body["secret_token"].as_str().unwrap_or_default().to_owned();
+            g.webhook = (!url.is_empty()).then_some((url, secret));
+            if !std::mem::replace(&mut g.pusher, true) {
+                tokio::spawn(push_loop(f.clone()));
+            }
+            drop(g);
+            f.wake.notify_waiters();
             ok(json!(true))
         }
+        "deletewebhook" => {
+            g.webhook = None;
+            ok(json!(true))
+        }
+        "answercallbackquery" | "sendchataction" => ok(json!(true)),
         "getwebhookinfo" => {
             ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
         }
@@ -330,6 +378,7 @@ async fn get_updates(f: &TelegramFake, body: Value) -> Response {
             if !g.queue.is_empty() || tokio::time::Instant::now() >= end {
                 let items: Vec<Value> = g.queue.iter().map(|(u, _)| u.clone()).collect();
                 g.queue.retain(|(_, forced)| !forced);
+                g.delivered.extend(items.iter().cloned());
                 let mut recorded = body.clone();
                 recorded["__delivered"] = json!(items);
                 g.calls.push(Call {
@@ -340,5 +389,73 @@ async fn get_updates(f: &TelegramFake, body: Value) -> Response {
             }
         }
         let _ = tokio::time::timeout_at(end, woken).await;
+    }
+}
+
+/// The text fields of a `multipart/form-data` body (teloxide sends `setWebhook` that way);
+/// JSON-looking values (e.g. `allowed_updates`) are parsed.
+fn form_fields(raw: &[u8], boundary: &str) -> Value {
+    let text = String::from_utf8_lossy(raw);
+    let mut fields = serde_json::Map::new();
+    for part in text.split(&format!("--{boundary}")) {
+        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let Some(name) = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|n| n.split('"').next())
+        else {
+            continue;
+        };
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        let parsed = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+        fields.insert(name.to_owned(), parsed);
+    }
+    Value::Object(fields)
+}
+
+/// Webhook mode: pushes the queue's head to the bridge until it answers 2xx, in order.
+async fn push_loop(f: TelegramFake) {
+    let http = reqwest::Client::new();
+    loop {
+        let woken = f.wake.notified();
+        let next = {
+            let g = f.lock();
+            match (&g.webhook, g.queue.front()) {
+                (Some((url, secret)), Some((u, _))) => {
+                    Some((url.clone(), secret.clone(), u.clone()))
+                }
+                _ => None,
+            }
+        };
+        let Some((url, secret, update)) = next else {
+            let _ = tokio::time::timeout(Duration::from_millis(200), woken).await;
+            continue;
+        };
+        let id = update["update_id"].as_u64().unwrap_or(0);
+        let status = http
+            .post(&url)
+            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+            .json(&update)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        let delivered = (200..300).contains(&status);
+        {
+            let mut g = f.lock();
+            g.pushes.push((id, status));
+            g.delivered.push(update.clone());
+            if delivered && g.queue.front().map(|(u, _)| u["update_id"].as_u64()) == Some(Some(id))
+            {
+                g.queue.pop_front();
+                g.confirmed = g.confirmed.max(id + 1);
+            }
+        }
+        if !delivered {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Telegram → gateway: long-polls `getUpdates` and turns each update into at most one
-//! gateway request. A run start carries `Idempotency-Key: telegram:<bot>:<update>` and a
+//! Telegram → gateway: long-polls `getUpdates` (or takes updates pushed to the webhook,
+//! see [`super::webhook`]) and turns each update into at most one gateway request. A run start carries `Idempotency-Key: telegram:<bot>:<update>` and a
 //! command the `command_id` `telegram:<bot>:<update>`, so an update handled twice (a
 //! duplicate delivery, or a crash before the offset was stored) has one effect. The offset
 //! moves past an update only after the gateway accepted its request (or refused it for
@@ -20,7 +20,7 @@ use super::render::{self, Callback, Command, Control};
 use super::state::Prompt;
 use super::{BridgeError, Ctx, api};
 
-const OFFSET: &str = "update_offset";
+pub(crate) const OFFSET: &str = "update_offset";
 
 /// The outcome of handling an update that did not go through.
 enum Failure {
@@ -82,6 +82,27 @@ async fn get_updates(ctx: &Ctx, offset: u64) -> Result<Vec<Update>, teloxide::Re
         async move { req.await }
     })
     .await
+}
+
+/// Applies one pushed update (webhook mode) once: `true` when it went through and the
+/// offset was stored past it (or it was a repeat), `false` when it should be delivered
+/// again. Updates are keyed by id, so applying one twice has one effect.
+pub(crate) async fn apply(ctx: &Ctx, u: &Update, offset: &mut u64) -> bool {
+    let id = u64::from(u.id.0);
+    if id < *offset {
+        tracing::debug!(update = id, "duplicate update skipped");
+        return true;
+    }
+    if let Err(Failure::Retry(why)) = handle(ctx, u).await {
+        tracing::warn!(update = id, %why, "update not applied yet; telegram will deliver it again");
+        return false;
+    }
+    if let Err(e) = ctx.state.set_meta_u64(OFFSET, id + 1).await {
+        tracing::error!(error = %e, "cannot store the telegram offset");
+        return false;
+    }
+    *offset = id + 1;
+    true
 }
 
 /// Handles one update, retrying with back-off until it went through.

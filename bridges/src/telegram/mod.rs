@@ -1,7 +1,8 @@
 //! The Telegram bridge: people chat with workflows and answer prompts from Telegram.
 //!
 //! Two loops share one context:
-//! - [`inbound`] long-polls `getUpdates` and turns each update into at most one gateway
+//! - [`inbound`] long-polls `getUpdates` (or, in webhook mode, [`webhook`] receives the
+//!   updates Telegram pushes) and turns each update into at most one gateway
 //!   request (a run start keyed by the update, or a command whose `command_id` derives from
 //!   the update id). The Telegram offset is committed only after the gateway accepted it.
 //! - [`outbound`] follows the gateway's global ledger stream from a cursor kept in the
@@ -16,6 +17,7 @@ mod inbound;
 mod outbound;
 pub mod render;
 pub mod state;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct TelegramConfig {
     pub poll_timeout: Duration,
     /// How often a streamed LLM reply's message is edited.
     pub edit_every: Duration,
+    /// Webhook mode instead of long polling.
+    pub webhook: Option<webhook::WebhookConfig>,
 }
 
 impl TelegramConfig {
@@ -59,6 +63,7 @@ impl TelegramConfig {
             state_path: PathBuf::from("telegram-bridge.sqlite"),
             poll_timeout: Duration::from_secs(10),
             edit_every: Duration::from_secs(1),
+            webhook: None,
         }
     }
 }
@@ -118,13 +123,8 @@ pub async fn run(
         async move { req.await }
     })
     .await?;
-    // Long polling and a webhook exclude each other; polling is the default.
-    api::retrying("deleteWebhook", || {
-        let req = bot.delete_webhook();
-        async move { req.await }
-    })
-    .await?;
     tracing::info!(bot = %me.username(), id = me.id.0, "telegram bridge connected");
+    let hook = cfg.webhook.clone();
     let ctx = Arc::new(Ctx {
         bot,
         client,
@@ -132,7 +132,18 @@ pub async fn run(
         bot_id: me.id.0,
         cfg,
     });
-    let inbound = tokio::spawn(inbound::poll(ctx.clone()));
+    let inbound = match hook {
+        Some(w) => webhook::start(ctx.clone(), w).await?,
+        None => {
+            // Long polling and a webhook exclude each other; polling is the default.
+            api::retrying("deleteWebhook", || {
+                let req = ctx.bot.delete_webhook();
+                async move { req.await }
+            })
+            .await?;
+            tokio::spawn(inbound::poll(ctx.clone()))
+        }
+    };
     let outbound = tokio::spawn(outbound::follow(ctx));
     shutdown.await;
     inbound.abort();
