@@ -3,5 +3,8 @@
 //! durable `resume` command; it never touches the gateway's store or engine.
 //!
 //! - [`telegram`]: chat with workflows and answer prompts from Telegram (teloxide).
+//! - [`email`]: a run's questions arrive by mail; replies resume it (async-imap, lettre).
 
+pub mod db;
+pub mod email;
 pub mod telegram;

@@ -90,10 +90,24 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{addr}"));
     print_pairing(&auth, &base).await;
     if let Some(tg) = &cfg.telegram {
-        crate::channels::spawn_telegram(tg, &auth, addr, &cfg.data_dir, down_rx_bridge)
+        crate::channels::spawn_telegram(tg, &auth, addr, &cfg.data_dir, down_rx_bridge.clone())
             .await
             .context("cannot start the telegram bridge")?;
         println!("telegram bridge started");
+    }
+    if let Some(em) = &cfg.email {
+        let public = cfg.public_url.clone();
+        crate::channels::spawn_email(
+            em,
+            &auth,
+            addr,
+            &cfg.data_dir,
+            public,
+            down_rx_bridge.clone(),
+        )
+        .await
+        .context("cannot start the email bridge")?;
+        println!("email bridge started");
     }
     println!("switchboard listening on http://{addr}");
     tracing::info!(%addr, flows = registry.list().len(), paused, no_runner = cfg.no_runner, "switchboard serving");

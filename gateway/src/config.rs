@@ -210,6 +210,8 @@ pub struct ServeArgs {
     pub openai_timeout: Option<String>,
     #[command(flatten)]
     pub telegram: crate::channels::TelegramArgs,
+    #[command(flatten)]
+    pub email: crate::channels::EmailArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +285,8 @@ pub struct ServeConfig {
     pub openai_timeout: std::time::Duration,
     /// The Telegram bridge, when `SWITCHBOARD_TELEGRAM_BOT_TOKEN` is set.
     pub telegram: Option<crate::channels::TelegramSettings>,
+    /// The email bridge, when `SWITCHBOARD_EMAIL_IMAP_HOST` is set.
+    pub email: Option<crate::channels::EmailSettings>,
 }
 
 /// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
@@ -411,6 +415,7 @@ impl ServeConfig {
         };
         let more = integrations(&mut args, &mut f, &mut problems);
         let telegram = std::mem::take(&mut args.telegram).resolve(&mut problems);
+        let email = std::mem::take(&mut args.email).resolve(&mut problems);
         let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
         let port = args.port.or(f.port).unwrap_or(8080);
         let ip: Option<IpAddr> = match host.parse() {
@@ -526,6 +531,7 @@ impl ServeConfig {
             webhook_retry: more.webhook_retry,
             openai_timeout: more.openai_timeout,
             telegram,
+            email,
             no_runner: args.no_runner,
             sse_keepalive,
             bus_capacity,
@@ -552,6 +558,12 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn non_loopback_without_token_is_refused() {

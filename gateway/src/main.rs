@@ -72,6 +72,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             bridges::telegram::run(cfg, gateway::app::shutdown()).await?;
         }
+        Command::Bridge(BridgeCommand::Email {
+            gateway,
+            token,
+            public_url,
+            email,
+        }) => {
+            init_logs(LogFormat::Text);
+            let mut problems = Vec::new();
+            let settings = (*email).resolve(&mut problems);
+            if !problems.is_empty() {
+                bail!("{}", problems.join("\n"));
+            }
+            let Some(settings) = settings else {
+                bail!("no IMAP server: set SWITCHBOARD_EMAIL_IMAP_HOST (or --email-imap-host)");
+            };
+            let mut cfg =
+                settings.bridge_config(gateway, token, std::path::Path::new("."), public_url);
+            if settings.state.is_none() {
+                cfg.state_path = "email-bridge.sqlite".into();
+            }
+            bridges::email::run(cfg, gateway::app::shutdown()).await?;
+        }
         Command::Runs {
             client,
             status,

@@ -126,27 +126,36 @@ impl Gateway {
     }
 }
 
-/// A running `switchboard bridge telegram` (standalone).
+/// A running `switchboard bridge telegram|email` (standalone).
 pub struct Bridge {
     child: Child,
 }
 
 impl Bridge {
     pub async fn telegram(gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
+        Self::start("telegram", gateway, state, env)
+    }
+
+    pub async fn email(gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
+        Self::start("email", gateway, state, env)
+    }
+
+    /// The bridge logs to stderr and prints no ready line: this returns once it is spawned
+    /// (tests wait for its effects instead).
+    fn start(channel: &str, gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
+        let state_var = match channel {
+            "email" => "SWITCHBOARD_EMAIL_STATE",
+            _ => "SWITCHBOARD_TELEGRAM_STATE",
+        };
         let mut all = vec![
             ("SWITCHBOARD_URL", gateway.url.clone()),
             ("SWITCHBOARD_TOKEN", TOKEN.to_owned()),
-            (
-                "SWITCHBOARD_TELEGRAM_STATE",
-                state.to_string_lossy().into_owned(),
-            ),
+            (state_var, state.to_string_lossy().into_owned()),
         ];
         all.extend(env.iter().cloned());
-        let mut cmd = command(&["bridge", "telegram"], &all);
-        // The bridge logs to stderr; its ready signal is the first getMe/deleteWebhook, so
-        // this waits on nothing printed and returns at once.
+        let mut cmd = command(&["bridge", channel], &all);
         cmd.stdout(Stdio::null());
-        let child = cmd.spawn().expect("spawn the telegram bridge");
+        let child = cmd.spawn().expect("spawn the bridge");
         Self { child }
     }
 
@@ -174,6 +183,32 @@ impl Api {
             .json()
             .await
             .expect("JSON")
+    }
+
+    /// The runs of `flow` (the newest 100 runs).
+    pub async fn runs_of(&self, flow: &str) -> Vec<serde_json::Value> {
+        let list = self.get("/api/gateway/runs?limit=100").await;
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["bundle_id"] == flow)
+            .cloned()
+            .collect()
+    }
+
+    /// The answers (`resume` records with a response) in a run's ledger.
+    pub async fn answers(&self, run_id: &str) -> Vec<serde_json::Value> {
+        let page = self
+            .get(&format!("/api/gateway/runs/{run_id}/ledger?limit=1000"))
+            .await;
+        page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["result"].get("response").is_some())
+            .cloned()
+            .collect()
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

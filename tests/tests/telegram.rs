@@ -55,32 +55,6 @@ fn button(kb: &Value, label: &str) -> String {
         .unwrap_or_else(|| panic!("no button {label} in {kb}"))
 }
 
-async fn runs_of(gw: &Gateway, flow: &str) -> Vec<Value> {
-    let list = gw.client().get("/api/gateway/runs?limit=100").await;
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["bundle_id"] == flow)
-        .cloned()
-        .collect()
-}
-
-/// The answers (`resume` with a response) in a run's ledger.
-async fn answers(gw: &Gateway, run_id: &str) -> Vec<Value> {
-    let page = gw
-        .client()
-        .get(&format!("/api/gateway/runs/{run_id}/ledger?limit=1000"))
-        .await;
-    page["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["result"].get("response").is_some())
-        .cloned()
-        .collect()
-}
-
 /// Starts `/run approval TEXT` and returns the prompt message (id, keyboard).
 async fn approval_prompt(fake: &TelegramFake, text: &str) -> (i64, Value) {
     fake.message(ALICE, "Alice", &format!("/run approval {text}"));
@@ -101,7 +75,7 @@ async fn free_text_chats_with_the_chat_flow_in_one_session() {
     fake.wait_until(20, "the second reply", |f| has_text(f, "echo: and again"))
         .await;
 
-    let runs = runs_of(&gw, "chat").await;
+    let runs = gw.client().runs_of("chat").await;
     assert_eq!(
         runs.len(),
         1,
@@ -156,10 +130,13 @@ async fn an_approval_is_answered_by_button() {
     let acks = fake.calls("answerCallbackQuery");
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0]["text"], "Answered: approve");
-    let run = &runs_of(&gw, "approval").await[0];
+    let run = &gw.client().runs_of("approval").await[0];
     assert_eq!(run["status"], "completed");
     assert_eq!(run["output"]["decision"], "approve");
-    let a = answers(&gw, run["run_id"].as_str().unwrap_or_default()).await;
+    let a = gw
+        .client()
+        .answers(run["run_id"].as_str().unwrap_or_default())
+        .await;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["actor"]["channel"], "telegram");
     assert_eq!(a[0]["actor"]["client_id"], format!("telegram:{ALICE}"));
@@ -169,7 +146,7 @@ async fn an_approval_is_answered_by_button() {
 async fn a_prompt_answered_over_http_first_is_edited_to_say_so() {
     let (gw, fake, _llm) = setup().await;
     let (msg, kb) = approval_prompt(&fake, "from the web").await;
-    let run = runs_of(&gw, "approval").await.remove(0);
+    let run = gw.client().runs_of("approval").await.remove(0);
     let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
     let wait_key = run["waiting"]["wait_key"].clone();
     let cmd = json!({"command_id": "web-1", "run_id": run_id, "type": "resume", "channel": "web",
@@ -188,7 +165,7 @@ async fn a_prompt_answered_over_http_first_is_edited_to_say_so() {
     .await;
     let ack = &fake.calls("answerCallbackQuery")[0];
     assert_eq!(ack["text"], "That question was already answered elsewhere.");
-    assert_eq!(answers(&gw, &run_id).await.len(), 1);
+    assert_eq!(gw.client().answers(&run_id).await.len(), 1);
     fake.wait_until(20, "the outcome", |f| has_text(f, "Rejected: from the web"))
         .await;
     assert_eq!(count_sent(&fake, "Approved: from the web"), 0);
@@ -215,7 +192,7 @@ async fn an_unknown_user_is_refused_once_until_paired() {
         "{}",
         sent[0]
     );
-    assert!(runs_of(&gw, "approval").await.is_empty());
+    assert!(gw.client().runs_of("approval").await.is_empty());
 
     fake.message(EVE, "Eve", "/pair WRONG-CODE");
     fake.wait_until(20, "the bad code refused", |f| {
@@ -259,12 +236,12 @@ async fn a_duplicate_update_is_applied_once() {
     .await;
     assert!(polls > start);
 
-    assert_eq!(runs_of(&gw, "approval").await.len(), 1);
-    let run_id = runs_of(&gw, "approval").await[0]["run_id"]
+    assert_eq!(gw.client().runs_of("approval").await.len(), 1);
+    let run_id = gw.client().runs_of("approval").await[0]["run_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert_eq!(answers(&gw, &run_id).await.len(), 1);
+    assert_eq!(gw.client().answers(&run_id).await.len(), 1);
     assert_eq!(count_sent(&fake, "Approved: once"), 1);
     assert_eq!(count_sent(&fake, "Approve or reject: once"), 1);
     assert_eq!(fake.calls("answerCallbackQuery").len(), 1);
@@ -341,9 +318,9 @@ async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
     assert!(find(&fake, "▶️ ask started").is_some());
     let (_, prompt, _) = find(&fake, "Approve or reject: across a restart").unwrap_or_default();
     assert!(prompt.ends_with("(answered by @alice)"), "{prompt}");
-    assert_eq!(runs_of(&gw, "approval").await.len(), 1);
+    assert_eq!(gw.client().runs_of("approval").await.len(), 1);
     assert_eq!(
-        runs_of(&gw, "chat").await.len(),
+        gw.client().runs_of("chat").await.len(),
         0,
         "\"Bob\" answered the ask, started nothing"
     );
@@ -369,7 +346,7 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
         find(f, prompt).is_some()
     })
     .await;
-    let run_id = runs_of(&gw, "approval").await[0]["run_id"]
+    let run_id = gw.client().runs_of("approval").await[0]["run_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -395,7 +372,10 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
     let closed = format!("{prompt}\n\n(the run is cancelled; no answer needed)");
     fake.wait_until(20, "the prompt closed", |f| has_text(f, &closed))
         .await;
-    assert_eq!(runs_of(&gw, "approval").await[0]["status"], "cancelled");
+    assert_eq!(
+        gw.client().runs_of("approval").await[0]["status"],
+        "cancelled"
+    );
 
     fake.message(ALICE, "Alice", "/cancel");
     let none = "No matching active run in this chat (see /runs).";

@@ -77,6 +77,8 @@ pub enum BridgeError {
     #[error("bridge state: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("bridge state: {0}")]
+    Db(#[from] crate::db::DbError),
+    #[error("bridge state: {0}")]
     Json(#[from] serde_json::Error),
     #[error("telegram: {0}")]
     Telegram(#[from] teloxide::RequestError),

@@ -4,11 +4,11 @@
 //! streamed LLM reply growing. It never talks to Telegram or the gateway.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::BridgeError;
+use crate::db::Db;
 
 type Result<T> = std::result::Result<T, BridgeError>;
 
@@ -83,23 +83,13 @@ pub struct ChatRun {
 /// Handle to the state file; cheap to clone. Every call runs on the blocking pool.
 #[derive(Clone)]
 pub struct State {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl State {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                BridgeError::Config(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let conn = Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-        )?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::open(path, SCHEMA)?,
         })
     }
 
@@ -110,33 +100,15 @@ impl State {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn
-                .lock()
-                .map_err(|_| BridgeError::State("the state lock was poisoned".into()))?;
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| BridgeError::State(format!("state task failed: {e}")))?
+        self.db.call(f).await
     }
 
     pub async fn meta_u64(&self, key: &'static str) -> Result<u64> {
-        self.call(move |c| {
-            let v: Option<String> = c
-                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?;
-            Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
-        })
-        .await
+        Ok(self.db.meta_u64(key).await?)
     }
 
     pub async fn set_meta_u64(&self, key: &'static str, v: u64) -> Result<()> {
-        self.call(move |c| {
-            set_meta(c, key, v)?;
-            Ok(())
-        })
-        .await
+        Ok(self.db.set_meta(key, v.to_string()).await?)
     }
 
     /// Whether the user may use the bot: allowlisted by config, or paired.
@@ -333,7 +305,7 @@ impl State {
             for ch in changes {
                 apply(&tx, ch)?;
             }
-            set_meta(&tx, "ledger_cursor", cursor)?;
+            crate::db::set_meta(&tx, "ledger_cursor", &cursor.to_string())?;
             tx.commit()?;
             Ok(())
         })
@@ -405,13 +377,6 @@ fn apply(c: &Connection, ch: Change) -> rusqlite::Result<usize> {
             params![run_id, step_id],
         ),
     }
-}
-
-fn set_meta(c: &Connection, key: &str, v: u64) -> rusqlite::Result<usize> {
-    c.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-        params![key, v.to_string()],
-    )
 }
 
 const RUN_COLS: &str =

@@ -1,36 +1,11 @@
-//! Channel bridges hosted by `switchboard serve` (or run alone by `switchboard bridge …`):
-//! their settings (flags and `SWITCHBOARD_TELEGRAM_*`), checked at start, and the wiring
-//! that gives an in-process bridge its own loopback URL and API key. A hosted bridge still
-//! talks to the gateway over HTTP like any client; this module never hands it the store.
+//! Settings of the Telegram bridge (flags and `SWITCHBOARD_TELEGRAM_*`), checked at start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
-
 use bridges::telegram::webhook::{self, WebhookConfig};
-
-use crate::auth::{Auth, Scope};
-
-/// Name of the API key a hosted bridge uses (replaced at every start).
-const TELEGRAM_KEY_NAME: &str = "bridge:telegram";
-
-#[derive(Debug, Subcommand)]
-pub enum BridgeCommand {
-    /// The Telegram bridge (long polling, or a webhook): `--gateway URL --token TOKEN` plus the
-    /// `SWITCHBOARD_TELEGRAM_*` settings.
-    Telegram {
-        /// The gateway's URL.
-        #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
-        gateway: String,
-        /// An API token with the read, run and command scopes.
-        #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
-        token: String,
-        #[command(flatten)]
-        telegram: TelegramArgs,
-    },
-}
+use clap::Args;
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct TelegramArgs {
@@ -216,46 +191,6 @@ impl TelegramSettings {
         c.webhook = self.webhook.clone();
         c
     }
-}
-
-/// Starts the Telegram bridge inside `serve`: a fresh API key (read, run, command) replaces
-/// the previous start's, and the bridge reaches the gateway on loopback.
-pub async fn spawn_telegram(
-    settings: &TelegramSettings,
-    auth: &Auth,
-    addr: SocketAddr,
-    data_dir: &Path,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    for old in auth.list("key").await? {
-        if old.name == TELEGRAM_KEY_NAME && old.revoked_at.is_none() {
-            auth.revoke(&old.id, "key").await?;
-        }
-    }
-    let scopes = [Scope::Read, Scope::Run, Scope::Command];
-    let (_, secret) = auth.create_key(TELEGRAM_KEY_NAME, &scopes).await?;
-    let host = if addr.ip().is_unspecified() {
-        match addr {
-            SocketAddr::V4(_) => "127.0.0.1".to_owned(),
-            SocketAddr::V6(_) => "[::1]".to_owned(),
-        }
-    } else if addr.is_ipv6() {
-        format!("[{}]", addr.ip())
-    } else {
-        addr.ip().to_string()
-    };
-    let url = format!("http://{host}:{}", addr.port());
-    let cfg = settings.bridge_config(url, secret, data_dir);
-    tokio::spawn(async move {
-        let mut shutdown = shutdown;
-        let stop = async move {
-            let _ = shutdown.wait_for(|down| *down).await;
-        };
-        if let Err(e) = bridges::telegram::run(cfg, stop).await {
-            tracing::error!(error = %e, "the telegram bridge stopped");
-        }
-    });
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,100 @@
+//! The small SQLite file each bridge keeps its own state in: opened in WAL mode with
+//! `synchronous=FULL` (what a bridge commits survives a crash), its schema applied, and
+//! every call run on the blocking pool so no lock is held across an `.await`. Plus the
+//! `meta` key/value table both bridges keep cursors and offsets in. What the tables mean is
+//! each bridge's business (`telegram::state`, `email::state`).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the state directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the state lock was poisoned")]
+    Poisoned,
+    #[error("state task failed: {0}")]
+    Task(String),
+}
+
+/// Handle to a state file; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating it and its directory) the file at `path` and applies `schema`, which
+    /// must hold a `meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)` table.
+    pub fn open(path: &Path, schema: &str) -> Result<Self, DbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| DbError::Dir(dir.display().to_string(), e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )?;
+        conn.execute_batch(schema)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().map_err(|_| DbError::Poisoned)?;
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// The `meta` value under `key`.
+    pub async fn meta(&self, key: &'static str) -> Result<Option<String>, DbError> {
+        self.call(move |c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    /// A numeric `meta` value (0 when unset).
+    pub async fn meta_u64(&self, key: &'static str) -> Result<u64, DbError> {
+        Ok(self
+            .meta(key)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn set_meta(&self, key: &'static str, value: String) -> Result<(), DbError> {
+        self.call(move |c| {
+            set_meta(c, key, &value)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Sets a `meta` value inside a caller's transaction.
+pub fn set_meta(c: &Connection, key: &str, value: &str) -> Result<(), DbError> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}

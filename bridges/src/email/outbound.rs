@@ -1,0 +1,349 @@
+//! Gateway → mail: follows the global ledger stream from the cursor in the state file and
+//! turns the records of runs bound to an address into outbox rows. A run is bound by
+//! `notify: ["email:<addr>"]` (optionally `email:<addr>?all` or `?asks_only`), by its
+//! session `email:<addr>` (started by mail: it answers in that mail's thread and mails
+//! everything), or through its parent. Each `ask` becomes a prompt mail with a signed reply
+//! token; with mode `all`, what the run says rides along with its next question or end.
+//! A record's outbox rows, state changes and the cursor past it commit in one transaction,
+//! so a restart neither loses nor repeats a mail. It never sends mail or commands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use protocol::{LedgerRecord, RecordStatus, StepEvent, StreamItem};
+use serde_json::Value;
+
+use super::state::{Change, EmailRun, Prompt};
+use super::{Ctx, EmailError, Mode, compose, inbound};
+
+const CURSOR: &str = "ledger_cursor";
+/// Records of runs that mail nobody move the stored cursor only this often.
+const IDLE_COMMIT_EVERY: u64 = 256;
+
+struct Follower {
+    ctx: Arc<Ctx>,
+    committed: u64,
+}
+
+/// Follows the ledger forever, reconnecting with back-off when the stream fails.
+pub(crate) async fn follow(ctx: Arc<Ctx>) {
+    let mut f = Follower { ctx, committed: 0 };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match f.follow_once().await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "email bridge: ledger follower restarts");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+impl Follower {
+    async fn follow_once(&mut self) -> Result<(), EmailError> {
+        let cursor = self.ctx.state.meta_u64(CURSOR).await?;
+        self.committed = cursor;
+        let mut stream = Box::pin(self.ctx.client.stream_global(cursor).await?);
+        while let Some(item) = stream.next().await {
+            if let StreamItem::Step(ev) = item? {
+                self.on_record(*ev).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_record(&mut self, ev: StepEvent) -> Result<(), EmailError> {
+        let r = &ev.record;
+        let changes = if r.effect_kind() == "run_started" {
+            self.bind(r).await?
+        } else {
+            match self.ctx.state.run(r.run_id.clone()).await? {
+                Some(run) => self.show(r, run),
+                None => Vec::new(),
+            }
+        };
+        if changes.is_empty() && ev.cursor - self.committed < IDLE_COMMIT_EVERY {
+            return Ok(());
+        }
+        let mails = !changes.is_empty();
+        self.ctx.state.commit_record(ev.cursor, changes).await?;
+        self.committed = ev.cursor;
+        if mails {
+            self.ctx.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A new run: binds it to the address of its `notify`, its session or its parent.
+    async fn bind(&self, r: &LedgerRecord) -> Result<Vec<Change>, EmailError> {
+        let p = payload(r);
+        let flow = p["bundle_id"].as_str().unwrap_or("run").to_owned();
+        let mut run = EmailRun {
+            run_id: r.run_id.clone(),
+            address: String::new(),
+            flow: flow.clone(),
+            mode: self.ctx.cfg.mode_of(&flow).as_str().into(),
+            thread_id: None,
+            thread_subject: None,
+            last_message_id: None,
+            pending: None,
+        };
+        let notified = p["notify"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find_map(address_of);
+        let session = p["session_id"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("email:"));
+        let parent = match p["parent_run_id"].as_str() {
+            Some(id) => self.ctx.state.run(id.to_owned()).await?,
+            None => None,
+        };
+        if let Some((address, mode)) = notified {
+            run.address = address;
+            if let Some(m) = mode {
+                run.mode = m.as_str().into();
+            }
+        } else if let Some(address) = session.filter(|a| a.contains('@')) {
+            run.address = address.to_ascii_lowercase();
+            run.mode = Mode::All.as_str().into();
+            if let Some((id, subject)) = self.thread(&r.run_id).await? {
+                run.thread_id = Some(id);
+                run.thread_subject = Some(subject);
+            }
+        } else if let Some(parent) = parent {
+            run.address = parent.address;
+            run.mode = parent.mode;
+            run.thread_id = parent.thread_id;
+            run.thread_subject = parent.thread_subject;
+        } else {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Change::Bind(run)])
+    }
+
+    /// The mail that started a run (from its input), if it was started by mail.
+    async fn thread(&self, run_id: &str) -> Result<Option<(String, String)>, EmailError> {
+        let path = format!("api/gateway/runs/{run_id}/input_data");
+        match self.ctx.client.get_json(&path).await {
+            Ok(v) => Ok(inbound::thread_of(&v["input_data"])),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(run = run_id, error = %e, "cannot read a run's input");
+                Ok(None)
+            }
+        }
+    }
+
+    /// What one record of a bound run changes.
+    fn show(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
+        let all = run.mode == Mode::All.as_str();
+        let run_id = r.run_id.clone();
+        match (r.status, r.effect_kind()) {
+            (RecordStatus::Completed, "say") if all => {
+                let text = payload(r)["text"].as_str().unwrap_or("").trim().to_owned();
+                if text.is_empty() {
+                    return Vec::new();
+                }
+                let joined = match &run.pending {
+                    Some(p) => format!("{p}\n\n{text}"),
+                    None => text,
+                };
+                vec![Change::Pending {
+                    run_id,
+                    text: Some(joined),
+                }]
+            }
+            (RecordStatus::Waiting, "ask") => self.ask(r, run),
+            (RecordStatus::Waiting, _) => match &run.pending {
+                Some(text) => {
+                    let key = format!("say:{}:{}", run.run_id, r.seq);
+                    let mail = compose::say(&self.ctx.style, &run, &key, text);
+                    vec![
+                        Change::Mail {
+                            run_id: run_id.clone(),
+                            mail,
+                        },
+                        Change::Pending { run_id, text: None },
+                    ]
+                }
+                None => Vec::new(),
+            },
+            (RecordStatus::Completed, "") if answer_of(r) => vec![
+                Change::Answered {
+                    run_id: run_id.clone(),
+                    wait_key: Some(r.step_id.clone()),
+                },
+                Change::Status {
+                    run_id,
+                    status: "running".into(),
+                },
+            ],
+            (_, "run_completed" | "run_failed" | "run_cancelled") => self.ended(r, run, all),
+            _ => Vec::new(),
+        }
+    }
+
+    fn ask(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
+        let p = payload(r);
+        let choices: Vec<String> = p["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        let prompt = Prompt {
+            id: 0,
+            run_id: r.run_id.clone(),
+            wait_key: p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned(),
+            address: run.address.clone(),
+            question: p["prompt"].as_str().unwrap_or("Your answer?").to_owned(),
+            allow_free_text: p["allow_free_text"].as_bool().unwrap_or(choices.is_empty()),
+            choices,
+            message_id: None,
+            answered: false,
+        };
+        let (style, signer) = (self.ctx.style.clone(), self.ctx.signer.clone());
+        let asked = prompt.clone();
+        let snapshot = run.clone();
+        let compose = Box::new(move |id: i64| {
+            let p = Prompt { id, ..asked };
+            let t = signer.token(id, &p.run_id, &p.wait_key);
+            let mut mail = compose::prompt(&style, &snapshot, &p, &t);
+            if let Some(said) = &snapshot.pending {
+                mail.body = format!("{said}\n\n{}", mail.body);
+            }
+            mail
+        });
+        vec![
+            Change::Prompt(prompt, compose),
+            Change::Pending {
+                run_id: r.run_id.clone(),
+                text: None,
+            },
+            Change::Status {
+                run_id: r.run_id.clone(),
+                status: "waiting".into(),
+            },
+        ]
+    }
+
+    fn ended(&self, r: &LedgerRecord, run: EmailRun, all: bool) -> Vec<Change> {
+        let status = match r.effect_kind() {
+            "run_failed" => "failed",
+            "run_cancelled" => "cancelled",
+            _ => "completed",
+        };
+        let mut changes = vec![
+            Change::Answered {
+                run_id: r.run_id.clone(),
+                wait_key: None,
+            },
+            Change::Status {
+                run_id: r.run_id.clone(),
+                status: status.into(),
+            },
+        ];
+        if all {
+            let output = match &run.pending {
+                Some(said) => Some(said.clone()),
+                None => output_text(r.result.as_ref()),
+            };
+            let mail = compose::ended(
+                &self.ctx.style,
+                &run,
+                status,
+                r.error.as_deref(),
+                output.as_deref(),
+            );
+            changes.push(Change::Mail {
+                run_id: r.run_id.clone(),
+                mail,
+            });
+            changes.push(Change::Pending {
+                run_id: r.run_id.clone(),
+                text: None,
+            });
+        }
+        changes
+    }
+}
+
+fn payload(r: &LedgerRecord) -> &Value {
+    r.effect
+        .as_ref()
+        .map(|e| &e.payload)
+        .unwrap_or(&Value::Null)
+}
+
+fn answer_of(r: &LedgerRecord) -> bool {
+    r.result
+        .as_ref()
+        .is_some_and(|v| v.get("response").is_some())
+}
+
+/// `email:alice@x` or `email:alice@x?all` → (address, mode).
+fn address_of(target: &str) -> Option<(String, Option<Mode>)> {
+    let rest = target.strip_prefix("email:")?;
+    let (address, mode) = match rest.split_once('?') {
+        Some((a, m)) => (a, Mode::parse(m)),
+        None => (rest, None),
+    };
+    address
+        .contains('@')
+        .then(|| (address.trim().to_ascii_lowercase(), mode))
+}
+
+/// A run's output as text: an object's fields one per line, a string as it is.
+fn output_text(out: Option<&Value>) -> Option<String> {
+    match out? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) if !m.is_empty() => Some(
+            m.iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}: {s}"),
+                    other => format!("{k}: {other}"),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn notify_targets_name_an_address_and_maybe_a_mode() {
+        assert_eq!(
+            address_of("email:Alice@Example.test"),
+            Some(("alice@example.test".into(), None))
+        );
+        assert_eq!(
+            address_of("email:a@x?all"),
+            Some(("a@x".into(), Some(Mode::All)))
+        );
+        assert_eq!(address_of("telegram:42"), None);
+        assert_eq!(address_of("email:nobody"), None);
+    }
+
+    #[test]
+    fn outputs_read_as_lines() {
+        let out = json!({"decision": "approve", "n": 2});
+        assert_eq!(
+            output_text(Some(&out)).as_deref(),
+            Some("decision: approve\nn: 2")
+        );
+        assert_eq!(output_text(Some(&Value::Null)), None);
+        assert_eq!(output_text(Some(&json!("done"))).as_deref(), Some("done"));
+    }
+}

@@ -1,0 +1,425 @@
+//! The email bridge's own state, in a small SQLite file (WAL, `synchronous=FULL`): the
+//! IMAP mailbox's UIDVALIDITY and last UID handled, the gateway ledger cursor, which address
+//! each run mails, the prompts sent (for reply tokens), the outbox of mail to send (one row
+//! per mail, keyed so a record replayed after a crash enqueues nothing twice) and the
+//! Message-IDs of replies already handled. It never talks to IMAP, SMTP or the gateway.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::EmailError;
+use crate::db::Db;
+
+type Result<T> = std::result::Result<T, EmailError>;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    thread_id TEXT,
+    thread_subject TEXT,
+    last_message_id TEXT,
+    pending TEXT,
+    status TEXT NOT NULL DEFAULT 'running'
+);
+CREATE TABLE IF NOT EXISTS prompts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    wait_key TEXT NOT NULL,
+    address TEXT NOT NULL,
+    question TEXT NOT NULL,
+    choices TEXT NOT NULL,
+    allow_free_text INTEGER NOT NULL,
+    message_id TEXT,
+    answered INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (run_id, wait_key, address)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    to_addr TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    in_reply_to TEXT,
+    refs TEXT NOT NULL DEFAULT '[]',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL DEFAULT 0,
+    sent_at TEXT,
+    failed_at TEXT,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, failed_at, next_at);
+CREATE TABLE IF NOT EXISTS handled (
+    message_id TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"#;
+
+/// A mail to send. `key` makes enqueueing idempotent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OutMail {
+    pub key: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    /// Without angle brackets.
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+}
+
+/// A queued mail with its delivery bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: i64,
+    pub mail: OutMail,
+    pub attempts: u32,
+}
+
+/// A run that mails an address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailRun {
+    pub run_id: String,
+    pub address: String,
+    pub flow: String,
+    /// `all` or `asks_only`.
+    pub mode: String,
+    /// The Message-ID of the mail that started the run (its replies stay in that thread).
+    pub thread_id: Option<String>,
+    pub thread_subject: Option<String>,
+    /// The Message-ID of the last mail the bridge sent about this run.
+    pub last_message_id: Option<String>,
+    /// What the run said since its last mail (sent with the next question or its end).
+    pub pending: Option<String>,
+}
+
+/// A question sent by mail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub id: i64,
+    pub run_id: String,
+    pub wait_key: String,
+    pub address: String,
+    pub question: String,
+    pub choices: Vec<String>,
+    pub allow_free_text: bool,
+    pub message_id: Option<String>,
+    pub answered: bool,
+}
+
+/// Builds a prompt's mail once its id (and so its token) is known.
+pub type ComposePrompt = Box<dyn FnOnce(i64) -> OutMail + Send>;
+
+/// What one ledger record changes; applied with the cursor in one transaction.
+pub enum Change {
+    Bind(EmailRun),
+    Prompt(Prompt, ComposePrompt),
+    Mail {
+        run_id: String,
+        mail: OutMail,
+    },
+    Answered {
+        run_id: String,
+        wait_key: Option<String>,
+    },
+    Status {
+        run_id: String,
+        status: String,
+    },
+    Pending {
+        run_id: String,
+        text: Option<String>,
+    },
+}
+
+/// Handle to the state file; cheap to clone. Every call runs on the blocking pool.
+#[derive(Clone)]
+pub struct State {
+    db: Db,
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            db: Db::open(path, SCHEMA)?,
+        })
+    }
+
+    async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+    {
+        self.db.call(f).await
+    }
+
+    pub async fn meta_u64(&self, key: &'static str) -> Result<u64> {
+        Ok(self.db.meta_u64(key).await?)
+    }
+
+    pub async fn set_meta(&self, key: &'static str, value: String) -> Result<()> {
+        Ok(self.db.set_meta(key, value).await?)
+    }
+
+    /// Applies a record's changes and moves the ledger cursor, in one transaction.
+    pub async fn commit_record(&self, cursor: u64, changes: Vec<Change>) -> Result<()> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            for ch in changes {
+                apply(&tx, ch)?;
+            }
+            crate::db::set_meta(&tx, "ledger_cursor", &cursor.to_string())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn run(&self, run_id: String) -> Result<Option<EmailRun>> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT run_id, address, flow, mode, thread_id, thread_subject, last_message_id,
+                        pending FROM runs WHERE run_id = ?1",
+                [run_id],
+                |r| {
+                    Ok(EmailRun {
+                        run_id: r.get(0)?,
+                        address: r.get(1)?,
+                        flow: r.get(2)?,
+                        mode: r.get(3)?,
+                        thread_id: r.get(4)?,
+                        thread_subject: r.get(5)?,
+                        last_message_id: r.get(6)?,
+                        pending: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn prompt(&self, id: i64) -> Result<Option<Prompt>> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT id, run_id, wait_key, address, question, choices, allow_free_text,
+                        message_id, answered FROM prompts WHERE id = ?1",
+                [id],
+                |r| {
+                    let choices: String = r.get(5)?;
+                    Ok(Prompt {
+                        id: r.get(0)?,
+                        run_id: r.get(1)?,
+                        wait_key: r.get(2)?,
+                        address: r.get(3)?,
+                        question: r.get(4)?,
+                        choices: serde_json::from_str(&choices).unwrap_or_default(),
+                        allow_free_text: r.get(6)?,
+                        message_id: r.get(7)?,
+                        answered: r.get(8)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// How a reply with this Message-ID was handled before, if it was.
+    pub async fn handled(&self, message_id: String) -> Result<Option<String>> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT outcome FROM handled WHERE message_id = ?1",
+                [message_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Records how a mail was handled and enqueues the answer to it, together.
+    pub async fn set_handled(
+        &self,
+        message_id: String,
+        outcome: String,
+        answer: Option<OutMail>,
+    ) -> Result<()> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO handled (message_id, outcome, at) VALUES (?1, ?2, ?3)",
+                params![message_id, outcome, chrono::Utc::now().to_rfc3339()],
+            )?;
+            if let Some(m) = answer {
+                enqueue(&tx, &m)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Mail due for sending at `now_ms`, oldest first.
+    pub async fn due(&self, now_ms: i64, limit: u32) -> Result<Vec<Queued>> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, key, to_addr, subject, body, message_id, in_reply_to, refs, attempts
+                 FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND next_at <= ?1
+                 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, limit], |r| {
+                let refs: String = r.get(7)?;
+                Ok(Queued {
+                    id: r.get(0)?,
+                    mail: OutMail {
+                        key: r.get(1)?,
+                        to: r.get(2)?,
+                        subject: r.get(3)?,
+                        body: r.get(4)?,
+                        message_id: r.get(5)?,
+                        in_reply_to: r.get(6)?,
+                        references: serde_json::from_str(&refs).unwrap_or_default(),
+                    },
+                    attempts: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// When the next unsent mail is due (unix ms), if any.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        self.call(|c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_at) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    pub async fn mark_sent(&self, id: i64) -> Result<()> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1 WHERE id = ?1",
+                params![id, chrono::Utc::now().to_rfc3339()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a failed attempt: retried at `next_at`, or given up when `None`.
+    pub async fn mark_failed(&self, id: i64, error: String, next_at: Option<i64>) -> Result<()> {
+        self.call(move |c| {
+            let now = chrono::Utc::now().to_rfc3339();
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2,
+                   next_at = COALESCE(?3, next_at),
+                   failed_at = CASE WHEN ?3 IS NULL THEN ?4 ELSE NULL END
+                 WHERE id = ?1",
+                params![id, error, next_at, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn enqueue(tx: &rusqlite::Transaction<'_>, m: &OutMail) -> Result<bool> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO outbox (key, to_addr, subject, body, message_id, in_reply_to, refs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            m.key,
+            m.to,
+            m.subject,
+            m.body,
+            m.message_id,
+            m.in_reply_to,
+            serde_json::to_string(&m.references)?
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+fn set_last_message(tx: &rusqlite::Transaction<'_>, run_id: &str, id: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE runs SET last_message_id = ?2 WHERE run_id = ?1",
+        params![run_id, id],
+    )?;
+    Ok(())
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, ch: Change) -> Result<()> {
+    match ch {
+        Change::Bind(r) => {
+            tx.execute(
+                "INSERT OR IGNORE INTO runs (run_id, address, flow, mode, thread_id, thread_subject, last_message_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)",
+                params![r.run_id, r.address, r.flow, r.mode, r.thread_id, r.thread_subject],
+            )?;
+        }
+        Change::Prompt(p, compose) => {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO prompts (run_id, wait_key, address, question, choices, allow_free_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    p.run_id,
+                    p.wait_key,
+                    p.address,
+                    p.question,
+                    serde_json::to_string(&p.choices)?,
+                    p.allow_free_text
+                ],
+            )?;
+            if inserted == 1 {
+                let id = tx.last_insert_rowid();
+                let mail = compose(id);
+                tx.execute(
+                    "UPDATE prompts SET message_id = ?2 WHERE id = ?1",
+                    params![id, mail.message_id],
+                )?;
+                enqueue(tx, &mail)?;
+                set_last_message(tx, &p.run_id, &mail.message_id)?;
+            }
+        }
+        Change::Mail { run_id, mail } => {
+            if enqueue(tx, &mail)? {
+                set_last_message(tx, &run_id, &mail.message_id)?;
+            }
+        }
+        Change::Answered { run_id, wait_key } => {
+            tx.execute(
+                "UPDATE prompts SET answered = 1 WHERE run_id = ?1 AND (?2 IS NULL OR wait_key = ?2)",
+                params![run_id, wait_key],
+            )?;
+        }
+        Change::Pending { run_id, text } => {
+            tx.execute(
+                "UPDATE runs SET pending = ?2 WHERE run_id = ?1",
+                params![run_id, text],
+            )?;
+        }
+        Change::Status { run_id, status } => {
+            tx.execute(
+                "UPDATE runs SET status = ?2 WHERE run_id = ?1",
+                params![run_id, status],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,131 @@
+//! Channel bridges hosted by `switchboard serve` (or run alone by `switchboard bridge …`):
+//! their settings, checked at start ([`telegram`], [`email`]), and the wiring that gives an
+//! in-process bridge its own loopback URL and API key. A hosted bridge still talks to the
+//! gateway over HTTP like any client; this module never hands it the store.
+
+mod email;
+mod telegram;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::auth::{Auth, Scope};
+
+pub use email::{EmailArgs, EmailSettings};
+pub use telegram::{TelegramArgs, TelegramSettings};
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeCommand {
+    /// The Telegram bridge (long polling, or a webhook): `--gateway URL --token TOKEN` plus
+    /// the `SWITCHBOARD_TELEGRAM_*` settings.
+    Telegram {
+        /// The gateway's URL.
+        #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// An API token with the read, run and command scopes.
+        #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(flatten)]
+        telegram: TelegramArgs,
+    },
+    /// The email bridge (IMAP + SMTP): `--gateway URL --token TOKEN` plus the
+    /// `SWITCHBOARD_EMAIL_*` settings.
+    Email {
+        /// The gateway's URL.
+        #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// An API token with the read, run and command scopes.
+        #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The gateway's public URL, for links to runs in mails.
+        #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[command(flatten)]
+        email: Box<EmailArgs>,
+    },
+}
+
+/// A URL that reaches the gateway listening on `addr` from this machine.
+fn loopback_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        match addr {
+            SocketAddr::V4(_) => "127.0.0.1".to_owned(),
+            SocketAddr::V6(_) => "[::1]".to_owned(),
+        }
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+/// A fresh API key (read, run, command) named `name`, revoking the previous start's.
+async fn fresh_key(auth: &Auth, name: &str) -> anyhow::Result<String> {
+    for old in auth.list("key").await? {
+        if old.name == name && old.revoked_at.is_none() {
+            auth.revoke(&old.id, "key").await?;
+        }
+    }
+    let scopes = [Scope::Read, Scope::Run, Scope::Command];
+    let (_, secret) = auth.create_key(name, &scopes).await?;
+    Ok(secret)
+}
+
+/// Runs `bridge` until `shutdown` turns true, logging how it ended.
+fn spawn_until<F, E>(what: &'static str, shutdown: tokio::sync::watch::Receiver<bool>, bridge: F)
+where
+    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> E,
+    E: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut shutdown = shutdown;
+    let stop = Box::pin(async move {
+        let _ = shutdown.wait_for(|down| *down).await;
+    });
+    let run = bridge(stop);
+    tokio::spawn(async move {
+        if let Err(e) = run.await {
+            tracing::error!(error = %e, "the {what} bridge stopped");
+        }
+    });
+}
+
+/// Starts the Telegram bridge inside `serve`: a fresh API key replaces the previous start's,
+/// and the bridge reaches the gateway on loopback.
+pub async fn spawn_telegram(
+    settings: &TelegramSettings,
+    auth: &Auth,
+    addr: SocketAddr,
+    data_dir: &Path,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let secret = fresh_key(auth, "bridge:telegram").await?;
+    let cfg = settings.bridge_config(loopback_url(addr), secret, data_dir);
+    spawn_until("telegram", shutdown, |stop| async move {
+        bridges::telegram::run(cfg, stop)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    Ok(())
+}
+
+/// Starts the email bridge inside `serve`, like [`spawn_telegram`].
+pub async fn spawn_email(
+    settings: &EmailSettings,
+    auth: &Auth,
+    addr: SocketAddr,
+    data_dir: &Path,
+    public_url: Option<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let secret = fresh_key(auth, "bridge:email").await?;
+    let cfg = settings.bridge_config(loopback_url(addr), secret, data_dir, public_url);
+    spawn_until("email", shutdown, |stop| async move {
+        bridges::email::run(cfg, stop)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! The email bridge end to end: the real `switchboard` process (the bridge inside `serve`,
+//! or alone as `switchboard bridge email`) with a real Postfix and Dovecot on loopback.
+//! Prompts are read from the recipient's real mailbox over IMAP; replies are sent over
+//! SMTP the way common clients write them. Assertions read mailboxes, runs and ledgers.
+
+use std::time::Duration;
+
+use e2e::mail_server::MailServer;
+use e2e::process::{Bridge, Gateway};
+use serde_json::{Value, json};
+
+const PUBLIC: &str = "https://sb.example.test";
+
+fn env(mail: &MailServer) -> Vec<(&'static str, String)> {
+    let mut env = mail.bridge_env();
+    env.push((
+        "SWITCHBOARD_EMAIL_ALLOWED_SENDERS",
+        "bob@example.test".into(),
+    ));
+    env.push(("SWITCHBOARD_EMAIL_DEFAULT_FLOW", "approval".into()));
+    env.push(("SWITCHBOARD_PUBLIC_URL", PUBLIC.into()));
+    env
+}
+
+async fn setup() -> (MailServer, Gateway) {
+    let mail = MailServer::start().await;
+    let gw = Gateway::start(&env(&mail)).await;
+    (mail, gw)
+}
+
+async fn start(gw: &Gateway, flow: &str, text: &str, to: &str) -> String {
+    let body =
+        json!({"bundle_id": flow, "input_data": {"text": text}, "notify": [format!("email:{to}")]});
+    let (status, run) = gw.client().post("/api/gateway/runs/start", body).await;
+    assert_eq!(status, 200, "{run}");
+    run["run_id"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn run(gw: &Gateway, id: &str) -> Value {
+    gw.client().get(&format!("/api/gateway/runs/{id}")).await
+}
+
+async fn wait_status(gw: &Gateway, id: &str, status: &str) -> Value {
+    for _ in 0..300 {
+        let r = run(gw, id).await;
+        if r["status"] == status {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {id} never became {status}: {}", run(gw, id).await);
+}
+
+/// A received mail's header value (unfolded).
+fn header(raw: &str, name: &str) -> String {
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap_or_default();
+    msg.header_raw(name)
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn body(raw: &str) -> String {
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap_or_default();
+    let text = msg.body_text(0).map(|b| b.into_owned()).unwrap_or_default();
+    text.replace("\r\n", "\n")
+}
+
+/// How a reply is written.
+#[derive(Clone, Copy)]
+enum Client {
+    Gmail,
+    Outlook,
+    AppleMail,
+}
+
+/// A reply to `to` (a received mail) from `user`, with `answer` above the quote.
+fn reply(user: &str, to: &str, answer: &str, client: Client, id: &str) -> String {
+    let parent = header(to, "Message-ID");
+    let refs = format!("{} {parent}", header(to, "References"));
+    let subject = header(to, "Subject");
+    let quoted: String = body(to).lines().map(|l| format!("> {l}\r\n")).collect();
+    let text = match client {
+        Client::Gmail => format!(
+            "{answer}\r\n\r\nOn Fri, Nov 27, 2026 at 10:00 AM Switchboard <bot@example.test> wrote:\r\n\r\n{quoted}"
+        ),
+        Client::Outlook => format!(
+            "{answer}\r\n\r\n________________________________\r\nFrom: Switchboard <bot@example.test>\r\nSent: Friday, November 27, 2026 10:00 AM\r\nTo: {user}@example.test\r\nSubject: {subject}\r\n\r\n{}",
+            body(to)
+        ),
+        Client::AppleMail => format!(
+            "{answer}\r\n\r\nSent from my iPhone\r\n\r\n> On Nov 27, 2026, at 10:00, Switchboard <bot@example.test> wrote:\r\n>\r\n{quoted}"
+        ),
+    };
+    format!(
+        "From: {user} <{user}@example.test>\r\nTo: Switchboard <bot@example.test>\r\nSubject: Re: {subject}\r\nMessage-ID: <{id}@client.test>\r\nIn-Reply-To: {parent}\r\nReferences: {}\r\nDate: Fri, 27 Nov 2026 10:01:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}",
+        refs.trim()
+    )
+}
+
+async fn send(mail: &MailServer, user: &str, raw: &str) {
+    let from = format!("{user}@example.test");
+    mail.send_raw(&from, "bot@example.test", raw).await;
+}
+
+async fn prompt_for(mail: &MailServer, user: &str, question: &str) -> String {
+    mail.wait_for_mail(user, 30, question, |m| m.contains(question))
+        .await
+}
+
+#[tokio::test]
+async fn an_approval_prompt_is_mailed_and_a_reply_completes_the_run_once() {
+    let (mail, gw) = setup().await;
+    let id = start(&gw, "approval", "deploy v2", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: deploy v2").await;
+    let subject = header(&prompt, "Subject");
+    assert!(
+        subject.starts_with("approval: Approve or reject: deploy v2 [ref sb."),
+        "{subject}"
+    );
+    let text = body(&prompt);
+    assert!(text.contains("  1. approve\n  2. reject"), "{text}");
+    assert!(text.contains(&format!("{PUBLIC}/app/runs/{id}")), "{text}");
+    assert!(text.contains("above the quoted text"), "{text}");
+    assert!(header(&prompt, "Message-ID").starts_with("<sb."));
+
+    let answer = reply(
+        "alice",
+        &prompt,
+        "Approve.\r\n\r\nThanks,\r\nAlice",
+        Client::Outlook,
+        "r1",
+    );
+    send(&mail, "alice", &answer).await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "approve", "{done}");
+    let a = gw.client().answers(&id).await;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["actor"]["channel"], "email");
+    assert_eq!(a[0]["actor"]["client_id"], "email:alice@example.test");
+
+    // The same reply delivered again (a client resending, or a duplicate delivery).
+    send(&mail, "alice", &answer).await;
+    mail.wait_all_seen("bot", 2, 30).await;
+    assert_eq!(gw.client().answers(&id).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        mail.inbox("alice").await.len(),
+        1,
+        "only the prompt was mailed"
+    );
+}
+
+#[tokio::test]
+async fn a_free_text_answer_from_an_iphone() {
+    let (mail, gw) = setup().await;
+    let id = start(
+        &gw,
+        "ask",
+        "Which cluster should we use?",
+        "alice@example.test",
+    )
+    .await;
+    let prompt = prompt_for(&mail, "alice", "Which cluster should we use?").await;
+    assert!(
+        !body(&prompt).contains("1."),
+        "no choices: {}",
+        body(&prompt)
+    );
+    let r = reply(
+        "alice",
+        &prompt,
+        "The staging cluster, please.",
+        Client::AppleMail,
+        "f1",
+    );
+    send(&mail, "alice", &r).await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["answer"], "The staging cluster, please.");
+}
+
+#[tokio::test]
+async fn a_reply_after_the_prompt_was_answered_over_http_is_told_who_answered() {
+    let (mail, gw) = setup().await;
+    let id = start(&gw, "approval", "rotate keys", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: rotate keys").await;
+    let wait_key = run(&gw, &id).await["waiting"]["wait_key"].clone();
+    let cmd = json!({"command_id": "web-1", "run_id": id, "type": "resume", "client_id": "carol",
+        "channel": "web", "payload": {"wait_key": wait_key, "payload": {"response": "reject"}}});
+    let (s, body_) = gw.client().post("/api/gateway/commands", cmd).await;
+    assert_eq!(s, 200, "{body_}");
+    wait_status(&gw, &id, "completed").await;
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &prompt, "approve", Client::Gmail, "late1"),
+    )
+    .await;
+    let late = mail
+        .wait_for_mail("alice", 30, "the too-late answer", |m| {
+            m.contains("was not used")
+        })
+        .await;
+    let text = body(&late);
+    assert!(
+        text.contains("already answered by carol via web on "),
+        "{text}"
+    );
+    assert_eq!(header(&late, "In-Reply-To"), "<late1@client.test>");
+    let a = gw.client().answers(&id).await;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["result"]["response"], "reject");
+}
+
+#[tokio::test]
+async fn forged_unknown_and_invalid_replies_are_not_applied() {
+    let (mail, gw) = setup().await;
+    let id = start(&gw, "approval", "drop the table", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: drop the table").await;
+    let real = header(&prompt, "Message-ID");
+    // A forged token: the prompt's id with another signature, in the headers and subject.
+    let token = real.trim_matches(|c| c == '<' || c == '>');
+    let token = token.split('@').next().unwrap_or_default();
+    let sig = token.rsplit('.').next().unwrap_or_default();
+    assert_eq!(sig.len(), 16, "{real}");
+    let forged = reply("alice", &prompt, "approve", Client::Gmail, "forged1")
+        .replace(sig, "0000000000000000");
+    assert!(!forged.contains(sig));
+    send(&mail, "alice", &forged).await;
+    // A stranger replying to the real prompt.
+    send(
+        &mail,
+        "mallory",
+        &reply("mallory", &prompt, "approve", Client::Gmail, "m1"),
+    )
+    .await;
+    mail.wait_all_seen("bot", 2, 30).await;
+    assert_eq!(run(&gw, &id).await["status"], "waiting");
+    assert!(
+        mail.inbox("mallory").await.is_empty(),
+        "strangers get nothing"
+    );
+
+    // An answer that is no choice: the valid answers come back; a reply to that works.
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &prompt, "maybe later", Client::Gmail, "i1"),
+    )
+    .await;
+    let invalid = mail
+        .wait_for_mail("alice", 30, "the valid answers", |m| {
+            m.contains("is not one of the answers")
+        })
+        .await;
+    let text = body(&invalid);
+    assert!(
+        text.contains("\"maybe later\" is not one of the answers"),
+        "{text}"
+    );
+    assert!(text.contains("  1. approve\n  2. reject"), "{text}");
+    assert_eq!(run(&gw, &id).await["status"], "waiting");
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &invalid, "2", Client::Gmail, "i2"),
+    )
+    .await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "reject");
+    assert_eq!(gw.client().answers(&id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_standalone_bridge_restarted_between_prompt_and_reply_loses_and_repeats_nothing() {
+    let mail = MailServer::start().await;
+    let gw = Gateway::start(&[("SWITCHBOARD_PUBLIC_URL", PUBLIC.into())]).await;
+    let state = gw.data_dir.join("email-bridge.sqlite");
+    let mut bridge = Bridge::email(&gw, &state, &env(&mail)).await;
+    let id = start(&gw, "approval", "ship it", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: ship it").await;
+    bridge.kill().await;
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &prompt, "approve", Client::Gmail, "k1"),
+    )
+    .await;
+    // While the bridge is down another run asks alice something.
+    let other = start(&gw, "ask", "Anything else?", "alice@example.test").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(run(&gw, &id).await["status"], "waiting");
+    let _bridge = Bridge::email(&gw, &state, &env(&mail)).await;
+    wait_status(&gw, &id, "completed").await;
+    prompt_for(&mail, "alice", "Anything else?").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inbox = mail.inbox("alice").await;
+    assert_eq!(inbox.len(), 2, "each prompt once: {inbox:?}");
+    assert_eq!(run(&gw, &other).await["status"], "waiting");
+}
+
+#[tokio::test]
+async fn the_imap_server_restarting_while_the_bridge_idles_is_survived() {
+    let (mail, gw) = setup().await;
+    let id = start(&gw, "approval", "restart", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: restart").await;
+    mail.restart_imap(Duration::from_millis(300)).await;
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &prompt, "approve", Client::Gmail, "after-restart"),
+    )
+    .await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "approve");
+}
+
+#[tokio::test]
+async fn a_new_mail_from_an_allowed_sender_starts_the_default_flow_in_its_thread() {
+    let (mail, gw) = setup().await;
+    let new = "From: Bob <bob@example.test>\r\nTo: bot@example.test\r\nSubject: Deploy friday?\r\nMessage-ID: <new1@client.test>\r\n\r\nthe friday deploy\r\n\r\n-- \r\nBob\r\n";
+    send(&mail, "bob", new).await;
+    let prompt = prompt_for(&mail, "bob", "Approve or reject: the friday deploy").await;
+    assert_eq!(header(&prompt, "In-Reply-To"), "<new1@client.test>");
+    assert!(header(&prompt, "Subject").starts_with("Re: Deploy friday? [ref sb."));
+    send(
+        &mail,
+        "bob",
+        &reply("bob", &prompt, "1", Client::Gmail, "b2"),
+    )
+    .await;
+    let done = mail
+        .wait_for_mail("bob", 30, "the run's end", |m| {
+            m.contains("approval finished")
+        })
+        .await;
+    assert!(
+        body(&done).contains("Approved: the friday deploy"),
+        "{}",
+        body(&done)
+    );
+    // A stranger's new mail starts nothing.
+    let stranger = "From: mallory@example.test\r\nTo: bot@example.test\r\nSubject: hi\r\nMessage-ID: <evil1@client.test>\r\n\r\nrun something\r\n";
+    send(&mail, "mallory", stranger).await;
+    mail.wait_all_seen("bot", 3, 30).await;
+    let runs = gw.client().get("/api/gateway/runs?limit=100").await;
+    assert_eq!(runs["items"].as_array().map(Vec::len), Some(1), "{runs}");
+}
