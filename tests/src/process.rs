@@ -14,15 +14,20 @@ pub const TOKEN: &str = "e2e-admin-token-0123456789";
 
 /// The `switchboard` binary next to this test's executable (`target/<profile>/`).
 pub fn binary() -> PathBuf {
+    workspace_binary("switchboard")
+}
+
+/// A binary of the workspace next to this test's executable (`target/<profile>/NAME`).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile> dir");
-    let bin = dir.join("switchboard");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: build it first (`cargo build -p gateway`; scripts/test does)",
+        "{} is missing: build it first (`cargo build --workspace --bins`; scripts/test does)",
         bin.display()
     );
     bin
@@ -80,6 +85,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `serve` with `env` (e.g. `SWITCHBOARD_TELEGRAM_*`, the LLM fake's URL).
     pub async fn start(env: &[(&str, String)]) -> Self {
+        Self::start_with_flows(env, &flows_dir()).await
+    }
+
+    /// Starts `serve` with the flows in `flows`.
+    pub async fn start_with_flows(env: &[(&str, String)], flows: &Path) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut all = vec![
@@ -88,7 +98,7 @@ impl Gateway {
         ];
         all.extend(env.iter().cloned());
         let data = data_dir.to_string_lossy().into_owned();
-        let flows = flows_dir().to_string_lossy().into_owned();
+        let flows = flows.to_string_lossy().into_owned();
         let args = [
             "serve",
             "--port",

@@ -1,0 +1,446 @@
+//! The tray's brain, with no GUI types: the state of the gateway's active runs, built from a
+//! snapshot (`GET /runs`) and the ledger records that follow; the menu model that state
+//! shows; and what a click on a menu item asks of the gateway. Pure and deterministic (the
+//! clock and the command ids are passed in), so it is tested without a display.
+
+use std::collections::BTreeMap;
+
+use protocol::{CommandRequest, LedgerRecord, RecordStatus, RunSummary};
+use serde_json::{Value, json};
+
+/// A question a run waits on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub wait_key: String,
+    pub text: String,
+    pub choices: Vec<String>,
+}
+
+/// An active run as the tray shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub run_id: String,
+    pub flow: String,
+    /// `running`, `waiting` or `paused`.
+    pub status: String,
+    pub prompt: Option<Prompt>,
+}
+
+/// Which icon the tray shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Icon {
+    Idle,
+    /// Something waits for the person.
+    Attention,
+    /// The gateway is unreachable.
+    Offline,
+}
+
+/// One menu entry; `children` make it a submenu.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub id: String,
+    pub label: String,
+    pub enabled: bool,
+    /// Drawn as a submenu (holding `children`, possibly none).
+    pub submenu: bool,
+    pub children: Vec<Item>,
+}
+
+impl Item {
+    fn action(id: impl Into<String>, label: impl Into<String>, enabled: bool) -> Self {
+        Self {
+            id: id.into(),
+            label: label.into(),
+            enabled,
+            submenu: false,
+            children: Vec::new(),
+        }
+    }
+
+    fn text(label: impl Into<String>) -> Self {
+        Self::action("", label, false)
+    }
+
+    fn submenu(label: impl Into<String>, children: Vec<Item>) -> Self {
+        Self {
+            id: String::new(),
+            label: label.into(),
+            enabled: !children.is_empty(),
+            submenu: true,
+            children,
+        }
+    }
+
+    /// A separator line.
+    pub fn separator() -> Self {
+        Self::action("-", "", false)
+    }
+
+    pub fn is_separator(&self) -> bool {
+        self.id == "-"
+    }
+}
+
+/// What the menu shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Menu {
+    pub icon: Icon,
+    pub tooltip: String,
+    pub items: Vec<Item>,
+}
+
+impl Menu {
+    /// The first item (at any depth) labelled `label`.
+    pub fn find(&self, label: &str) -> Option<&Item> {
+        fn walk<'a>(items: &'a [Item], label: &str) -> Option<&'a Item> {
+            items.iter().find_map(|i| {
+                if i.label == label {
+                    Some(i)
+                } else {
+                    walk(&i.children, label)
+                }
+            })
+        }
+        walk(&self.items, label)
+    }
+}
+
+/// What a click asks for.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Durable commands to submit, in order.
+    Commands(Vec<CommandRequest>),
+    /// A URL to open in the browser.
+    Open(String),
+    Quit,
+}
+
+/// A desktop notification to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub title: String,
+    pub body: String,
+}
+
+/// Prompts older than this when their record arrives are not notified (catch-up after a
+/// restart must not flood the desktop).
+const NOTIFY_WITHIN_SECS: i64 = 120;
+
+/// The tray's state.
+#[derive(Debug, Clone, Default)]
+pub struct Controller {
+    runs: BTreeMap<String, RunView>,
+    connected: bool,
+    /// The gateway's base URL (for the web app's links).
+    gateway: String,
+    /// `client_id` of the commands this tray sends.
+    client_id: String,
+}
+
+fn short(run_id: &str) -> &str {
+    run_id.get(..8).unwrap_or(run_id)
+}
+
+fn payload(r: &LedgerRecord) -> &Value {
+    r.effect
+        .as_ref()
+        .map(|e| &e.payload)
+        .unwrap_or(&Value::Null)
+}
+
+impl Controller {
+    pub fn new(gateway: &str, client_id: &str) -> Self {
+        Self {
+            gateway: gateway.trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn runs(&self) -> impl Iterator<Item = &RunView> {
+        self.runs.values()
+    }
+
+    pub fn run(&self, run_id: &str) -> Option<&RunView> {
+        self.runs.get(run_id)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn set_connected(&mut self, connected: bool) {
+        self.connected = connected;
+    }
+
+    /// Replaces the state with a snapshot of the active runs.
+    pub fn load(&mut self, active: &[RunSummary]) {
+        self.runs.clear();
+        for r in active.iter().filter(|r| !r.status.is_terminal()) {
+            let prompt = r
+                .waiting
+                .as_ref()
+                .filter(|w| w.reason == "user")
+                .map(|w| Prompt {
+                    wait_key: w.wait_key.clone(),
+                    text: w.prompt.clone().unwrap_or_default(),
+                    choices: w.choices.clone(),
+                });
+            let view = RunView {
+                run_id: r.run_id.clone(),
+                flow: r.bundle_id.clone(),
+                status: r.status.as_str().to_owned(),
+                prompt,
+            };
+            self.runs.insert(r.run_id.clone(), view);
+        }
+        self.connected = true;
+    }
+
+    /// Applies one ledger record; returns the notification it calls for. `now` is unix
+    /// seconds.
+    pub fn apply(&mut self, r: &LedgerRecord, now: i64) -> Option<Notice> {
+        let id = &r.run_id;
+        match (r.status, r.effect_kind()) {
+            (_, "run_started") => {
+                let flow = payload(r)["bundle_id"].as_str().unwrap_or("run").to_owned();
+                self.runs.entry(id.clone()).or_insert(RunView {
+                    run_id: id.clone(),
+                    flow,
+                    status: "running".into(),
+                    prompt: None,
+                });
+                None
+            }
+            (_, "run_completed" | "run_failed" | "run_cancelled") => {
+                self.runs.remove(id);
+                None
+            }
+            (RecordStatus::Waiting, "ask") => self.asked(r, now),
+            (RecordStatus::Waiting, _) => {
+                self.set_status(id, "waiting");
+                None
+            }
+            (RecordStatus::Completed, "pause") => {
+                self.set_status(id, "paused");
+                None
+            }
+            (RecordStatus::Completed, "resume") => {
+                self.set_status(id, "running");
+                None
+            }
+            (RecordStatus::Completed, "")
+                if r.result
+                    .as_ref()
+                    .is_some_and(|v| v.get("response").is_some()) =>
+            {
+                if let Some(run) = self.runs.get_mut(id)
+                    && run.prompt.as_ref().is_some_and(|p| p.wait_key == r.step_id)
+                {
+                    run.prompt = None;
+                    run.status = "running".into();
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn set_status(&mut self, run_id: &str, status: &str) {
+        if let Some(run) = self.runs.get_mut(run_id) {
+            run.status = status.into();
+        }
+    }
+
+    fn asked(&mut self, r: &LedgerRecord, now: i64) -> Option<Notice> {
+        let p = payload(r);
+        let prompt = Prompt {
+            wait_key: p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned(),
+            text: p["prompt"].as_str().unwrap_or("A question").to_owned(),
+            choices: p["choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect(),
+        };
+        let run = self.runs.entry(r.run_id.clone()).or_insert(RunView {
+            run_id: r.run_id.clone(),
+            flow: "run".into(),
+            status: "waiting".into(),
+            prompt: None,
+        });
+        run.status = "waiting".into();
+        run.prompt = Some(prompt.clone());
+        let fresh = chrono::DateTime::parse_from_rfc3339(&r.started_at)
+            .map(|t| now - t.timestamp() <= NOTIFY_WITHIN_SECS)
+            .unwrap_or(false);
+        fresh.then(|| Notice {
+            title: format!("{} is waiting for you", run.flow),
+            body: prompt.text,
+        })
+    }
+
+    /// Runs waiting on a person, and the others.
+    fn counts(&self) -> (usize, usize, usize) {
+        let waiting = self.runs.values().filter(|r| r.prompt.is_some()).count();
+        let paused = self
+            .runs
+            .values()
+            .filter(|r| r.prompt.is_none() && r.status == "paused")
+            .count();
+        (self.runs.len() - waiting - paused, waiting, paused)
+    }
+
+    /// The top line: "2 running · 1 waiting", or that the gateway is unreachable.
+    pub fn summary(&self) -> String {
+        if !self.connected {
+            return "Gateway unreachable (retrying)".into();
+        }
+        let (running, waiting, paused) = self.counts();
+        let mut s = format!("{running} running · {waiting} waiting");
+        if paused > 0 {
+            s.push_str(&format!(" · {paused} paused"));
+        }
+        s
+    }
+
+    /// The menu for the current state.
+    pub fn menu(&self) -> Menu {
+        let (_, waiting, _) = self.counts();
+        let icon = match (self.connected, waiting) {
+            (false, _) => Icon::Offline,
+            (true, 0) => Icon::Idle,
+            (true, _) => Icon::Attention,
+        };
+        let mut items = vec![Item::text(self.summary()), Item::separator()];
+        items.push(Item::text("Waiting for you"));
+        let prompts: Vec<&RunView> = self.runs.values().filter(|r| r.prompt.is_some()).collect();
+        if prompts.is_empty() {
+            items.push(Item::text("  Nothing waits for you"));
+        }
+        for run in prompts {
+            items.push(prompt_entry(run));
+        }
+        items.push(Item::separator());
+        let runs: Vec<Item> = self.runs.values().map(run_entry).collect();
+        items.push(Item::submenu(format!("Runs ({})", runs.len()), runs));
+        let any_running = self.runs.values().any(|r| r.status != "paused");
+        let any_paused = self.runs.values().any(|r| r.status == "paused");
+        items.push(Item::action("pause_all", "Pause all", any_running));
+        items.push(Item::action("resume_all", "Resume all", any_paused));
+        items.push(Item::separator());
+        items.push(Item::action("open_app", "Open web app", true));
+        items.push(Item::action("quit", "Quit", true));
+        Menu {
+            icon,
+            tooltip: format!("Switchboard: {}", self.summary()),
+            items,
+        }
+    }
+
+    /// What a click on the item `id` asks for; `command_id` names the command(s) it sends
+    /// (one click, one intent: a fresh id each click).
+    pub fn click(&self, id: &str, command_id: &str) -> Option<Action> {
+        let mut parts = id.splitn(4, '|');
+        let verb = parts.next()?;
+        match verb {
+            "quit" => Some(Action::Quit),
+            "open_app" => Some(Action::Open(format!("{}/app", self.gateway))),
+            "open" => {
+                let run = parts.next()?;
+                Some(Action::Open(format!("{}/app/runs/{run}", self.gateway)))
+            }
+            "answer" => {
+                let idx: usize = parts.next()?.parse().ok()?;
+                let run = self.runs.get(parts.next()?)?;
+                let wait_key = parts.next()?;
+                let prompt = run.prompt.as_ref().filter(|p| p.wait_key == wait_key)?;
+                let choice = prompt.choices.get(idx)?;
+                let payload = json!({"wait_key": wait_key, "payload": {"response": choice}});
+                Some(self.commands(vec![(run.run_id.as_str(), "resume", payload)], command_id))
+            }
+            "pause" | "resume" | "cancel" => {
+                let run = self.runs.get(parts.next()?)?;
+                Some(self.commands(vec![(run.run_id.as_str(), verb, json!({}))], command_id))
+            }
+            "pause_all" | "resume_all" => {
+                let (want, kind) = match verb {
+                    "pause_all" => (false, "pause"),
+                    _ => (true, "resume"),
+                };
+                let targets: Vec<_> = self
+                    .runs
+                    .values()
+                    .filter(|r| (r.status == "paused") == want)
+                    .map(|r| (r.run_id.as_str(), kind, json!({})))
+                    .collect();
+                (!targets.is_empty()).then(|| self.commands(targets, command_id))
+            }
+            _ => None,
+        }
+    }
+
+    fn commands(&self, targets: Vec<(&str, &str, Value)>, command_id: &str) -> Action {
+        let many = targets.len() > 1;
+        Action::Commands(
+            targets
+                .into_iter()
+                .enumerate()
+                .map(|(i, (run, kind, payload))| CommandRequest {
+                    command_id: if many {
+                        format!("{command_id}.{i}")
+                    } else {
+                        command_id.to_owned()
+                    },
+                    run_id: run.to_owned(),
+                    kind: kind.to_owned(),
+                    payload,
+                    client_id: Some(self.client_id.clone()),
+                    channel: Some("tray".into()),
+                })
+                .collect(),
+        )
+    }
+}
+
+fn prompt_entry(run: &RunView) -> Item {
+    let Some(p) = &run.prompt else {
+        return Item::text(&run.flow);
+    };
+    let mut children: Vec<Item> = p
+        .choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let id = format!("answer|{i}|{}|{}", run.run_id, p.wait_key);
+            Item::action(id, c, true)
+        })
+        .collect();
+    if !children.is_empty() {
+        children.push(Item::separator());
+    }
+    children.push(Item::action(format!("open|{}", run.run_id), "Open…", true));
+    let text: String = p.text.chars().take(60).collect();
+    Item::submenu(format!("{}: {text}", run.flow), children)
+}
+
+fn run_entry(run: &RunView) -> Item {
+    let id = &run.run_id;
+    let paused = run.status == "paused";
+    Item::submenu(
+        format!("{} ({}) · {}", run.flow, short(id), run.status),
+        vec![
+            Item::action(format!("pause|{id}"), "Pause", !paused),
+            Item::action(format!("resume|{id}"), "Resume", paused),
+            Item::action(format!("cancel|{id}"), "Cancel", true),
+            Item::separator(),
+            Item::action(format!("open|{id}"), "Open…", true),
+        ],
+    )
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;
