@@ -66,11 +66,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         openai_timeout: cfg.openai_timeout,
         openai_sessions: Default::default(),
     };
-    let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listener.local_addr()?;
+    let web = crate::channels::web_app(&auth, addr, cfg.public_url.as_deref())
+        .await
+        .context("cannot set up the web app")?;
+    let app = http::router_with(state, Some(web));
     // Small writes (SSE events, short JSON) go out at once instead of waiting for Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

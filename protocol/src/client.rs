@@ -223,6 +223,12 @@ impl Client {
         .await
     }
 
+    /// The newest global cursor (stream after it to see only what happens from now on).
+    pub async fn ledger_head(&self) -> Result<u64, ClientError> {
+        let v = self.get_json("api/gateway/ledger/head").await?;
+        Ok(v["cursor"].as_u64().unwrap_or(0))
+    }
+
     /// Follows every run's ledger after the global cursor `after`.
     pub async fn stream_global(
         &self,

@@ -92,6 +92,27 @@ where
     });
 }
 
+/// The web app (`/app`): it reaches the API on loopback like any client, with the
+/// visitor's token; its own key (admin scope, replaced at every start) only revokes a
+/// device at sign-out.
+pub async fn web_app(
+    auth: &Auth,
+    addr: SocketAddr,
+    public_url: Option<&str>,
+) -> anyhow::Result<axum::Router> {
+    for old in auth.list("key").await? {
+        if old.name == "web:signout" && old.revoked_at.is_none() {
+            auth.revoke(&old.id, "key").await?;
+        }
+    }
+    let (_, admin_token) = auth.create_key("web:signout", &[Scope::Admin]).await?;
+    Ok(web::router(web::WebConfig {
+        gateway_url: loopback_url(addr),
+        admin_token,
+        secure_cookies: public_url.is_some_and(|u| u.starts_with("https://")),
+    }))
+}
+
 /// Starts the Telegram bridge inside `serve`: a fresh API key replaces the previous start's,
 /// and the bridge reaches the gateway on loopback.
 pub async fn spawn_telegram(

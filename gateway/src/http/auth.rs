@@ -68,11 +68,13 @@ pub async fn guard(State(g): State<Gate>, req: Request, next: Next) -> Response 
         HeaderValue::from_static("nosniff"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    h.entry("referrer-policy")
+        .or_insert(HeaderValue::from_static("no-referrer"));
+    // A page (the web app) may declare its own policies; everything else gets the strictest.
+    h.entry("content-security-policy")
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp

@@ -118,6 +118,7 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(runs::input_data))
         .routes(routes!(runs::history_bundle))
         .routes(routes!(sse::global_stream))
+        .routes(routes!(sse::global_head))
         .routes(routes!(commands::status))
         .routes(routes!(meta::capabilities))
         .routes(routes!(meta::metrics))
@@ -157,17 +158,28 @@ fn api(gate: &Gate) -> Routes {
         .merge(gated(admin, gate, Scope::Admin))
 }
 
+/// The API, plus `extra` (the web app at `/app`) behind the same guard (origin, body limit,
+/// security headers).
 pub fn router(state: AppState) -> Router {
+    router_with(state, None)
+}
+
+pub fn router_with(state: AppState, web: Option<Router>) -> Router {
     let gate = state.gate.clone();
     let (routes, spec) = api(&gate).split_for_parts();
     let spec = std::sync::Arc::new(spec.to_pretty_json().unwrap_or_default());
-    routes
+    let routes = routes
         .route(
             "/openapi.json",
             get(move || meta::openapi_json(spec.clone())),
         )
         .route("/docs", get(meta::docs))
-        .merge(openai::routes(&gate))
+        .merge(openai::routes(&gate));
+    let routes = match web {
+        Some(web) => routes.nest_service("/app", web),
+        None => routes,
+    };
+    routes
         .fallback(meta::not_found)
         .route_layer(axum::middleware::from_fn(crate::telemetry::track))
         .layer(axum::extract::DefaultBodyLimit::max(gate.body_limit))

@@ -1,0 +1,160 @@
+// The web app in real headless Chromium (Debian's, driven by playwright-core) at a phone
+// viewport, against a real `switchboard serve` started by tests/tests/web.rs, which passes
+// GATEWAY_URL, ADMIN_TOKEN (for the API side of each scenario), PAIRING_CODE and SCREENSHOTS
+// (a folder: one PNG per step, FAILED-*.png on failure). Exits non-zero when a step fails.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const URL_ = process.env.GATEWAY_URL;
+const TOKEN = process.env.ADMIN_TOKEN;
+const CODE = process.env.PAIRING_CODE;
+const SHOTS = process.env.SCREENSHOTS || 'screenshots';
+mkdirSync(SHOTS, { recursive: true });
+
+const api = async (method, path, body) => {
+  const r = await fetch(URL_ + path, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return [r.status, await r.json().catch(() => null)];
+};
+const startRun = async (flow, text) => {
+  const [status, run] = await api('POST', '/api/gateway/runs/start', { bundle_id: flow, input_data: { text } });
+  if (status !== 200) throw new Error(`start ${flow}: ${status} ${JSON.stringify(run)}`);
+  return run.run_id;
+};
+const runOf = async (id) => (await api('GET', `/api/gateway/runs/${id}`))[1];
+const until = async (what, check, ms = 15000) => {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+const expectEq = (got, want, what) => {
+  if (got !== want) throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({
+  viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+});
+const page = await context.newPage();
+page.on('pageerror', (e) => console.error('page error:', e.message));
+let n = 0;
+const shot = (name) => page.screenshot({ path: `${SHOTS}/${String(++n).padStart(2, '0')}-${name}.png`, fullPage: true });
+const step = async (name, fn) => {
+  try {
+    await fn();
+    await shot(name);
+    console.log(`ok ${name}`);
+  } catch (e) {
+    await page.screenshot({ path: `${SHOTS}/FAILED-${name}.png`, fullPage: true }).catch(() => {});
+    console.error(`FAILED ${name}: ${e.stack || e}`);
+    await browser.close();
+    process.exit(1);
+  }
+};
+// Set on a page; still there later means the page was never reloaded.
+const mark = () => page.evaluate(() => { window.__stayed = true; });
+const stayed = async () => expectEq(await page.evaluate(() => window.__stayed === true), true, 'no reload');
+const card = (text) => page.locator('#inbox .card', { hasText: text });
+
+await step('sign-in-with-a-pairing-code', async () => {
+  await page.goto(`${URL_}/app/inbox`);
+  expectEq(new URL(page.url()).pathname, '/app/login', 'unsigned visitors are sent to sign in');
+  await page.getByLabel('Pairing code').fill(CODE);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/app/inbox');
+  await page.getByRole('heading', { name: 'Inbox' }).waitFor();
+  const cookie = (await context.cookies()).find((c) => c.name === 'sb_session');
+  expectEq(cookie && cookie.httpOnly, true, 'HttpOnly');
+  expectEq(cookie && cookie.sameSite, 'Strict', 'SameSite');
+  expectEq(cookie && cookie.path, '/app', 'Path');
+});
+
+await step('answer-from-the-inbox-and-see-the-run-complete', async () => {
+  await mark();
+  const id = await startRun('approval', 'deploy v2');
+  await card('Approve or reject: deploy v2').waitFor();
+  await card('Approve or reject: deploy v2').getByRole('button', { name: 'approve' }).click();
+  await page.locator('#recent li', { hasText: 'approval: approve · completed' }).waitFor();
+  await stayed();
+  expectEq(await card('deploy v2').count(), 0, 'the answered card left the inbox');
+  const run = await runOf(id);
+  expectEq(run.status, 'completed', 'run status');
+  expectEq(run.output.decision, 'approve', 'decision');
+});
+
+await step('a-prompt-answered-over-the-api-disappears-live', async () => {
+  await mark();
+  const id = await startRun('approval', 'rotate keys');
+  await card('Approve or reject: rotate keys').waitFor();
+  const run = await runOf(id);
+  const [status] = await api('POST', '/api/gateway/commands', {
+    command_id: `api-${id}`, run_id: id, type: 'resume', channel: 'api',
+    payload: { wait_key: run.waiting.wait_key, payload: { response: 'reject' } },
+  });
+  expectEq(status, 200, 'the API answer');
+  await card('rotate keys').waitFor({ state: 'detached' });
+  await stayed();
+});
+
+await step('pause-and-resume-a-run', async () => {
+  const id = await startRun('approval', 'pause me');
+  await page.goto(`${URL_}/app/runs/${id}`);
+  await page.locator('#status', { hasText: 'waiting' }).waitFor();
+  await mark();
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await page.locator('#status', { hasText: 'paused' }).waitFor();
+  await until('the gateway to pause it', async () => (await runOf(id)).status === 'paused');
+  await page.locator('.timeline .entry.status', { hasText: 'Paused' }).waitFor();
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await page.locator('#status', { hasText: 'waiting' }).waitFor();
+  await stayed();
+  expectEq((await runOf(id)).status, 'waiting', 'resumed');
+});
+
+await step('start-a-flow-from-its-form', async () => {
+  await page.goto(`${URL_}/app/start`);
+  await page.getByRole('link', { name: /Approval/ }).click();
+  await page.getByLabel('Text').fill('ship it');
+  await page.getByRole('button', { name: 'Start Approval' }).click();
+  await page.waitForURL(/\/app\/runs\/[0-9a-f-]+$/);
+  await page.getByRole('heading', { name: 'Approve or reject: ship it' }).waitFor();
+  await page.getByRole('button', { name: 'reject' }).waitFor();
+});
+
+await step('reload-offline-and-see-the-cached-shell', async () => {
+  await page.goto(`${URL_}/app/inbox`);
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await until('the service worker to control the page', () => page.evaluate(() => !!navigator.serviceWorker.controller));
+  await page.reload(); // through the worker: this version of the page is kept
+  await page.getByRole('heading', { name: 'Inbox' }).waitFor();
+  await context.setOffline(true);
+  await page.reload();
+  await page.getByRole('heading', { name: 'Inbox' }).waitFor();
+  await page.locator('#offline').waitFor({ state: 'visible' });
+  await card('Approve or reject: pause me').waitFor();
+});
+
+await step('sign-out-revokes-the-device', async () => {
+  await context.setOffline(false);
+  await page.goto(`${URL_}/app/inbox`);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL('**/app/login');
+  const [, devices] = await api('GET', '/api/gateway/devices');
+  const web = (devices.items || devices).filter((d) => (d.name || '').startsWith('web:'));
+  expectEq(web.length > 0 && web.every((d) => d.revoked_at), true, 'the web device is revoked');
+  await page.goto(`${URL_}/app/inbox`);
+  expectEq(new URL(page.url()).pathname, '/app/login', 'signed out');
+});
+
+await browser.close();
+console.log('web app: all steps passed');

@@ -1,0 +1,427 @@
+//! The pages: sign-in and sign-out, the inbox, the run list, a run's page and the
+//! schedules. Each needs a [`Session`] (else: sign in), reads what it shows from the
+//! gateway's API with the session's token and renders a template. Posts that act on runs
+//! are [`crate::actions`]; starting flows is [`crate::start`]; streams are
+//! [`crate::streams`]. No store, no engine.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use protocol::{ClientError, RunStatus, RunSummary, Waiting};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Web;
+use crate::session::{self, Session};
+use crate::view::{self, Entry};
+
+/// What every page's frame needs.
+pub struct Layout {
+    pub title: String,
+    pub page: &'static str,
+    /// The event stream the page follows (empty: none), and the cursor to follow it after.
+    pub stream: String,
+    pub after: u64,
+    pub run: String,
+    pub csrf: String,
+    pub signed_in: bool,
+    pub notice: String,
+}
+
+impl Layout {
+    pub fn new(
+        title: &str,
+        page: &'static str,
+        s: Option<&Session>,
+        notice: Option<String>,
+    ) -> Self {
+        Self {
+            title: title.to_owned(),
+            page,
+            stream: String::new(),
+            after: 0,
+            run: String::new(),
+            csrf: s.map(|s| s.csrf.clone()).unwrap_or_default(),
+            signed_in: s.is_some(),
+            notice: notice.unwrap_or_default(),
+        }
+    }
+}
+
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Why a page could not be shown.
+pub enum PageError {
+    Gateway(ClientError),
+    Csrf,
+    NotFound(String),
+}
+
+impl From<ClientError> for PageError {
+    fn from(e: ClientError) -> Self {
+        Self::Gateway(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Gateway(e) if e.status() == Some(401) => (
+                [(header::SET_COOKIE, session::clear_cookie(false))],
+                Redirect::to("/app/login"),
+            )
+                .into_response(),
+            Self::Gateway(e) => {
+                let status = e
+                    .status()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::BAD_GATEWAY);
+                json_error(status, "gateway", &e.message())
+            }
+            Self::Csrf => json_error(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "the form's CSRF token is missing or wrong; reload the page and try again",
+            ),
+            Self::NotFound(what) => json_error(StatusCode::NOT_FOUND, "not_found", &what),
+        }
+    }
+}
+
+pub type Page = Result<Response, PageError>;
+
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn home() -> Redirect {
+    Redirect::to("/app/inbox")
+}
+
+pub async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such page")
+}
+
+pub async fn ping(_s: Session) -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "offline.html")]
+struct OfflinePage {
+    layout: Layout,
+}
+
+pub async fn login_page(Query(q): Query<NoticeQuery>) -> impl IntoResponse {
+    LoginPage {
+        layout: Layout::new("Sign in", "login", None, q.notice),
+    }
+}
+
+pub async fn offline() -> impl IntoResponse {
+    OfflinePage {
+        layout: Layout::new("Offline", "offline", None, None),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    token: String,
+}
+
+fn login_failed(status: StatusCode, why: String) -> Response {
+    let page = LoginPage {
+        layout: Layout::new("Sign in", "login", None, Some(why)),
+    };
+    (status, page).into_response()
+}
+
+/// Signs in with a pairing code (a new device token) or a token.
+pub async fn login(State(web): State<Web>, Form(f): Form<LoginForm>) -> Response {
+    let (code, token) = (f.code.trim(), f.token.trim());
+    let anonymous = match protocol::Client::new(&web.cfg.gateway_url, None) {
+        Ok(c) => c,
+        Err(e) => return login_failed(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    let (device, token) = if !code.is_empty() {
+        let name: String = format!("web: {}", f.name.trim()).chars().take(80).collect();
+        match anonymous
+            .post_json("api/gateway/pair", &json!({"code": code, "name": name}))
+            .await
+        {
+            Ok(v) => (
+                v["device_id"].as_str().map(str::to_owned),
+                v["token"].as_str().unwrap_or_default().to_owned(),
+            ),
+            Err(e) => {
+                return login_failed(
+                    StatusCode::UNAUTHORIZED,
+                    format!("Pairing failed: {}", e.message()),
+                );
+            }
+        }
+    } else if !token.is_empty() {
+        let check = protocol::Client::new(&web.cfg.gateway_url, Some(token.to_owned()));
+        match check {
+            Ok(c) => match c.runs(None, 1, 0).await {
+                Ok(_) => (None, token.to_owned()),
+                Err(e) => {
+                    return login_failed(
+                        StatusCode::UNAUTHORIZED,
+                        format!("That token does not work: {}", e.message()),
+                    );
+                }
+            },
+            Err(e) => return login_failed(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    } else {
+        return login_failed(
+            StatusCode::BAD_REQUEST,
+            "Enter a pairing code or a token.".into(),
+        );
+    };
+    let value = session::cookie_value(device.as_deref(), &token);
+    let cookie = session::set_cookie(&value, web.cfg.secure_cookies);
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/app/inbox")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Signs out: the pairing's device token is revoked and the cookie removed.
+pub async fn logout(State(web): State<Web>, s: Session, Form(f): Form<CsrfForm>) -> Page {
+    if !s.csrf_ok(&f.csrf) {
+        return Err(PageError::Csrf);
+    }
+    if let Some(id) = &s.device_id {
+        let admin = protocol::Client::new(&web.cfg.gateway_url, Some(web.cfg.admin_token.clone()))?;
+        if let Err(e) = admin
+            .delete_json(&format!("api/gateway/devices/{id}"))
+            .await
+        {
+            tracing::warn!(error = %e, "web: cannot revoke a signed-out device");
+        }
+    }
+    let cookie = session::clear_cookie(web.cfg.secure_cookies);
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/app/login")).into_response())
+}
+
+/// A prompt card of the inbox.
+pub struct Card {
+    pub run: RunSummary,
+    pub waiting: Waiting,
+    pub question: String,
+    pub since: String,
+    pub nonce: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "inbox.html")]
+struct InboxPage {
+    layout: Layout,
+    cards: Vec<Card>,
+}
+
+pub fn nonce() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn waiting_on_person(r: &RunSummary) -> Option<Waiting> {
+    r.waiting.clone().filter(|w| w.reason == "user")
+}
+
+/// Every run waiting for a person, newest first.
+pub async fn inbox(s: Session, Query(q): Query<NoticeQuery>) -> Page {
+    let after = s.client.ledger_head().await?;
+    let mut runs = s.client.runs(Some(RunStatus::Waiting), 200, 0).await?.items;
+    runs.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    let cards = runs
+        .into_iter()
+        .filter_map(|run| {
+            let waiting = waiting_on_person(&run)?;
+            Some(Card {
+                question: waiting
+                    .prompt
+                    .clone()
+                    .unwrap_or_else(|| "Your answer?".into()),
+                since: run.updated_at.get(11..16).unwrap_or("").to_owned(),
+                waiting,
+                run,
+                nonce: nonce(),
+            })
+        })
+        .collect();
+    let mut layout = Layout::new("Inbox", "inbox", Some(&s), q.notice);
+    layout.stream = "/app/events".into();
+    layout.after = after;
+    Ok(InboxPage { layout, cards }.into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    layout: Layout,
+    runs: Vec<RunSummary>,
+    filters: Vec<&'static str>,
+    status: String,
+}
+
+pub async fn runs(s: Session, Query(q): Query<NoticeQuery>) -> Page {
+    let status = q.status.as_deref().and_then(RunStatus::parse);
+    let after = s.client.ledger_head().await?;
+    let runs = s.client.runs(status, 100, 0).await?.items;
+    let mut layout = Layout::new("Runs", "runs", Some(&s), q.notice);
+    layout.stream = "/app/events".into();
+    layout.after = after;
+    let filters = vec![
+        "",
+        "running",
+        "waiting",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+    ];
+    let status = status.map(|s| s.as_str()).unwrap_or("").to_owned();
+    Ok(RunsPage {
+        layout,
+        runs,
+        filters,
+        status,
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "run.html")]
+struct RunPage {
+    layout: Layout,
+    run: RunSummary,
+    prompt: Option<Waiting>,
+    entries: Vec<Entry>,
+    controls: Vec<&'static str>,
+    nonce: String,
+    back: String,
+}
+
+/// Records shown on a run's page (the newest ones of a longer ledger).
+const TIMELINE_MAX: u64 = 1000;
+
+pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
+    let run = match s.client.run(&id).await {
+        Err(e) if e.status() == Some(404) => {
+            return Err(PageError::NotFound(format!("no run {id}")));
+        }
+        other => other?,
+    };
+    let from = run.ledger_len.saturating_sub(TIMELINE_MAX);
+    let page = s.client.ledger(&id, from, TIMELINE_MAX as u32).await?;
+    let entries = page.items.iter().filter_map(view::entry).collect();
+    let controls = if run.status == RunStatus::Paused {
+        vec!["resume", "cancel"]
+    } else {
+        vec!["pause", "cancel"]
+    };
+    let mut layout = Layout::new(&run.bundle_id, "run", Some(&s), q.notice);
+    layout.stream = format!("/app/runs/{id}/events");
+    layout.after = page.next_after;
+    layout.run = id.clone();
+    let prompt = waiting_on_person(&run);
+    let back = format!("/app/runs/{id}");
+    Ok(RunPage {
+        layout,
+        run,
+        prompt,
+        entries,
+        controls,
+        nonce: nonce(),
+        back,
+    }
+    .into_response())
+}
+
+/// A schedule as listed.
+pub struct ScheduleRow {
+    pub run_id: String,
+    pub flow: String,
+    pub status: String,
+    pub rule: String,
+    pub next: String,
+    pub controls: Vec<&'static str>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "schedules.html")]
+struct SchedulesPage {
+    layout: Layout,
+    schedules: Vec<ScheduleRow>,
+    nonce: String,
+}
+
+fn schedule_row(v: &Value) -> ScheduleRow {
+    let spec = &v["spec"];
+    let rule = match (spec["cron"].as_str(), spec["interval"].as_str()) {
+        (Some(c), _) => format!("cron {c} ({})", spec["timezone"].as_str().unwrap_or("UTC")),
+        (None, Some(i)) => format!("every {i}"),
+        _ => "once".into(),
+    };
+    let status = v["status"].as_str().unwrap_or("").to_owned();
+    let controls = match status.as_str() {
+        "paused" => vec!["resume", "cancel"],
+        "completed" | "failed" | "cancelled" => Vec::new(),
+        _ => vec!["pause", "cancel"],
+    };
+    ScheduleRow {
+        run_id: v["run_id"].as_str().unwrap_or("").to_owned(),
+        flow: v["bundle_id"].as_str().unwrap_or("").to_owned(),
+        status,
+        rule,
+        next: v["next_fire_at"].as_str().unwrap_or("—").to_owned(),
+        controls,
+    }
+}
+
+pub async fn schedules(s: Session, Query(q): Query<NoticeQuery>) -> Page {
+    let list = s.client.get_json("api/gateway/schedules?limit=200").await?;
+    let schedules = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(schedule_row)
+        .collect();
+    let layout = Layout::new("Schedules", "schedules", Some(&s), q.notice);
+    Ok(SchedulesPage {
+        layout,
+        schedules,
+        nonce: nonce(),
+    }
+    .into_response())
+}
+
+#[cfg(test)]
+#[path = "pages_tests.rs"]
+mod tests;

@@ -1,0 +1,211 @@
+//! What the pages show, computed from `protocol` types: a run's ledger as a readable
+//! timeline (messages, questions, answers with who gave them and from which channel, LLM
+//! output, timers, errors) and a form generated from a flow's input schema, with the
+//! submitted form turned back into `input_data`. Pure: no I/O.
+
+use protocol::{LedgerRecord, RecordStatus};
+use serde_json::{Map, Value};
+
+/// One line of a run's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// `say`, `ask`, `answer`, `llm`, `timer`, `error`, `status`.
+    pub kind: &'static str,
+    pub text: String,
+    /// Who caused it ("alice via telegram"), for answers and commands.
+    pub who: Option<String>,
+    /// `HH:MM:SS` (UTC).
+    pub at: String,
+}
+
+fn time_of(ts: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Who sent a command: its client and channel.
+pub fn who(r: &LedgerRecord) -> Option<String> {
+    let a = &r.actor;
+    match (a.client_id.as_deref(), a.channel.as_deref()) {
+        _ if a.kind == "runner" => None,
+        (Some(c), Some(ch)) => Some(format!("{c} via {ch}")),
+        (None, Some(ch)) => Some(format!("someone via {ch}")),
+        (Some(c), None) => Some(c.to_owned()),
+        (None, None) => a.principal.clone(),
+    }
+}
+
+/// The timeline entry of a record, if it shows anything.
+pub fn entry(r: &LedgerRecord) -> Option<Entry> {
+    let p = r
+        .effect
+        .as_ref()
+        .map(|e| &e.payload)
+        .unwrap_or(&Value::Null);
+    let (kind, text) = match (r.status, r.effect_kind()) {
+        (_, "run_started") => ("status", "Started".to_owned()),
+        (_, "run_completed") => ("status", "Completed".to_owned()),
+        (_, "run_cancelled") => ("status", "Cancelled".to_owned()),
+        (_, "run_failed") => (
+            "error",
+            format!("Failed: {}", r.error.as_deref().unwrap_or("unknown error")),
+        ),
+        (RecordStatus::Completed, "say") => ("say", text_of(&p["text"])),
+        (RecordStatus::Waiting, "ask") => ("ask", text_of(&p["prompt"])),
+        (RecordStatus::Waiting, "wait") => {
+            ("timer", format!("Waiting until {}", text_of(&p["until"])))
+        }
+        (RecordStatus::Waiting, "wait_event") => (
+            "timer",
+            format!("Waiting for event {}", text_of(&p["event"])),
+        ),
+        (RecordStatus::Completed, "pause") => ("status", "Paused".to_owned()),
+        (RecordStatus::Completed, "resume") => ("status", "Resumed".to_owned()),
+        (RecordStatus::Completed, "") => match r.result.as_ref() {
+            Some(v) if v.get("response").is_some() => ("answer", text_of(&v["response"])),
+            Some(v) if r.idempotency_key.is_some() && v.get("text").is_some() => {
+                ("llm", text_of(&v["text"]))
+            }
+            _ => return None,
+        },
+        (RecordStatus::Failed, _) => (
+            "error",
+            r.error.clone().unwrap_or_else(|| "A step failed".into()),
+        ),
+        _ => return None,
+    };
+    Some(Entry {
+        kind,
+        text,
+        who: who(r),
+        at: time_of(r.ended_at.as_deref().unwrap_or(&r.started_at)),
+    })
+}
+
+/// A field of a start form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub label: String,
+    pub help: String,
+    /// `text`, `textarea`, `number`, `integer`, `checkbox`, `select`, `json`.
+    pub kind: &'static str,
+    pub options: Vec<String>,
+    pub required: bool,
+    pub default: String,
+}
+
+fn label_of(name: &str) -> String {
+    let spaced = name.replace(['_', '-'], " ");
+    let mut c = spaced.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The form fields of a JSON schema's top-level properties.
+pub fn fields(schema: &Value) -> Vec<Field> {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let Some(props) = schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(name, p)| {
+            let options: Vec<String> = p["enum"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text_of)
+                .collect();
+            let kind = match (p["type"].as_str(), options.is_empty()) {
+                (_, false) => "select",
+                (Some("string"), _) if p["format"] == "textarea" || name == "text" => "textarea",
+                (Some("string"), _) => "text",
+                (Some("number"), _) => "number",
+                (Some("integer"), _) => "integer",
+                (Some("boolean"), _) => "checkbox",
+                _ => "json",
+            };
+            Field {
+                name: name.clone(),
+                label: p["title"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| label_of(name)),
+                help: p["description"].as_str().unwrap_or("").to_owned(),
+                kind,
+                options,
+                required: required.contains(&name.as_str()),
+                default: p.get("default").map(text_of).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// `input_data` from a submitted start form; problems name the field.
+pub fn input(fields: &[Field], form: &[(String, String)]) -> Result<Value, Vec<String>> {
+    let get = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    let mut out = Map::new();
+    let mut problems = Vec::new();
+    for f in fields {
+        let raw = get(&f.name).unwrap_or("");
+        if f.kind == "checkbox" {
+            out.insert(f.name.clone(), Value::Bool(get(&f.name).is_some()));
+            continue;
+        }
+        if raw.is_empty() {
+            if f.required {
+                problems.push(format!("{} is required", f.label));
+            }
+            continue;
+        }
+        let value = match f.kind {
+            "number" => raw
+                .parse::<f64>()
+                .ok()
+                .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)),
+            "integer" => raw.parse::<i64>().ok().map(Value::from),
+            "json" => serde_json::from_str(raw).ok(),
+            _ => Some(Value::String(raw.to_owned())),
+        };
+        match value {
+            Some(v) => {
+                out.insert(f.name.clone(), v);
+            }
+            None => problems.push(format!(
+                "{} must be {}",
+                f.label,
+                match f.kind {
+                    "number" => "a number",
+                    "integer" => "a whole number",
+                    _ => "valid JSON",
+                }
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Value::Object(out))
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;
