@@ -25,6 +25,7 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/api/gateway/runs/{id}/input_data"),
         ("get", "/api/gateway/runs/{id}/history_bundle"),
         ("get", "/api/gateway/ledger/stream"),
+        ("get", "/api/gateway/ledger/head"),
         ("post", "/api/gateway/commands"),
         ("get", "/api/gateway/commands/{id}"),
         ("get", "/api/gateway/discovery/capabilities"),

@@ -1,6 +1,6 @@
 //! Keeps the tray current without polling: a snapshot of the active runs, then the gateway's
 //! global ledger stream from the tray's cursor (kept in a file, so a restart resumes where
-//! it stopped). A broken stream reconnects with back-off, taking a fresh snapshot first.
+//! it stopped; the first start begins at the ledger's head). A broken stream reconnects with back-off, taking a fresh snapshot first.
 //! Also submits the commands a click asks for. Talks to the gateway through `protocol`
 //! only; what the records mean is the [`crate::controller`]'s business.
 
@@ -116,6 +116,10 @@ async fn follow_once(
     send: &impl Fn(Update) -> bool,
     backoff: &mut Duration,
 ) -> Result<bool, ClientError> {
+    if cursor.get() == 0 {
+        // First start: the snapshot has the present; the past need not be replayed.
+        cursor.advance(client.ledger_head().await?);
+    }
     let stream = client.stream_global(cursor.get()).await?;
     // Snapshot after subscribing: records committed in between are in the stream too.
     if !send(Update::Snapshot(snapshot(client).await?)) {

@@ -38,7 +38,7 @@ pub async fn capabilities() -> Json<Value> {
         "features": {"command_status": true, "global_stream": true, "llm_deltas": true, "hash_chain": true,
             "schedules": {"interval": true, "cron": true, "timezones": true, "modes": ["fixed_rate", "fixed_delay"]},
             "pairing": true, "scoped_keys": true, "split_runner": true},
-        "channels": [],
+        "channels": ["telegram", "email", "web", "tray"],
     }))
 }
 
