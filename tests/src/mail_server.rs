@@ -269,6 +269,31 @@ smtputf8_enable = no
         self.wait_for_port(self.imap_port).await;
     }
 
+    /// Stops Postfix (SMTP refuses connections) until [`Self::start_smtp`].
+    pub async fn stop_smtp(&self) {
+        daemon(
+            Command::new("postfix").args(["-c", &self.p("postfix-conf"), "stop"]),
+            "postfix stop",
+        );
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.smtp_port))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn start_smtp(&self) {
+        daemon(
+            Command::new("postfix").args(["-c", &self.p("postfix-conf"), "start"]),
+            "postfix start",
+        );
+        self.wait_for_port(self.smtp_port).await;
+    }
+
     /// The environment that points the email bridge at this server as `bot@example.test`.
     pub fn bridge_env(&self) -> Vec<(&'static str, String)> {
         vec![

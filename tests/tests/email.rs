@@ -349,3 +349,64 @@ async fn a_new_mail_from_an_allowed_sender_starts_the_default_flow_in_its_thread
     let runs = gw.client().get("/api/gateway/runs?limit=100").await;
     assert_eq!(runs["items"].as_array().map(Vec::len), Some(1), "{runs}");
 }
+
+#[tokio::test]
+async fn a_prompt_is_mailed_once_smtp_is_back() {
+    let (mail, gw) = setup().await;
+    mail.stop_smtp().await;
+    let id = start(&gw, "approval", "after the outage", "alice@example.test").await;
+    // The bridge tries, fails and backs off while SMTP is down.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(mail.inbox("alice").await.is_empty());
+    mail.start_smtp().await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: after the outage").await;
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &prompt, "approve", Client::Gmail, "o1"),
+    )
+    .await;
+    wait_status(&gw, &id, "completed").await;
+    assert_eq!(mail.inbox("alice").await.len(), 1, "mailed once");
+}
+
+#[tokio::test]
+async fn a_run_notifying_two_addresses_asks_both_and_the_first_answer_wins() {
+    let (mail, gw) = setup().await;
+    let start = json!({"bundle_id": "approval", "input_data": {"text": "two people"},
+        "notify": ["email:alice@example.test", "email:bob@example.test"]});
+    let (s, run) = gw.client().post("/api/gateway/runs/start", start).await;
+    assert_eq!(s, 200, "{run}");
+    let id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    let to_alice = prompt_for(&mail, "alice", "Approve or reject: two people").await;
+    let to_bob = prompt_for(&mail, "bob", "Approve or reject: two people").await;
+    assert_ne!(
+        header(&to_alice, "Message-ID"),
+        header(&to_bob, "Message-ID")
+    );
+    send(
+        &mail,
+        "bob",
+        &reply("bob", &to_bob, "reject", Client::Gmail, "two-b"),
+    )
+    .await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "reject");
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &to_alice, "approve", Client::Gmail, "two-a"),
+    )
+    .await;
+    let late = mail
+        .wait_for_mail("alice", 30, "the too-late answer", |m| {
+            m.contains("was not used")
+        })
+        .await;
+    assert!(
+        body(&late).contains("already answered by email:bob@example.test via email"),
+        "{}",
+        body(&late)
+    );
+    assert_eq!(gw.client().answers(&id).await.len(), 1);
+}

@@ -199,3 +199,42 @@ async fn runs_started_before_the_tray_are_in_its_first_menu() {
     .await;
     assert_eq!(t.ctl.menu().items[0].label, "0 running · 1 waiting");
 }
+
+#[tokio::test]
+async fn pairing_once_saves_a_device_token_that_works() {
+    let gw = Gateway::start(&[]).await;
+    let (s, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
+    assert_eq!(s, 200, "{code}");
+    let code = code["code"].as_str().unwrap_or_default().to_owned();
+    let dir = tempfile::tempdir().expect("config dir");
+    let conn = tray::connect::resolve(&gw.url, None, Some(code.clone()), Some(dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(conn.token, TOKEN);
+    let saved = tray::connect::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(saved.as_ref(), Some(&conn));
+    // Next start: no token, no code, the saved pairing.
+    let again = tray::connect::resolve(&gw.url, None, None, Some(dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = protocol::Client::new(&again.gateway, Some(again.token)).expect("client");
+    assert!(
+        sync::snapshot(&client).await.is_ok(),
+        "the device token reads runs"
+    );
+    // A code works once.
+    let reused = tray::connect::resolve(&gw.url, None, Some(code), None).await;
+    assert!(reused.is_err());
+}
+
+#[tokio::test]
+async fn a_gateway_that_goes_away_shows_as_unreachable() {
+    let mut t = Tray::start().await;
+    t.until("connected", |c| c.is_connected()).await;
+    assert_eq!(t.ctl.menu().icon, Icon::Idle);
+    t.gw.kill().await;
+    t.until("offline", |c| !c.is_connected()).await;
+    let menu = t.ctl.menu();
+    assert_eq!(menu.icon, Icon::Offline);
+    assert_eq!(menu.items[0].label, "Gateway unreachable (retrying)");
+}

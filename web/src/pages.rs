@@ -382,13 +382,31 @@ struct SchedulesPage {
     nonce: String,
 }
 
+/// `3600000` → `1h`: the largest whole unit.
+fn duration(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 fn schedule_row(v: &Value) -> ScheduleRow {
     let spec = &v["spec"];
-    let rule = match (spec["cron"].as_str(), spec["interval"].as_str()) {
+    let mut rule = match (spec["cron"].as_str(), spec["interval_ms"].as_u64()) {
         (Some(c), _) => format!("cron {c} ({})", spec["timezone"].as_str().unwrap_or("UTC")),
-        (None, Some(i)) => format!("every {i}"),
+        (None, Some(ms)) => format!("every {}", duration(ms)),
         _ => "once".into(),
     };
+    if let Some(n) = spec["repeat_count"].as_u64() {
+        rule.push_str(&format!(", {n} times"));
+    }
     let status = v["status"].as_str().unwrap_or("").to_owned();
     let controls = match status.as_str() {
         "paused" => vec!["resume", "cancel"],

@@ -137,9 +137,12 @@ fn schedules_read_their_rule() {
     );
     assert_eq!(row.rule, "cron 0 9 * * * (Europe/Paris)");
     assert_eq!(row.controls, vec!["pause", "cancel"]);
-    let row = schedule_row(&serde_json::json!({"status": "paused", "spec": {"interval": "1h"}}));
+    let row = schedule_row(&serde_json::json!({"status": "paused",
+        "spec": {"interval_ms": 3_600_000, "repeat_count": 3}}));
     assert_eq!(
         (row.rule.as_str(), row.controls),
-        ("every 1h", vec!["resume", "cancel"])
+        ("every 1h, 3 times", vec!["resume", "cancel"])
     );
+    assert_eq!(duration(90_000), "90s");
+    assert_eq!(duration(1_500), "1500ms");
 }

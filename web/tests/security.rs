@@ -2,44 +2,11 @@
 //! without a session, forms need their CSRF token, the session cookie is locked down, the
 //! pages allow no inline script, and signing out revokes the device token.
 
+mod common;
+
+use common::{csrf_in, http, sign_in};
 use e2e::process::Gateway;
-use reqwest::redirect::Policy;
 use serde_json::json;
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// Signs in with a fresh pairing code; returns the cookie (`name=value`) and its Set-Cookie.
-async fn sign_in(gw: &Gateway) -> (String, String) {
-    let (_, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
-    let code = code["code"].as_str().unwrap_or_default().to_owned();
-    let r = http()
-        .post(format!("{}/app/login", gw.url))
-        .form(&[("code", code.as_str()), ("name", "test phone")])
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status().as_u16(), 303);
-    assert_eq!(r.headers()["location"], "/app/inbox");
-    let set = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap_or_default()
-        .to_owned();
-    let cookie = set.split(';').next().unwrap_or_default().to_owned();
-    (cookie, set)
-}
-
-fn csrf_in(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 #[tokio::test]
 async fn nothing_works_without_a_session() {

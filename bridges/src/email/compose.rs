@@ -149,7 +149,12 @@ pub fn ended(
         (_, _, Some(out)) => format!("{} finished.\n\n{out}", run.flow),
         _ => format!("{} finished.", run.flow),
     };
-    let mut m = say(style, run, &format!("end:{}", run.run_id), &text);
+    let mut m = say(
+        style,
+        run,
+        &format!("end:{}:{}", run.run_id, run.address),
+        &text,
+    );
     if run.thread_subject.is_none() {
         m.subject = format!("{}: {status}", run.flow);
     }

@@ -60,10 +60,8 @@ impl Follower {
         let changes = if r.effect_kind() == "run_started" {
             self.bind(r).await?
         } else {
-            match self.ctx.state.run(r.run_id.clone()).await? {
-                Some(run) => self.show(r, run),
-                None => Vec::new(),
-            }
+            let runs = self.ctx.state.runs(r.run_id.clone()).await?;
+            runs.into_iter().flat_map(|run| self.show(r, run)).collect()
         };
         if changes.is_empty() && ev.cursor - self.committed < IDLE_COMMIT_EVERY {
             return Ok(());
@@ -77,11 +75,12 @@ impl Follower {
         Ok(())
     }
 
-    /// A new run: binds it to the address of its `notify`, its session or its parent.
+    /// A new run: binds it to each address of its `notify`, to the address of its session
+    /// (a run started by mail), or to its parent's addresses.
     async fn bind(&self, r: &LedgerRecord) -> Result<Vec<Change>, EmailError> {
         let p = payload(r);
         let flow = p["bundle_id"].as_str().unwrap_or("run").to_owned();
-        let mut run = EmailRun {
+        let base = EmailRun {
             run_id: r.run_id.clone(),
             address: String::new(),
             flow: flow.clone(),
@@ -91,40 +90,60 @@ impl Follower {
             last_message_id: None,
             pending: None,
         };
+        let mut runs: Vec<EmailRun> = Vec::new();
         let notified = p["notify"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(Value::as_str)
-            .find_map(address_of);
+            .filter_map(Value::as_str);
+        for (address, mode) in notified.filter_map(address_of) {
+            if runs.iter().any(|r| r.address == address) {
+                continue;
+            }
+            let mode = mode
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_else(|| base.mode.clone());
+            runs.push(EmailRun {
+                address,
+                mode,
+                ..base.clone()
+            });
+        }
         let session = p["session_id"]
             .as_str()
             .and_then(|s| s.strip_prefix("email:"));
-        let parent = match p["parent_run_id"].as_str() {
-            Some(id) => self.ctx.state.run(id.to_owned()).await?,
-            None => None,
-        };
-        if let Some((address, mode)) = notified {
-            run.address = address;
-            if let Some(m) = mode {
-                run.mode = m.as_str().into();
-            }
-        } else if let Some(address) = session.filter(|a| a.contains('@')) {
-            run.address = address.to_ascii_lowercase();
-            run.mode = Mode::All.as_str().into();
-            if let Some((id, subject)) = self.thread(&r.run_id).await? {
-                run.thread_id = Some(id);
-                run.thread_subject = Some(subject);
-            }
-        } else if let Some(parent) = parent {
-            run.address = parent.address;
-            run.mode = parent.mode;
-            run.thread_id = parent.thread_id;
-            run.thread_subject = parent.thread_subject;
-        } else {
-            return Ok(Vec::new());
+        if let Some(address) = session
+            .filter(|a| a.contains('@'))
+            .map(str::to_ascii_lowercase)
+            && !runs.iter().any(|r| r.address == address)
+        {
+            let (thread_id, thread_subject) = match self.thread(&r.run_id).await? {
+                Some((id, subject)) => (Some(id), Some(subject)),
+                None => (None, None),
+            };
+            let mode = Mode::All.as_str().into();
+            runs.push(EmailRun {
+                address,
+                mode,
+                thread_id,
+                thread_subject,
+                ..base.clone()
+            });
         }
-        Ok(vec![Change::Bind(run)])
+        if runs.is_empty()
+            && let Some(parent) = p["parent_run_id"].as_str()
+        {
+            for pr in self.ctx.state.runs(parent.to_owned()).await? {
+                runs.push(EmailRun {
+                    address: pr.address,
+                    mode: pr.mode,
+                    thread_id: pr.thread_id,
+                    thread_subject: pr.thread_subject,
+                    ..base.clone()
+                });
+            }
+        }
+        Ok(runs.into_iter().map(Change::Bind).collect())
     }
 
     /// The mail that started a run (from its input), if it was started by mail.
@@ -156,20 +175,27 @@ impl Follower {
                 };
                 vec![Change::Pending {
                     run_id,
+                    address: run.address.clone(),
                     text: Some(joined),
                 }]
             }
             (RecordStatus::Waiting, "ask") => self.ask(r, run),
             (RecordStatus::Waiting, _) => match &run.pending {
                 Some(text) => {
-                    let key = format!("say:{}:{}", run.run_id, r.seq);
+                    let key = format!("say:{}:{}:{}", run.run_id, r.seq, run.address);
                     let mail = compose::say(&self.ctx.style, &run, &key, text);
+                    let address = run.address.clone();
                     vec![
                         Change::Mail {
                             run_id: run_id.clone(),
+                            address: address.clone(),
                             mail,
                         },
-                        Change::Pending { run_id, text: None },
+                        Change::Pending {
+                            run_id,
+                            address,
+                            text: None,
+                        },
                     ]
                 }
                 None => Vec::new(),
@@ -224,6 +250,7 @@ impl Follower {
             Change::Prompt(prompt, compose),
             Change::Pending {
                 run_id: r.run_id.clone(),
+                address: run.address.clone(),
                 text: None,
             },
             Change::Status {
@@ -263,10 +290,12 @@ impl Follower {
             );
             changes.push(Change::Mail {
                 run_id: r.run_id.clone(),
+                address: run.address.clone(),
                 mail,
             });
             changes.push(Change::Pending {
                 run_id: r.run_id.clone(),
+                address: run.address.clone(),
                 text: None,
             });
         }

@@ -16,7 +16,7 @@ type Result<T> = std::result::Result<T, EmailError>;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
     address TEXT NOT NULL,
     flow TEXT NOT NULL,
     mode TEXT NOT NULL,
@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS runs (
     thread_subject TEXT,
     last_message_id TEXT,
     pending TEXT,
-    status TEXT NOT NULL DEFAULT 'running'
+    status TEXT NOT NULL DEFAULT 'running',
+    PRIMARY KEY (run_id, address)
 );
 CREATE TABLE IF NOT EXISTS prompts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,8 +121,10 @@ pub type ComposePrompt = Box<dyn FnOnce(i64) -> OutMail + Send>;
 pub enum Change {
     Bind(EmailRun),
     Prompt(Prompt, ComposePrompt),
+    /// A mail about a run, to one of its addresses.
     Mail {
         run_id: String,
+        address: String,
         mail: OutMail,
     },
     Answered {
@@ -132,8 +135,10 @@ pub enum Change {
         run_id: String,
         status: String,
     },
+    /// What the run said since its last mail to `address`.
     Pending {
         run_id: String,
+        address: String,
         text: Option<String>,
     },
 }
@@ -181,26 +186,26 @@ impl State {
         .await
     }
 
-    pub async fn run(&self, run_id: String) -> Result<Option<EmailRun>> {
+    /// The addresses a run mails, one row each (in the order they were bound).
+    pub async fn runs(&self, run_id: String) -> Result<Vec<EmailRun>> {
         self.call(move |c| {
-            Ok(c.query_row(
+            let mut stmt = c.prepare_cached(
                 "SELECT run_id, address, flow, mode, thread_id, thread_subject, last_message_id,
-                        pending FROM runs WHERE run_id = ?1",
-                [run_id],
-                |r| {
-                    Ok(EmailRun {
-                        run_id: r.get(0)?,
-                        address: r.get(1)?,
-                        flow: r.get(2)?,
-                        mode: r.get(3)?,
-                        thread_id: r.get(4)?,
-                        thread_subject: r.get(5)?,
-                        last_message_id: r.get(6)?,
-                        pending: r.get(7)?,
-                    })
-                },
-            )
-            .optional()?)
+                        pending FROM runs WHERE run_id = ?1 ORDER BY rowid",
+            )?;
+            let rows = stmt.query_map([run_id], |r| {
+                Ok(EmailRun {
+                    run_id: r.get(0)?,
+                    address: r.get(1)?,
+                    flow: r.get(2)?,
+                    mode: r.get(3)?,
+                    thread_id: r.get(4)?,
+                    thread_subject: r.get(5)?,
+                    last_message_id: r.get(6)?,
+                    pending: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -352,10 +357,15 @@ fn enqueue(tx: &rusqlite::Transaction<'_>, m: &OutMail) -> Result<bool> {
     Ok(n == 1)
 }
 
-fn set_last_message(tx: &rusqlite::Transaction<'_>, run_id: &str, id: &str) -> Result<()> {
+fn set_last_message(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    address: &str,
+    id: &str,
+) -> Result<()> {
     tx.execute(
-        "UPDATE runs SET last_message_id = ?2 WHERE run_id = ?1",
-        params![run_id, id],
+        "UPDATE runs SET last_message_id = ?3 WHERE run_id = ?1 AND address = ?2",
+        params![run_id, address, id],
     )?;
     Ok(())
 }
@@ -390,12 +400,16 @@ fn apply(tx: &rusqlite::Transaction<'_>, ch: Change) -> Result<()> {
                     params![id, mail.message_id],
                 )?;
                 enqueue(tx, &mail)?;
-                set_last_message(tx, &p.run_id, &mail.message_id)?;
+                set_last_message(tx, &p.run_id, &p.address, &mail.message_id)?;
             }
         }
-        Change::Mail { run_id, mail } => {
+        Change::Mail {
+            run_id,
+            address,
+            mail,
+        } => {
             if enqueue(tx, &mail)? {
-                set_last_message(tx, &run_id, &mail.message_id)?;
+                set_last_message(tx, &run_id, &address, &mail.message_id)?;
             }
         }
         Change::Answered { run_id, wait_key } => {
@@ -404,10 +418,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, ch: Change) -> Result<()> {
                 params![run_id, wait_key],
             )?;
         }
-        Change::Pending { run_id, text } => {
+        Change::Pending {
+            run_id,
+            address,
+            text,
+        } => {
             tx.execute(
-                "UPDATE runs SET pending = ?2 WHERE run_id = ?1",
-                params![run_id, text],
+                "UPDATE runs SET pending = ?3 WHERE run_id = ?1 AND address = ?2",
+                params![run_id, address, text],
             )?;
         }
         Change::Status { run_id, status } => {

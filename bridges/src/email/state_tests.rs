@@ -59,11 +59,12 @@ async fn a_prompt_replayed_after_a_crash_is_mailed_once() -> Result<()> {
         .ok_or(EmailError::State("no prompt".into()))?;
     assert_eq!(p.message_id.as_deref(), Some("sb.1.x@example.test"));
     assert_eq!(p.choices, vec!["approve", "reject"]);
-    let run = s
-        .run("r1".into())
-        .await?
-        .ok_or(EmailError::State("no run".into()))?;
-    assert_eq!(run.last_message_id.as_deref(), Some("sb.1.x@example.test"));
+    let runs = s.runs("r1".into()).await?;
+    assert_eq!(runs.len(), 1, "bound once");
+    assert_eq!(
+        runs[0].last_message_id.as_deref(),
+        Some("sb.1.x@example.test")
+    );
     Ok(())
 }
 
