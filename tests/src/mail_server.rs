@@ -57,6 +57,11 @@ fn write(path: &Path, text: &str) {
 
 impl MailServer {
     pub async fn start() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// A server whose IMAP does not offer IDLE (clients must poll) when `idle` is false.
+    pub async fn start_with(idle: bool) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("sb-mail-")
             .tempdir()
@@ -74,7 +79,7 @@ impl MailServer {
             Command::new("chmod").args(["0755", &root.to_string_lossy()]),
             "chmod",
         );
-        server.write_dovecot(lmtp_port, auth_port);
+        server.write_dovecot(lmtp_port, auth_port, idle);
         server.write_postfix(lmtp_port, auth_port);
         server.start_dovecot();
         daemon(
@@ -90,7 +95,7 @@ impl MailServer {
         self.root.join(rel).to_string_lossy().into_owned()
     }
 
-    fn write_dovecot(&self, lmtp: u16, auth: u16) {
+    fn write_dovecot(&self, lmtp: u16, auth: u16, idle: bool) {
         let r = self.root.to_string_lossy();
         for d in ["dovecot-run", "dovecot-state", "vmail"] {
             std::fs::create_dir_all(self.root.join(d)).expect("mkdir");
@@ -153,7 +158,13 @@ service auth {{
 protocol lmtp {{
   auth_username_format = %Lu
 }}
+{no_idle}
 "#,
+            no_idle = if idle {
+                ""
+            } else {
+                "protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ SASL-IR ID ENABLE UIDPLUS NAMESPACE UNSELECT\n}\n"
+            },
             imap = self.imap_port
         );
         write(&self.root.join("dovecot.conf"), &conf);

@@ -410,3 +410,21 @@ async fn a_run_notifying_two_addresses_asks_both_and_the_first_answer_wins() {
     );
     assert_eq!(gw.client().answers(&id).await.len(), 1);
 }
+
+#[tokio::test]
+async fn without_imap_idle_the_bridge_polls() {
+    let mail = MailServer::start_with(false).await;
+    let mut env = env(&mail);
+    env.push(("SWITCHBOARD_EMAIL_POLL_EVERY", "1s".into()));
+    let gw = Gateway::start(&env).await;
+    let id = start(&gw, "approval", "no idle", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: no idle").await;
+    send(
+        &mail,
+        "alice",
+        &reply("alice", &prompt, "2", Client::Gmail, "poll1"),
+    )
+    .await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "reject");
+}
