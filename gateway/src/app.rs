@@ -73,7 +73,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let web = crate::channels::web_app(&auth, addr, cfg.public_url.as_deref())
         .await
         .context("cannot set up the web app")?;
-    let app = http::router_with(state, Some(web));
+    let app = http::router(state, Some(web));
     // Small writes (SSE events, short JSON) go out at once instead of waiting for Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

@@ -158,13 +158,9 @@ fn api(gate: &Gate) -> Routes {
         .merge(gated(admin, gate, Scope::Admin))
 }
 
-/// The API, plus `extra` (the web app at `/app`) behind the same guard (origin, body limit,
-/// security headers).
-pub fn router(state: AppState) -> Router {
-    router_with(state, None)
-}
-
-pub fn router_with(state: AppState, web: Option<Router>) -> Router {
+/// The API, plus the web app (mounted at `/app`) behind the same guard: origin check, body
+/// limit, security headers (a page may set its own CSP and referrer policy).
+pub fn router(state: AppState, web: Option<Router>) -> Router {
     let gate = state.gate.clone();
     let (routes, spec) = api(&gate).split_for_parts();
     let spec = std::sync::Arc::new(spec.to_pretty_json().unwrap_or_default());
