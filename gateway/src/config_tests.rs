@@ -1,0 +1,54 @@
+//! The settings: flags over environment over file, and every problem named at start.
+
+use super::*;
+
+#[test]
+fn the_command_line_is_well_formed() {
+    use clap::CommandFactory;
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn non_loopback_without_token_is_refused() {
+    let args = ServeArgs {
+        host: Some("0.0.0.0".into()),
+        ..Default::default()
+    };
+    let e = ServeConfig::resolve(args, None).unwrap_err();
+    assert!(e.to_string().contains("SWITCHBOARD_AUTH_TOKEN"), "{e}");
+}
+
+#[test]
+fn flags_win_over_the_file_and_the_file_over_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sb.toml");
+    std::fs::write(
+        &f,
+        "port = 9000\nflows_dir = \"/srv/flows\"\n[llm]\nmodel = \"m1\"\n",
+    )
+    .unwrap();
+    let args = ServeArgs {
+        port: Some(9100),
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(args, Some(&f)).unwrap();
+    assert_eq!(c.addr.port(), 9100);
+    assert_eq!(c.flows_dir, PathBuf::from("/srv/flows"));
+    assert_eq!(c.llm.model.as_deref(), Some("m1"));
+    assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    std::fs::write(&f, "prot = 1\n").unwrap();
+    let e = ServeConfig::resolve(ServeArgs::default(), Some(&f)).unwrap_err();
+    assert!(e.to_string().contains("prot"), "{e}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let args = ServeArgs {
+        host: Some("nowhere".into()),
+        log_format: Some("xml".into()),
+        llm_base_url: Some("::".into()),
+        ..Default::default()
+    };
+    let e = ServeConfig::resolve(args, None).unwrap_err();
+    assert_eq!(e.0.len(), 3, "{e}");
+}
