@@ -7,4 +7,5 @@
 
 pub mod db;
 pub mod email;
+pub mod reconnect;
 pub mod telegram;

@@ -193,6 +193,13 @@ impl TelegramFake {
         self.lock().queue.len()
     }
 
+    /// The message in `chat` whose text starts with `prefix`: (id, text, keyboard).
+    pub fn find(&self, chat: i64, prefix: &str) -> Option<(i64, String, Value)> {
+        self.chat(chat)
+            .into_iter()
+            .find(|m| m.1.starts_with(prefix))
+    }
+
     /// The highest offset the bridge confirmed.
     pub fn confirmed(&self) -> u64 {
         self.lock().confirmed
@@ -458,4 +465,16 @@ async fn push_loop(f: TelegramFake) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// The callback data of the button labelled `label` in an inline keyboard.
+pub fn button(kb: &Value, label: &str) -> String {
+    kb["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .find(|b| b["text"] == label)
+        .and_then(|b| b["callback_data"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no button {label} in {kb}"))
 }

@@ -4,7 +4,7 @@
 //! the gateway's runs and ledgers.
 
 use e2e::process::{Bridge, Gateway};
-use e2e::telegram_fake::TelegramFake;
+use e2e::telegram_fake::{TelegramFake, button};
 use serde_json::{Value, json};
 
 const ALICE: u64 = 1001;
@@ -28,13 +28,6 @@ async fn setup() -> (Gateway, TelegramFake, e2e::llm_fake::Fake) {
     (Gateway::start(&env).await, fake, llm)
 }
 
-/// The message in the chat whose text starts with `prefix`: (id, text, keyboard).
-fn find(fake: &TelegramFake, prefix: &str) -> Option<(i64, String, Value)> {
-    fake.chat(CHAT)
-        .into_iter()
-        .find(|m| m.1.starts_with(prefix))
-}
-
 fn has_text(fake: &TelegramFake, text: &str) -> bool {
     fake.chat(CHAT).iter().any(|m| m.1 == text)
 }
@@ -43,25 +36,15 @@ fn count_sent(fake: &TelegramFake, text: &str) -> usize {
     fake.sent_texts(CHAT).iter().filter(|t| *t == text).count()
 }
 
-/// The callback data of the button labelled `label`.
-fn button(kb: &Value, label: &str) -> String {
-    kb["inline_keyboard"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
-        .find(|b| b["text"] == label)
-        .and_then(|b| b["callback_data"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("no button {label} in {kb}"))
-}
-
 /// Starts `/run approval TEXT` and returns the prompt message (id, keyboard).
 async fn approval_prompt(fake: &TelegramFake, text: &str) -> (i64, Value) {
     fake.message(ALICE, "Alice", &format!("/run approval {text}"));
     let prompt = format!("Approve or reject: {text}");
-    fake.wait_until(20, "the approval prompt", |f| find(f, &prompt).is_some())
-        .await;
-    let (id, _, kb) = find(fake, &prompt).unwrap_or_default();
+    fake.wait_until(20, "the approval prompt", |f| {
+        f.find(CHAT, &prompt).is_some()
+    })
+    .await;
+    let (id, _, kb) = fake.find(CHAT, &prompt).unwrap_or_default();
     (id, kb)
 }
 
@@ -120,11 +103,13 @@ async fn an_approval_is_answered_by_button() {
     fake.wait_until(20, "the outcome", |f| has_text(f, "Approved: deploy v2"))
         .await;
     fake.wait_until(20, "the run's end", |f| {
-        find(f, "✅ approval finished").is_some()
+        f.find(CHAT, "✅ approval finished").is_some()
     })
     .await;
 
-    let (_, text, kb) = find(&fake, "Approve or reject: deploy v2").unwrap_or_default();
+    let (_, text, kb) = fake
+        .find(CHAT, "Approve or reject: deploy v2")
+        .unwrap_or_default();
     assert!(text.ends_with("✅ approve (answered by @alice)"), "{text}");
     assert!(kb.is_null(), "the buttons are gone once answered: {kb}");
     let acks = fake.calls("answerCallbackQuery");
@@ -315,8 +300,10 @@ async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
             fake.sent_texts(CHAT)
         );
     }
-    assert!(find(&fake, "▶️ ask started").is_some());
-    let (_, prompt, _) = find(&fake, "Approve or reject: across a restart").unwrap_or_default();
+    assert!(fake.find(CHAT, "▶️ ask started").is_some());
+    let (_, prompt, _) = fake
+        .find(CHAT, "Approve or reject: across a restart")
+        .unwrap_or_default();
     assert!(prompt.ends_with("(answered by @alice)"), "{prompt}");
     assert_eq!(gw.client().runs_of("approval").await.len(), 1);
     assert_eq!(
@@ -331,9 +318,9 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
     let (gw, fake, _llm) = setup().await;
     fake.message(ALICE, "Alice", "/flows");
     let menu = "Tap a workflow to start it:";
-    fake.wait_until(20, "the flow menu", |f| find(f, menu).is_some())
+    fake.wait_until(20, "the flow menu", |f| f.find(CHAT, menu).is_some())
         .await;
-    let (msg, _, kb) = find(&fake, menu).unwrap_or_default();
+    let (msg, _, kb) = fake.find(CHAT, menu).unwrap_or_default();
     fake.tap(
         ALICE,
         "Alice",
@@ -343,7 +330,7 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
     );
     let prompt = "Approve or reject: this request";
     fake.wait_until(20, "the started flow's prompt", |f| {
-        find(f, prompt).is_some()
+        f.find(CHAT, prompt).is_some()
     })
     .await;
     let run_id = gw.client().runs_of("approval").await[0]["run_id"]
@@ -383,7 +370,7 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
         .await;
     fake.message(ALICE, "Alice", "/run nosuchflow");
     fake.wait_until(20, "an unknown flow refused", |f| {
-        find(f, "Cannot start nosuchflow:").is_some()
+        f.find(CHAT, "Cannot start nosuchflow:").is_some()
     })
     .await;
 }

@@ -4,7 +4,7 @@
 //! and deliveries and the gateway's runs and ledgers.
 
 use e2e::process::Gateway;
-use e2e::telegram_fake::TelegramFake;
+use e2e::telegram_fake::{TelegramFake, button};
 use serde_json::{Value, json};
 
 const ALICE: u64 = 1001;
@@ -40,23 +40,6 @@ async fn setup() -> (Gateway, TelegramFake, String) {
     (gw, fake, hook)
 }
 
-fn find(fake: &TelegramFake, prefix: &str) -> Option<(i64, String, Value)> {
-    fake.chat(CHAT)
-        .into_iter()
-        .find(|m| m.1.starts_with(prefix))
-}
-
-fn button(kb: &Value, label: &str) -> String {
-    kb["inline_keyboard"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
-        .find(|b| b["text"] == label)
-        .and_then(|b| b["callback_data"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("no button {label} in {kb}"))
-}
-
 #[tokio::test]
 async fn webhook_mode_registers_and_answers_a_prompt_by_button_once() {
     let (gw, fake, hook) = setup().await;
@@ -69,12 +52,13 @@ async fn webhook_mode_registers_and_answers_a_prompt_by_button_once() {
 
     fake.message(ALICE, "Alice", "/run approval ship v2");
     let prompt = "Approve or reject: ship v2";
-    fake.wait_until(20, "the prompt", |f| find(f, prompt).is_some())
+    fake.wait_until(20, "the prompt", |f| f.find(CHAT, prompt).is_some())
         .await;
-    let (msg, _, kb) = find(&fake, prompt).unwrap_or_default();
+    let (msg, _, kb) = fake.find(CHAT, prompt).unwrap_or_default();
     let tap = fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "approve"));
     fake.wait_until(20, "the answer edited in", |f| {
-        find(f, prompt).is_some_and(|m| m.1.contains("✅ approve (answered by @alice)"))
+        f.find(CHAT, prompt)
+            .is_some_and(|m| m.1.contains("✅ approve (answered by @alice)"))
     })
     .await;
     let runs = gw.client().runs_of("approval").await;

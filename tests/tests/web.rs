@@ -1,8 +1,9 @@
 //! The web app in real headless Chromium: `tests/web/e2e.mjs` (playwright-core driving
 //! Debian's `chromium` at a 360 px phone viewport) against a real `switchboard serve`.
 //! Sign in with a pairing code, answer from the inbox and see the run complete without a
-//! reload, see a prompt answered over the API disappear live, pause and resume, start a
-//! flow from its form, reload offline and see the cached shell, sign out. Screenshots of
+//! reload, see a prompt answered over the API disappear live, pause and resume, see the
+//! run list follow status changes and an LLM reply stream into a run page (LLM fake), start
+//! a flow from its form, reload offline and see the cached shell, sign out. Screenshots of
 //! every step go to `target/screenshots/web/` (under CARGO_TARGET_DIR when set).
 //! scripts/test installs chromium (apt) and playwright-core (npm ci in tests/web).
 
@@ -25,7 +26,8 @@ async fn the_web_app_works_in_headless_chromium_on_a_phone() {
         dir.join("node_modules/playwright-core").exists(),
         "playwright-core is missing: run `npm ci` in tests/web (scripts/test does)"
     );
-    let gw = Gateway::start(&[]).await;
+    let (llm_url, _llm) = e2e::llm_fake::start().await;
+    let gw = Gateway::start(&[("SWITCHBOARD_LLM_BASE_URL", llm_url)]).await;
     let (status, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
     assert_eq!(status, 200, "{code}");
     let shots = screenshots();
@@ -49,5 +51,5 @@ async fn the_web_app_works_in_headless_chromium_on_a_phone() {
     assert!(out.status.success(), "the browser test failed:\n{log}");
     assert!(log.contains("web app: all steps passed"), "{log}");
     let pngs = std::fs::read_dir(&shots).map(|d| d.count()).unwrap_or(0);
-    assert!(pngs >= 7, "screenshots in {}: {pngs}", shots.display());
+    assert!(pngs >= 9, "screenshots in {}: {pngs}", shots.display());
 }

@@ -121,6 +121,31 @@ await step('pause-and-resume-a-run', async () => {
   expectEq((await runOf(id)).status, 'waiting', 'resumed');
 });
 
+await step('the-run-list-follows-status-changes-live', async () => {
+  await page.goto(`${URL_}/app/runs`);
+  await mark();
+  const id = await startRun('approval', 'listed live');
+  const row = page.locator(`#runs a[href="/app/runs/${id}"]`);
+  await row.locator('.badge', { hasText: 'waiting' }).waitFor();
+  const [status] = await api('POST', '/api/gateway/commands',
+    { command_id: `cancel-${id}`, run_id: id, type: 'cancel', channel: 'api', payload: {} });
+  expectEq(status, 200, 'the API cancel');
+  await row.locator('.badge', { hasText: 'cancelled' }).waitFor();
+  await stayed();
+});
+
+await step('llm-output-streams-into-the-run-page', async () => {
+  const id = await startRun('chat', 'DRIP tell me about streams and rivers please');
+  await page.goto(`${URL_}/app/runs/${id}`);
+  await mark();
+  const live = page.locator('#live');
+  await live.waitFor({ state: 'visible' });
+  await until('the reply to grow', async () => (await live.textContent()).length > 0);
+  await page.locator('.timeline .entry.llm', { hasText: 'echo: DRIP tell me about streams and rivers please' }).waitFor();
+  await live.waitFor({ state: 'hidden' });
+  await stayed();
+});
+
 await step('start-a-flow-from-its-form', async () => {
   await page.goto(`${URL_}/app/start`);
   await page.getByRole('link', { name: /Approval/ }).click();

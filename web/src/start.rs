@@ -39,11 +39,7 @@ struct StartForm {
     nonce: String,
 }
 
-async fn start_form_of(
-    s: &Session,
-    flow: &str,
-    problems: Vec<String>,
-) -> Result<StartForm, PageError> {
+async fn start_form_of(s: &Session, flow: &str) -> Result<StartForm, PageError> {
     let bundles = s.client.bundles().await?.items;
     let b = bundles
         .into_iter()
@@ -60,13 +56,13 @@ async fn start_form_of(
         name: b.name,
         description: b.description,
         fields: view::fields(&schema),
-        problems,
+        problems: Vec::new(),
         nonce: nonce(),
     })
 }
 
 pub async fn start_form(s: Session, Path(flow): Path<String>) -> Page {
-    Ok(start_form_of(&s, &flow, Vec::new()).await?.into_response())
+    Ok(start_form_of(&s, &flow).await?.into_response())
 }
 
 /// Starts a flow from its form; problems re-show the form with what to fix.
@@ -85,12 +81,18 @@ pub async fn start(
     if !s.csrf_ok(get("csrf")) {
         return Err(PageError::Csrf);
     }
-    let form = start_form_of(&s, &flow, Vec::new()).await?;
+    let mut form = start_form_of(&s, &flow).await?;
+    // Shown again on a problem: with what was typed, not the defaults.
+    for f in &mut form.fields {
+        if let Some((_, v)) = pairs.iter().find(|(n, _)| *n == f.name) {
+            f.default = v.clone();
+        }
+    }
     let input = match view::input(&form.fields, &pairs) {
         Ok(v) => v,
         Err(problems) => {
-            let page = start_form_of(&s, &flow, problems).await?;
-            return Ok((StatusCode::BAD_REQUEST, page).into_response());
+            form.problems = problems;
+            return Ok((StatusCode::BAD_REQUEST, form).into_response());
         }
     };
     let req = StartRunRequest {
@@ -106,8 +108,8 @@ pub async fn start(
         Ok(r) => Ok(Redirect::to(&format!("/app/runs/{}", r.run_id)).into_response()),
         Err(e) if e.status() == Some(401) => Err(e.into()),
         Err(e) => {
-            let page = start_form_of(&s, &flow, vec![e.message()]).await?;
-            Ok((StatusCode::BAD_REQUEST, page).into_response())
+            form.problems = vec![e.message()];
+            Ok((StatusCode::BAD_REQUEST, form).into_response())
         }
     }
 }

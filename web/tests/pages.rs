@@ -97,3 +97,38 @@ async fn a_schedule_is_listed_and_paused_from_its_page() {
     let html = page(&gw, &cookie, "/app/schedules").await;
     assert!(html.contains(">Resume</button>"), "{html}");
 }
+
+const DEPLOY: &str = "name: Deploy\ndescription: Deploys a build.\ninput_schema:\n  type: object\n  required: [target]\n  properties:\n    target: {type: string, enum: [staging, production]}\n    replicas: {type: integer}\nsteps:\n  - say: \"Deploying to {{ input.target }}\"\n";
+
+#[tokio::test]
+async fn a_bad_start_form_names_each_field_and_keeps_what_was_typed() {
+    let flows = tempfile::tempdir().expect("flows dir");
+    std::fs::write(flows.path().join("deploy.yaml"), DEPLOY).expect("write deploy.yaml");
+    let gw = Gateway::start_with_flows(&[], flows.path()).await;
+    let (cookie, _) = sign_in(&gw).await;
+    let form = page(&gw, &cookie, "/app/start/deploy").await;
+    assert!(
+        form.contains(r#"<select id="f-target" name="target" required>"#),
+        "{form}"
+    );
+    let r = http()
+        .post(format!("{}/app/start/deploy", gw.url))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf_in(&form).as_str()),
+            ("nonce", "d-1"),
+            ("replicas", "many"),
+        ])
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status().as_u16(), 400);
+    let html = r.text().await.unwrap_or_default();
+    assert!(html.contains("<li>Target is required</li>"), "{html}");
+    assert!(
+        html.contains("<li>Replicas must be a whole number</li>"),
+        "{html}"
+    );
+    assert!(html.contains(r#"name="replicas" value="many""#), "{html}");
+    assert!(gw.client().runs_of("deploy").await.is_empty());
+}

@@ -8,7 +8,6 @@
 //! so a restart neither loses nor repeats a mail. It never sends mail or commands.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use protocol::{LedgerRecord, RecordStatus, StepEvent, StreamItem};
@@ -29,16 +28,14 @@ struct Follower {
 /// Follows the ledger forever, reconnecting with back-off when the stream fails.
 pub(crate) async fn follow(ctx: Arc<Ctx>) {
     let mut f = Follower { ctx, committed: 0 };
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match f.follow_once().await {
-            Ok(()) => backoff = Duration::from_millis(200),
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "email bridge: ledger follower restarts");
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        tokio::time::sleep(backoff).await;
+    crate::reconnect::forever("email bridge: ledger follower", &mut f).await
+}
+
+impl crate::reconnect::Session for Follower {
+    type Error = EmailError;
+
+    fn session(&mut self) -> impl std::future::Future<Output = Result<(), EmailError>> + Send {
+        self.follow_once()
     }
 }
 

@@ -55,16 +55,11 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
             }
         };
         for u in updates {
-            let id = u64::from(u.id.0);
-            if id < offset {
-                tracing::debug!(update = id, "duplicate update skipped");
-                continue;
-            }
-            handle_until_done(&ctx, &u).await;
-            offset = id + 1;
-            while let Err(e) = ctx.state.set_meta_u64(OFFSET, offset).await {
-                tracing::error!(error = %e, "cannot store the telegram offset; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            // Until it went through: the gateway or the state file may be away a while.
+            let mut backoff = Duration::from_millis(200);
+            while !apply(&ctx, &u, &mut offset).await {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -84,9 +79,10 @@ async fn get_updates(ctx: &Ctx, offset: u64) -> Result<Vec<Update>, teloxide::Re
     .await
 }
 
-/// Applies one pushed update (webhook mode) once: `true` when it went through and the
-/// offset was stored past it (or it was a repeat), `false` when it should be delivered
-/// again. Updates are keyed by id, so applying one twice has one effect.
+/// Applies one update once (polled or pushed): `true` when it went through and the offset
+/// was stored past it (or it was a repeat), `false` when it must be tried again (the poller
+/// retries it; in webhook mode Telegram delivers it again). Updates are keyed by id, so
+/// applying one twice has one effect.
 pub(crate) async fn apply(ctx: &Ctx, u: &Update, offset: &mut u64) -> bool {
     let id = u64::from(u.id.0);
     if id < *offset {
@@ -94,7 +90,7 @@ pub(crate) async fn apply(ctx: &Ctx, u: &Update, offset: &mut u64) -> bool {
         return true;
     }
     if let Err(Failure::Retry(why)) = handle(ctx, u).await {
-        tracing::warn!(update = id, %why, "update not applied yet; telegram will deliver it again");
+        tracing::warn!(update = id, %why, "update not applied yet; it will be tried again");
         return false;
     }
     if let Err(e) = ctx.state.set_meta_u64(OFFSET, id + 1).await {
@@ -103,21 +99,6 @@ pub(crate) async fn apply(ctx: &Ctx, u: &Update, offset: &mut u64) -> bool {
     }
     *offset = id + 1;
     true
-}
-
-/// Handles one update, retrying with back-off until it went through.
-async fn handle_until_done(ctx: &Ctx, u: &Update) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match handle(ctx, u).await {
-            Ok(()) => return,
-            Err(Failure::Retry(why)) => {
-                tracing::warn!(update = u.id.0, %why, ?backoff, "update not applied yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
 }
 
 async fn handle(ctx: &Ctx, u: &Update) -> Handled {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use protocol::{LedgerRecord, LlmDelta, RecordStatus, StepEvent, StreamItem};
@@ -43,16 +43,14 @@ pub(crate) async fn follow(ctx: Arc<Ctx>) {
         live: HashMap::new(),
         committed: 0,
     };
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match f.follow_once().await {
-            Ok(()) => backoff = Duration::from_millis(200),
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "telegram bridge: ledger follower restarts");
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-        tokio::time::sleep(backoff).await;
+    crate::reconnect::forever("telegram bridge: ledger follower", &mut f).await
+}
+
+impl crate::reconnect::Session for Follower {
+    type Error = BridgeError;
+
+    fn session(&mut self) -> impl std::future::Future<Output = Result<(), BridgeError>> + Send {
+        self.follow_once()
     }
 }
 

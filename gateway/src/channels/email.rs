@@ -155,19 +155,11 @@ pub struct EmailArgs {
 /// Checked email settings, without the gateway side (URL and token) yet.
 #[derive(Debug, Clone)]
 pub struct EmailSettings {
-    pub imap: Server,
-    pub smtp: Server,
-    pub mailbox: String,
-    pub from: String,
-    pub allowed_senders: Vec<String>,
-    pub default_flow: String,
-    pub default_mode: Mode,
-    pub flow_modes: Vec<(String, Mode)>,
+    /// The bridge's configuration, but for the gateway side (URL, token, public URL) and
+    /// the state file, which [`EmailSettings::bridge_config`] fills in.
+    pub config: EmailConfig,
+    /// The state file, when set explicitly (else it goes in the data dir).
     pub state: Option<PathBuf>,
-    pub idle_timeout: Duration,
-    pub poll_every: Duration,
-    pub retry_base: Duration,
-    pub max_attempts: u32,
 }
 
 fn list(s: Option<&str>) -> Vec<String> {
@@ -323,7 +315,7 @@ impl EmailArgs {
                 "SWITCHBOARD_EMAIL_ALLOWED_SENDERS: `{bad}` must be an address or `@domain`"
             ));
         }
-        Some(EmailSettings {
+        let config = EmailConfig {
             imap,
             smtp,
             mailbox: self.mailbox.unwrap_or_else(|| "INBOX".into()),
@@ -332,7 +324,10 @@ impl EmailArgs {
             default_flow: self.default_flow.unwrap_or_else(|| "chat".into()),
             default_mode,
             flow_modes,
-            state: self.state,
+            gateway_url: String::new(),
+            gateway_token: String::new(),
+            public_url: None,
+            state_path: PathBuf::new(),
             idle_timeout: duration(
                 self.idle_timeout.as_deref(),
                 "SWITCHBOARD_EMAIL_IDLE_TIMEOUT",
@@ -355,6 +350,10 @@ impl EmailArgs {
                 problems,
             ),
             max_attempts: self.max_attempts.unwrap_or(10).max(1),
+        };
+        Some(EmailSettings {
+            config,
+            state: self.state,
         })
     }
 }
@@ -391,14 +390,6 @@ impl EmailSettings {
         public_url: Option<String>,
     ) -> EmailConfig {
         EmailConfig {
-            imap: self.imap.clone(),
-            smtp: self.smtp.clone(),
-            mailbox: self.mailbox.clone(),
-            from: self.from.clone(),
-            allowed_senders: self.allowed_senders.clone(),
-            default_flow: self.default_flow.clone(),
-            default_mode: self.default_mode,
-            flow_modes: self.flow_modes.clone(),
             gateway_url,
             gateway_token,
             public_url,
@@ -406,10 +397,7 @@ impl EmailSettings {
                 .state
                 .clone()
                 .unwrap_or_else(|| data_dir.join("email.sqlite")),
-            idle_timeout: self.idle_timeout,
-            poll_every: self.poll_every,
-            retry_base: self.retry_base,
-            max_attempts: self.max_attempts,
+            ..self.config.clone()
         }
     }
 }
@@ -447,14 +435,16 @@ mod tests {
         let s = good().resolve(&mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let s = s.unwrap_or_else(|| panic!("settings"));
+        let c = s.bridge_config("http://g".into(), "t".into(), Path::new("/d"), None);
+        assert_eq!(c.state_path, PathBuf::from("/d/email.sqlite"));
+        assert_eq!(c.gateway_url, "http://g");
+        let s = c;
         assert_eq!((s.imap.port, s.imap.tls), (143, Tls::None));
         assert_eq!((s.smtp.port, s.smtp.tls), (2525, Tls::None));
         assert_eq!(s.allowed_senders, vec!["alice@example.test", "@corp.test"]);
         assert_eq!(s.flow_modes, vec![("chat".to_owned(), Mode::All)]);
         assert_eq!(s.default_mode, Mode::AsksOnly);
         assert_eq!(s.mailbox, "INBOX");
-        let c = s.bridge_config("http://g".into(), "t".into(), Path::new("/d"), None);
-        assert_eq!(c.state_path, PathBuf::from("/d/email.sqlite"));
     }
 
     #[test]

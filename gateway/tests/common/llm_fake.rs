@@ -1,6 +1,7 @@
 //! A loopback server speaking OpenAI's chat-completions format (JSON and streaming SSE).
 //! It replies `echo: <last user message>`; a message containing FAIL gets a 500 with an
-//! OpenAI error body; SLOW answers after 1.5 s; FLAKY fails the first attempt of each idempotency key.
+//! OpenAI error body; SLOW answers after 1.5 s; FLAKY fails the first attempt of each idempotency key;
+//! DRIP streams one word every 300 ms.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 #[derive(Clone, Default)]
@@ -71,13 +73,27 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
         )
         .into_response();
     }
-    let mut sse = String::new();
-    for word in reply.split_inclusive(' ') {
-        let chunk = json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}}]});
-        sse.push_str(&format!("data: {chunk}\n\n"));
+    let mut events: Vec<String> = reply
+        .split_inclusive(' ')
+        .map(|word| {
+            let chunk = json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}}]});
+            format!("data: {chunk}\n\n")
+        })
+        .collect();
+    events.push("data: [DONE]\n\n".into());
+    if !last.contains("DRIP") {
+        return ([("content-type", "text/event-stream")], events.concat()).into_response();
     }
-    sse.push_str("data: [DONE]\n\n");
-    ([("content-type", "text/event-stream")], sse).into_response()
+    // DRIP: one word every 300 ms, so a client can watch the reply grow.
+    let drip = futures::stream::iter(events).then(|e| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        Ok::<_, std::convert::Infallible>(e)
+    });
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(drip),
+    )
+        .into_response()
 }
 
 /// For `http` steps: answers with what it received.
