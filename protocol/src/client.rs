@@ -68,12 +68,21 @@ pub struct Client {
 impl Client {
     /// `base` is the gateway's root, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_http(reqwest::Client::builder().build()?, base, token)
+    }
+
+    /// Like [`Client::new`], sharing `http`'s connection pool (a server that makes a client
+    /// per request, for each caller's token, should not build a new pool each time).
+    pub fn with_http(
+        http: reqwest::Client,
+        base: &str,
+        token: Option<String>,
+    ) -> Result<Self, ClientError> {
         let mut base = url::Url::parse(base)?;
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let http = reqwest::Client::builder().build()?;
         Ok(Self { base, token, http })
     }
 

@@ -56,16 +56,17 @@ async fn gdbus(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The unique bus name owned by process `pid`.
-async fn bus_name_of(pid: u32) -> Option<String> {
+/// The unique bus names owned by process `pid` (a GTK app has several connections).
+async fn bus_names_of(pid: u32) -> Vec<String> {
     let bus = [
         "--dest",
         "org.freedesktop.DBus",
         "--object-path",
         "/org/freedesktop/DBus",
     ];
-    let names =
-        gdbus(&[&bus[..], &["--method", "org.freedesktop.DBus.ListNames"]].concat()).await?;
+    let listed = [&bus[..], &["--method", "org.freedesktop.DBus.ListNames"]].concat();
+    let names = gdbus(&listed).await.unwrap_or_default();
+    let mut mine = Vec::new();
     for name in names.split('\'').filter(|n| n.starts_with(":1.")) {
         let method = [
             "--method",
@@ -76,10 +77,10 @@ async fn bus_name_of(pid: u32) -> Option<String> {
             .await
             .unwrap_or_default();
         if owner.contains(&format!("uint32 {pid},")) {
-            return Some(name.to_owned());
+            mine.push(name.to_owned());
         }
     }
-    None
+    mine
 }
 
 /// The menu object the tray exports, once it exists.
@@ -154,6 +155,14 @@ async fn inner() {
     let run = running["run_id"].as_str().unwrap_or_default().to_owned();
 
     let config = tempfile::tempdir().expect("config dir");
+    // Desktop notifications are D-Bus calls; a monitor on the private bus sees them.
+    let notes = config.path().join("notifications.log");
+    let _monitor = Command::new("dbus-monitor")
+        .args(["--session", "interface='org.freedesktop.Notifications'"])
+        .stdout(std::fs::File::create(&notes).expect("monitor log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dbus-monitor (apt: dbus-bin or dbus)");
     let tray = Command::new(workspace_binary("switchboard-tray"))
         .args(["--gateway", &gw.url, "--token", TOKEN, "--config-dir"])
         .arg(config.path())
@@ -165,14 +174,15 @@ async fn inner() {
 
     let mut found = None;
     let mut last = String::new();
-    for _ in 0..100 {
-        if let Some(name) = bus_name_of(pid).await
-            && let Some(path) = menu_path(&name).await
-        {
+    'find: for _ in 0..100 {
+        for name in bus_names_of(pid).await {
+            let Some(path) = menu_path(&name).await else {
+                continue;
+            };
             last = layout(&name, &path, 0).await;
             if last.contains("'label': <'1 running · 1 waiting'>") {
                 found = Some((name, path));
-                break;
+                break 'find;
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -222,11 +232,32 @@ async fn inner() {
     }
     assert_eq!(status, "paused");
     let paused = format!("remind ({}) · paused", &run[..8]);
+    let mut shown = false;
     for _ in 0..100 {
         if layout(&name, &path, 0).await.contains(&paused) {
-            return;
+            shown = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the menu never showed `{paused}`");
+    assert!(shown, "the menu never showed `{paused}`");
+
+    // A new prompt is announced on the desktop (the one waiting at start is not).
+    let text = json!({"bundle_id": "approval", "input_data": {"text": "notify me"}});
+    let (s, _) = gw.client().post("/api/gateway/runs/start", text).await;
+    assert_eq!(s, 200);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&notes).unwrap_or_default();
+        if log.contains("Approve or reject: notify me") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(log.contains("member=Notify"), "no notification call: {log}");
+    assert!(log.contains("approval is waiting for you"), "{log}");
+    assert!(
+        !log.contains("Approve or reject: deploy v2"),
+        "not for the old prompt: {log}"
+    );
 }

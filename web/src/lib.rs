@@ -62,7 +62,18 @@ pub struct WebConfig {
 #[derive(Clone)]
 pub struct Web {
     pub cfg: Arc<WebConfig>,
+    /// One connection pool for every call to the gateway, whoever's token it carries.
     pub http: reqwest::Client,
+}
+
+impl Web {
+    /// A gateway client with `token`, on the shared pool.
+    pub fn client_for(
+        &self,
+        token: Option<String>,
+    ) -> Result<protocol::Client, protocol::ClientError> {
+        protocol::Client::with_http(self.http.clone(), &self.cfg.gateway_url, token)
+    }
 }
 
 /// The web app's routes, relative to where it is mounted (`/app`).

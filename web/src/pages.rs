@@ -160,7 +160,7 @@ fn login_failed(status: StatusCode, why: String) -> Response {
 /// Signs in with a pairing code (a new device token) or a token.
 pub async fn login(State(web): State<Web>, Form(f): Form<LoginForm>) -> Response {
     let (code, token) = (f.code.trim(), f.token.trim());
-    let anonymous = match protocol::Client::new(&web.cfg.gateway_url, None) {
+    let anonymous = match web.client_for(None) {
         Ok(c) => c,
         Err(e) => return login_failed(StatusCode::BAD_GATEWAY, e.to_string()),
     };
@@ -182,7 +182,7 @@ pub async fn login(State(web): State<Web>, Form(f): Form<LoginForm>) -> Response
             }
         }
     } else if !token.is_empty() {
-        let check = protocol::Client::new(&web.cfg.gateway_url, Some(token.to_owned()));
+        let check = web.client_for(Some(token.to_owned()));
         match check {
             Ok(c) => match c.runs(None, 1, 0).await {
                 Ok(_) => (None, token.to_owned()),
@@ -218,7 +218,7 @@ pub async fn logout(State(web): State<Web>, s: Session, Form(f): Form<CsrfForm>)
         return Err(PageError::Csrf);
     }
     if let Some(id) = &s.device_id {
-        let admin = protocol::Client::new(&web.cfg.gateway_url, Some(web.cfg.admin_token.clone()))?;
+        let admin = web.client_for(Some(web.cfg.admin_token.clone()))?;
         if let Err(e) = admin
             .delete_json(&format!("api/gateway/devices/{id}"))
             .await

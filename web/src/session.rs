@@ -104,7 +104,8 @@ impl FromRequestParts<Web> for Session {
         if token.is_empty() {
             return Err(SignIn { page });
         }
-        let client = protocol::Client::new(&web.cfg.gateway_url, Some(token.to_owned()))
+        let client = web
+            .client_for(Some(token.to_owned()))
             .map_err(|_| SignIn { page })?;
         Ok(Session {
             token: token.to_owned(),

@@ -231,14 +231,21 @@ async fn resume(ctx: &Ctx, m: &Mail<'_>, p: &Prompt, answer: &str) -> Result<Han
 
 /// Who answered `p` and when, read from the run's ledger.
 async fn who_answered(ctx: &Ctx, p: &Prompt) -> (String, Option<String>) {
-    let page = match ctx.client.ledger(&p.run_id, 0, 1000).await {
+    // The answer is recent: read the ledger's last page, not its first.
+    let tail = async {
+        let len = ctx.client.run(&p.run_id).await?.ledger_len;
+        ctx.client
+            .ledger(&p.run_id, len.saturating_sub(1000), 1000)
+            .await
+    };
+    let page = match tail.await {
         Ok(page) => page,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read who answered a prompt");
             return ("someone else".into(), None);
         }
     };
-    let answer = page.items.iter().find(|r| {
+    let answer = page.items.iter().rev().find(|r| {
         r.step_id == p.wait_key
             && r.result
                 .as_ref()
