@@ -207,6 +207,24 @@ impl Api {
             .collect()
     }
 
+    /// Polls the run until its status is `status`; panics with the last answer after
+    /// `secs` seconds. Runs advance on the gateway's own tasks, so a test that reads a run
+    /// right after starting it must wait for the state it is about to check.
+    pub async fn wait_status(&self, run_id: &str, status: &str, secs: u64) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let run = self.get(&format!("/api/gateway/runs/{run_id}")).await;
+            if run["status"] == status {
+                return run;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run_id} is not {status} after {secs} s: {run}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The answers (`resume` records with a response) in a run's ledger.
     pub async fn answers(&self, run_id: &str) -> Vec<serde_json::Value> {
         let page = self

@@ -41,14 +41,7 @@ async fn run(gw: &Gateway, id: &str) -> Value {
 }
 
 async fn wait_status(gw: &Gateway, id: &str, status: &str) -> Value {
-    for _ in 0..300 {
-        let r = run(gw, id).await;
-        if r["status"] == status {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("run {id} never became {status}: {}", run(gw, id).await);
+    gw.client().wait_status(id, status, 30).await
 }
 
 /// A received mail's header value (unfolded).

@@ -82,16 +82,7 @@ impl Tray {
     }
 
     async fn wait_status(&self, run: &str, want: &str) {
-        for _ in 0..200 {
-            if self.status(run).await == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "run {run} never became {want} (is {})",
-            self.status(run).await
-        );
+        self.gw.client().wait_status(run, want, 10).await;
     }
 }
 

@@ -44,6 +44,8 @@ async fn a_flow_starts_from_its_form_and_the_run_list_filters() {
         .unwrap_or_default()
         .to_owned();
     assert!(run_page.starts_with("/app/runs/"), "{run_page}");
+    let run_id = run_page.trim_start_matches("/app/runs/");
+    gw.client().wait_status(run_id, "waiting", 10).await;
     let html = page(&gw, &cookie, &run_page).await;
     assert!(html.contains("Approve or reject: from a form"), "{html}");
     let waiting = page(&gw, &cookie, "/app/runs?status=waiting").await;
