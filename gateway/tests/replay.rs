@@ -154,6 +154,47 @@ async fn live_stream_and_global_stream_deliver_the_same_records() {
 }
 
 #[tokio::test]
+async fn a_catch_up_longer_than_a_page_arrives_whole_and_in_order() {
+    let app = spawn_app().await;
+    // About 1,200 records: the streams read them ahead in pages of 500.
+    let src = "steps:\n  - loop:\n      max: 600\n      steps:\n        - set: {a: 1}\n        - set: {b: 2}\n";
+    assert_eq!(app.upload("long.yaml", src).await.0, 200);
+    let run = app.start_run("long", json!({})).await;
+    app.wait_for_status(&run, "completed").await;
+    let ledger = app.ledger(&run).await;
+    assert!(ledger.len() > 1_000, "{}", ledger.len());
+
+    let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
+    let evs = app
+        .sse(&path, None, |e| e.last().is_some_and(|e| e.event == "done"))
+        .await;
+    assert_eq!(records(&evs), ledger);
+    let ids: Vec<u64> = evs
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=ledger.len() as u64).collect::<Vec<_>>());
+
+    let global = app
+        .sse("/api/gateway/ledger/stream?after=0", None, |e| {
+            records(e).len() >= ledger.len()
+        })
+        .await;
+    let cursors: Vec<u64> = global
+        .iter()
+        .filter(|e| e.event == "step")
+        .map(|e| e.id.parse().unwrap())
+        .collect();
+    assert_eq!(cursors, (1..=cursors.len() as u64).collect::<Vec<_>>());
+    let mine: Vec<Value> = records(&global)
+        .into_iter()
+        .filter(|r| r["run_id"] == run.as_str())
+        .collect();
+    assert_eq!(mine, ledger);
+}
+
+#[tokio::test]
 async fn batch_reads_several_runs_at_once() {
     let app = spawn_app().await;
     let a = app.start_run("echo", json!({})).await;

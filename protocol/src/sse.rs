@@ -46,10 +46,7 @@ impl Parser {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(nl) = self.buf[self.pos..]
-            .iter()
-            .position(|b| *b == b'\n' || *b == b'\r')
-        {
+        while let Some(nl) = memchr::memchr2(b'\n', b'\r', &self.buf[self.pos..]) {
             let end = self.pos + nl;
             // `\r\n` is one line end; a lone `\r` at the end of the buffer waits for more.
             let mut next = end + 1;
@@ -60,11 +57,12 @@ impl Parser {
                     _ => {}
                 }
             }
-            let line = String::from_utf8_lossy(&self.buf[self.pos..end]).into_owned();
-            self.pos = next;
-            if let Some(ev) = self.line(&line) {
+            // Lines are borrowed from the buffer; only the fields an event keeps are copied.
+            let line = String::from_utf8_lossy(&self.buf[self.pos..end]);
+            if let Some(ev) = line_into(&mut self.cur, &mut self.has_data, &line) {
                 out.push(ev);
             }
+            self.pos = next;
         }
         // Drop consumed bytes once in a while, not per event (that would be quadratic).
         if self.pos > 0 && self.pos * 2 >= self.buf.len() {
@@ -73,41 +71,42 @@ impl Parser {
         }
         out
     }
+}
 
-    fn line(&mut self, line: &str) -> Option<SseEvent> {
-        if line.is_empty() {
-            let ev = std::mem::take(&mut self.cur);
-            let had = std::mem::replace(&mut self.has_data, false);
-            return (had || !ev.event.is_empty()).then(|| SseEvent {
-                event: if ev.event.is_empty() {
-                    "message".into()
-                } else {
-                    ev.event
-                },
-                ..ev
-            });
-        }
-        if line.starts_with(':') {
-            return None;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "data" => {
-                if self.has_data {
-                    self.cur.data.push('\n');
-                }
-                self.cur.data.push_str(value);
-                self.has_data = true;
-            }
-            "event" => self.cur.event = value.to_owned(),
-            "id" => self.cur.id = value.to_owned(),
-            _ => {} // `retry` and unknown fields
-        }
-        None
+/// Applies one line to the event being built; returns the event a blank line completes.
+fn line_into(cur: &mut SseEvent, has_data: &mut bool, line: &str) -> Option<SseEvent> {
+    if line.is_empty() {
+        let ev = std::mem::take(cur);
+        let had = std::mem::replace(has_data, false);
+        return (had || !ev.event.is_empty()).then(|| SseEvent {
+            event: if ev.event.is_empty() {
+                "message".into()
+            } else {
+                ev.event
+            },
+            ..ev
+        });
     }
+    if line.starts_with(':') {
+        return None;
+    }
+    let (field, value) = match line.split_once(':') {
+        Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+        None => (line, ""),
+    };
+    match field {
+        "data" => {
+            if *has_data {
+                cur.data.push('\n');
+            }
+            cur.data.push_str(value);
+            *has_data = true;
+        }
+        "event" => value.clone_into(&mut cur.event),
+        "id" => value.clone_into(&mut cur.id),
+        _ => {} // `retry` and unknown fields
+    }
+    None
 }
 
 /// Turns a byte stream into raw SSE events, undecoded (for tools that only count events or
@@ -175,6 +174,15 @@ mod tests {
             p.feed(b"data: a\ndata: b\n\n"),
             vec![ev("", "message", "a\nb")]
         );
+    }
+
+    #[test]
+    fn a_character_split_between_chunks_is_kept_whole() {
+        let mut p = Parser::default();
+        let bytes = "event: say\ndata: café ☕\n\n".as_bytes();
+        let cut = bytes.iter().position(|b| *b == 0xc3).unwrap_or(0) + 1;
+        assert!(p.feed(&bytes[..cut]).is_empty());
+        assert_eq!(p.feed(&bytes[cut..]), vec![ev("", "say", "café ☕")]);
     }
 
     #[test]

@@ -107,6 +107,33 @@ pub fn hash_record(rec: &LedgerRecord) -> Result<String> {
 
 /// One page of a run's ledger as stored JSON texts, and the cursor to continue from.
 pub fn page(conn: &Connection, run_id: &str, after: u64, limit: u32) -> Result<(Vec<String>, u64)> {
+    let mut items = Vec::new();
+    let next = page_each(conn, run_id, after, limit, |_, json| {
+        items.push(json.to_owned())
+    })?;
+    Ok((items, next))
+}
+
+/// Column `i` of a row as text borrowed from SQLite.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            Box::new(e),
+        ))
+    })
+}
+
+/// Calls `f(seq, json)` for each record of a page, the JSON borrowed from SQLite's row (no
+/// copy per record); returns the cursor to continue from.
+pub fn page_each(
+    conn: &Connection,
+    run_id: &str,
+    after: u64,
+    limit: u32,
+    mut f: impl FnMut(u64, &str),
+) -> Result<u64> {
     let last: Option<i64> = conn
         .prepare_cached("SELECT last_seq FROM runs WHERE run_id = ?1")?
         .query_row([run_id], |r| r.get(0))
@@ -117,17 +144,33 @@ pub fn page(conn: &Connection, run_id: &str, after: u64, limit: u32) -> Result<(
     let mut stmt = conn.prepare_cached(
         "SELECT seq, record FROM ledger WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let mut items = Vec::new();
     let mut next = after.min(last as u64);
-    let rows = stmt.query_map(params![run_id, after as i64, limit as i64], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (seq, json) = row?;
-        next = seq;
-        items.push(json);
+    let mut rows = stmt.query(params![run_id, after as i64, limit as i64])?;
+    while let Some(row) = rows.next()? {
+        next = row.get::<_, i64>(0)? as u64;
+        f(next, text(row, 1)?);
     }
-    Ok((items, next))
+    Ok(next)
+}
+
+/// Calls `f(gseq, json)` for each record of a page of the global ledger (JSON borrowed, as
+/// in [`page_each`]); returns the last global cursor it saw, if any.
+pub fn global_each(
+    conn: &Connection,
+    after: u64,
+    limit: u32,
+    mut f: impl FnMut(u64, &str),
+) -> Result<Option<u64>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT gseq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2")?;
+    let mut rows = stmt.query(params![after as i64, limit as i64])?;
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        let gseq = row.get::<_, i64>(0)? as u64;
+        f(gseq, text(row, 1)?);
+        last = Some(gseq);
+    }
+    Ok(last)
 }
 
 /// A record on the global stream.
@@ -172,6 +215,44 @@ impl super::Store {
     ) -> Result<(Vec<String>, u64)> {
         let id = run_id.to_owned();
         self.read(move |c| page(c, &id, after, limit)).await
+    }
+
+    /// A page of a run's ledger framed by `frame(out, seq, json)` into one text on the
+    /// reading thread (an SSE catch-up writes it as it is); returns the text, the cursor after
+    /// it, and whether the page held any record.
+    pub async fn ledger_frames(
+        &self,
+        run_id: &str,
+        after: u64,
+        limit: u32,
+        frame: fn(&mut String, u64, &str),
+    ) -> Result<(String, u64, bool)> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            let (mut out, mut n) = (String::new(), 0usize);
+            let next = page_each(c, &id, after, limit, |seq, json| {
+                n += 1;
+                frame(&mut out, seq, json)
+            })?;
+            Ok((out, next, n > 0))
+        })
+        .await
+    }
+
+    /// A page of the global ledger framed like [`Self::ledger_frames`]; returns the text and
+    /// the last global cursor in it (`None` when there was nothing after `after`).
+    pub async fn global_frames(
+        &self,
+        after: u64,
+        limit: u32,
+        frame: fn(&mut String, u64, &str),
+    ) -> Result<(String, Option<u64>)> {
+        self.read(move |c| {
+            let mut out = String::new();
+            let last = global_each(c, after, limit, |gseq, json| frame(&mut out, gseq, json))?;
+            Ok((out, last))
+        })
+        .await
     }
 
     pub async fn global_page(&self, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
