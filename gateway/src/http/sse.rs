@@ -8,7 +8,6 @@
 //! hundreds of records leaves as one write instead of one small packet per record.
 
 use std::convert::Infallible;
-use std::fmt::Write;
 use std::future::Future;
 use std::time::Duration;
 
@@ -47,12 +46,18 @@ fn cursor(q: &StreamQuery, headers: &HeaderMap) -> Result<u64, ApiError> {
     }
 }
 
-/// Appends one `step` event.
-fn step(out: &mut String, cursor: u64, json: &str) {
-    let _ = write!(
-        out,
-        "id: {cursor}\nevent: step\ndata: {{\"cursor\":{cursor},\"record\":{json}}}\n\n"
-    );
+/// Appends one `step` event (`json` is a stored record: UTF-8 JSON on one line).
+fn step(out: &mut Vec<u8>, cursor: u64, json: &[u8]) {
+    let mut n = itoa::Buffer::new();
+    let n = n.format(cursor).as_bytes();
+    out.reserve(json.len() + 2 * n.len() + 48);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(n);
+    out.extend_from_slice(b"\nevent: step\ndata: {\"cursor\":");
+    out.extend_from_slice(n);
+    out.extend_from_slice(b",\"record\":");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"}\n\n");
 }
 
 fn done(status: &str) -> Bytes {
@@ -73,7 +78,7 @@ fn event(name: &str, data: &str) -> Bytes {
 fn read_ahead<F, Fut>(start: u64, mut read: F) -> mpsc::Receiver<Result<(Bytes, u64), ()>>
 where
     F: FnMut(u64) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Option<(String, u64)>, StoreError>> + Send,
+    Fut: Future<Output = Result<Option<(Vec<u8>, u64)>, StoreError>> + Send,
 {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -187,8 +192,8 @@ pub async fn run_stream(
                         if r.seq <= cur { continue; }
                         if r.seq > cur + 1 { continue 'outer; }
                         cur = r.seq;
-                        let mut one = String::with_capacity(r.json.len() + 64);
-                        step(&mut one, r.seq, &r.json);
+                        let mut one = Vec::new();
+                        step(&mut one, r.seq, r.json.as_bytes());
                         yield Ok(Bytes::from(one));
                         if let Some(status) = r.end {
                             yield Ok(done(status));
@@ -255,8 +260,8 @@ pub async fn global_stream(
                         if r.gseq <= cur { continue; }
                         if r.gseq > cur + 1 { continue 'outer; }
                         cur = r.gseq;
-                        let mut one = String::with_capacity(r.json.len() + 64);
-                        step(&mut one, r.gseq, &r.json);
+                        let mut one = Vec::new();
+                        step(&mut one, r.gseq, r.json.as_bytes());
                         yield Ok(Bytes::from(one));
                     }
                     Next::Msg(Ok(BusEvent::Delta(d))) => {

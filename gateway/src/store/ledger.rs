@@ -109,14 +109,14 @@ pub fn hash_record(rec: &LedgerRecord) -> Result<String> {
 pub fn page(conn: &Connection, run_id: &str, after: u64, limit: u32) -> Result<(Vec<String>, u64)> {
     let mut items = Vec::new();
     let next = page_each(conn, run_id, after, limit, |_, json| {
-        items.push(json.to_owned())
+        items.push(String::from_utf8_lossy(json).into_owned())
     })?;
     Ok((items, next))
 }
 
-/// Column `i` of a row as text borrowed from SQLite.
-fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
-    row.get_ref(i)?.as_str().map_err(|e| {
+/// Column `i` of a row as bytes borrowed from SQLite (a record's JSON, stored by us).
+fn bytes<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
+    row.get_ref(i)?.as_bytes().map_err(|e| {
         StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
             i,
             rusqlite::types::Type::Text,
@@ -125,14 +125,14 @@ fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
     })
 }
 
-/// Calls `f(seq, json)` for each record of a page, the JSON borrowed from SQLite's row (no
-/// copy per record); returns the cursor to continue from.
+/// Calls `f(seq, json)` for each record of a page, the JSON bytes borrowed from SQLite's row
+/// (no copy or UTF-8 check per record); returns the cursor to continue from.
 pub fn page_each(
     conn: &Connection,
     run_id: &str,
     after: u64,
     limit: u32,
-    mut f: impl FnMut(u64, &str),
+    mut f: impl FnMut(u64, &[u8]),
 ) -> Result<u64> {
     let last: Option<i64> = conn
         .prepare_cached("SELECT last_seq FROM runs WHERE run_id = ?1")?
@@ -148,7 +148,7 @@ pub fn page_each(
     let mut rows = stmt.query(params![run_id, after as i64, limit as i64])?;
     while let Some(row) = rows.next()? {
         next = row.get::<_, i64>(0)? as u64;
-        f(next, text(row, 1)?);
+        f(next, bytes(row, 1)?);
     }
     Ok(next)
 }
@@ -159,7 +159,7 @@ pub fn global_each(
     conn: &Connection,
     after: u64,
     limit: u32,
-    mut f: impl FnMut(u64, &str),
+    mut f: impl FnMut(u64, &[u8]),
 ) -> Result<Option<u64>> {
     let mut stmt = conn
         .prepare_cached("SELECT gseq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2")?;
@@ -167,7 +167,7 @@ pub fn global_each(
     let mut last = None;
     while let Some(row) = rows.next()? {
         let gseq = row.get::<_, i64>(0)? as u64;
-        f(gseq, text(row, 1)?);
+        f(gseq, bytes(row, 1)?);
         last = Some(gseq);
     }
     Ok(last)
@@ -225,11 +225,11 @@ impl super::Store {
         run_id: &str,
         after: u64,
         limit: u32,
-        frame: fn(&mut String, u64, &str),
-    ) -> Result<(String, u64, bool)> {
+        frame: fn(&mut Vec<u8>, u64, &[u8]),
+    ) -> Result<(Vec<u8>, u64, bool)> {
         let id = run_id.to_owned();
         self.read(move |c| {
-            let (mut out, mut n) = (String::new(), 0usize);
+            let (mut out, mut n) = (Vec::new(), 0usize);
             let next = page_each(c, &id, after, limit, |seq, json| {
                 n += 1;
                 frame(&mut out, seq, json)
@@ -245,10 +245,10 @@ impl super::Store {
         &self,
         after: u64,
         limit: u32,
-        frame: fn(&mut String, u64, &str),
-    ) -> Result<(String, Option<u64>)> {
+        frame: fn(&mut Vec<u8>, u64, &[u8]),
+    ) -> Result<(Vec<u8>, Option<u64>)> {
         self.read(move |c| {
-            let mut out = String::new();
+            let mut out = Vec::new();
             let last = global_each(c, after, limit, |gseq, json| frame(&mut out, gseq, json))?;
             Ok((out, last))
         })
