@@ -62,9 +62,6 @@ impl From<serde_json::Error> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const READERS: usize = 4;
-/// How much of the database file a reader maps (address space, not memory: pages are
-/// the OS page cache's, shared and reclaimable).
-const READ_MMAP_BYTES: i64 = 1 << 30;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -152,10 +149,6 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if write {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-    } else {
-        // Readers map the database instead of copying each page with a read() call: a
-        // catch-up of 20,000 records touches more pages than a connection caches.
-        conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
