@@ -62,12 +62,18 @@ impl From<serde_json::Error> for StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const READERS: usize = 4;
+/// Prepared statements kept per connection. The store has more distinct statements than
+/// rusqlite's default of 16, and a statement pushed out is parsed again on its next use.
+const STATEMENT_CACHE: usize = 256;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per pooled reader: reads beyond that wait for a connection instead of
+    /// opening one (an open parses the schema) on yet another blocking thread.
+    reading: Arc<tokio::sync::Semaphore>,
     path: PathBuf,
     bus: Bus,
 }
@@ -85,6 +91,7 @@ impl Store {
         Ok(Self {
             writer,
             readers: Arc::new(Mutex::new(readers)),
+            reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
             path,
             bus,
         })
@@ -102,17 +109,26 @@ impl Store {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self
+            .reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let taken = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match taken {
                 Some(c) => c,
+                // Only when opening a pooled reader failed earlier.
                 None => open_conn(&path, false)?,
             };
             let out = f(&conn);
             let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < READERS * 4 {
+            if pool.len() < READERS {
                 pool.push(conn);
             }
+            drop(pool);
+            drop(permit);
             out
         })
         .await
@@ -146,6 +162,7 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if write {
         conn.pragma_update(None, "journal_mode", "WAL")?;

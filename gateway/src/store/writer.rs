@@ -80,17 +80,24 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    exec(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            exec(conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            exec(conn, "ROLLBACK TO job")?;
+            exec(conn, "RELEASE job")?;
             Err(e)
         }
     }
+}
+
+/// Runs one statement from the connection's statement cache: the writer runs these few
+/// statements for every job and batch, and parsing them each time showed in profiles.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
@@ -105,7 +112,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
         }
         let t0 = std::time::Instant::now();
         let batch = jobs.len();
-        let started = conn.execute_batch("BEGIN IMMEDIATE");
+        let started = exec(&conn, "BEGIN IMMEDIATE");
         if let Err(e) = started {
             // Dropping the jobs answers their callers with `StoreError::Closed`.
             tracing::error!(error = %e, "store: cannot begin a transaction");
@@ -113,9 +120,9 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
             continue;
         }
         let finishes: Vec<Finish> = jobs.drain(..).map(|j| j(&conn)).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(|e| {
+        let committed = exec(&conn, "COMMIT").map_err(|e| {
             tracing::error!(error = %e, "store: commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec(&conn, "ROLLBACK");
             e.to_string()
         });
         metrics::histogram!("switchboard_store_commit_seconds").record(t0.elapsed().as_secs_f64());
