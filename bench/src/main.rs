@@ -41,6 +41,9 @@ struct Args {
     /// Concurrent SSE streams in the fan-out scenario.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
+    /// Run only the scenarios whose name contains this text (e.g. "64 clients", "SSE").
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[tokio::main]
@@ -67,45 +70,70 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("{row}");
         rows.push(row);
     };
+    let only = a.only.clone();
+    let want = move |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     let idle = a.server_pid.and_then(scenarios::rss_kib);
     for clients in [1, 16, 64] {
+        let name = format!("run starts, {clients} clients");
+        if want(&name) {
+            add(name, scenarios::starts(&c, k(100, 5000), clients).await);
+        }
+    }
+    let name = "echo: start → completed (16 clients)".to_owned();
+    if want(&name) {
         add(
-            format!("run starts, {clients} clients"),
-            scenarios::starts(&c, k(100, 5000), clients).await,
+            name,
+            scenarios::echo_to_completed(&c, k(50, 2000), 16).await,
         );
     }
-    add(
-        "echo: start → completed (16 clients)".into(),
-        scenarios::echo_to_completed(&c, k(50, 2000), 16).await,
-    );
     for clients in [1, 16] {
-        add(
-            format!("ask: resume → completed ({clients} clients)"),
-            scenarios::resume_to_completed(&c, k(20, 500), clients).await?,
-        );
+        let name = format!("ask: resume → completed ({clients} clients)");
+        if want(&name) {
+            add(
+                name,
+                scenarios::resume_to_completed(&c, k(20, 500), clients).await?,
+            );
+        }
     }
     if a.target == "switchboard" {
         // Sizes, unlike counts, are not scaled: they are the figures.
         for len in [100, if full { 20_000 } else { 500 }] {
+            // The names as they will read (the run's length is `len`, give or take).
+            let page = |n: u64, clients: usize| {
+                format!("ledger page of 100, run of {n} records ({clients} clients)")
+            };
+            let catchup = |n: u64| format!("SSE catch-up of {n} records");
+            let len64 = len as u64;
+            let wanted = [page(len64, 1), page(len64, 16)].iter().any(|n| want(n))
+                || (len > 100 && want(&catchup(len64)));
+            if !wanted {
+                continue;
+            }
             let (run, n) = scenarios::long_run(&c, &http, &a.token, len).await?;
             for clients in [1, 16] {
-                add(
-                    format!("ledger page of 100, run of {n} records ({clients} clients)"),
-                    scenarios::replay_pages(&c, &run, n, k(50, 5000), clients).await,
-                );
+                let name = page(n, clients);
+                if want(&page(len64, clients)) {
+                    add(
+                        name,
+                        scenarios::replay_pages(&c, &run, n, k(50, 5000), clients).await,
+                    );
+                }
             }
-            if len > 100 {
+            if len > 100 && want(&catchup(len64)) {
                 add(
-                    format!("SSE catch-up of {n} records"),
+                    catchup(n),
                     scenarios::sse_catchup(&c, &run, n, k(2, 10)).await?,
                 );
             }
         }
         let streams = if full { a.streams } else { 10 };
-        add(
-            format!("{streams} SSE streams × 200 records (answer → done)"),
-            scenarios::fanout(&c, &http, &a.token, streams, 200).await?,
-        );
+        let name = format!("{streams} SSE streams × 200 records (answer → done)");
+        if want(&name) {
+            add(
+                name,
+                scenarios::fanout(&c, &http, &a.token, streams, 200).await?,
+            );
+        }
     }
     let loaded = a.server_pid.and_then(scenarios::rss_kib);
     println!("{}", stats::HEADER);
