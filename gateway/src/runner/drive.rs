@@ -26,13 +26,15 @@ impl Runner {
     pub(super) async fn drive(&self, run_id: &str, notify: &Notify) -> Result<(), StoreError> {
         let store = &self.inner.store;
         loop {
-            let Some(row) = store.drive_row(run_id).await? else {
+            let Some(mut row) = store.drive_row(run_id).await? else {
                 return Ok(());
             };
             if row.status.is_terminal() {
-                while let Some(item) = store.next_inbox(run_id).await? {
+                let mut next = row.inbox.take();
+                while let Some(item) = next {
                     let why = format!("the run is {}", row.status.as_str());
                     store.reject_command(item.seq, why).await?;
+                    next = store.next_inbox(run_id).await?;
                 }
                 return Ok(());
             }
@@ -91,11 +93,11 @@ impl Runner {
     /// Applies the oldest pending command (an answer or an event); `true` if there was one.
     async fn apply_inbox(&self, flow: &Flow, row: &DriveRow) -> Result<bool, StoreError> {
         let store = &self.inner.store;
-        let Some(item) = store.next_inbox(&row.run_id).await? else {
+        let Some(item) = &row.inbox else {
             return Ok(false);
         };
         let mut state = row.state.clone();
-        let result = match inbox_input(row, item.kind.as_str(), &item.payload, item.actor) {
+        let result = match inbox_input(row, item.kind.as_str(), &item.payload, item.actor.clone()) {
             Some(input) => self.step(flow, row, &mut state, input).await?,
             None => Err(format!(
                 "command type `{}` cannot be applied by the runner",

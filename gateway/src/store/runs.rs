@@ -32,6 +32,8 @@ pub struct DriveRow {
     pub session_id: Option<String>,
     pub input: Value,
     pub state: RunState,
+    /// The oldest pending command, read with the row (one read per turn of a drive).
+    pub inbox: Option<InboxItem>,
 }
 
 /// A pending command for the runner (an answer or an event delivery).
@@ -287,6 +289,7 @@ impl Store {
             let Some((run_id, bundle_id, flow_hash, status, session_id, input, state, kind)) = row else {
                 return Ok(None);
             };
+            let inbox = inbox_head(c, &run_id)?;
             Ok(Some(DriveRow {
                 run_id,
                 kind,
@@ -296,6 +299,7 @@ impl Store {
                 session_id,
                 input: serde_json::from_str(&input)?,
                 state: serde_json::from_str(&state)?,
+                inbox,
             }))
         })
         .await
@@ -304,26 +308,7 @@ impl Store {
     /// The oldest pending command of a run.
     pub async fn next_inbox(&self, run_id: &str) -> Result<Option<InboxItem>> {
         let id = run_id.to_owned();
-        self.read(move |c| {
-            let row = c
-                .prepare_cached(
-                    "SELECT seq, type, payload, actor FROM commands WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1",
-                )?
-                .query_row([id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-                })
-                .optional()?;
-            row.map(|(seq, kind, payload, actor)| {
-                Ok(InboxItem {
-                    seq: seq as u64,
-                    kind,
-                    payload: serde_json::from_str(&payload)?,
-                    actor: serde_json::from_str(&actor)?,
-                })
-            })
-            .transpose()
-        })
-        .await
+        self.read(move |c| inbox_head(c, &id)).await
     }
 
     /// A session's conversation, oldest first (the last `limit` turns).
@@ -531,4 +516,30 @@ fn fail_now(conn: &Connection, run_id: &str, error: &str, out: &mut Outbox) -> R
         params![run_id, error, ts(now())],
     )?;
     Ok(())
+}
+
+/// The oldest pending command of a run.
+fn inbox_head(c: &Connection, run_id: &str) -> Result<Option<InboxItem>> {
+    let row = c
+        .prepare_cached(
+            "SELECT seq, type, payload, actor FROM commands WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1",
+        )?
+        .query_row([run_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(seq, kind, payload, actor)| {
+        Ok(InboxItem {
+            seq: seq as u64,
+            kind,
+            payload: serde_json::from_str(&payload)?,
+            actor: serde_json::from_str(&actor)?,
+        })
+    })
+    .transpose()
 }
