@@ -31,11 +31,10 @@ impl Appender {
 
     pub fn load(conn: &Connection, run_id: &str) -> Result<Self> {
         let (last_seq, last_hash) = conn
-            .query_row(
-                "SELECT last_seq, last_hash FROM runs WHERE run_id = ?1",
-                [run_id],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
-            )
+            .prepare_cached("SELECT last_seq, last_hash FROM runs WHERE run_id = ?1")?
+            .query_row([run_id], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            })
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))?;
         Ok(Self {
@@ -125,6 +124,10 @@ fn bytes<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
     })
 }
 
+/// A page of a run's ledger (every ledger page and SSE catch-up runs it).
+pub(super) const PAGE_SQL: &str =
+    "SELECT seq, record FROM ledger WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
 /// Calls `f(seq, json)` for each record of a page, the JSON bytes borrowed from SQLite's row
 /// (no copy or UTF-8 check per record); returns the cursor to continue from.
 pub fn page_each(
@@ -141,9 +144,7 @@ pub fn page_each(
     let Some(last) = last else {
         return Err(StoreError::NotFound(format!("run `{run_id}` not found")));
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, record FROM ledger WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(PAGE_SQL)?;
     let mut next = after.min(last as u64);
     let mut rows = stmt.query(params![run_id, after as i64, limit as i64])?;
     while let Some(row) = rows.next()? {

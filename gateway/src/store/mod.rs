@@ -18,9 +18,13 @@ mod schema;
 mod tokens;
 mod writer;
 
+#[cfg(test)]
+mod plan_tests;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 pub use commands::{CommandKind, NewCommand, Submitted};
@@ -163,6 +167,11 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans must not depend on bound values. Without this, SQLite (built with STAT4) marks
+    // statements with ORDER BY and parameters to be compiled again whenever a value is
+    // bound, and the statement cache rebinds on every use: each ledger page and each turn
+    // of a drive parsed its SQL again (store/plan_tests.rs).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if write {
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -446,11 +446,8 @@ pub(super) fn spawn_child(
     out: &mut Outbox,
 ) -> Result<()> {
     let exists: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM runs WHERE run_id = ?1",
-            [&child.run_id],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
+        .query_row([&child.run_id], |r| r.get(0))
         .optional()?;
     if exists.is_some() {
         return Ok(());
@@ -518,12 +515,14 @@ fn fail_now(conn: &Connection, run_id: &str, error: &str, out: &mut Outbox) -> R
     Ok(())
 }
 
+/// The oldest pending command of a run (run on every turn of every drive).
+pub(super) const INBOX_HEAD: &str = "SELECT seq, type, payload, actor FROM commands
+    WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1";
+
 /// The oldest pending command of a run.
 fn inbox_head(c: &Connection, run_id: &str) -> Result<Option<InboxItem>> {
     let row = c
-        .prepare_cached(
-            "SELECT seq, type, payload, actor FROM commands WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1",
-        )?
+        .prepare_cached(INBOX_HEAD)?
         .query_row([run_id], |r| {
             Ok((
                 r.get::<_, i64>(0)?,

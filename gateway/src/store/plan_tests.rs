@@ -1,0 +1,46 @@
+//! The hot statements stay compiled. SQLite marks a statement whose plan may depend on a
+//! bound value to be compiled again when that value changes, and rusqlite's statement cache
+//! clears the bindings of every statement it takes back; profiles showed the SQL of each
+//! ledger page and each turn of a drive being parsed again. `open_conn` turns on the query
+//! planner stability guarantee, which keeps plans independent of values.
+
+use rusqlite::{Connection, StatementStatus};
+
+use super::ledger::PAGE_SQL;
+use super::runs::INBOX_HEAD;
+
+/// A reader as the store opens it, on a migrated database in a fresh directory.
+fn reader() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switchboard.db");
+    let mut w = super::open_conn(&path, true).expect("writer");
+    super::schema::migrate(&mut w).expect("migrations");
+    let r = super::open_conn(&path, false).expect("reader");
+    (dir, r)
+}
+
+/// Runs `sql` three times from the statement cache with different values; returns how
+/// often SQLite compiled it again.
+fn reprepares(c: &Connection, sql: &str, args: impl Fn(i64) -> Vec<rusqlite::types::Value>) -> i32 {
+    for i in 0..3 {
+        let mut st = c.prepare_cached(sql).expect("statement");
+        let mut rows = st
+            .query(rusqlite::params_from_iter(args(i)))
+            .expect("query");
+        while rows.next().expect("row").is_some() {}
+    }
+    c.prepare_cached(sql)
+        .expect("statement")
+        .get_status(StatementStatus::RePrepare)
+}
+
+#[test]
+fn the_inbox_read_of_every_drive_and_ledger_pages_are_compiled_once() {
+    let (_dir, c) = reader();
+    assert_eq!(
+        reprepares(&c, INBOX_HEAD, |i| vec![format!("run-{i}").into()]),
+        0
+    );
+    let page = |i: i64| vec![format!("run-{i}").into(), (i * 100).into(), 100i64.into()];
+    assert_eq!(reprepares(&c, PAGE_SQL, page), 0);
+}
