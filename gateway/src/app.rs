@@ -48,7 +48,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
     let down_rx_bridge = down_rx.clone();
     let auth = Arc::new(auth);
-    let state = AppState {
+    let state = AppState::new(http::Shared {
         store: store.clone(),
         registry: registry.clone(),
         runner,
@@ -65,7 +65,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         triggers: Arc::new(cfg.triggers.clone()),
         openai_timeout: cfg.openai_timeout,
         openai_sessions: Default::default(),
-    };
+    });
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;

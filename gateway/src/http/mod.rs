@@ -38,9 +38,28 @@ use crate::flows::Registry;
 use crate::runner::Runner;
 use crate::store::Store;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one allocation behind an `Arc`, so the clones axum makes
+/// for every request and layer are one reference count each (profiles showed the clone
+/// and drop of the whole struct per request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub store: Store,
     pub registry: Registry,
     /// `None` when this process serves the API only (`serve --no-runner`).

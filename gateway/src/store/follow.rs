@@ -40,7 +40,7 @@ impl Store {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.path.clone()
+        self.path.to_path_buf()
     }
 
     /// Runs named by commands after `seq`, and the last command seq.

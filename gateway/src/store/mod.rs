@@ -21,7 +21,7 @@ mod writer;
 #[cfg(test)]
 mod plan_tests;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::config::DbConfig;
@@ -78,7 +78,7 @@ pub struct Store {
     /// One permit per pooled reader: reads beyond that wait for a connection instead of
     /// opening one (an open parses the schema) on yet another blocking thread.
     reading: Arc<tokio::sync::Semaphore>,
-    path: PathBuf,
+    path: Arc<Path>,
     bus: Bus,
 }
 
@@ -96,7 +96,7 @@ impl Store {
             writer,
             readers: Arc::new(Mutex::new(readers)),
             reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
-            path,
+            path: path.into(),
             bus,
         })
     }
