@@ -223,6 +223,29 @@ async fn cancelling_a_parent_cancels_its_children() {
 }
 
 #[tokio::test]
+async fn answers_left_in_the_inbox_when_the_run_ends_are_rejected_with_it() {
+    let app = spawn_app().await;
+    let run = app.start_run("approval", json!({"text": "ship it"})).await;
+    let s = app.wait_for_status(&run, "waiting").await;
+    let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    // Paused, the run takes no answer, so two queue up for the same question.
+    assert_eq!(app.command("p1", &run, "pause", json!({})).await.0, 200);
+    assert_eq!(app.answer("a1", &run, &key, json!("approve")).await.0, 200);
+    assert_eq!(app.answer("a2", &run, &key, json!("reject")).await.0, 200);
+    let (_, a2) = app.get("/api/gateway/commands/a2").await;
+    assert_eq!(a2["status"], "pending");
+    assert_eq!(app.command("r1", &run, "resume", json!({})).await.0, 200);
+    let done = app.wait_for_status(&run, "completed").await;
+    assert_eq!(done["output"]["decision"], "approve", "{done}");
+    // The first answer ended the run; the second was rejected in the same commit.
+    let (_, a1) = app.get("/api/gateway/commands/a1").await;
+    assert_eq!(a1["status"], "applied", "{a1}");
+    let (_, a2) = app.get("/api/gateway/commands/a2").await;
+    assert_eq!(a2["status"], "rejected", "{a2}");
+    assert_eq!(a2["reason"], "the run is completed");
+}
+
+#[tokio::test]
 async fn emit_event_wakes_a_run_waiting_on_it() {
     let app = spawn_app().await;
     let w = app.start_run("waiter", json!({})).await;

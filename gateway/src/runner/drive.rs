@@ -46,7 +46,10 @@ impl Runner {
             }
             let Some(flow) = self.flow(&row.flow_hash).await? else {
                 let t = failure(format!("flow version {} is not available", row.flow_hash));
-                return self.commit(&row, t, row.state.clone(), None).await;
+                return self
+                    .commit(&row, t, row.state.clone(), None)
+                    .await
+                    .map(|_| ());
             };
             if self.apply_inbox(&flow, &row).await? {
                 continue;
@@ -64,7 +67,11 @@ impl Runner {
             if t.records.is_empty() && t.status.is_none() {
                 return Ok(());
             }
-            self.commit(&row, t, state, None).await?;
+            // A run that ended has nothing more to do: the commit rejected what was left
+            // in its inbox, so there is no need to look at it again.
+            if self.commit(&row, t, state, None).await?.is_terminal() {
+                return Ok(());
+            }
         }
     }
 
@@ -105,7 +112,9 @@ impl Runner {
             )),
         };
         match result {
-            Ok(t) => self.commit(row, t, state, Some((item.seq, None))).await?,
+            Ok(t) => {
+                self.commit(row, t, state, Some((item.seq, None))).await?;
+            }
             Err(reason) => store.reject_command(item.seq, reason).await?,
         }
         Ok(true)
@@ -202,9 +211,9 @@ impl Runner {
         t: Transition,
         state: engine::RunState,
         command: Option<(u64, Option<String>)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RunStatus, StoreError> {
         let armed = t.wake_at.is_some();
-        let (_, wake) = self
+        let (status, wake) = self
             .inner
             .store
             .commit(Commit {
@@ -218,7 +227,7 @@ impl Runner {
         if armed {
             self.timer_armed();
         }
-        Ok(())
+        Ok(status)
     }
 
     /// Runs an effect, but gives up (`None`) if the run is cancelled meanwhile. A pause lets

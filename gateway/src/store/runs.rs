@@ -428,12 +428,27 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
     if let Some((seq, reason)) = &c.command {
         super::commands::finish(conn, *seq, reason.as_deref(), None)?;
     }
-    if status.is_terminal()
-        && let Some(p) = parent
-    {
-        out.wake.push(p);
+    if status.is_terminal() {
+        reject_pending(conn, &c.run_id, status)?;
+        if let Some(p) = parent {
+            out.wake.push(p);
+        }
     }
     Ok(status)
+}
+
+/// Rejects the commands still waiting in the inbox of a run that just ended (answers and
+/// events that came too late), in the transaction that ended it.
+fn reject_pending(conn: &Connection, run_id: &str, status: RunStatus) -> Result<()> {
+    let seqs = conn
+        .prepare_cached("SELECT seq FROM commands WHERE run_id = ?1 AND status = 'pending'")?
+        .query_map([run_id], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let why = format!("the run is {}", status.as_str());
+    for seq in seqs {
+        super::commands::finish(conn, seq as u64, Some(&why), None)?;
+    }
+    Ok(())
 }
 
 /// Creates the child run a `call` step asked for (once: a re-run after a crash finds it).
