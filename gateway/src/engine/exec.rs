@@ -403,7 +403,8 @@ impl Machine<'_> {
             Pending::Timer { until, .. } => Some(*until),
             Pending::Ask { deadline, .. } => *deadline,
             _ => None,
-        };
+        }
+        .map(ceil_ms);
         if let Pending::Event { key, .. } = &pending {
             self.t.event_key = Some(key.clone());
         }
@@ -494,6 +495,17 @@ impl Machine<'_> {
         self.t.waiting = None;
         self.t.wake_at = None;
         self.state.pending = None;
+    }
+}
+
+/// `t` rounded up to a whole millisecond. The store keeps `wake_at` as text with
+/// milliseconds and the timer loop compares it with the clock truncated to milliseconds; a
+/// `wake_at` truncated below the true instant looked due up to a millisecond before the
+/// engine agreed, and the timer loop then slept until its next timer (up to a minute).
+pub(crate) fn ceil_ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    match t.timestamp_subsec_nanos() % 1_000_000 {
+        0 => t,
+        sub => t + chrono::Duration::nanoseconds(i64::from(1_000_000 - sub)),
     }
 }
 

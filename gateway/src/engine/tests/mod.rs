@@ -125,6 +125,25 @@ fn wait_fires_only_when_due() {
 }
 
 #[test]
+fn a_timer_is_stored_due_no_earlier_than_the_engine_fires_it() {
+    let f = flow("steps:\n  - wait: 10s\n  - output: done\n");
+    let input = json!({});
+    let mut st = RunState::default();
+    // A clock between two milliseconds: the stored wake time must not round down.
+    let mut c = ctx(&input, 0);
+    c.now += chrono::Duration::nanoseconds(1_500_000);
+    let t = step(&f, &mut st, &c, Input::Advance).unwrap();
+    let wake = t.wake_at.unwrap();
+    assert_eq!(wake, Utc.timestamp_opt(1_700_000_010, 2_000_000).unwrap());
+    assert_eq!(crate::engine::ts(wake), "2023-11-14T22:13:30.002Z");
+    // The timer loop finds it due at exactly that millisecond; so does the engine.
+    let mut at = ctx(&input, 10);
+    at.now = wake;
+    let t = step(&f, &mut st, &at, Input::TimerDue).unwrap();
+    assert_eq!(t.status(), RunStatus::Completed);
+}
+
+#[test]
 fn ask_timeout_uses_the_default() {
     let f = flow(
         "steps:\n  - id: q\n    ask: go?\n    timeout: 1m\n    default: \"no\"\n  - output: \"{{ steps.q.response }}\"\n",
