@@ -197,6 +197,12 @@ impl LedgerRecord {
     pub fn effect_kind(&self) -> &str {
         self.effect.as_ref().map(|e| e.kind.as_str()).unwrap_or("")
     }
+
+    /// The effect's payload, or `null` when the record has none.
+    pub fn effect_payload(&self) -> &Value {
+        const NULL: &Value = &Value::Null;
+        self.effect.as_ref().map_or(NULL, |e| &e.payload)
+    }
 }
 
 /// `GET /api/gateway/runs/{id}/ledger`.

@@ -142,13 +142,6 @@ fn short(run_id: &str) -> &str {
     run_id.get(..8).unwrap_or(run_id)
 }
 
-fn payload(r: &LedgerRecord) -> &Value {
-    r.effect
-        .as_ref()
-        .map(|e| &e.payload)
-        .unwrap_or(&Value::Null)
-}
-
 impl Controller {
     pub fn new(gateway: &str, client_id: &str) -> Self {
         Self {
@@ -204,7 +197,10 @@ impl Controller {
         let id = &r.run_id;
         match (r.status, r.effect_kind()) {
             (_, "run_started") => {
-                let flow = payload(r)["bundle_id"].as_str().unwrap_or("run").to_owned();
+                let flow = r.effect_payload()["bundle_id"]
+                    .as_str()
+                    .unwrap_or("run")
+                    .to_owned();
                 self.runs.entry(id.clone()).or_insert(RunView {
                     run_id: id.clone(),
                     flow,
@@ -254,7 +250,7 @@ impl Controller {
     }
 
     fn asked(&mut self, r: &LedgerRecord, now: i64) -> Option<Notice> {
-        let p = payload(r);
+        let p = r.effect_payload();
         let prompt = Prompt {
             wait_key: p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned(),
             text: p["prompt"].as_str().unwrap_or("A question").to_owned(),

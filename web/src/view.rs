@@ -46,11 +46,7 @@ pub fn who(r: &LedgerRecord) -> Option<String> {
 
 /// The timeline entry of a record, if it shows anything.
 pub fn entry(r: &LedgerRecord) -> Option<Entry> {
-    let p = r
-        .effect
-        .as_ref()
-        .map(|e| &e.payload)
-        .unwrap_or(&Value::Null);
+    let p = r.effect_payload();
     let (kind, text) = match (r.status, r.effect_kind()) {
         (_, "run_started") => ("status", "Started".to_owned()),
         (_, "run_completed") => ("status", "Completed".to_owned()),

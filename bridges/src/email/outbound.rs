@@ -75,7 +75,7 @@ impl Follower {
     /// A new run: binds it to each address of its `notify`, to the address of its session
     /// (a run started by mail), or to its parent's addresses.
     async fn bind(&self, r: &LedgerRecord) -> Result<Vec<Change>, EmailError> {
-        let p = payload(r);
+        let p = r.effect_payload();
         let flow = p["bundle_id"].as_str().unwrap_or("run").to_owned();
         let base = EmailRun {
             run_id: r.run_id.clone(),
@@ -162,7 +162,11 @@ impl Follower {
         let run_id = r.run_id.clone();
         match (r.status, r.effect_kind()) {
             (RecordStatus::Completed, "say") if all => {
-                let text = payload(r)["text"].as_str().unwrap_or("").trim().to_owned();
+                let text = r.effect_payload()["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
                 if text.is_empty() {
                     return Vec::new();
                 }
@@ -213,7 +217,7 @@ impl Follower {
     }
 
     fn ask(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
-        let p = payload(r);
+        let p = r.effect_payload();
         let choices: Vec<String> = p["choices"]
             .as_array()
             .into_iter()
@@ -298,13 +302,6 @@ impl Follower {
         }
         changes
     }
-}
-
-fn payload(r: &LedgerRecord) -> &Value {
-    r.effect
-        .as_ref()
-        .map(|e| &e.payload)
-        .unwrap_or(&Value::Null)
 }
 
 fn answer_of(r: &LedgerRecord) -> bool {

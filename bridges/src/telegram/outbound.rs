@@ -94,11 +94,7 @@ impl Follower {
 
     /// A new run: binds it to the chats of its session, its `notify` list and its parent.
     async fn bind(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
-        let p = r
-            .effect
-            .as_ref()
-            .map(|e| &e.payload)
-            .unwrap_or(&Value::Null);
+        let p = r.effect_payload();
         let flow = p["bundle_id"].as_str().unwrap_or("run").to_owned();
         let mut chats: Vec<(i64, bool)> = Vec::new();
         if let Some(c) = p["session_id"].as_str().and_then(chat_of) {
@@ -145,7 +141,7 @@ impl Follower {
         };
         match (r.status, r.effect_kind()) {
             (RecordStatus::Completed, "say") => {
-                let text = payload_text(r.effect.as_ref().map(|e| &e.payload));
+                let text = r.effect_payload()["text"].as_str().unwrap_or("");
                 self.say(r, chats, text).await
             }
             (RecordStatus::Completed, "") if r.idempotency_key.is_some() => {
@@ -251,11 +247,7 @@ impl Follower {
         r: &LedgerRecord,
         chats: &[ChatRun],
     ) -> Result<Vec<Change>, BridgeError> {
-        let p = r
-            .effect
-            .as_ref()
-            .map(|e| &e.payload)
-            .unwrap_or(&Value::Null);
+        let p = r.effect_payload();
         let choices: Vec<String> = p["choices"]
             .as_array()
             .into_iter()
@@ -478,12 +470,6 @@ impl Follower {
 /// The chat id of `telegram:<chat_id>`.
 fn chat_of(s: &str) -> Option<i64> {
     s.strip_prefix("telegram:")?.parse().ok()
-}
-
-fn payload_text(p: Option<&Value>) -> &str {
-    p.and_then(|p| p.get("text"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
 }
 
 #[cfg(test)]
