@@ -80,6 +80,31 @@ impl Db {
             .unwrap_or(0))
     }
 
+    /// Applies the changes one ledger record causes, with `apply`, and moves the stored
+    /// ledger cursor past it, in one transaction: a crash repeats a record whole or not at
+    /// all.
+    pub async fn commit_record<C, E>(
+        &self,
+        cursor: u64,
+        changes: Vec<C>,
+        apply: fn(&Connection, C) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        C: Send + 'static,
+        E: From<DbError> + From<rusqlite::Error> + Send + 'static,
+    {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            for ch in changes {
+                apply(&tx, ch)?;
+            }
+            set_meta(&tx, LEDGER_CURSOR, &cursor.to_string())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn set_meta(&self, key: &'static str, value: String) -> Result<(), DbError> {
         self.call(move |c| {
             set_meta(c, key, &value)?;
@@ -88,6 +113,9 @@ impl Db {
         .await
     }
 }
+
+/// The `meta` key of the ledger cursor a bridge's follower resumes from.
+pub const LEDGER_CURSOR: &str = "ledger_cursor";
 
 /// Sets a `meta` value inside a caller's transaction.
 pub fn set_meta(c: &Connection, key: &str, value: &str) -> Result<(), DbError> {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::state::{Change, EmailRun, Prompt};
 use super::{Ctx, EmailError, Mode, compose, inbound};
 
-const CURSOR: &str = "ledger_cursor";
+const CURSOR: &str = crate::db::LEDGER_CURSOR;
 /// Records of runs that mail nobody move the stored cursor only this often.
 const IDLE_COMMIT_EVERY: u64 = 256;
 

@@ -174,16 +174,7 @@ impl State {
 
     /// Applies a record's changes and moves the ledger cursor, in one transaction.
     pub async fn commit_record(&self, cursor: u64, changes: Vec<Change>) -> Result<()> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            for ch in changes {
-                apply(&tx, ch)?;
-            }
-            crate::db::set_meta(&tx, "ledger_cursor", &cursor.to_string())?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.db.commit_record(cursor, changes, apply).await
     }
 
     /// The addresses a run mails, one row each (in the order they were bound).
@@ -340,7 +331,7 @@ impl State {
     }
 }
 
-fn enqueue(tx: &rusqlite::Transaction<'_>, m: &OutMail) -> Result<bool> {
+fn enqueue(tx: &Connection, m: &OutMail) -> Result<bool> {
     let n = tx.execute(
         "INSERT OR IGNORE INTO outbox (key, to_addr, subject, body, message_id, in_reply_to, refs)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -357,12 +348,7 @@ fn enqueue(tx: &rusqlite::Transaction<'_>, m: &OutMail) -> Result<bool> {
     Ok(n == 1)
 }
 
-fn set_last_message(
-    tx: &rusqlite::Transaction<'_>,
-    run_id: &str,
-    address: &str,
-    id: &str,
-) -> Result<()> {
+fn set_last_message(tx: &Connection, run_id: &str, address: &str, id: &str) -> Result<()> {
     tx.execute(
         "UPDATE runs SET last_message_id = ?3 WHERE run_id = ?1 AND address = ?2",
         params![run_id, address, id],
@@ -370,7 +356,7 @@ fn set_last_message(
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, ch: Change) -> Result<()> {
+fn apply(tx: &Connection, ch: Change) -> Result<()> {
     match ch {
         Change::Bind(r) => {
             tx.execute(

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::state::{Change, ChatRun, Prompt};
 use super::{BridgeError, Ctx, api, render};
 
-const CURSOR: &str = "ledger_cursor";
+const CURSOR: &str = crate::db::LEDGER_CURSOR;
 /// Records that concern no chat move the stored cursor only this often (they have no
 /// effect to repeat, so replaying a few after a restart costs nothing).
 const IDLE_COMMIT_EVERY: u64 = 256;

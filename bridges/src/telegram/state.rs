@@ -300,16 +300,8 @@ impl State {
     /// Applies what one ledger record changed and moves the ledger cursor past it, in one
     /// transaction.
     pub async fn commit_record(&self, cursor: u64, changes: Vec<Change>) -> Result<()> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            for ch in changes {
-                apply(&tx, ch)?;
-            }
-            crate::db::set_meta(&tx, "ledger_cursor", &cursor.to_string())?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        let apply: fn(&Connection, Change) -> Result<()> = |c, ch| Ok(apply(c, ch).map(|_| ())?);
+        self.db.commit_record(cursor, changes, apply).await
     }
 }
 
