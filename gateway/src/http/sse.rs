@@ -8,7 +8,6 @@
 //! hundreds of records leaves as one write instead of one small packet per record.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::time::Duration;
 
 use async_stream::stream;
@@ -19,12 +18,10 @@ use axum::response::Response;
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery};
 use crate::bus::BusEvent;
-use crate::store::StoreError;
 
 const PAGE: u32 = 500;
 
@@ -68,40 +65,6 @@ fn done(status: &str) -> Bytes {
 
 fn event(name: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
-}
-
-/// Catch-up pages read ahead of the socket: a task reads and frames the next page (on a
-/// blocking thread) while the stream writes the current one, at most two pages ahead.
-/// `read(after)` returns a framed page and the cursor after it, or `None` once caught up.
-/// The receiver ends when caught up; an `Err` means the store failed (the stream then
-/// ends and the client resumes from its cursor). Dropping the receiver stops the task.
-fn read_ahead<F, Fut>(start: u64, mut read: F) -> mpsc::Receiver<Result<(Bytes, u64), ()>>
-where
-    F: FnMut(u64) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Option<(Vec<u8>, u64)>, StoreError>> + Send,
-{
-    let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(async move {
-        let mut cur = start;
-        loop {
-            let page = match read(cur).await {
-                Ok(Some((text, next))) => {
-                    cur = next;
-                    Ok((Bytes::from(text), next))
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "SSE catch-up read failed");
-                    Err(())
-                }
-            };
-            let failed = page.is_err();
-            if tx.send(page).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 const HELLO: &str = "retry: 2000\n\n";
@@ -164,19 +127,12 @@ pub async fn run_stream(
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {
-            // Catch up from the store, a page per write, the next page read meanwhile.
-            let (st, run_id) = (store.clone(), id.clone());
-            let mut pages = read_ahead(cur, move |after| {
-                let (st, run_id) = (st.clone(), run_id.clone());
-                async move {
-                    let (text, next, any) = st.ledger_frames(&run_id, after, PAGE, step).await?;
-                    Ok(any.then_some((text, next)))
-                }
-            });
-            while let Some(page) = pages.recv().await {
-                let Ok((text, next)) = page else { break 'outer };
+            // Catch up from the store, a page per write, framed on the reading thread.
+            loop {
+                let Ok((text, next, any)) = store.ledger_frames(&id, cur, PAGE, step).await else { break 'outer };
+                if !any { break; }
                 cur = next;
-                yield Ok(text);
+                yield Ok(Bytes::from(text));
             }
             let Ok(run) = store.run(&id).await else { break };
             if run.status.is_terminal() && cur >= run.ledger_len {
@@ -239,18 +195,11 @@ pub async fn global_stream(
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {
-            let st = store.clone();
-            let mut pages = read_ahead(cur, move |after| {
-                let st = st.clone();
-                async move {
-                    let (text, last) = st.global_frames(after, PAGE, step).await?;
-                    Ok(last.map(|l| (text, l)))
-                }
-            });
-            while let Some(page) = pages.recv().await {
-                let Ok((text, next)) = page else { break 'outer };
-                cur = next;
-                yield Ok(text);
+            loop {
+                let Ok((text, last)) = store.global_frames(cur, PAGE, step).await else { break 'outer };
+                let Some(last) = last else { break };
+                cur = last;
+                yield Ok(Bytes::from(text));
             }
             loop {
                 match next(&mut rx, &mut down, keep_alive).await {
