@@ -14,31 +14,35 @@ fn non_loopback_without_token_is_refused() {
         host: Some("0.0.0.0".into()),
         ..Default::default()
     };
-    let e = ServeConfig::resolve(args, None).unwrap_err();
+    let Err(e) = ServeConfig::resolve(args, None) else {
+        panic!("a non-loopback bind without a token must be refused");
+    };
     assert!(e.to_string().contains("SWITCHBOARD_AUTH_TOKEN"), "{e}");
 }
 
 #[test]
-fn flags_win_over_the_file_and_the_file_over_defaults() {
-    let dir = tempfile::tempdir().unwrap();
+fn flags_win_over_the_file_and_the_file_over_defaults() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
     let f = dir.path().join("sb.toml");
     std::fs::write(
         &f,
         "port = 9000\nflows_dir = \"/srv/flows\"\n[llm]\nmodel = \"m1\"\n",
-    )
-    .unwrap();
+    )?;
     let args = ServeArgs {
         port: Some(9100),
         ..Default::default()
     };
-    let c = ServeConfig::resolve(args, Some(&f)).unwrap();
+    let c = ServeConfig::resolve(args, Some(&f))?;
     assert_eq!(c.addr.port(), 9100);
     assert_eq!(c.flows_dir, PathBuf::from("/srv/flows"));
     assert_eq!(c.llm.model.as_deref(), Some("m1"));
     assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
-    std::fs::write(&f, "prot = 1\n").unwrap();
-    let e = ServeConfig::resolve(ServeArgs::default(), Some(&f)).unwrap_err();
+    std::fs::write(&f, "prot = 1\n")?;
+    let Err(e) = ServeConfig::resolve(ServeArgs::default(), Some(&f)) else {
+        panic!("an unknown key in the file must be refused");
+    };
     assert!(e.to_string().contains("prot"), "{e}");
+    Ok(())
 }
 
 #[test]
@@ -49,6 +53,8 @@ fn every_problem_is_listed() {
         llm_base_url: Some("::".into()),
         ..Default::default()
     };
-    let e = ServeConfig::resolve(args, None).unwrap_err();
+    let Err(e) = ServeConfig::resolve(args, None) else {
+        panic!("three bad settings must be refused");
+    };
     assert_eq!(e.0.len(), 3, "{e}");
 }

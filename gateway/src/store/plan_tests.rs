@@ -9,38 +9,42 @@ use rusqlite::{Connection, StatementStatus};
 use super::ledger::PAGE_SQL;
 use super::runs::INBOX_HEAD;
 
+type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
 /// A reader as the store opens it, on a migrated database in a fresh directory.
-fn reader() -> (tempfile::TempDir, Connection) {
-    let dir = tempfile::tempdir().expect("temp dir");
+fn reader() -> TestResult<(tempfile::TempDir, Connection)> {
+    let dir = tempfile::tempdir()?;
     let path = dir.path().join("switchboard.db");
-    let mut w = super::open_conn(&path, true).expect("writer");
-    super::schema::migrate(&mut w).expect("migrations");
-    let r = super::open_conn(&path, false).expect("reader");
-    (dir, r)
+    let mut w = super::open_conn(&path, true)?;
+    super::schema::migrate(&mut w)?;
+    let r = super::open_conn(&path, false)?;
+    Ok((dir, r))
 }
 
 /// Runs `sql` three times from the statement cache with different values; returns how
 /// often SQLite compiled it again.
-fn reprepares(c: &Connection, sql: &str, args: impl Fn(i64) -> Vec<rusqlite::types::Value>) -> i32 {
+fn reprepares(
+    c: &Connection,
+    sql: &str,
+    args: impl Fn(i64) -> Vec<rusqlite::types::Value>,
+) -> TestResult<i32> {
     for i in 0..3 {
-        let mut st = c.prepare_cached(sql).expect("statement");
-        let mut rows = st
-            .query(rusqlite::params_from_iter(args(i)))
-            .expect("query");
-        while rows.next().expect("row").is_some() {}
+        let mut st = c.prepare_cached(sql)?;
+        let mut rows = st.query(rusqlite::params_from_iter(args(i)))?;
+        while rows.next()?.is_some() {}
     }
-    c.prepare_cached(sql)
-        .expect("statement")
-        .get_status(StatementStatus::RePrepare)
+    Ok(c.prepare_cached(sql)?
+        .get_status(StatementStatus::RePrepare))
 }
 
 #[test]
-fn the_inbox_read_of_every_drive_and_ledger_pages_are_compiled_once() {
-    let (_dir, c) = reader();
+fn the_inbox_read_of_every_drive_and_ledger_pages_are_compiled_once() -> TestResult {
+    let (_dir, c) = reader()?;
     assert_eq!(
-        reprepares(&c, INBOX_HEAD, |i| vec![format!("run-{i}").into()]),
+        reprepares(&c, INBOX_HEAD, |i| vec![format!("run-{i}").into()])?,
         0
     );
     let page = |i: i64| vec![format!("run-{i}").into(), (i * 100).into(), 100i64.into()];
-    assert_eq!(reprepares(&c, PAGE_SQL, page), 0);
+    assert_eq!(reprepares(&c, PAGE_SQL, page)?, 0);
+    Ok(())
 }
