@@ -297,15 +297,9 @@ pub async fn runs(s: Session, Query(q): Query<NoticeQuery>) -> Page {
     let mut layout = Layout::new("Runs", "runs", Some(&s), q.notice);
     layout.stream = "/app/events".into();
     layout.after = after;
-    let filters = vec![
-        "",
-        "running",
-        "waiting",
-        "paused",
-        "completed",
-        "failed",
-        "cancelled",
-    ];
+    let filters: Vec<&str> = std::iter::once("")
+        .chain(RunStatus::ALL.iter().map(|s| s.as_str()))
+        .collect();
     let status = status.map(|s| s.as_str()).unwrap_or("").to_owned();
     Ok(RunsPage {
         layout,

@@ -214,17 +214,8 @@ impl Store {
     /// How many runs are in each status (all six, zeros included).
     pub async fn count_by_status(&self) -> Result<Vec<(&'static str, u64)>> {
         self.read(|c| {
-            let mut counts: Vec<(&'static str, u64)> = [
-                "running",
-                "waiting",
-                "paused",
-                "completed",
-                "failed",
-                "cancelled",
-            ]
-            .iter()
-            .map(|s| (*s, 0))
-            .collect();
+            let mut counts: Vec<(&'static str, u64)> =
+                RunStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
             let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
