@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use protocol::Client;
+use protocol::client::ApiPath;
 use serde_json::{Value, json};
 
 use crate::stats::Sample;
@@ -86,9 +87,13 @@ async fn ledger_len(c: &Client, run: &str, summary: &Value) -> anyhow::Result<u6
     let mut after = 0;
     loop {
         let p = c
-            .get_json(&format!(
-                "api/gateway/runs/{run}/ledger?after={after}&limit=500"
-            ))
+            .get_json(
+                ApiPath::new("api/gateway/runs")
+                    .id(run)
+                    .then("ledger")
+                    .query("after", after)
+                    .query("limit", 500),
+            )
             .await?;
         let next = p["next_after"].as_u64().context("no next_after")?;
         if next == after {
@@ -137,7 +142,7 @@ pub async fn echo_to_completed(c: &Client, n: usize, clients: usize) -> Sample {
 
 async fn wait_for_prompt(c: &Client, run: &str) -> anyhow::Result<(String, u64)> {
     for _ in 0..2000 {
-        let s = c.get_json(&format!("api/gateway/runs/{run}")).await?;
+        let s = c.get_json(ApiPath::new("api/gateway/runs").id(run)).await?;
         let w = &s["waiting"];
         if w["reason"] == "user" {
             let key = w["wait_key"].as_str().context("no wait_key")?.to_owned();
@@ -229,7 +234,9 @@ pub async fn long_run(
     upload_flow(c, http, token, &id, src).await?;
     let run = start(c, &id, json!({})).await?;
     for _ in 0..6000 {
-        let s = c.get_json(&format!("api/gateway/runs/{run}")).await?;
+        let s = c
+            .get_json(ApiPath::new("api/gateway/runs").id(&*run))
+            .await?;
         if status(&s) == "completed" {
             return Ok((run.clone(), ledger_len(c, &run, &s).await?));
         }
@@ -250,9 +257,13 @@ pub async fn replay_pages(c: &Client, run: &str, len: u64, n: usize, clients: us
             let after = (i as u64).wrapping_mul(7919) % len.saturating_sub(100).max(1);
             let t = Instant::now();
             let p = c
-                .get_json(&format!(
-                    "api/gateway/runs/{run}/ledger?after={after}&limit=100"
-                ))
+                .get_json(
+                    ApiPath::new("api/gateway/runs")
+                        .id(&*run)
+                        .then("ledger")
+                        .query("after", after)
+                        .query("limit", 100),
+                )
                 .await?;
             if p["items"].as_array().is_none_or(|a| a.is_empty()) {
                 bail!("empty page after {after}");

@@ -7,5 +7,6 @@
 
 pub mod db;
 pub mod email;
+pub mod keys;
 pub mod reconnect;
 pub mod telegram;

@@ -1,5 +1,6 @@
 //! The one reconnect loop both bridges' ledger followers use: run a session until it ends,
-//! wait (doubling after each failure, reset after a clean end), and run it again.
+//! wait (doubling after each failure, reset after a clean end), and run it again. Also the
+//! bridges' publishing of their allowlists, retried the same way.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -26,5 +27,38 @@ pub async fn forever<S: Session>(what: &'static str, s: &mut S) {
             }
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Tells the gateway whom a channel may reach (its allowlist), trying again while the
+/// gateway is away. Without it, callers other than this bridge and admins cannot make
+/// runs notify this channel's people. A refusal (the bridge's token lacks the `channel`
+/// scope) is logged once: the bridge still works for its own users.
+pub async fn publish_allowlist(
+    client: &protocol::Client,
+    channel: &'static str,
+    allow: Vec<String>,
+) {
+    let list = protocol::ChannelAllowlist { allow };
+    let mut backoff = FIRST;
+    loop {
+        match client.publish_allowlist(channel, &list).await {
+            Ok(_) => {
+                tracing::info!(
+                    channel,
+                    entries = list.allow.len(),
+                    "channel allowlist published"
+                );
+                return;
+            }
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX);
+            }
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "cannot publish the channel allowlist (give the bridge's token the `channel` scope); runs started by others cannot notify this channel");
+                return;
+            }
+        }
     }
 }

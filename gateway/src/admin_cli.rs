@@ -2,6 +2,7 @@
 //! gateway owns the store, so credentials change in one place).
 
 use protocol::Client;
+use protocol::client::ApiPath;
 use serde_json::{Value, json};
 
 use crate::config::{AdminCommand, TokenAction};
@@ -18,7 +19,8 @@ pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Devices {
             revoke: Some(id), ..
         } => {
-            c.delete_json(&format!("api/gateway/devices/{id}")).await?;
+            c.delete_json(ApiPath::new("api/gateway/devices").id(&*id))
+                .await?;
             println!("revoked device {id}");
         }
         AdminCommand::Devices { revoke: None, .. } => {
@@ -27,7 +29,8 @@ pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Keys {
             revoke: Some(id), ..
         } => {
-            c.delete_json(&format!("api/gateway/keys/{id}")).await?;
+            c.delete_json(ApiPath::new("api/gateway/keys").id(&*id))
+                .await?;
             println!("revoked key {id}");
         }
         AdminCommand::Keys {

@@ -37,6 +37,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .then(|| cfg.data_dir.join(TOKEN_FILE));
     let auth = Auth::load(store.clone(), &token, token_file, cfg.pairing_ttl).await?;
     let limits = Limits::new(cfg.limits.clone()).map_err(anyhow::Error::msg)?;
+    let reach = Arc::new(crate::auth::reach::Reach::default());
+    publish_hosted_channels(&store, &reach, &cfg).await?;
     let runner = if cfg.no_runner {
         crate::follow::api_follower(store.clone()).await?;
         None
@@ -57,6 +59,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             auth: auth.clone(),
             limits: Arc::new(limits),
             body_limit: cfg.body_limit,
+            visitor_key: Arc::new(crate::auth::new_secret("visitor_")),
         },
         paused: Arc::new(AtomicBool::new(paused)),
         flows_dir: cfg.flows_dir.clone(),
@@ -65,12 +68,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         triggers: Arc::new(cfg.triggers.clone()),
         openai_timeout: cfg.openai_timeout,
         openai_sessions: Default::default(),
+        reach,
+        net: Arc::new(cfg.security.net.clone()),
+        streams: http::sse::StreamCounts::new(cfg.security.max_streams),
+        max_payload: cfg.security.max_payload,
     });
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listener.local_addr()?;
-    let web = crate::channels::web_app(&auth, addr, cfg.public_url.as_deref())
+    let web = crate::channels::web_app(&auth, addr, &cfg.data_dir, cfg.public_url.as_deref())
         .await
         .context("cannot set up the web app")?;
     let app = http::router(state, Some(web));
@@ -144,19 +151,23 @@ async fn start_runner(
     registry: &Registry,
     cfg: &ServeConfig,
 ) -> anyhow::Result<Runner> {
-    let http = reqwest::Client::builder()
+    // The LLM's URL is the operator's; `http` steps and webhooks go where flows and API
+    // callers say, so they get the client that reaches public addresses only.
+    let llm_http = reqwest::Client::builder()
         .build()
         .context("cannot build the HTTP client")?;
+    let outbound = crate::net::Outbound::new(cfg.security.net.clone())
+        .context("cannot build the HTTP client for flows and webhooks")?;
     let runner = Runner::new(
         store.clone(),
         registry.clone(),
-        Llm::new(cfg.llm.clone(), http.clone()),
-        http,
+        Llm::new(cfg.llm.clone(), llm_http),
+        outbound.clone(),
     );
     let resumed = runner.start().await.context("cannot start the runner")?;
     tracing::info!(resumed, "runner started");
     // Webhooks are sent by the process that holds the runner lease (one sender at a time).
-    crate::webhooks::spawn(store.clone(), cfg.webhook_retry);
+    crate::webhooks::spawn(store.clone(), cfg.webhook_retry, outbound);
     Ok(runner)
 }
 
@@ -177,6 +188,36 @@ pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
         .release_lease(crate::follow::LEASE, &crate::follow::holder())
         .await?;
     tracing::info!("runner stopped");
+    Ok(())
+}
+
+/// Loads the channels' published allowlists, and publishes those of the bridges this
+/// process hosts from their settings now, before any request is served (the bridges
+/// publish again when they start, adding paired Telegram users).
+async fn publish_hosted_channels(
+    store: &Store,
+    reach: &crate::auth::reach::Reach,
+    cfg: &ServeConfig,
+) -> anyhow::Result<()> {
+    http::channels::load(store, reach)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the channel allowlists: {e}"))?;
+    let mut hosted = Vec::new();
+    if let Some(tg) = &cfg.telegram {
+        let mut allow: Vec<String> = tg.allowed_users.iter().map(u64::to_string).collect();
+        allow.extend(reach.get("telegram").unwrap_or_default());
+        hosted.push(("telegram", allow));
+    }
+    if let Some(em) = &cfg.email {
+        hosted.push(("email", em.config.reachable()));
+    }
+    for (channel, mut allow) in hosted {
+        allow.sort();
+        allow.dedup();
+        http::channels::publish(store, reach, channel, allow)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot publish the {channel} allowlist: {e}"))?;
+    }
     Ok(())
 }
 
@@ -323,16 +364,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A secret file (0600, replaced atomically; an existing file's mode does not survive).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    protocol::secret_file::write_private(path, text)
 }

@@ -11,6 +11,7 @@
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`triggers`], [`signing`]: inbound triggers and their HMAC signatures.
 //! - [`webhooks`]: the outbound webhook dispatcher and sender (durable outbox).
+//! - [`net`]: outbound HTTP for flows and webhooks (public addresses only, capped replies).
 //! - [`bus`]: committed records and LLM deltas fanned out to streams.
 //! - [`follow`]: split mode (API and runner processes on one data dir) and the runner lease.
 //! - [`channels`]: settings and in-process hosting of the channel bridges (Telegram).
@@ -29,6 +30,7 @@ pub mod flows;
 pub mod follow;
 pub mod http;
 pub mod llm;
+pub mod net;
 pub mod runner;
 pub mod schedule;
 pub mod signing;

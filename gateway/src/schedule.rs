@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-/// The shortest interval accepted.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest interval accepted: a schedule cannot turn the gateway into a busy loop.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,7 +98,10 @@ pub fn interval(s: &str) -> Result<Duration, SpecError> {
     if d < MIN_INTERVAL {
         return Err(bad(
             "interval",
-            format!("`{s}` is shorter than {} ms", MIN_INTERVAL.as_millis()),
+            format!(
+                "`{s}` is shorter than the minimum of {} s",
+                MIN_INTERVAL.as_secs()
+            ),
         ));
     }
     Ok(d)

@@ -74,10 +74,12 @@ pub fn event_of(r: &LedgerRecord) -> Option<&'static str> {
 }
 
 /// Starts the dispatcher and the sender; they run until the process ends.
-pub fn spawn(store: Store, policy: RetryPolicy) {
+/// Starts the dispatcher and the sender; deliveries go out through `out` (public
+/// addresses only, unless `SWITCHBOARD_HTTP_ALLOW` says otherwise).
+pub fn spawn(store: Store, policy: RetryPolicy, out: crate::net::Outbound) {
     let wake_sender = Arc::new(Notify::new());
     tokio::spawn(dispatch(store.clone(), wake_sender.clone()));
-    tokio::spawn(send_loop(store, policy, wake_sender));
+    tokio::spawn(send_loop(store, policy, out, wake_sender));
 }
 
 /// What one dispatch step found.
@@ -183,18 +185,12 @@ fn payload(event: &str, rec: &LedgerRecord, run: &protocol::RunSummary) -> Value
     p
 }
 
-async fn send_loop(store: Store, policy: RetryPolicy, wake: Arc<Notify>) {
-    let http = match reqwest::Client::builder()
-        .timeout(policy.timeout)
-        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "webhooks: cannot build an HTTP client; no deliveries");
-            return;
-        }
-    };
+async fn send_loop(
+    store: Store,
+    policy: RetryPolicy,
+    http: crate::net::Outbound,
+    wake: Arc<Notify>,
+) {
     loop {
         let next = match store.due_deliveries(32).await {
             Ok((due, next)) => {
@@ -218,11 +214,23 @@ async fn send_loop(store: Store, policy: RetryPolicy, wake: Arc<Notify>) {
     }
 }
 
-async fn send_one(store: &Store, http: &reqwest::Client, policy: &RetryPolicy, d: DueDelivery) {
+/// POSTs one delivery, signed; a refused destination is a failed attempt like any other.
+async fn post(
+    http: &crate::net::Outbound,
+    policy: &RetryPolicy,
+    d: &DueDelivery,
+) -> Result<reqwest::Response, String> {
+    let url = url::Url::parse(&d.url).map_err(|e| format!("bad URL: {e}"))?;
+    http.policy.check_url(&url)?;
     let ts = chrono::Utc::now().timestamp().to_string();
     let sig = crate::signing::sign(&d.secret, &ts, d.payload.as_bytes());
-    let res = http
-        .post(&d.url)
+    http.client
+        .post(url)
+        .timeout(policy.timeout)
+        .header(
+            "user-agent",
+            concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+        )
         .header("content-type", "application/json")
         .header("x-switchboard-event", &d.event)
         .header("x-switchboard-delivery", &d.id)
@@ -230,8 +238,17 @@ async fn send_one(store: &Store, http: &reqwest::Client, policy: &RetryPolicy, d
         .header("x-switchboard-signature", sig)
         .body(d.payload.clone())
         .send()
-        .await;
-    let attempt = match res {
+        .await
+        .map_err(|e| format!("cannot reach the receiver: {}", crate::net::explain(&e)))
+}
+
+async fn send_one(
+    store: &Store,
+    http: &crate::net::Outbound,
+    policy: &RetryPolicy,
+    d: DueDelivery,
+) {
+    let attempt = match post(http, policy, &d).await {
         Ok(r) if r.status().is_success() => Attempt::Delivered {
             status: r.status().as_u16(),
         },
@@ -240,9 +257,9 @@ async fn send_one(store: &Store, http: &reqwest::Client, policy: &RetryPolicy, d
             error: format!("the receiver answered {}", r.status()),
             retry_at_ms: policy.next_try_ms(d.attempts + 1, now_ms()),
         },
-        Err(e) => Attempt::Failed {
+        Err(error) => Attempt::Failed {
             status: None,
-            error: format!("cannot reach the receiver: {e}"),
+            error,
             retry_at_ms: policy.next_try_ms(d.attempts + 1, now_ms()),
         },
     };
@@ -255,12 +272,15 @@ async fn send_one(store: &Store, http: &reqwest::Client, policy: &RetryPolicy, d
 }
 
 /// Builds a subscription from an API request body (checked; names the bad field).
-pub fn new_webhook(body: &Value) -> Result<Webhook, String> {
+/// `net` refuses a literal private address at once (names are checked at each delivery).
+pub fn new_webhook(body: &Value, net: &crate::net::NetPolicy) -> Result<Webhook, String> {
     let url = body["url"]
         .as_str()
         .ok_or("`url` is required: the http(s) URL to post events to")?;
     match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            net.check_url(&u).map_err(|e| format!("`url`: {e}"))?;
+        }
         _ => return Err(format!("`url` `{url}` is not an http(s) URL")),
     }
     let list = |field: &str| -> Result<Vec<String>, String> {
@@ -326,13 +346,16 @@ mod tests {
 
     #[test]
     fn a_webhook_request_names_its_bad_field() {
-        let e = |v: Value| new_webhook(&v).unwrap_err();
+        let net = crate::net::NetPolicy::default();
+        let e = |v: Value| new_webhook(&v, &net).unwrap_err();
         assert!(e(json!({})).contains("`url`"));
         assert!(e(json!({"url": "ftp://x"})).contains("http(s)"));
         assert!(e(json!({"url": "http://x", "events": ["run.done"]})).contains("run.done"));
         assert!(e(json!({"url": "http://x", "flows": "chat"})).contains("`flows`"));
         assert!(e(json!({"url": "http://x", "colour": 1})).contains("colour"));
-        let w = new_webhook(&json!({"url": "http://x/hook", "flows": ["chat"]})).unwrap();
+        let metadata = e(json!({"url": "http://169.254.169.254/latest/meta-data"}));
+        assert!(metadata.contains("SWITCHBOARD_HTTP_ALLOW"), "{metadata}");
+        let w = new_webhook(&json!({"url": "http://x/hook", "flows": ["chat"]}), &net).unwrap();
         assert_eq!(w.events.len(), 4);
         assert!(w.wants("run.failed", "chat") && !w.wants("run.failed", "echo"));
     }

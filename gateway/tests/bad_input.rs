@@ -242,7 +242,7 @@ async fn flows_check_prints_file_line_and_column() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("bad.yaml:3:5") && text.contains("choices"),
+        text.contains("bad.yaml:3:14") && text.contains("choices"),
         "{text}"
     );
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../flows/approval.yaml");

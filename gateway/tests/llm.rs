@@ -112,7 +112,12 @@ async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
 async fn http_steps_call_out_with_an_idempotency_key() {
     let (url, _fake) = common::llm_fake::start().await;
     let echo = url.replace("/v1", "/echo");
-    let app = spawn_app().await;
+    // The fake listens on loopback, which flows reach only when the operator allows it.
+    let app = spawn_with(Opts {
+        env: vec![("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1".into())],
+        ..Default::default()
+    })
+    .await;
     let run = app.start_run("caller", json!({"url": echo, "x": 3})).await;
     let s = app.wait_for_status(&run, "completed").await;
     assert_eq!(s["output"]["status"], 200);

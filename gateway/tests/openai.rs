@@ -151,7 +151,8 @@ async fn the_official_openai_client_works_against_switchboard() {
         .collect();
     assert_eq!(approval.len(), 1);
     assert_eq!(approval[0]["status"], "completed");
-    assert_eq!(approval[0]["session_id"], "alice");
+    // `/v1` sessions live in the caller's namespace (here the admin token's).
+    assert_eq!(approval[0]["session_id"], "openai:admin:alice");
     // Sessionless chat runs are cancelled once answered (nothing could answer their next
     // prompt); the one in session s-42 waits for its next turn.
     let mut waiting = Vec::new();
@@ -164,7 +165,7 @@ async fn the_official_openai_client_works_against_switchboard() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(waiting.len(), 1, "{waiting:?}");
-    assert_eq!(waiting[0]["session_id"], "s-42");
+    assert_eq!(waiting[0]["session_id"], "openai:admin:s-42");
     let (_, c) = app.get("/api/gateway/runs?status=cancelled").await;
     assert_eq!(
         c["items"].as_array().unwrap().len(),

@@ -48,6 +48,11 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/api/gateway/webhooks"),
         ("delete", "/api/gateway/webhooks/{id}"),
         ("get", "/api/gateway/webhooks/deliveries"),
+        ("get", "/api/gateway/whoami"),
+        ("delete", "/api/gateway/devices/self"),
+        ("get", "/api/gateway/channels"),
+        ("put", "/api/gateway/channels/{channel}"),
+        ("delete", "/api/gateway/channels/{channel}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let ops: usize = paths.values().map(|v| v.as_object().unwrap().len()).sum();

@@ -126,7 +126,7 @@ async fn api_and_runner_processes_share_a_data_dir() {
 
     // Schedules created through the API process fire in the runner process, once per tick.
     let (st, b) = app
-        .post("/api/gateway/runs/schedule", &json!({"bundle_id": "echo", "interval": "200ms", "repeat_count": 2, "mode": "fixed_rate"}))
+        .post("/api/gateway/runs/schedule", &json!({"bundle_id": "echo", "interval": "1s", "repeat_count": 2, "mode": "fixed_rate"}))
         .await;
     assert_eq!(st, 200, "{b}");
     let sched = b["run_id"].as_str().unwrap().to_owned();

@@ -99,6 +99,33 @@ async fn a_signed_delivery_starts_its_flow_once() {
 }
 
 #[tokio::test]
+async fn a_captured_signed_request_replayed_with_a_new_delivery_id_starts_nothing() {
+    let app = app().await;
+    let body = r#"{"ref":"v9"}"#;
+    let captured = signed(body, "d-1");
+    let (st, b) = fire(&app, "deploy", body, &captured).await;
+    assert_eq!(st, 200, "{b}");
+    let run = b["run_id"].as_str().unwrap().to_owned();
+    // The attacker keeps the signature and timestamp and makes up delivery ids.
+    for fresh in ["d-2", "d-3"] {
+        let mut replay = captured.clone();
+        replay[2].1 = fresh.to_owned();
+        let (st, b) = fire(&app, "deploy", body, &replay).await;
+        assert_eq!(st, 409, "{b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(&run),
+            "{b}"
+        );
+    }
+    assert_eq!(run_count(&app).await, 1);
+    // The sender's next delivery (a new body or timestamp, so a new signature) goes through.
+    let next = r#"{"ref":"v10"}"#;
+    let (st, b) = fire(&app, "deploy", next, &signed(next, "d-4")).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(run_count(&app).await, 2);
+}
+
+#[tokio::test]
 async fn bad_signatures_stale_timestamps_and_missing_headers_are_refused() {
     let app = app().await;
     let body = r#"{"ref":"main"}"#;

@@ -51,9 +51,14 @@ fn verify(secret: &str, h: &HeaderMap, body: &str) -> bool {
     sig == format!("sha256={}", hex::encode(m.finalize().into_bytes()))
 }
 
+/// A gateway whose webhooks may reach the receivers these tests run on loopback (by
+/// default only public addresses are reached: see `attacks.rs`).
 async fn app() -> common::TestApp {
     spawn_with(Opts {
-        env: vec![("SWITCHBOARD_WEBHOOK_RETRY_BASE", "200ms".into())],
+        env: vec![
+            ("SWITCHBOARD_WEBHOOK_RETRY_BASE", "200ms".into()),
+            ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1".into()),
+        ],
         ..Default::default()
     })
     .await

@@ -25,6 +25,8 @@ pub enum ClientError {
     Transport(#[from] reqwest::Error),
     #[error("bad gateway URL: {0}")]
     Url(#[from] url::ParseError),
+    #[error("bad request path: {0}")]
+    BadPath(String),
     #[error("event stream broke: {0}")]
     Stream(String),
 }
@@ -44,7 +46,7 @@ impl ClientError {
         match self {
             Self::Api { status, .. } => *status >= 500 || *status == 429,
             Self::Transport(_) | Self::Stream(_) => true,
-            Self::Url(_) => false,
+            Self::Url(_) | Self::BadPath(_) => false,
         }
     }
 
@@ -57,12 +59,119 @@ impl ClientError {
     }
 }
 
+/// A path of the API: a constant route plus ids, each id percent-encoded as one path
+/// segment (so an id can never climb to another route: `..`, `/`, `%2e` stay inside it).
+///
+/// ```
+/// let p = protocol::client::ApiPath::new("api/gateway/devices").id("a/../b");
+/// assert_eq!(p.to_string(), "api/gateway/devices/a%2F..%2Fb");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApiPath {
+    route: &'static str,
+    parts: Vec<Part>,
+    query: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    /// A segment from data: encoded, never interpreted.
+    Id(String),
+    /// A constant route part (`ledger/stream`).
+    Fixed(&'static str),
+}
+
+impl ApiPath {
+    /// `route` is a constant such as `api/gateway/runs` (it may end in a constant `?query`).
+    pub fn new(route: &'static str) -> Self {
+        Self {
+            route,
+            parts: Vec::new(),
+            query: Vec::new(),
+        }
+    }
+
+    /// Appends one path segment taken from data (encoded; never interpreted).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.parts.push(Part::Id(id.into()));
+        self
+    }
+
+    /// Appends a constant route part after the ids (`/ledger`, `/stream`).
+    pub fn then(mut self, part: &'static str) -> Self {
+        self.parts.push(Part::Fixed(part));
+        self
+    }
+
+    /// Adds a query parameter (encoded).
+    pub fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.query.push((key, value.to_string()));
+        self
+    }
+
+    /// The URL of this path under `base` (whose path ends with `/`). An id that is empty,
+    /// `.` or `..` is refused: the URL standard would drop it and so change the route.
+    fn url(&self, base: &url::Url) -> Result<url::Url, ClientError> {
+        let (route, fixed_query) = match self.route.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (self.route, None),
+        };
+        let mut url = base.clone();
+        {
+            let mut segs = url
+                .path_segments_mut()
+                .map_err(|()| ClientError::BadPath("the gateway URL cannot be a base".into()))?;
+            segs.pop_if_empty();
+            segs.extend(route.split('/').filter(|s| !s.is_empty()));
+            for part in &self.parts {
+                match part {
+                    Part::Fixed(f) => {
+                        segs.extend(f.split('/').filter(|s| !s.is_empty()));
+                    }
+                    Part::Id(id) if id.is_empty() || id == "." || id == ".." => {
+                        return Err(ClientError::BadPath(format!(
+                            "`{id}` is not a valid id in a URL path"
+                        )));
+                    }
+                    Part::Id(id) => {
+                        segs.push(id);
+                    }
+                }
+            }
+        }
+        url.set_query(fixed_query);
+        if !self.query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &self.query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+}
+
+impl From<&'static str> for ApiPath {
+    fn from(route: &'static str) -> Self {
+        Self::new(route)
+    }
+}
+
+impl std::fmt::Display for ApiPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let base = url::Url::parse("http://x/").map_err(|_| std::fmt::Error)?;
+        let url = self.url(&base).map_err(|_| std::fmt::Error)?;
+        f.write_str(url.as_str().trim_start_matches("http://x/"))
+    }
+}
+
 /// A client bound to one gateway and one token.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: url::Url,
     token: Option<String>,
     http: reqwest::Client,
+    /// Sent with every request (the web app's signed note of its visitor's address).
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Client {
@@ -83,20 +192,40 @@ impl Client {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        Ok(Self { base, token, http })
+        Ok(Self {
+            base,
+            token,
+            http,
+            headers: reqwest::header::HeaderMap::new(),
+        })
+    }
+
+    /// This client, sending `name: value` with every request.
+    pub fn with_header(
+        mut self,
+        name: reqwest::header::HeaderName,
+        value: reqwest::header::HeaderValue,
+    ) -> Self {
+        self.headers.insert(name, value);
+        self
     }
 
     pub fn base(&self) -> &url::Url {
         &self.base
     }
 
+    /// The full URL of `path` on this gateway.
+    pub fn url(&self, path: impl Into<ApiPath>) -> Result<url::Url, ClientError> {
+        path.into().url(&self.base)
+    }
+
     fn request(
         &self,
         method: reqwest::Method,
-        path: &str,
+        path: impl Into<ApiPath>,
     ) -> Result<reqwest::RequestBuilder, ClientError> {
-        let url = self.base.join(path.trim_start_matches('/'))?;
-        let mut rb = self.http.request(method, url);
+        let url = self.url(path)?;
+        let mut rb = self.http.request(method, url).headers(self.headers.clone());
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
         }
@@ -108,31 +237,56 @@ impl Client {
         Ok(resp.json().await?)
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    async fn get<T: DeserializeOwned>(&self, path: impl Into<ApiPath>) -> Result<T, ClientError> {
         Self::send(self.request(reqwest::Method::GET, path)?).await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: impl Into<ApiPath>,
         body: &B,
     ) -> Result<T, ClientError> {
         Self::send(self.request(reqwest::Method::POST, path)?.json(body)).await
     }
 
     /// `GET` any JSON endpoint (for administration and newer routes).
-    pub async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
+    pub async fn get_json(&self, path: impl Into<ApiPath>) -> Result<Value, ClientError> {
         self.get(path).await
     }
 
     /// `POST` a JSON body to any endpoint.
-    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn post_json(
+        &self,
+        path: impl Into<ApiPath>,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
         self.post(path, body).await
     }
 
     /// `DELETE` any endpoint that answers JSON.
-    pub async fn delete_json(&self, path: &str) -> Result<Value, ClientError> {
+    pub async fn delete_json(&self, path: impl Into<ApiPath>) -> Result<Value, ClientError> {
         Self::send(self.request(reqwest::Method::DELETE, path)?).await
+    }
+
+    /// Who this client's token belongs to (`GET /api/gateway/whoami`).
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.get("api/gateway/whoami").await
+    }
+
+    /// Publishes whom `channel` may reach (`PUT /api/gateway/channels/{channel}`; needs
+    /// the `channel` scope).
+    pub async fn publish_allowlist(
+        &self,
+        channel: &str,
+        list: &ChannelAllowlist,
+    ) -> Result<ChannelAllowlist, ClientError> {
+        let path = ApiPath::new("api/gateway/channels").id(channel);
+        Self::send(self.request(reqwest::Method::PUT, path)?.json(list)).await
+    }
+
+    /// Revokes this client's own device token (`DELETE /api/gateway/devices/self`).
+    pub async fn revoke_self(&self) -> Result<Value, ClientError> {
+        self.delete_json("api/gateway/devices/self").await
     }
 
     pub async fn health(&self) -> Result<Value, ClientError> {
@@ -167,15 +321,17 @@ impl Client {
         limit: u32,
         offset: u32,
     ) -> Result<RunList, ClientError> {
-        let mut path = format!("api/gateway/runs?limit={limit}&offset={offset}");
+        let mut path = ApiPath::new("api/gateway/runs")
+            .query("limit", limit)
+            .query("offset", offset);
         if let Some(s) = status {
-            path.push_str(&format!("&status={}", s.as_str()));
+            path = path.query("status", s.as_str());
         }
-        self.get(&path).await
+        self.get(path).await
     }
 
     pub async fn run(&self, run_id: &str) -> Result<RunSummary, ClientError> {
-        self.get(&format!("api/gateway/runs/{run_id}")).await
+        self.get(ApiPath::new("api/gateway/runs").id(run_id)).await
     }
 
     pub async fn ledger(
@@ -184,10 +340,12 @@ impl Client {
         after: u64,
         limit: u32,
     ) -> Result<LedgerPage, ClientError> {
-        self.get(&format!(
-            "api/gateway/runs/{run_id}/ledger?after={after}&limit={limit}"
-        ))
-        .await
+        let path = ApiPath::new("api/gateway/runs")
+            .id(run_id)
+            .then("ledger")
+            .query("after", after)
+            .query("limit", limit);
+        self.get(path).await
     }
 
     pub async fn command(&self, cmd: &CommandRequest) -> Result<CommandResponse, ClientError> {
@@ -195,7 +353,7 @@ impl Client {
     }
 
     pub async fn command_status(&self, command_id: &str) -> Result<CommandStatus, ClientError> {
-        self.get(&format!("api/gateway/commands/{command_id}"))
+        self.get(ApiPath::new("api/gateway/commands").id(command_id))
             .await
     }
 
@@ -226,10 +384,7 @@ impl Client {
         run_id: &str,
         after: u64,
     ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
-        self.stream(&format!(
-            "api/gateway/runs/{run_id}/ledger/stream?after={after}"
-        ))
-        .await
+        self.stream(run_stream_path(run_id, after)).await
     }
 
     /// The newest global cursor (stream after it to see only what happens from now on).
@@ -243,7 +398,7 @@ impl Client {
         &self,
         after: u64,
     ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
-        self.stream(&format!("api/gateway/ledger/stream?after={after}"))
+        self.stream(ApiPath::new("api/gateway/ledger/stream").query("after", after))
             .await
     }
 
@@ -253,9 +408,8 @@ impl Client {
         run_id: &str,
         after: u64,
     ) -> Result<impl Stream<Item = Result<sse::SseEvent, ClientError>> + use<>, ClientError> {
-        let path = format!("api/gateway/runs/{run_id}/ledger/stream?after={after}");
         let rb = self
-            .request(reqwest::Method::GET, &path)?
+            .request(reqwest::Method::GET, run_stream_path(run_id, after))?
             .header(reqwest::header::ACCEPT, "text/event-stream");
         let resp = check(rb.send().await?).await?;
         Ok(sse::events(Box::pin(resp.bytes_stream())))
@@ -263,7 +417,7 @@ impl Client {
 
     async fn stream(
         &self,
-        path: &str,
+        path: ApiPath,
     ) -> Result<impl Stream<Item = Result<StreamItem, ClientError>> + use<>, ClientError> {
         let rb = self
             .request(reqwest::Method::GET, path)?
@@ -271,6 +425,13 @@ impl Client {
         let resp = check(rb.send().await?).await?;
         Ok(sse::items(Box::pin(resp.bytes_stream())))
     }
+}
+
+fn run_stream_path(run_id: &str, after: u64) -> ApiPath {
+    ApiPath::new("api/gateway/runs")
+        .id(run_id)
+        .then("ledger/stream")
+        .query("after", after)
 }
 
 /// Maps a non-2xx response to [`ClientError::Api`] using the gateway's error body.
@@ -289,4 +450,38 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError
         code,
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(p: ApiPath) -> String {
+        let c = Client::new("http://127.0.0.1:9/base", None).unwrap_or_else(|e| panic!("{e}"));
+        c.url(p)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn ids_are_encoded_as_one_segment_and_cannot_climb() {
+        assert_eq!(
+            url(ApiPath::new("api/gateway/devices").id("%2e%2e/webhooks/x.x")),
+            "http://127.0.0.1:9/base/api/gateway/devices/%252e%252e%2Fwebhooks%2Fx.x"
+        );
+        assert_eq!(
+            url(ApiPath::new("api/gateway/runs")
+                .id("a b?c#d")
+                .then("ledger")
+                .query("after", 3)),
+            "http://127.0.0.1:9/base/api/gateway/runs/a%20b%3Fc%23d/ledger?after=3"
+        );
+        for bad in ["", ".", ".."] {
+            assert!(url(ApiPath::new("api/gateway/keys").id(bad)).contains("not a valid id"));
+        }
+        assert_eq!(
+            url("api/gateway/schedules?limit=200".into()),
+            "http://127.0.0.1:9/base/api/gateway/schedules?limit=200"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! reqwest, futures) so a client build does not drag in the gateway.
 
 pub mod client;
+pub mod secret_file;
 pub mod sse;
 pub mod types;
 

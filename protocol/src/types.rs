@@ -362,6 +362,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// Set on 5xx answers: the id under which the server logged the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `data:` of an `event: step` on the per-run and global streams.
@@ -380,4 +383,28 @@ pub struct LlmDelta {
     pub run_id: String,
     pub step_id: String,
     pub delta: String,
+}
+
+/// `GET /api/gateway/whoami`: the principal a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhoAmI {
+    /// The credential's id (a device's or key's id; `admin` for the admin token).
+    pub id: String,
+    /// `admin`, `device` or `key`.
+    pub kind: String,
+    pub name: String,
+    /// `read`, `run`, `command`, `channel`, `admin`.
+    pub scopes: Vec<String>,
+}
+
+/// `PUT /api/gateway/channels/{channel}`: who a channel bridge may reach. A run's `notify`
+/// targets on that channel (and its channel sessions) must be on this list unless the
+/// starter has the `admin` or `channel` scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChannelAllowlist {
+    /// Telegram: user or chat ids. Email: addresses, or `@domain` for a whole domain.
+    pub allow: Vec<String>,
 }

@@ -143,16 +143,17 @@ pub struct Bridge {
 
 impl Bridge {
     pub async fn telegram(gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
-        Self::start("telegram", gateway, state, env)
+        Self::start("telegram", gateway, state, env).await
     }
 
     pub async fn email(gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
-        Self::start("email", gateway, state, env)
+        Self::start("email", gateway, state, env).await
     }
 
-    /// The bridge logs to stderr and prints no ready line: this returns once it is spawned
-    /// (tests wait for its effects instead).
-    fn start(channel: &str, gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
+    /// The bridge logs to stderr and prints no ready line: this returns once the gateway
+    /// lists the bridge's channel (the bridge published its allowlist at start; tests wait
+    /// for its other effects themselves). A restarted bridge's channel is listed already.
+    async fn start(channel: &str, gateway: &Gateway, state: &Path, env: &[(&str, String)]) -> Self {
         let state_var = match channel {
             "email" => "SWITCHBOARD_EMAIL_STATE",
             _ => "SWITCHBOARD_TELEGRAM_STATE",
@@ -166,6 +167,15 @@ impl Bridge {
         let mut cmd = command(&["bridge", channel], &all);
         cmd.stdout(Stdio::null());
         let child = cmd.spawn().expect("spawn the bridge");
+        let api = gateway.client();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while api.get("/api/gateway/channels").await["channels"][channel].is_null() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the {channel} bridge did not register with the gateway within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Self { child }
     }
 

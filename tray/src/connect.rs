@@ -68,23 +68,7 @@ pub fn save(dir: &Path, c: &Connection) -> Result<(), ConnectError> {
     write_private(&path, &text).map_err(io)
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
-}
+use protocol::secret_file::write_private;
 
 /// Trades a pairing code for a device token.
 pub async fn pair(gateway: &str, code: &str, name: &str) -> Result<Connection, ConnectError> {

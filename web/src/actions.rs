@@ -90,13 +90,13 @@ async fn send(s: &Session, cmd: CommandRequest) -> Result<Result<(), String>, Pa
     }
 }
 
-fn command(s: &Session, run_id: &str, kind: &str, payload: Value, nonce: &str) -> CommandRequest {
+fn command(run_id: &str, kind: &str, payload: Value, nonce: &str) -> CommandRequest {
     CommandRequest {
         command_id: command_id(nonce),
         run_id: run_id.to_owned(),
         kind: kind.to_owned(),
         payload,
-        client_id: Some(format!("web:{}", s.device_id.as_deref().unwrap_or("token"))),
+        client_id: Some("web".into()),
         channel: Some("web".into()),
     }
 }
@@ -108,6 +108,7 @@ pub async fn answer(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Page {
+    crate::pages::check_run_id(&id)?;
     if !s.csrf_ok(&f.csrf) {
         return Err(PageError::Csrf);
     }
@@ -124,7 +125,7 @@ pub async fn answer(
         ));
     }
     let payload = json!({"wait_key": f.wait_key, "payload": {"response": text}});
-    let result = send(&s, command(&s, &id, "resume", payload, &f.nonce)).await?;
+    let result = send(&s, command(&id, "resume", payload, &f.nonce)).await?;
     Ok(outcome(&headers, &f.back, result))
 }
 
@@ -138,9 +139,10 @@ pub async fn control(
     if !matches!(action.as_str(), "pause" | "resume" | "cancel") {
         return Err(PageError::NotFound(format!("no action {action}")));
     }
+    crate::pages::check_run_id(&id)?;
     if !s.csrf_ok(&f.csrf) {
         return Err(PageError::Csrf);
     }
-    let result = send(&s, command(&s, &id, &action, json!({}), &f.nonce)).await?;
+    let result = send(&s, command(&id, &action, json!({}), &f.nonce)).await?;
     Ok(outcome(&headers, &f.back, result))
 }

@@ -47,16 +47,30 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// How the web app reaches the gateway.
-#[derive(Debug, Clone)]
+/// How the web app reaches the gateway. It holds no credential: every call carries the
+/// visitor's own token.
+#[derive(Clone)]
 pub struct WebConfig {
     /// The gateway's API, as this process reaches it (loopback).
     pub gateway_url: String,
-    /// A token with the admin scope, used only to revoke a device at sign-out.
-    pub admin_token: String,
+    /// Signs the sessions' CSRF tokens (kept in the data dir; never sent anywhere).
+    pub csrf_key: String,
     /// Whether cookies get `Secure` (the public URL is https).
     pub secure_cookies: bool,
 }
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("gateway_url", &self.gateway_url)
+            .field("secure_cookies", &self.secure_cookies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sign-in attempts per visitor address: 10 at once, then one every 6 s.
+const LOGIN_BURST: u32 = 10;
+const LOGIN_EVERY: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// The app's shared state.
 #[derive(Clone)]
@@ -64,27 +78,43 @@ pub struct Web {
     pub cfg: Arc<WebConfig>,
     /// One connection pool for every call to the gateway, whoever's token it carries.
     pub http: reqwest::Client,
+    /// `/app/login`'s own limit, per visitor address (pairing codes and tokens typed in).
+    pub logins: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 impl Web {
-    /// A gateway client with `token`, on the shared pool.
+    /// A gateway client with `token`, on the shared pool, carrying the visitor note of the
+    /// request being served (so the gateway counts the visitor's address).
     pub fn client_for(
         &self,
         token: Option<String>,
+        request: &axum::http::HeaderMap,
     ) -> Result<protocol::Client, protocol::ClientError> {
-        protocol::Client::with_http(self.http.clone(), &self.cfg.gateway_url, token)
+        let c = protocol::Client::with_http(self.http.clone(), &self.cfg.gateway_url, token)?;
+        Ok(match session::visitor(request) {
+            Some(note) => c.with_header(
+                reqwest::header::HeaderName::from_static(session::VISITOR_HEADER),
+                note,
+            ),
+            None => c,
+        })
     }
 }
 
 /// The web app's routes, relative to where it is mounted (`/app`).
 pub fn router(cfg: WebConfig) -> Router {
+    let quota = governor::Quota::with_period(LOGIN_EVERY)
+        .unwrap_or_else(|| governor::Quota::per_minute(std::num::NonZeroU32::MIN))
+        .allow_burst(std::num::NonZeroU32::new(LOGIN_BURST).unwrap_or(std::num::NonZeroU32::MIN));
     let web = Web {
         cfg: Arc::new(cfg),
         http: reqwest::Client::new(),
+        logins: Arc::new(governor::RateLimiter::keyed(quota)),
     };
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
+        .route("/pair", get(pages::pair_page))
         .route("/logout", post(pages::logout))
         .route("/inbox", get(pages::inbox))
         .route("/runs", get(pages::runs))

@@ -7,7 +7,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use protocol::{ClientError, RunStatus, RunSummary, Waiting};
 use serde::Deserialize;
@@ -98,6 +98,21 @@ impl IntoResponse for PageError {
 
 pub type Page = Result<Response, PageError>;
 
+/// A run id from a URL: letters, digits, `-` and `_`, at most 64 (what the gateway mints).
+/// Anything else is no run of ours, and never reaches the gateway.
+pub fn check_run_id(id: &str) -> Result<(), PageError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PageError::NotFound("no such run".into()))
+    }
+}
+
 #[derive(Deserialize, Default)]
 pub struct NoticeQuery {
     notice: Option<String>,
@@ -120,6 +135,8 @@ pub async fn ping(_s: Session) -> StatusCode {
 #[template(path = "login.html")]
 struct LoginPage {
     layout: Layout,
+    /// A pairing code to prefill (the link `serve` prints: `/app/pair?code=…`).
+    code: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -131,6 +148,34 @@ struct OfflinePage {
 pub async fn login_page(Query(q): Query<NoticeQuery>) -> impl IntoResponse {
     LoginPage {
         layout: Layout::new("Sign in", "login", None, q.notice),
+        code: String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PairQuery {
+    #[serde(default)]
+    code: String,
+}
+
+/// `/app/pair?code=…`, the link (and QR code) `serve` and `switchboard pair` print: the
+/// sign-in form with the code filled in. Pairing happens only when the form is posted, so
+/// a link preview that fetches the page uses nothing up.
+pub async fn pair_page(Query(q): Query<PairQuery>) -> impl IntoResponse {
+    let code: String = q
+        .code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(16)
+        .collect();
+    LoginPage {
+        layout: Layout::new(
+            "Pair this device",
+            "login",
+            None,
+            Some("Name this device and sign in to pair it.".into()),
+        ),
+        code,
     }
 }
 
@@ -153,47 +198,44 @@ pub struct LoginForm {
 fn login_failed(status: StatusCode, why: String) -> Response {
     let page = LoginPage {
         layout: Layout::new("Sign in", "login", None, Some(why)),
+        code: String::new(),
     };
     (status, page).into_response()
 }
 
-/// Signs in with a pairing code (a new device token) or a token.
-pub async fn login(State(web): State<Web>, Form(f): Form<LoginForm>) -> Response {
+/// Signs in with a pairing code (a new device token) or a token. Attempts are limited per
+/// visitor address (besides the gateway's own lockout of bad credentials), and a token
+/// with the admin scope is refused: an admin credential must not live in a browser cookie.
+pub async fn login(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let ip = session::visitor_ip(&headers).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(not_until) = web.logins.check_key(&ip) {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let secs = wait.as_secs().max(1);
+        let mut r = login_failed(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many sign-in attempts from here; try again in {secs} s."),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        return r;
+    }
     let (code, token) = (f.code.trim(), f.token.trim());
-    let anonymous = match web.client_for(None) {
-        Ok(c) => c,
-        Err(e) => return login_failed(StatusCode::BAD_GATEWAY, e.to_string()),
-    };
-    let (device, token) = if !code.is_empty() {
-        let name: String = format!("web: {}", f.name.trim()).chars().take(80).collect();
-        match anonymous
-            .post_json("api/gateway/pair", &json!({"code": code, "name": name}))
-            .await
-        {
-            Ok(v) => (
-                v["device_id"].as_str().map(str::to_owned),
-                v["token"].as_str().unwrap_or_default().to_owned(),
-            ),
-            Err(e) => {
-                return login_failed(
-                    StatusCode::UNAUTHORIZED,
-                    format!("Pairing failed: {}", e.message()),
-                );
-            }
+    let token = if !code.is_empty() {
+        let name: String = format!("web: {}", f.name.trim()).chars().take(64).collect();
+        match pair(&web, &headers, code, &name).await {
+            Ok(t) => t,
+            Err(r) => return r,
         }
     } else if !token.is_empty() {
-        let check = web.client_for(Some(token.to_owned()));
-        match check {
-            Ok(c) => match c.runs(None, 1, 0).await {
-                Ok(_) => (None, token.to_owned()),
-                Err(e) => {
-                    return login_failed(
-                        StatusCode::UNAUTHORIZED,
-                        format!("That token does not work: {}", e.message()),
-                    );
-                }
-            },
-            Err(e) => return login_failed(StatusCode::BAD_GATEWAY, e.to_string()),
+        match check_token(&web, &headers, token).await {
+            Ok(()) => token.to_owned(),
+            Err(r) => return r,
         }
     } else {
         return login_failed(
@@ -201,9 +243,52 @@ pub async fn login(State(web): State<Web>, Form(f): Form<LoginForm>) -> Response
             "Enter a pairing code or a token.".into(),
         );
     };
-    let value = session::cookie_value(device.as_deref(), &token);
-    let cookie = session::set_cookie(&value, web.cfg.secure_cookies);
+    let cookie = session::set_cookie(&session::cookie_value(&token), web.cfg.secure_cookies);
     ([(header::SET_COOKIE, cookie)], Redirect::to("/app/inbox")).into_response()
+}
+
+/// Trades a pairing code for a device token.
+async fn pair(web: &Web, headers: &HeaderMap, code: &str, name: &str) -> Result<String, Response> {
+    let anonymous = web
+        .client_for(None, headers)
+        .map_err(|e| login_failed(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let reply = anonymous
+        .post_json("api/gateway/pair", &json!({"code": code, "name": name}))
+        .await
+        .map_err(|e| {
+            let status = if e.status() == Some(429) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            login_failed(status, format!("Pairing failed: {}", e.message()))
+        })?;
+    reply["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| login_failed(StatusCode::BAD_GATEWAY, "the gateway sent no token".into()))
+}
+
+/// Checks a typed token with the gateway: it must work and must not be an admin's.
+async fn check_token(web: &Web, headers: &HeaderMap, token: &str) -> Result<(), Response> {
+    let client = web
+        .client_for(Some(token.to_owned()), headers)
+        .map_err(|e| login_failed(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let who = client.whoami().await.map_err(|e| {
+        let status = if e.status() == Some(429) {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        login_failed(status, format!("That token does not work: {}", e.message()))
+    })?;
+    if who.kind == "admin" || who.scopes.iter().any(|s| s == "admin") {
+        return Err(login_failed(
+            StatusCode::FORBIDDEN,
+            "An admin token cannot sign in here. Pair this device with a code instead (`switchboard pair` prints one).".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -212,22 +297,31 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// Signs out: the pairing's device token is revoked and the cookie removed.
+/// Signs out: the session's own token revokes its device (`DELETE devices/self`; a typed
+/// key is not revoked) and the cookie is removed. Nothing is done with any other
+/// credential, so a forged cookie can at most revoke itself.
 pub async fn logout(State(web): State<Web>, s: Session, Form(f): Form<CsrfForm>) -> Page {
     if !s.csrf_ok(&f.csrf) {
         return Err(PageError::Csrf);
     }
-    if let Some(id) = &s.device_id {
-        let admin = web.client_for(Some(web.cfg.admin_token.clone()))?;
-        if let Err(e) = admin
-            .delete_json(&format!("api/gateway/devices/{id}"))
-            .await
-        {
-            tracing::warn!(error = %e, "web: cannot revoke a signed-out device");
-        }
+    match s.client.revoke_self().await {
+        Ok(_) => {}
+        // A token typed in (an API key) is not the browser's to revoke; a dead one is gone.
+        Err(e) if matches!(e.status(), Some(400 | 401)) => {}
+        Err(e) => tracing::warn!(error = %e, "web: cannot revoke a signed-out device"),
     }
     let cookie = session::clear_cookie(web.cfg.secure_cookies);
-    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/app/login")).into_response())
+    Ok((
+        [
+            (header::SET_COOKIE, cookie),
+            (
+                header::HeaderName::from_static("clear-site-data"),
+                "\"cache\"".to_owned(),
+            ),
+        ],
+        Redirect::to("/app/login"),
+    )
+        .into_response())
 }
 
 /// A prompt card of the inbox.
@@ -326,6 +420,7 @@ struct RunPage {
 const TIMELINE_MAX: u64 = 1000;
 
 pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
+    check_run_id(&id)?;
     let run = match s.client.run(&id).await {
         Err(e) if e.status() == Some(404) => {
             return Err(PageError::NotFound(format!("no run {id}")));

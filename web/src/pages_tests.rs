@@ -111,12 +111,18 @@ fn a_free_text_question_has_a_labelled_box() {
 fn the_login_page_has_no_navigation_and_labelled_fields() {
     let html = LoginPage {
         layout: Layout::new("Sign in", "login", None, Some("Pairing failed".into())),
+        code: "K7QM-\"><b>".into(),
     }
     .render()
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(html.contains(r#"<label for="code">Pairing code</label>"#));
     assert!(html.contains(r#"role="alert">Pairing failed"#));
     assert!(!html.contains("Sign out"));
+    // A prefilled code is escaped like any text.
+    assert!(
+        html.contains(r#"value="K7QM-&#34;&#62;&#60;b&#62;""#),
+        "{html}"
+    );
 }
 
 #[test]

@@ -1,42 +1,64 @@
 //! Who is signed in. The session cookie (`sb_session`: HttpOnly, SameSite=Strict, Path=/app,
-//! Secure behind https) holds the device token a pairing gave (with its device id, so
-//! sign-out can revoke it) or a token typed in. Every page and every call passes that token
-//! to the gateway's API, which checks it as for any client. The CSRF token of a session is
-//! derived from its cookie (SHA-256 with a fixed label): a page from another site can
-//! neither read it nor forge it. No session state is kept on the server, so signing in
-//! survives a restart. It never renders pages.
+//! Secure behind https) holds the device token a pairing gave, or a token typed in. Every
+//! page and every call passes that token to the gateway's API, which checks it as for any
+//! client; the app acts with nothing else (it holds no credential of its own). The CSRF
+//! token of a session is an HMAC of its cookie under a key only the server has, so neither
+//! a page from another site nor a forged cookie yields a valid one. No session state is
+//! kept on the server, so signing in survives a restart. It never renders pages.
+//!
+//! Every call the app makes for a visitor carries the visitor note the gateway's guard put
+//! on the request ([`VISITOR_HEADER`]), so rate limits and lockouts count the visitor's
+//! address, not the app's loopback one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::Web;
 
 pub const COOKIE: &str = "sb_session";
+/// The gateway's note of who a request to `/app` is from (set by the gateway, never by
+/// the visitor: the gateway replaces whatever arrives under this name).
+pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
 
 /// A signed-in visitor.
 #[derive(Clone)]
 pub struct Session {
     pub token: String,
-    /// Set when the session came from a pairing (sign-out revokes that device).
-    pub device_id: Option<String>,
     pub csrf: String,
-    /// A gateway client with this session's token.
+    /// A gateway client with this session's token (and the visitor's note).
     pub client: protocol::Client,
 }
 
-/// The cookie value for a token (and the device it belongs to).
-pub fn cookie_value(device_id: Option<&str>, token: &str) -> String {
-    format!("{}.{token}", device_id.unwrap_or("-"))
+/// The cookie value for a token.
+pub fn cookie_value(token: &str) -> String {
+    token.to_owned()
 }
 
-/// The CSRF token of a cookie value.
-pub fn csrf_of(cookie: &str) -> String {
-    let digest = Sha256::digest(format!("switchboard-web-csrf\n{cookie}"));
-    hex::encode(&digest[..16])
+/// The CSRF token of a cookie value under the app's key.
+pub fn csrf_of(key: &str, cookie: &str) -> String {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    mac.update(b"switchboard-web-csrf\n");
+    mac.update(cookie.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// The visitor note of a request, to pass on to the gateway.
+pub fn visitor(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers.get(VISITOR_HEADER).cloned()
+}
+
+/// The visitor's address as the gateway noted it (for the sign-in limit).
+pub fn visitor_ip(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let note = headers.get(VISITOR_HEADER)?.to_str().ok()?;
+    note.split(' ').next()?.parse().ok()
 }
 
 /// `Set-Cookie` for a new session.
@@ -100,17 +122,19 @@ impl FromRequestParts<Web> for Session {
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Self, SignIn> {
         let page = wants_page(&parts.headers);
         let value = cookie(&parts.headers).ok_or(SignIn { page })?;
-        let (device, token) = value.split_once('.').ok_or(SignIn { page })?;
-        if token.is_empty() {
+        // Cookies of earlier versions were `<device id>.<token>`; tokens hold no dot.
+        let token = value.rsplit('.').next().unwrap_or_default();
+        let well_formed =
+            !token.is_empty() && token.len() <= 200 && token.bytes().all(|b| b.is_ascii_graphic());
+        if !well_formed {
             return Err(SignIn { page });
         }
         let client = web
-            .client_for(Some(token.to_owned()))
+            .client_for(Some(token.to_owned()), &parts.headers)
             .map_err(|_| SignIn { page })?;
         Ok(Session {
             token: token.to_owned(),
-            device_id: (device != "-").then(|| device.to_owned()),
-            csrf: csrf_of(&value),
+            csrf: csrf_of(&web.cfg.csrf_key, &value),
             client,
         })
     }
@@ -119,30 +143,34 @@ impl FromRequestParts<Web> for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
-    fn cookies_are_strict_and_csrf_follows_the_session() {
-        let v = cookie_value(Some("dev1"), "tok");
-        assert_eq!(v, "dev1.tok");
+    fn cookies_are_strict_and_csrf_needs_the_key() {
+        let v = cookie_value("tok");
         let set = set_cookie(&v, true);
         for flag in ["HttpOnly", "SameSite=Strict", "Path=/app", "Secure"] {
             assert!(set.contains(flag), "{set}");
         }
         assert!(!set_cookie(&v, false).contains("Secure"));
         assert!(clear_cookie(false).contains("Max-Age=0"));
-        assert_eq!(csrf_of(&v), csrf_of("dev1.tok"));
-        assert_ne!(csrf_of(&v), csrf_of("dev1.other"));
-        assert_eq!(csrf_of(&v).len(), 32);
+        assert_eq!(csrf_of("k", &v), csrf_of("k", "tok"));
+        assert_ne!(csrf_of("k", &v), csrf_of("k", "other"));
+        assert_ne!(csrf_of("k", &v), csrf_of("another key", &v));
+        assert_eq!(csrf_of("k", &v).len(), 32);
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; sb_session=dev1.tok; b=2"),
+            HeaderValue::from_static("a=1; sb_session=tok; b=2"),
         );
-        assert_eq!(cookie(&h).as_deref(), Some("dev1.tok"));
+        assert_eq!(cookie(&h).as_deref(), Some("tok"));
         h.insert(header::ACCEPT, HeaderValue::from_static("text/html,*/*"));
         assert!(wants_page(&h));
         h.insert("x-requested-with", HeaderValue::from_static("fetch"));
         assert!(!wants_page(&h));
+        h.insert(
+            VISITOR_HEADER,
+            HeaderValue::from_static("203.0.113.7 sha256=00"),
+        );
+        assert_eq!(visitor_ip(&h), Some([203, 0, 113, 7].into()));
     }
 }

@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
+use protocol::client::ApiPath;
+
 use crate::Web;
 use crate::pages::json_error;
 use crate::session::Session;
@@ -25,8 +27,8 @@ pub async fn events(
     headers: HeaderMap,
     Query(q): Query<AfterQuery>,
 ) -> Response {
-    let path = format!("api/gateway/ledger/stream?after={}", q.after.unwrap_or(0));
-    proxy(&web, &s, &path, &headers).await
+    let path = ApiPath::new("api/gateway/ledger/stream").query("after", q.after.unwrap_or(0));
+    proxy(&web, &s, path, &headers).await
 }
 
 /// One run's ledger stream, for its page.
@@ -37,23 +39,32 @@ pub async fn run_events(
     Path(id): Path<String>,
     Query(q): Query<AfterQuery>,
 ) -> Response {
-    let path = format!(
-        "api/gateway/runs/{id}/ledger/stream?after={}",
-        q.after.unwrap_or(0)
-    );
-    proxy(&web, &s, &path, &headers).await
+    if crate::pages::check_run_id(&id).is_err() {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no such run");
+    }
+    let path = ApiPath::new("api/gateway/runs")
+        .id(id)
+        .then("ledger/stream")
+        .query("after", q.after.unwrap_or(0));
+    proxy(&web, &s, path, &headers).await
 }
 
-/// Streams a gateway event stream to the browser as it is (Last-Event-ID passed on).
-async fn proxy(web: &Web, s: &Session, path: &str, headers: &HeaderMap) -> Response {
-    let url = format!("{}/{path}", web.cfg.gateway_url.trim_end_matches('/'));
+/// Streams a gateway event stream to the browser as it is (Last-Event-ID and the
+/// visitor note passed on).
+async fn proxy(web: &Web, s: &Session, path: ApiPath, headers: &HeaderMap) -> Response {
+    let url = match s.client.url(path) {
+        Ok(u) => u,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    };
     let mut req = web
         .http
         .get(url)
         .bearer_auth(&s.token)
         .header(header::ACCEPT, "text/event-stream");
-    if let Some(id) = headers.get("last-event-id") {
-        req = req.header("last-event-id", id);
+    for name in ["last-event-id", crate::session::VISITOR_HEADER] {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v);
+        }
     }
     match req.send().await {
         Ok(r) if r.status().is_success() => Response::builder()

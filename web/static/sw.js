@@ -1,6 +1,8 @@
 // Switchboard's service worker: keeps the app shell (styles, script, icons, manifest, the
 // offline page) and the last version of each page loaded, so the app opens without a
 // network and shows what it last saw. Event streams and form posts are never cached.
+// Signing out drops every cached page first: what a signed-in person saw must not stay
+// readable offline on a shared phone.
 const SHELL = 'sb-shell-v1';
 const PAGES = 'sb-pages';
 const ASSETS = [
@@ -27,6 +29,10 @@ self.addEventListener('activate', (ev) => {
 self.addEventListener('fetch', (ev) => {
   const req = ev.request;
   const url = new URL(req.url);
+  if (req.method === 'POST' && url.origin === location.origin && url.pathname === '/app/logout') {
+    ev.respondWith(caches.delete(PAGES).then(() => fetch(req)));
+    return;
+  }
   if (req.method !== 'GET' || url.origin !== location.origin || !url.pathname.startsWith('/app/')) return;
   if (url.pathname.endsWith('/events') || (req.headers.get('accept') || '').includes('text/event-stream')) return;
   if (url.pathname === '/app/ping') return;

@@ -70,6 +70,12 @@ async fn handle_inner(ctx: &Ctx, raw: &[u8]) -> Result<Handled, EmailError> {
     if let Some(why) = not_for_us(ctx, &mail) {
         return ignore(ctx, &mail, why).await;
     }
+    if let Some(authserv_id) = &ctx.cfg.authserv_id {
+        let headers: Vec<(&str, &str)> = mail.msg.headers_raw().collect();
+        if let Err(why) = super::authres::check(&headers, authserv_id, &mail.from) {
+            return ignore(ctx, &mail, &why).await;
+        }
+    }
     let found = token::find(
         &header_ids(&mail.msg),
         &recipients(&mail.msg),
@@ -295,7 +301,7 @@ async fn new_mail(ctx: &Ctx, m: &Mail<'_>) -> Result<Handled, EmailError> {
             "text": text,
             "subject": subject,
             "from": m.from,
-            "email": {"message_id": m.id, "subject": subject},
+            "email": {"message_id": m.id, "subject": subject, "sig": ctx.signer.thread_sig(&m.id, &m.from)},
         }),
         session_id: Some(format!("email:{}", m.from)),
         notify: None,
@@ -314,10 +320,21 @@ async fn new_mail(ctx: &Ctx, m: &Mail<'_>) -> Result<Handled, EmailError> {
     }
 }
 
-/// The thread a run started by mail answers in: (Message-ID, subject) from its input.
-pub(crate) fn thread_of(input: &Value) -> Option<(String, String)> {
+/// The thread a run started by mail answers in: (Message-ID, subject) from its input, if
+/// this bridge put it there for mail from `address` (signed: run input written by anyone
+/// else cannot thread mail into somebody's existing conversation).
+pub(crate) fn thread_of(
+    input: &Value,
+    signer: &token::Signer,
+    address: &str,
+) -> Option<(String, String)> {
     let e = input.get("email")?;
     let id = e.get("message_id")?.as_str()?.to_owned();
+    let sig = e.get("sig")?.as_str()?;
+    if !signer.thread_ok(&id, address, sig) {
+        tracing::warn!(message_id = %id, "email bridge: a run's input names a mail thread without this bridge's signature; not threading");
+        return None;
+    }
     let subject = e
         .get("subject")
         .and_then(Value::as_str)
@@ -340,10 +357,24 @@ mod tests {
     }
 
     #[test]
-    fn a_run_started_by_mail_names_its_thread() {
-        let input = json!({"text": "hi", "email": {"message_id": "m1@c", "subject": "Hello"}});
-        assert_eq!(thread_of(&input), Some(("m1@c".into(), "Hello".into())));
-        assert_eq!(thread_of(&json!({"text": "hi"})), None);
+    fn a_run_started_by_mail_names_its_thread_only_with_the_bridges_signature() {
+        let signer = token::Signer::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let sig = signer.thread_sig("m1@c", "alice@x.test");
+        let input =
+            json!({"text": "hi", "email": {"message_id": "m1@c", "subject": "Hello", "sig": sig}});
+        assert_eq!(
+            thread_of(&input, &signer, "alice@x.test"),
+            Some(("m1@c".into(), "Hello".into()))
+        );
+        assert_eq!(thread_of(&input, &signer, "bob@x.test"), None);
+        let forged = json!({"email": {"message_id": "m1@c", "subject": "Hello"}});
+        assert_eq!(thread_of(&forged, &signer, "alice@x.test"), None);
+        let other = json!({"email": {"message_id": "m2@c", "subject": "Hello", "sig": sig}});
+        assert_eq!(thread_of(&other, &signer, "alice@x.test"), None);
+        assert_eq!(
+            thread_of(&json!({"text": "hi"}), &signer, "alice@x.test"),
+            None
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!
 //! It talks to the gateway only through `protocol` and keeps its own state in [`state`].
 
+pub mod authres;
 pub mod compose;
 pub mod extract;
 mod imap;
@@ -99,6 +100,9 @@ pub struct EmailConfig {
     /// Addresses (`alice@example.com`) or domains (`@example.com`) whose mail is trusted:
     /// new mail from them starts a run; their replies answer any run's prompt.
     pub allowed_senders: Vec<String>,
+    /// The authserv-id of the receiving mail server's `Authentication-Results`; when set,
+    /// mail counts only with DMARC (or aligned DKIM) passing there ([`authres`]).
+    pub authserv_id: Option<String>,
     /// The flow a new mail (not a reply) starts.
     pub default_flow: String,
     /// Mode of runs bound by `notify` (runs started by mail always mail everything).
@@ -155,6 +159,17 @@ impl EmailConfig {
                 None => a == s,
             }
         })
+    }
+
+    /// Whom runs may mail (published to the gateway): the allowed senders, `*@d` as `@d`.
+    pub fn reachable(&self) -> Vec<String> {
+        self.allowed_senders
+            .iter()
+            .map(|s| {
+                let s = s.trim().to_ascii_lowercase();
+                s.strip_prefix('*').map(str::to_owned).unwrap_or(s)
+            })
+            .collect()
     }
 
     /// The mode of a run of `flow` bound by `notify`.
@@ -229,7 +244,14 @@ pub async fn run(
         outbox: tokio::sync::Notify::new(),
     });
     tracing::info!(imap = %ctx.cfg.imap.host, smtp = %ctx.cfg.smtp.host, "email bridge started");
+    let publish = {
+        let ctx = ctx.clone();
+        async move {
+            crate::reconnect::publish_allowlist(&ctx.client, "email", ctx.cfg.reachable()).await
+        }
+    };
     let tasks = [
+        tokio::spawn(publish),
         tokio::spawn(outbound::follow(ctx.clone())),
         tokio::spawn(smtp::send_loop(ctx.clone(), transport)),
         tokio::spawn(imap::watch(ctx)),
@@ -265,6 +287,7 @@ mod tests {
             mailbox: "INBOX".into(),
             from: "Switchboard <Bot@Example.test>".into(),
             allowed_senders: vec!["alice@example.test".into(), "@corp.test".into()],
+            authserv_id: None,
             default_flow: "chat".into(),
             default_mode: Mode::AsksOnly,
             flow_modes: vec![("chat".into(), Mode::All)],

@@ -114,7 +114,7 @@ impl Follower {
             .map(str::to_ascii_lowercase)
             && !runs.iter().any(|r| r.address == address)
         {
-            let (thread_id, thread_subject) = match self.thread(&r.run_id).await? {
+            let (thread_id, thread_subject) = match self.thread(&r.run_id, &address).await? {
                 Some((id, subject)) => (Some(id), Some(subject)),
                 None => (None, None),
             };
@@ -143,11 +143,22 @@ impl Follower {
         Ok(runs.into_iter().map(Change::Bind).collect())
     }
 
-    /// The mail that started a run (from its input), if it was started by mail.
-    async fn thread(&self, run_id: &str) -> Result<Option<(String, String)>, EmailError> {
-        let path = format!("api/gateway/runs/{run_id}/input_data");
-        match self.ctx.client.get_json(&path).await {
-            Ok(v) => Ok(inbound::thread_of(&v["input_data"])),
+    /// The mail that started a run (from its input), if this bridge started it by mail
+    /// from `address`.
+    async fn thread(
+        &self,
+        run_id: &str,
+        address: &str,
+    ) -> Result<Option<(String, String)>, EmailError> {
+        let path = protocol::client::ApiPath::new("api/gateway/runs")
+            .id(run_id)
+            .then("input_data");
+        match self.ctx.client.get_json(path).await {
+            Ok(v) => Ok(inbound::thread_of(
+                &v["input_data"],
+                &self.ctx.signer,
+                address,
+            )),
             Err(e) if e.is_transient() => Err(e.into()),
             Err(e) => {
                 tracing::warn!(run = run_id, error = %e, "cannot read a run's input");

@@ -8,11 +8,10 @@
 
 use std::path::Path;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::EmailError;
+use crate::keys::MacKey;
 
 /// Hex digits of the HMAC kept in a token (64 bits).
 const SIG_LEN: usize = 16;
@@ -48,45 +47,25 @@ impl Token {
 /// Signs and checks tokens with the bridge's key.
 #[derive(Clone)]
 pub struct Signer {
-    key: Vec<u8>,
+    key: MacKey,
 }
 
 impl Signer {
     pub fn new(key: Vec<u8>) -> Self {
-        Self { key }
+        Self {
+            key: MacKey::new(key),
+        }
     }
 
     /// Loads the key from `path`, creating it (32 random bytes, mode 0600) the first time.
     pub fn load_or_create(path: &Path) -> Result<Self, EmailError> {
-        let fail = |e: std::io::Error| {
-            EmailError::Config(format!("reply-token key {}: {e}", path.display()))
-        };
-        if let Ok(hex_key) = std::fs::read_to_string(path) {
-            let key = hex::decode(hex_key.trim()).map_err(|e| {
-                EmailError::Config(format!(
-                    "reply-token key {} is damaged ({e}); delete it to make a new one (pending replies will then be refused)",
-                    path.display()
-                ))
-            })?;
-            return Ok(Self::new(key));
-        }
-        use rand::RngCore;
-        let mut key = vec![0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        write_private(path, &hex::encode(&key)).map_err(fail)?;
-        Ok(Self::new(key))
+        let key = MacKey::load_or_create(path, "reply-token key").map_err(EmailError::Config)?;
+        Ok(Self { key })
     }
 
     fn sig(&self, prompt: i64, run_id: &str, wait_key: &str) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
-            return String::new();
-        };
-        mac.update(format!("{prompt}\n{run_id}\n{wait_key}").as_bytes());
-        let full = hex::encode(mac.finalize().into_bytes());
-        full[..SIG_LEN].to_owned()
+        self.key
+            .sign(&[&prompt.to_string(), run_id, wait_key], SIG_LEN)
     }
 
     /// The token of a prompt.
@@ -102,24 +81,16 @@ impl Signer {
         let want = self.sig(t.prompt, run_id, wait_key);
         bool::from(want.as_bytes().ct_eq(t.sig.as_bytes()))
     }
-}
 
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
+    /// The signature of the mail thread a run started by mail answers in (the bridge puts
+    /// it in the run's input, so a run started by anyone else cannot claim a thread).
+    pub fn thread_sig(&self, message_id: &str, from: &str) -> String {
+        self.key.sign(&["thread", message_id, from], 32)
+    }
 
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
+    pub fn thread_ok(&self, message_id: &str, from: &str, sig: &str) -> bool {
+        self.key.verify(&["thread", message_id, from], sig)
+    }
 }
 
 /// The Message-ID (without angle brackets) of a prompt mail.
@@ -214,22 +185,5 @@ mod tests {
         assert!(none.token.is_none() && !none.looks_ours);
         let broken = find(&["sb.12.nothex@example.test".into()], &[], "");
         assert!(broken.token.is_none() && broken.looks_ours);
-    }
-
-    #[test]
-    fn the_key_file_is_created_once_and_private() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("email.key");
-        let a = Signer::load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
-        let b = Signer::load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a.key, b.key);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
-            assert_eq!(mode.ok(), Some(0o600));
-        }
-        std::fs::write(&path, "zz").unwrap_or_else(|e| panic!("{e}"));
-        assert!(Signer::load_or_create(&path).is_err());
     }
 }

@@ -182,18 +182,37 @@ async fn on_tap(ctx: &Ctx, key: &str, q: &CallbackQuery) -> Handled {
         return Ok(());
     }
     ctx.state.remember_user(user, display_name(&q.from)).await?;
-    let chat = q.message.as_ref().map(|m| m.chat().id.0);
-    let (Some(cb), Some(chat)) = (q.data.as_deref().and_then(Callback::decode), chat) else {
+    let Some(chat) = q.message.as_ref().map(|m| m.chat().id.0) else {
+        api::answer_tap(&ctx.bot, &q.id, "This button is no longer valid.").await;
+        return Ok(());
+    };
+    let Some(cb) = q
+        .data
+        .as_deref()
+        .and_then(|d| Callback::decode(d, chat, &ctx.key))
+    else {
+        tracing::warn!(
+            user,
+            chat,
+            "telegram: a button press with data this bridge did not make for this chat was refused"
+        );
         api::answer_tap(&ctx.bot, &q.id, "This button is no longer valid.").await;
         return Ok(());
     };
     let notice = match cb {
-        Callback::Answer { prompt, choice } => tap_answer(ctx, key, user, prompt, choice).await?,
+        Callback::Answer { prompt, choice } => {
+            tap_answer(ctx, key, user, chat, prompt, choice).await?
+        }
         Callback::Start { flow } => {
             start(ctx, key, chat, &flow, json!({})).await?;
             format!("Starting {flow}…")
         }
         Callback::Control { action, run_id } => {
+            let bound = ctx.state.chat_runs(run_id.clone()).await?;
+            if !bound.iter().any(|r| r.chat_id == chat) {
+                api::answer_tap(&ctx.bot, &q.id, "That run is not shown in this chat.").await;
+                return Ok(());
+            }
             send_control(ctx, key, chat, user, action, &run_id).await?;
             format!("{} requested", action.command_type())
         }
@@ -202,15 +221,22 @@ async fn on_tap(ctx: &Ctx, key: &str, q: &CallbackQuery) -> Handled {
     Ok(())
 }
 
-/// A tap on a prompt's button: the choice becomes a `resume` command.
+/// A tap on a prompt's button: the choice becomes a `resume` command. Only a prompt shown
+/// in the chat the tap came from can be answered from there.
 async fn tap_answer(
     ctx: &Ctx,
     key: &str,
     user: u64,
+    chat: i64,
     prompt: i64,
     choice: usize,
 ) -> Result<String, Failure> {
-    let Some(p) = ctx.state.prompt(prompt).await? else {
+    let Some(p) = ctx
+        .state
+        .prompt(prompt)
+        .await?
+        .filter(|p| p.chat_id == chat)
+    else {
         return Ok("This question is gone.".into());
     };
     let Some(answer) = p.choices.get(choice).cloned() else {
@@ -311,7 +337,7 @@ async fn flows(ctx: &Ctx, chat: i64) -> Result<(), BridgeError> {
             let data = Callback::Start {
                 flow: b.bundle_id.clone(),
             }
-            .encode()?;
+            .encode(chat, &ctx.key)?;
             Some((format!("{}: {}", b.bundle_id, b.name), data))
         })
         .collect();
@@ -372,7 +398,7 @@ async fn control(
                         action,
                         run_id: r.run_id.clone(),
                     }
-                    .encode()?;
+                    .encode(chat, &ctx.key)?;
                     Some((
                         format!("{} ({}) {}", r.flow, render::short(&r.run_id), r.status),
                         data,
@@ -436,6 +462,7 @@ async fn pair(ctx: &Ctx, chat: i64, from: &User, code: &str) -> Handled {
     match ctx.client.post_json("api/gateway/pair", &body).await {
         Ok(_) => {
             ctx.state.set_paired(from.id.0, display_name(from)).await?;
+            ctx.publish_allowlist().await;
             tracing::info!(user = from.id.0, "telegram: user paired");
             reply(
                 ctx,

@@ -94,11 +94,26 @@ pub(crate) struct Ctx {
     pub cfg: TelegramConfig,
     /// The bot's own user id (part of every command id, so two bots never collide).
     pub bot_id: u64,
+    /// Signs button data, binding each button to its chat (`render::Callback`).
+    pub key: crate::keys::MacKey,
 }
 
 impl Ctx {
     pub async fn allowed(&self, user_id: u64) -> Result<bool, BridgeError> {
         Ok(self.cfg.allowed_users.contains(&user_id) || self.state.is_paired(user_id).await?)
+    }
+
+    /// Tells the gateway whom runs may notify here: allowed and paired users.
+    pub async fn publish_allowlist(&self) {
+        let mut ids: Vec<u64> = self.cfg.allowed_users.clone();
+        match self.state.paired_users().await {
+            Ok(p) => ids.extend(p),
+            Err(e) => tracing::warn!(error = %e, "telegram bridge cannot read its paired users"),
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let allow = ids.iter().map(u64::to_string).collect();
+        crate::reconnect::publish_allowlist(&self.client, "telegram", allow).await
     }
 }
 
@@ -114,6 +129,9 @@ pub async fn run(
         ));
     }
     let state = State::open(&cfg.state_path)?;
+    let key =
+        crate::keys::MacKey::load_or_create(&cfg.state_path.with_extension("key"), "button key")
+            .map_err(BridgeError::Config)?;
     let client = protocol::Client::new(&cfg.gateway_url, Some(cfg.gateway_token.clone()))?;
     let mut bot = teloxide::Bot::new(cfg.bot_token.clone());
     if let Some(url) = &cfg.api_url {
@@ -133,7 +151,12 @@ pub async fn run(
         state,
         bot_id: me.id.0,
         cfg,
+        key,
     });
+    let publish = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.publish_allowlist().await })
+    };
     let inbound = match hook {
         Some(w) => webhook::start(ctx.clone(), w).await?,
         None => {
@@ -148,6 +171,7 @@ pub async fn run(
     };
     let outbound = tokio::spawn(outbound::follow(ctx));
     shutdown.await;
+    publish.abort();
     inbound.abort();
     outbound.abort();
     tracing::info!("telegram bridge stopped");

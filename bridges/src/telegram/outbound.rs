@@ -285,7 +285,7 @@ impl Follower {
                         prompt: id,
                         choice: i,
                     }
-                    .encode()?;
+                    .encode(c.chat_id, &self.ctx.key)?;
                     Some((label.clone(), data))
                 })
                 .collect();

@@ -1,8 +1,10 @@
 //! What the bridge says, as pure functions: splitting long texts at Telegram's limit, the
 //! texts of prompts, answers and run ends, the commands a user types, and the callback data
-//! carried by inline buttons (≤ 64 bytes). No I/O.
+//! carried by inline buttons (≤ 64 bytes, signed for their chat). No I/O.
 
 use serde_json::Value;
+
+use crate::keys::MacKey;
 
 /// Telegram's limit on a message's text, in characters.
 pub const MAX_TEXT: usize = 4096;
@@ -85,18 +87,34 @@ impl Control {
     }
 }
 
+/// Hex digits of the MAC that ends every button's data (64 bits).
+const CALLBACK_MAC: usize = 16;
+
 impl Callback {
-    /// The callback data, or None when it would not fit in 64 bytes.
-    pub fn encode(&self) -> Option<String> {
-        let s = match self {
+    /// The callback data for a button shown in `chat`, or None when it would not fit in
+    /// 64 bytes. It ends with a MAC over the chat and the data: Telegram lets a client send
+    /// any data with a button press, so the bridge acts only on data it made for that chat.
+    pub fn encode(&self, chat: i64, key: &MacKey) -> Option<String> {
+        let body = match self {
             Self::Answer { prompt, choice } => format!("a:{prompt}:{choice}"),
             Self::Start { flow } => format!("f:{flow}"),
             Self::Control { action, run_id } => format!("{}:{run_id}", action.tag()),
         };
+        let mac = key.sign(&[&chat.to_string(), &body], CALLBACK_MAC);
+        let s = format!("{body}:{mac}");
         (s.len() <= MAX_CALLBACK).then_some(s)
     }
 
-    pub fn decode(data: &str) -> Option<Self> {
+    /// The button pressed in `chat`, if its data was made for that chat by this key.
+    pub fn decode(data: &str, chat: i64, key: &MacKey) -> Option<Self> {
+        let (body, mac) = data.rsplit_once(':')?;
+        if mac.len() != CALLBACK_MAC || !key.verify(&[&chat.to_string(), body], mac) {
+            return None;
+        }
+        Self::parse(body)
+    }
+
+    fn parse(data: &str) -> Option<Self> {
         let (tag, rest) = data.split_once(':')?;
         Some(match tag {
             "a" => {
@@ -296,6 +314,7 @@ mod tests {
 
     #[test]
     fn callback_data_round_trips_and_stays_within_64_bytes() {
+        let key = MacKey::new(vec![7; 32]);
         let run = "14794dc7-4275-4554-a50c-ea4164b88182".to_owned();
         for cb in [
             Callback::Answer {
@@ -310,19 +329,34 @@ mod tests {
                 run_id: run,
             },
         ] {
-            let data = cb.encode().unwrap_or_default();
-            assert!(data.len() <= MAX_CALLBACK);
-            assert_eq!(Callback::decode(&data), Some(cb));
+            let data = cb.encode(-100123, &key).unwrap_or_default();
+            assert!(data.len() <= MAX_CALLBACK, "{data}");
+            assert_eq!(Callback::decode(&data, -100123, &key), Some(cb));
+            // The same data pressed in another chat, or signed by another key, is nothing.
+            assert_eq!(Callback::decode(&data, 42, &key), None);
+            assert_eq!(
+                Callback::decode(&data, -100123, &MacKey::new(vec![8; 32])),
+                None
+            );
         }
         assert_eq!(
             Callback::Start {
-                flow: "f".repeat(70)
+                flow: "f".repeat(50)
             }
-            .encode(),
+            .encode(1, &key),
             None
         );
-        assert_eq!(Callback::decode("a:x:1"), None);
-        assert_eq!(Callback::decode("zz"), None);
+        // Forged data: unsigned, or a signature moved to other data.
+        assert_eq!(Callback::decode("a:7:0", 1, &key), None);
+        let signed = Callback::Answer {
+            prompt: 7,
+            choice: 0,
+        }
+        .encode(1, &key)
+        .unwrap_or_default();
+        let mac = signed.rsplit_once(':').map(|(_, m)| m).unwrap_or_default();
+        assert_eq!(Callback::decode(&format!("a:8:0:{mac}"), 1, &key), None);
+        assert_eq!(Callback::decode("zz", 1, &key), None);
     }
 
     #[test]

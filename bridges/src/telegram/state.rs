@@ -125,6 +125,18 @@ impl State {
         .await
     }
 
+    /// Every paired user's id.
+    pub async fn paired_users(&self) -> Result<Vec<u64>> {
+        self.call(|c| {
+            let mut st = c.prepare("SELECT user_id FROM users WHERE paired_at IS NOT NULL")?;
+            let ids = st
+                .query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(ids.into_iter().map(|i| i as u64).collect())
+        })
+        .await
+    }
+
     pub async fn set_paired(&self, user_id: u64, name: String) -> Result<()> {
         self.call(move |c| {
             c.execute(

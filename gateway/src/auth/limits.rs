@@ -1,6 +1,14 @@
-//! Request limits: the origin allowlist (glob patterns), a rate limit per client, and a
-//! lockout of addresses that keep presenting bad credentials (exponential back-off).
-//! In memory: limits reset when the process restarts, which only ever loosens them.
+//! Request limits: the origin allowlist (glob patterns), a rate limit per client, a
+//! lockout of addresses that keep presenting bad credentials (exponential back-off), and
+//! which peers are trusted proxies (their `X-Forwarded-For` names the client).
+//!
+//! A lockout throttles failures only: a valid credential is checked first and never
+//! refused because of it, since many clients can share one address (the web app's and the
+//! bridges' loopback calls, everything behind one reverse proxy or NAT). A success does not
+//! clear an address's failures either, or one person's success would wipe out an
+//! attacker's count on a shared address; failures are forgotten once the longest lockout
+//! has passed without a new one. In memory: limits reset when the process restarts, which
+//! only ever loosens them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,6 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
+use ipnet::IpNet;
 
 /// The longest a lockout lasts.
 const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
@@ -23,11 +32,14 @@ pub struct LimitConfig {
     pub lockout_after: u32,
     /// The first lockout's length; each further failure doubles it.
     pub lockout_base: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 struct Failures {
     count: u32,
     until: Option<Instant>,
+    last: Instant,
 }
 
 pub struct Limits {
@@ -82,14 +94,20 @@ impl Limits {
 
     /// Counts a bad credential; returns the lockout it started, if any.
     pub fn failed(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if f.len() > 100_000 {
-            f.retain(|_, v| v.until.is_some_and(|u| u > Instant::now()));
+            f.retain(|_, v| now.duration_since(v.last) < MAX_LOCKOUT);
         }
         let e = f.entry(ip).or_insert(Failures {
             count: 0,
             until: None,
+            last: now,
         });
+        if now.duration_since(e.last) >= MAX_LOCKOUT {
+            e.count = 0;
+        }
+        e.last = now;
         e.count += 1;
         let over = e.count.checked_sub(self.cfg.lockout_after)?;
         let lock = self
@@ -101,11 +119,32 @@ impl Limits {
         Some(lock)
     }
 
-    pub fn succeeded(&self, ip: IpAddr) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if f.get(&ip).is_some_and(|e| e.count > 0) {
-            f.remove(&ip);
+    pub fn trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.cfg.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// The client behind `peer`: when `peer` is a trusted proxy, the right-most address of
+    /// `X-Forwarded-For` that is not itself a trusted proxy (addresses further left were
+    /// written by the client and prove nothing); otherwise `peer`.
+    pub fn client_behind(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+        if !self.trusted_proxy(peer) {
+            return peer;
         }
+        let hops = forwarded_for
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(str::trim)
+            .rev();
+        for hop in hops {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.trusted_proxy(ip) => continue,
+                Ok(ip) => return ip,
+                // Garbage where an address should be: the proxy chain is not trustworthy
+                // from here on, so count the request as the nearest proxy's.
+                Err(_) => return peer,
+            }
+        }
+        peer
     }
 }
 
@@ -119,6 +158,7 @@ mod tests {
             rate_per_sec: 2,
             lockout_after: 3,
             lockout_base: Duration::from_secs(1),
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
         })
         .unwrap()
     }
@@ -133,15 +173,30 @@ mod tests {
     }
 
     #[test]
-    fn lockout_doubles_and_ends_on_success() {
+    fn lockout_doubles_per_address() {
         let l = limits();
         let ip: IpAddr = [10, 0, 0, 1].into();
         assert_eq!((l.failed(ip), l.failed(ip)), (None, None));
         assert_eq!(l.failed(ip), Some(Duration::from_secs(1)));
         assert_eq!(l.failed(ip), Some(Duration::from_secs(2)));
         assert!(l.locked(ip).is_some());
-        l.succeeded(ip);
-        assert!(l.locked(ip).is_none());
+        assert!(l.locked([10, 0, 0, 2].into()).is_none());
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let l = limits();
+        let proxy: IpAddr = [10, 1, 2, 3].into();
+        let outsider: IpAddr = [203, 0, 113, 9].into();
+        // An untrusted peer's header is ignored.
+        assert_eq!(l.client_behind(outsider, &["198.51.100.1"]), outsider);
+        // Through a trusted proxy: the right-most untrusted hop; spoofed hops on the left lose.
+        assert_eq!(
+            l.client_behind(proxy, &["1.1.1.1, 198.51.100.7", "10.9.9.9"]),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(l.client_behind(proxy, &["junk"]), proxy);
+        assert_eq!(l.client_behind(proxy, &[]), proxy);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (origins, rate, lockout). HTTP concerns (headers, status codes) live in `http::auth`.
 
 pub mod limits;
+pub mod reach;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,13 +19,16 @@ use subtle::ConstantTimeEq;
 
 use crate::store::{Store, StoreError, TokenRow};
 
-/// What a credential may do. `Admin` implies every other scope.
+/// What a credential may do. `Admin` implies every other scope. `Channel` is a channel
+/// bridge's: it acts for that channel's people (runs in their sessions, prompts to them)
+/// and publishes who the channel may reach ([`reach`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,
     Run,
     Command,
+    Channel,
     Admin,
 }
 
@@ -34,6 +38,7 @@ impl Scope {
             Self::Read => "read",
             Self::Run => "run",
             Self::Command => "command",
+            Self::Channel => "channel",
             Self::Admin => "admin",
         }
     }
@@ -43,6 +48,7 @@ impl Scope {
             "read" => Some(Self::Read),
             "run" => Some(Self::Run),
             "command" => Some(Self::Command),
+            "channel" => Some(Self::Channel),
             "admin" => Some(Self::Admin),
             _ => None,
         }
@@ -51,6 +57,9 @@ impl Scope {
 
 /// Scopes of a paired device: a person's client.
 pub const DEVICE_SCOPES: &[Scope] = &[Scope::Read, Scope::Run, Scope::Command];
+
+/// Scopes of a hosted channel bridge's own key.
+pub const BRIDGE_SCOPES: &[Scope] = &[Scope::Read, Scope::Run, Scope::Command, Scope::Channel];
 
 /// Who sent a request (recorded as the `actor` of the records it causes).
 #[derive(Debug, Clone)]
@@ -64,6 +73,11 @@ pub struct Principal {
 impl Principal {
     pub fn allows(&self, s: Scope) -> bool {
         self.scopes.iter().any(|x| *x == s || *x == Scope::Admin)
+    }
+
+    /// The scopes' names, for `whoami`.
+    pub fn scope_names(&self) -> Vec<String> {
+        self.scopes.iter().map(|s| s.as_str().to_owned()).collect()
     }
 
     /// `admin`, `device:<name>` or `key:<name>`.

@@ -94,6 +94,16 @@ pub struct EmailArgs {
         env = "SWITCHBOARD_EMAIL_ALLOWED_SENDERS"
     )]
     pub allowed_senders: Option<String>,
+    /// The authserv-id your receiving mail server writes in `Authentication-Results`
+    /// (e.g. `mx.example.com`). When set, mail counts only if that server saw DMARC pass
+    /// (or DKIM pass for the `From:` domain); set it whenever the mailbox receives mail
+    /// from the internet, or a forged `From:` passes for an allowed sender.
+    #[arg(
+        id = "email-authserv-id",
+        long = "email-authserv-id",
+        env = "SWITCHBOARD_EMAIL_AUTHSERV_ID"
+    )]
+    pub authserv_id: Option<String>,
     /// The flow a new mail starts (default `chat`).
     #[arg(
         id = "email-default-flow",
@@ -321,6 +331,10 @@ impl EmailArgs {
             mailbox: self.mailbox.unwrap_or_else(|| "INBOX".into()),
             from,
             allowed_senders,
+            authserv_id: self
+                .authserv_id
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
             default_flow: self.default_flow.unwrap_or_else(|| "chat".into()),
             default_mode,
             flow_modes,

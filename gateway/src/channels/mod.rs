@@ -11,7 +11,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::auth::{Auth, Scope};
+use crate::auth::Auth;
 
 pub use email::{EmailArgs, EmailSettings};
 pub use telegram::{TelegramArgs, TelegramSettings};
@@ -69,8 +69,7 @@ async fn fresh_key(auth: &Auth, name: &str) -> anyhow::Result<String> {
             auth.revoke(&old.id, "key").await?;
         }
     }
-    let scopes = [Scope::Read, Scope::Run, Scope::Command];
-    let (_, secret) = auth.create_key(name, &scopes).await?;
+    let (_, secret) = auth.create_key(name, crate::auth::BRIDGE_SCOPES).await?;
     Ok(secret)
 }
 
@@ -92,23 +91,38 @@ where
     });
 }
 
+/// Name of the web app's key file in the data dir (signs its CSRF tokens; mode 0600).
+pub const WEB_KEY_FILE: &str = "web.key";
+
 /// The web app (`/app`): it reaches the API on loopback like any client, with the
-/// visitor's token; its own key (admin scope, replaced at every start) only revokes a
-/// device at sign-out.
+/// visitor's token and nothing else (it holds no credential of its own; a device signs
+/// itself out with its own token). Its CSRF key lives in the data dir, so open pages stay
+/// valid across restarts.
 pub async fn web_app(
     auth: &Auth,
     addr: SocketAddr,
+    data_dir: &Path,
     public_url: Option<&str>,
 ) -> anyhow::Result<axum::Router> {
+    // Earlier versions gave the web app an admin key for sign-outs; none may stay live.
     for old in auth.list("key").await? {
         if old.name == "web:signout" && old.revoked_at.is_none() {
             auth.revoke(&old.id, "key").await?;
         }
     }
-    let (_, admin_token) = auth.create_key("web:signout", &[Scope::Admin]).await?;
+    let key_path = data_dir.join(WEB_KEY_FILE);
+    let csrf_key = match std::fs::read_to_string(&key_path) {
+        Ok(k) if k.trim().len() >= 32 => k.trim().to_owned(),
+        _ => {
+            let k = crate::auth::new_secret("");
+            crate::app::write_private(&key_path, &k)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", key_path.display()))?;
+            k
+        }
+    };
     Ok(web::router(web::WebConfig {
         gateway_url: loopback_url(addr),
-        admin_token,
+        csrf_key,
         secure_cookies: public_url.is_some_and(|u| u.starts_with("https://")),
     }))
 }

@@ -5,15 +5,27 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// Index of a compiled template in the flow's template environment.
+/// A compiled template in the flow's template environment: its index, and whether it
+/// builds a URL (then every value it substitutes is percent-encoded as a URL component,
+/// unless marked `| safe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TplId(pub usize);
+pub struct TplId {
+    pub index: usize,
+    pub url: bool,
+}
 
 impl TplId {
     pub fn name(self) -> String {
-        self.0.to_string()
+        if self.url {
+            format!("{}{}", self.index, URL_TEMPLATE_SUFFIX)
+        } else {
+            self.index.to_string()
+        }
     }
 }
+
+/// Names of URL templates end with this (see `flows::parse`'s formatter).
+pub const URL_TEMPLATE_SUFFIX: &str = ".url";
 
 /// A JSON value whose strings may be templates.
 #[derive(Debug, Clone)]

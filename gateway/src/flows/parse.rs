@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use minijinja::AutoEscape;
 use sha2::{Digest, Sha256};
 
 use super::model::*;
@@ -151,6 +152,14 @@ impl<'f> Cx<'f> {
         let mut env = minijinja::Environment::new();
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(URL_TEMPLATE_SUFFIX) {
+                AutoEscape::Custom(URL_ESCAPE)
+            } else {
+                AutoEscape::None
+            }
+        });
+        env.set_formatter(url_formatter);
         Self {
             file,
             env,
@@ -206,8 +215,15 @@ impl<'f> Cx<'f> {
     }
 
     fn add_template(&mut self, pos: Pos, source: String) -> Result<TplId, FlowError> {
+        self.add_template_as(pos, source, false)
+    }
+
+    fn add_template_as(&mut self, pos: Pos, source: String, url: bool) -> Result<TplId, FlowError> {
         self.uses_history |= source.contains("history");
-        let id = TplId(self.templates);
+        let id = TplId {
+            index: self.templates,
+            url,
+        };
         self.templates += 1;
         self.env
             .add_template_owned(id.name(), source)
@@ -231,6 +247,16 @@ impl<'f> Cx<'f> {
     fn text(&mut self, n: &Node) -> Result<TplId, FlowError> {
         let s = self.string(n)?;
         self.add_template(n.pos, s)
+    }
+
+    /// A URL template. Values substituted into it are percent-encoded as URL components
+    /// (`{{ input.q }}` cannot add a path, a query parameter or a host), unless the whole
+    /// URL is one expression (`url: "{{ input.url }}"`: the value is the URL) or a value
+    /// is marked `| safe`.
+    fn url(&mut self, n: &Node) -> Result<TplId, FlowError> {
+        let s = self.string(n)?;
+        let whole = single_expression(&s).is_some();
+        self.add_template_as(n.pos, s, !whole)
     }
 
     /// A condition: a bare expression (`input.n > 3`) or one wrapped in `{{ }}`.
@@ -443,6 +469,37 @@ impl StepOpts<'_> {
         }
         Ok(())
     }
+}
+
+const URL_ESCAPE: &str = "url-component";
+
+/// What a URL component keeps as it is (RFC 3986 unreserved); everything else is encoded.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Writes a value into a URL template percent-encoded (unless it is marked safe); other
+/// templates get minijinja's default output.
+fn url_formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    if state.auto_escape() != AutoEscape::Custom(URL_ESCAPE) {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    if value.is_safe() || value.is_undefined() {
+        return write!(out, "{value}").map_err(minijinja::Error::from);
+    }
+    let text = value.to_string();
+    write!(
+        out,
+        "{}",
+        percent_encoding::utf8_percent_encode(&text, COMPONENT)
+    )
+    .map_err(minijinja::Error::from)
 }
 
 /// `{{ expr }}` alone (with nothing else around it) → `Some("expr")`.

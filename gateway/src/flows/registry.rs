@@ -109,11 +109,28 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Flow>, RegistryError> {
 }
 
 /// Compiles one flow file (the bundle id defaults to the file name without extension).
+/// A file over [`yaml::MAX_FLOW_BYTES`] is refused before it is read.
 pub fn compile_file(path: &Path) -> Result<Flow, RegistryError> {
-    let src = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
+    use std::io::Read;
+    let io = |source| RegistryError::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let limit = super::yaml::MAX_FLOW_BYTES as u64;
+    let mut src = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(limit + 1)
+        .read_to_string(&mut src)
+        .map_err(io)?;
+    if src.len() as u64 > limit {
+        return Err(RegistryError::Flow(super::FlowError {
+            file: path.display().to_string(),
+            line: 1,
+            column: 1,
+            message: format!("the file is larger than {limit} bytes, the most a flow file may be"),
+        }));
+    }
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("flow");
     Ok(parse::compile(&path.display().to_string(), stem, &src)?)
 }

@@ -233,7 +233,7 @@ impl Cx<'_> {
         let Kind::Map(m) = &body.kind else {
             return Ok(HttpStep {
                 method: "GET".into(),
-                url: self.text(body)?,
+                url: self.url(body)?,
                 headers: Vec::new(),
                 body: None,
                 timeout: Duration::from_secs(30),
@@ -271,7 +271,7 @@ impl Cx<'_> {
         }
         Ok(HttpStep {
             method,
-            url: self.text(url)?,
+            url: self.url(url)?,
             headers,
             body: o.get("body").map(|b| self.value(b)).transpose()?,
             timeout: o

@@ -1,11 +1,29 @@
-//! A small YAML tree with a line and column on every node, built with saphyr.
+//! A small YAML tree with a line and column on every node, built from saphyr's parser
+//! events.
 //!
-//! Owns only the conversion from YAML text to [`Node`]; it knows nothing of flows. Keys of a
-//! mapping must be strings (flows never need others), and aliases are refused so that a
-//! flow cannot expand into a "billion laughs".
+//! Owns only the conversion from YAML text to [`Node`]; it knows nothing of flows. The
+//! tree is built here, event by event, rather than by a YAML loader, because a loader
+//! expands aliases before anything can check them: a 1 KB file of nested anchors and
+//! aliases (a "billion laughs") becomes gigabytes. Here every bound holds while events are
+//! read, before anything is built: the file size ([`MAX_FLOW_BYTES`]), aliases (refused at
+//! the first one), anchors, nesting depth and the number of nodes. Keys of a mapping must
+//! be strings (flows never need others).
 
-use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use std::borrow::Cow;
+
+use saphyr::Scalar;
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 use serde_json::Value;
+
+/// The largest flow file read (uploads and the flows directory alike).
+pub const MAX_FLOW_BYTES: usize = 1024 * 1024;
+/// Nesting deeper than this is refused.
+const MAX_DEPTH: usize = 64;
+/// Nodes (scalars, lists, mappings) in one flow; real flows have hundreds.
+const MAX_NODES: usize = 100_000;
+/// Anchors (`&name`) in one flow. They are useless without aliases, which are refused,
+/// but each costs the parser a table entry.
+const MAX_ANCHORS: usize = 1_000;
 
 /// A position in the source: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,95 +56,190 @@ pub struct YamlError {
     pub message: String,
 }
 
-pub fn parse(src: &str) -> Result<Node, YamlError> {
-    let docs = MarkedYamlOwned::load_from_str(src).map_err(|e| YamlError {
-        pos: Pos {
-            line: e.marker().line(),
-            column: e.marker().col() + 1,
-        },
-        message: e.info().to_owned(),
-    })?;
-    let mut docs = docs.into_iter();
-    let Some(doc) = docs.next() else {
-        return Err(YamlError {
-            pos: Pos { line: 1, column: 1 },
-            message: "the file is empty; a flow is a YAML mapping with `steps:`".into(),
-        });
-    };
-    if let Some(extra) = docs.next() {
-        return Err(YamlError {
-            pos: pos_of(&extra),
-            message: "a flow file holds one YAML document; remove the `---` and what follows"
-                .into(),
-        });
-    }
-    convert(doc, 0)
-}
-
-fn pos_of(n: &MarkedYamlOwned) -> Pos {
-    Pos {
-        line: n.span.start.line(),
-        column: n.span.start.col() + 1,
-    }
-}
-
-const MAX_DEPTH: usize = 64;
-
-fn convert(n: MarkedYamlOwned, depth: usize) -> Result<Node, YamlError> {
-    let pos = pos_of(&n);
-    let err = |message: &str| YamlError {
+fn at(pos: Pos, message: impl Into<String>) -> YamlError {
+    YamlError {
         pos,
-        message: message.to_owned(),
-    };
-    if depth > MAX_DEPTH {
-        return Err(err("nesting is deeper than 64 levels"));
+        message: message.into(),
     }
-    let kind = match n.data {
-        YamlDataOwned::Value(s) => match s {
-            ScalarOwned::Null => Kind::Null,
-            ScalarOwned::Boolean(b) => Kind::Bool(b),
-            ScalarOwned::Integer(i) => Kind::Int(i),
-            ScalarOwned::FloatingPoint(f) => Kind::Float(f.into_inner()),
-            ScalarOwned::String(s) => Kind::Str(s),
-        },
-        YamlDataOwned::Representation(s, _, _) => Kind::Str(s),
-        YamlDataOwned::Sequence(items) => Kind::Seq(
-            items
-                .into_iter()
-                .map(|i| convert(i, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        YamlDataOwned::Mapping(map) => {
-            let mut out: Vec<(String, Pos, Node)> = Vec::with_capacity(map.len());
-            for (k, v) in map {
-                let kpos = pos_of(&k);
-                let key = match k.data {
-                    YamlDataOwned::Value(ScalarOwned::String(s)) => s,
-                    YamlDataOwned::Value(ScalarOwned::Integer(i)) => i.to_string(),
-                    YamlDataOwned::Value(ScalarOwned::Boolean(b)) => b.to_string(),
-                    _ => {
-                        return Err(YamlError {
-                            pos: kpos,
-                            message: "mapping keys must be plain strings".into(),
-                        });
-                    }
-                };
-                let mut node = convert(v, depth + 1)?;
-                if node.pos.line == 0 {
-                    // saphyr leaves flow collections (`{a: 1}`) without a start marker.
-                    node.pos = kpos;
+}
+
+fn pos_of(span: &Span) -> Pos {
+    Pos {
+        line: span.start.line(),
+        column: span.start.col() + 1,
+    }
+}
+
+pub fn parse(src: &str) -> Result<Node, YamlError> {
+    let start = Pos { line: 1, column: 1 };
+    if src.len() > MAX_FLOW_BYTES {
+        return Err(at(
+            start,
+            format!(
+                "the file is {} bytes; a flow file is at most {MAX_FLOW_BYTES} bytes",
+                src.len()
+            ),
+        ));
+    }
+    let mut b = Builder::default();
+    for event in Parser::new_from_str(src) {
+        let (event, span) = event.map_err(|e| {
+            at(
+                Pos {
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                },
+                e.info(),
+            )
+        })?;
+        b.event(event, &span)?;
+    }
+    b.root.ok_or_else(|| {
+        at(
+            start,
+            "the file is empty; a flow is a YAML mapping with `steps:`",
+        )
+    })
+}
+
+/// A collection being built.
+enum Frame {
+    Seq(Pos, Vec<Node>),
+    /// Entries so far, and the key waiting for its value.
+    Map(Pos, Vec<(String, Pos, Node)>, Option<(String, Pos)>),
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Node>,
+    documents: usize,
+    nodes: usize,
+    anchors: usize,
+}
+
+impl Builder {
+    fn event(&mut self, event: Event<'_>, span: &Span) -> Result<(), YamlError> {
+        let pos = pos_of(span);
+        match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(at(
+                        pos,
+                        "a flow file holds one YAML document; remove the `---` and what follows",
+                    ));
                 }
-                out.push((key, kpos, node));
             }
-            Kind::Map(out)
+            Event::Alias(_) => {
+                return Err(at(pos, "YAML aliases (`*name`) are not supported in flows"));
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                self.count(pos, anchor)?;
+                let kind = scalar(value, style, tag.as_ref())
+                    .ok_or_else(|| at(pos, "this value cannot be read"))?;
+                self.complete(Node { pos, kind })?;
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.count(pos, anchor)?;
+                self.open(pos)?;
+                self.stack.push(Frame::Seq(pos, Vec::new()));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.count(pos, anchor)?;
+                self.open(pos)?;
+                self.stack.push(Frame::Map(pos, Vec::new(), None));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let node = match self.stack.pop() {
+                    Some(Frame::Seq(pos, items)) => Node {
+                        pos,
+                        kind: Kind::Seq(items),
+                    },
+                    Some(Frame::Map(pos, entries, _)) => Node {
+                        pos,
+                        kind: Kind::Map(entries),
+                    },
+                    None => return Err(at(pos, "unbalanced YAML collection")),
+                };
+                self.complete(node)?;
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
-        YamlDataOwned::Tagged(_, inner) => return convert(*inner, depth),
-        YamlDataOwned::Alias(_) => {
-            return Err(err("YAML aliases (`*name`) are not supported in flows"));
+        Ok(())
+    }
+
+    /// Counts a node (and its anchor) against the bounds.
+    fn count(&mut self, pos: Pos, anchor: usize) -> Result<(), YamlError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(at(
+                pos,
+                format!("the flow has more than {MAX_NODES} YAML nodes"),
+            ));
         }
-        YamlDataOwned::BadValue => return Err(err("this value cannot be read")),
-    };
-    Ok(Node { pos, kind })
+        if anchor != 0 {
+            self.anchors += 1;
+            if self.anchors > MAX_ANCHORS {
+                return Err(at(
+                    pos,
+                    format!("the flow has more than {MAX_ANCHORS} YAML anchors"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, pos: Pos) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(at(
+                pos,
+                format!("nesting is deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A finished node goes into its parent (as a key, a value or an item), or is the root.
+    fn complete(&mut self, mut node: Node) -> Result<(), YamlError> {
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Seq(_, items)) => items.push(node),
+            Some(Frame::Map(_, entries, pending)) => match pending.take() {
+                None => {
+                    let key = match node.kind {
+                        Kind::Str(s) => s,
+                        Kind::Int(i) => i.to_string(),
+                        Kind::Bool(b) => b.to_string(),
+                        _ => return Err(at(node.pos, "mapping keys must be plain strings")),
+                    };
+                    *pending = Some((key, node.pos));
+                }
+                Some((key, kpos)) => {
+                    if node.pos.line == 0 {
+                        // Flow collections (`{a: 1}`) may come without a start marker.
+                        node.pos = kpos;
+                    }
+                    entries.push((key, kpos, node));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// A scalar's value under YAML's core schema (quoted scalars are strings); `None` when a
+/// core-schema tag does not fit the text (`!!int abc`).
+fn scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&Cow<'_, Tag>>) -> Option<Kind> {
+    Some(
+        match Scalar::parse_from_cow_and_metadata(value, style, tag)? {
+            Scalar::Null => Kind::Null,
+            Scalar::Boolean(b) => Kind::Bool(b),
+            Scalar::Integer(i) => Kind::Int(i),
+            Scalar::FloatingPoint(f) => Kind::Float(f.into_inner()),
+            Scalar::String(s) => Kind::Str(s.into_owned()),
+        },
+    )
 }
 
 impl Node {
@@ -177,5 +290,57 @@ mod tests {
     fn syntax_error_has_line_and_column() {
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(e.pos.line >= 2, "{e:?}");
+    }
+
+    /// Nine levels of ten aliases each: 10^9 nodes once expanded, about 1 KB of text.
+    fn alias_bomb() -> String {
+        let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=9 {
+            let prev = format!("*a{}", i - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            s.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_its_first_alias() {
+        let src = alias_bomb();
+        assert!(src.len() < 1500, "{}", src.len());
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases"), "{e:?}");
+        assert_eq!(e.pos.line, 2);
+    }
+
+    #[test]
+    fn depth_nodes_and_size_are_bounded() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&deep).unwrap_err().message.contains("deeper"));
+        let wide = format!("[{}]", vec!["1"; 100_001].join(","));
+        assert!(parse(&wide).unwrap_err().message.contains("nodes"));
+        let big = format!("a: \"{}\"", "x".repeat(MAX_FLOW_BYTES));
+        assert!(parse(&big).unwrap_err().message.contains("at most"));
+        let anchors: String = (0..1001).map(|i| format!("k{i}: &n{i} 1\n")).collect();
+        assert!(parse(&anchors).unwrap_err().message.contains("anchors"));
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        let n = parse("a: 1\nb: '1'\nc: true\nd: ~\ne: 1.5\nf: !!str 2\n").unwrap();
+        let Kind::Map(m) = n.kind else { panic!("map") };
+        let kinds: Vec<&str> = m.iter().map(|(_, _, v)| v.type_name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "an integer",
+                "a string",
+                "a boolean",
+                "null",
+                "a number",
+                "a string"
+            ]
+        );
+        assert!(parse("a: !!int abc\n").is_err());
+        assert!(parse("[1]: x\n").unwrap_err().message.contains("keys"));
     }
 }

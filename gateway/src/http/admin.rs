@@ -1,14 +1,13 @@
 //! Administration: pairing (public trade of a code for a device token; admins mint codes),
 //! devices, scoped API keys, admin token rotation, gateway-wide pause and flow reload.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::{ClientIp, Principal};
 use super::error::{ApiError, ApiJson};
 use crate::auth::{AuthError, Scope};
 
@@ -27,26 +26,27 @@ fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /api/gateway/pair`: no token needed; a bad code counts toward the address's lockout.
+/// `POST /api/gateway/pair`: no token needed; a bad code counts toward the address's
+/// lockout. Unlike a token, a pairing code is short enough to guess, so a locked-out
+/// address may not even try one until its lockout ends.
 #[utoipa::path(post, path = "/api/gateway/pair", tag = "auth", security(()), request_body = PairBody, responses((status = 200, description = "`{device_id, name, scopes, token}`", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "unknown, used or expired code", body = protocol::ErrorBody), (status = 429, body = protocol::ErrorBody)))]
 pub async fn pair(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     ApiJson(b): ApiJson<PairBody>,
 ) -> Result<Json<Value>, ApiError> {
     let name = b.name.unwrap_or_else(|| "device".into());
     check_name(&name, "name")?;
+    if app.gate.limits.locked(ip).is_some() {
+        return Err(app
+            .gate
+            .refuse(ip, ApiError::Unauthorized("locked out".into())));
+    }
     match app.gate.auth.pair(&b.code, &name).await {
-        Ok((row, token)) => {
-            app.gate.limits.succeeded(peer.ip());
-            Ok(Json(
-                json!({"device_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),
-            ))
-        }
-        Err(AuthError::Invalid(m)) => {
-            app.gate.limits.failed(peer.ip());
-            Err(ApiError::Unauthorized(m))
-        }
+        Ok((row, token)) => Ok(Json(
+            json!({"device_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),
+        )),
+        Err(AuthError::Invalid(m)) => Err(app.gate.refuse(ip, ApiError::Unauthorized(m))),
         Err(e) => Err(e.into()),
     }
 }
@@ -74,6 +74,35 @@ pub async fn revoke_device(
     ))
 }
 
+/// `DELETE /api/gateway/devices/self`: a device revokes its own token (sign-out). No other
+/// credential is needed or used, so a device can end only itself.
+#[utoipa::path(delete, path = "/api/gateway/devices/self", tag = "auth", responses((status = 200, description = "`{revoked: device}`", body = Object), (status = 400, description = "the token is not a device's", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn revoke_self(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    if who.kind != "device" {
+        return Err(ApiError::bad(format!(
+            "only a device token can revoke itself; this is a {} token",
+            who.kind
+        )));
+    }
+    Ok(Json(
+        json!({"revoked": app.gate.auth.revoke(&who.id, "device").await?}),
+    ))
+}
+
+/// `GET /api/gateway/whoami`: the caller's credential (any valid token).
+#[utoipa::path(get, path = "/api/gateway/whoami", tag = "auth", responses((status = 200, body = protocol::WhoAmI), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub async fn whoami(axum::Extension(who): axum::Extension<Principal>) -> Json<protocol::WhoAmI> {
+    Json(protocol::WhoAmI {
+        scopes: who.scope_names(),
+        id: who.id,
+        kind: who.kind,
+        name: who.name,
+    })
+}
+
 #[utoipa::path(get, path = "/api/gateway/keys", tag = "auth", responses((status = 200, description = "`{items: [key]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn keys(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"items": app.gate.auth.list("key").await?})))
@@ -94,7 +123,7 @@ pub async fn create_key(
     check_name(&b.name, "name")?;
     if b.scopes.is_empty() {
         return Err(ApiError::bad(
-            "scopes must name at least one of read, run, command, admin",
+            "scopes must name at least one of read, run, command, channel, admin",
         ));
     }
     let scopes = b
@@ -102,7 +131,9 @@ pub async fn create_key(
         .iter()
         .map(|s| {
             Scope::parse(s).ok_or_else(|| {
-                ApiError::bad(format!("scope `{s}` must be read, run, command or admin"))
+                ApiError::bad(format!(
+                    "scope `{s}` must be read, run, command, channel or admin"
+                ))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

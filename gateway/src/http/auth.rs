@@ -1,14 +1,20 @@
-//! Request gates: the outer guard (origin allowlist, body size, security headers) and one
-//! gate per scope (lockout → bearer token → scope → rate limit). Failures are JSON errors:
-//! 401 (no or bad token), 403 (origin or scope), 413 (body), 429 (rate or lockout, with
-//! `Retry-After`).
+//! Request gates: the outer guard (origin allowlist, body size, security headers, the
+//! client's address) and one gate per scope (bearer token → scope → rate limit; a bad
+//! token counts toward its address's lockout). Failures are JSON errors: 401 (no or bad
+//! token), 403 (origin or scope), 413 (body), 429 (rate or lockout, with `Retry-After`).
+//!
+//! The client's address is the peer's, or, from a trusted proxy, the `X-Forwarded-For`
+//! hop it vouches for. The web app runs in this process and calls the API over loopback
+//! for its visitors: the guard hands each `/app` request a visitor note (the visitor's
+//! address, signed with a key that lives only in this process) that the app sends along,
+//! so its calls count as the visitor's, not as loopback's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -18,31 +24,99 @@ use crate::auth::{Auth, Scope};
 
 pub use crate::auth::Principal;
 
+/// The header carrying a visitor note from the web app to the API.
+pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
+
 /// What the gates need.
 #[derive(Clone)]
 pub struct Gate {
     pub auth: Arc<Auth>,
     pub limits: Arc<Limits>,
     pub body_limit: usize,
+    /// Signs visitor notes (random per process; never leaves it).
+    pub visitor_key: Arc<String>,
 }
 
-fn client_ip(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
-}
+/// The address a request counts as coming from (rate limits, lockouts).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
 
-fn too_many(wait: Duration, why: &str) -> Response {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut r = ApiError::TooManyRequests(format!("{why}; retry in {secs} s")).into_response();
-    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
+impl Gate {
+    /// `<ip> sha256=<hmac>`: the web app's proof of whom it calls for.
+    fn visitor_note(&self, ip: IpAddr) -> String {
+        let ip = ip.to_string();
+        let mac = crate::signing::sign(&self.visitor_key, "visitor", ip.as_bytes());
+        format!("{ip} {mac}")
     }
-    r
+
+    fn visitor(&self, headers: &HeaderMap) -> Option<IpAddr> {
+        let note = headers.get(VISITOR_HEADER)?.to_str().ok()?;
+        let (ip, mac) = note.split_once(' ')?;
+        crate::signing::verify(&self.visitor_key, "visitor", ip.as_bytes(), mac)
+            .then(|| ip.parse().ok())
+            .flatten()
+    }
+
+    /// Who a request is from: a verified visitor note on a loopback call, else the client
+    /// behind a trusted proxy, else the peer.
+    fn client_ip(&self, req: &Request) -> IpAddr {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        if peer.is_loopback()
+            && let Some(ip) = self.visitor(req.headers())
+        {
+            return ip;
+        }
+        let xff: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        self.limits.client_behind(peer, &xff)
+    }
+
+    /// A failed credential from `ip`: counted, and 429 once the address is locked out.
+    pub fn refuse(&self, ip: IpAddr, err: ApiError) -> ApiError {
+        if let Some(wait) = self.limits.locked(ip) {
+            return locked_out(wait);
+        }
+        if let Some(lock) = self.limits.failed(ip) {
+            tracing::warn!(%ip, seconds = lock.as_secs(), "locking out an address after repeated bad credentials");
+        }
+        err
+    }
 }
 
-/// Every request: origin allowlist, early 413 on a declared oversize body, security headers.
-pub async fn guard(State(g): State<Gate>, req: Request, next: Next) -> Response {
+pub fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ClientIp>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0)
+}
+
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+fn locked_out(wait: Duration) -> ApiError {
+    let secs = retry_secs(wait);
+    ApiError::TooManyRequests(
+        format!("too many bad credentials from this address; retry in {secs} s"),
+        secs,
+    )
+}
+
+fn too_many(wait: Duration) -> Response {
+    let secs = retry_secs(wait);
+    ApiError::TooManyRequests(format!("rate limit exceeded; retry in {secs} s"), secs)
+        .into_response()
+}
+
+/// Every request: origin allowlist, early 413 on a declared oversize body, the client's
+/// address (and a visitor note for the web app), security headers.
+pub async fn guard(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !g.limits.origin_allowed(origin) {
@@ -60,6 +134,15 @@ pub async fn guard(State(g): State<Gate>, req: Request, next: Next) -> Response 
     if declared.is_some_and(|n| n > g.body_limit) {
         return ApiError::TooLarge(format!("the body is larger than {} bytes", g.body_limit))
             .into_response();
+    }
+    let ip = g.client_ip(&req);
+    req.extensions_mut().insert(ClientIp(ip));
+    if req.uri().path().starts_with("/app") {
+        // Whatever the visitor sent under this name is replaced by the gateway's own note.
+        match HeaderValue::from_str(&g.visitor_note(ip)) {
+            Ok(v) => req.headers_mut().insert(VISITOR_HEADER, v),
+            Err(_) => req.headers_mut().remove(VISITOR_HEADER),
+        };
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -80,14 +163,12 @@ pub async fn guard(State(g): State<Gate>, req: Request, next: Next) -> Response 
     resp
 }
 
-/// Routes anyone may call (health, pairing): rate-limited per address.
+/// Routes anyone may call (health, pairing, triggers): rate-limited per address. Their
+/// handlers count failed credentials themselves ([`Gate::refuse`]).
 pub async fn public(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
-    if let Some(wait) = g.limits.locked(ip) {
-        return too_many(wait, "too many bad credentials from this address");
-    }
     if let Err(wait) = g.limits.check_rate(&format!("ip:{ip}")) {
-        return too_many(wait, "rate limit exceeded");
+        return too_many(wait);
     }
     next.run(req).await
 }
@@ -110,16 +191,13 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError>
         })
 }
 
-/// Makes a gate middleware for one scope.
+/// Makes a gate middleware for one scope (`None`: any valid credential).
 pub async fn require(
-    State((g, scope)): State<(Gate, Scope)>,
+    State((g, scope)): State<(Gate, Option<Scope>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let ip = client_ip(&req);
-    if let Some(wait) = g.limits.locked(ip) {
-        return too_many(wait, "too many bad credentials from this address");
-    }
     let token = match bearer(req.headers()) {
         Ok(Some(t)) => t,
         Ok(None) => {
@@ -128,16 +206,17 @@ pub async fn require(
             )
             .into_response();
         }
-        Err(e) => return e.into_response(),
+        Err(e) => return g.refuse(ip, e).into_response(),
     };
+    // The credential is checked before any lockout: a valid one is never refused because
+    // somebody else sent bad ones from the same address.
     let Some(p) = g.auth.check(token) else {
-        if let Some(lock) = g.limits.failed(ip) {
-            tracing::warn!(%ip, seconds = lock.as_secs(), "locking out an address after repeated bad tokens");
-        }
-        return ApiError::Unauthorized("invalid or revoked token".into()).into_response();
+        let e = ApiError::Unauthorized("invalid or revoked token".into());
+        return g.refuse(ip, e).into_response();
     };
-    g.limits.succeeded(ip);
-    if !p.allows(scope) {
+    if let Some(scope) = scope
+        && !p.allows(scope)
+    {
         return ApiError::Forbidden(format!("this token lacks the `{}` scope", scope.as_str()))
             .into_response();
     }
@@ -146,7 +225,7 @@ pub async fn require(
     if p.kind != "admin"
         && let Err(wait) = g.limits.check_rate(&p.id)
     {
-        return too_many(wait, "rate limit exceeded");
+        return too_many(wait);
     }
     g.auth.touch(&p);
     req.extensions_mut().insert(p);

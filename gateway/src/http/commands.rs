@@ -33,6 +33,22 @@ pub(super) async fn submit_command(
             return Err(ApiError::bad(format!("{field} must be 1-200 characters")));
         }
     }
+    for (field, v) in [("client_id", &req.client_id), ("channel", &req.channel)] {
+        if v.as_ref().is_some_and(|v| v.len() > 200) {
+            return Err(ApiError::bad(format!(
+                "{field} must be at most 200 characters"
+            )));
+        }
+    }
+    // Answers and events end up in the ledger (and in every client that renders it).
+    let payload_text = req.payload.to_string();
+    if payload_text.len() > app.max_payload {
+        return Err(ApiError::TooLarge(format!(
+            "payload is {} bytes; answers and events are at most {} bytes (SWITCHBOARD_MAX_PAYLOAD)",
+            payload_text.len(),
+            app.max_payload
+        )));
+    }
     let kind = if req.kind == "update_schedule" {
         schedule_update(app, &req.run_id, &req.payload).await?
     } else {
@@ -46,7 +62,7 @@ pub(super) async fn submit_command(
         .chain_update([0])
         .chain_update(req.run_id.as_bytes())
         .chain_update([0])
-        .chain_update(req.payload.to_string().as_bytes());
+        .chain_update(payload_text.as_bytes());
     let cmd = NewCommand {
         command_id: req.command_id,
         run_id: req.run_id,

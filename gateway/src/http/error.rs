@@ -1,5 +1,7 @@
 //! `ApiError`: the one place that maps failures to a status code and the JSON body
-//! `{"error":{"code","message"}}` (broken flows add `line` and `column`).
+//! `{"error":{"code","message"}}` (broken flows add `line` and `column`). An internal
+//! error's details go to the log under a request id; its body says only "internal error"
+//! and that id, so a 500 never shows a caller the gateway's insides.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -26,12 +28,16 @@ pub enum ApiError {
     Flow(FlowError),
     #[error("{0}")]
     TooLarge(String),
+    /// Over a limit; the seconds go into `Retry-After`.
     #[error("{0}")]
-    TooManyRequests(String),
+    TooManyRequests(String, u64),
     #[error("{0}")]
     Paused(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A run ended in failure; the message is the run's own recorded error.
+    #[error("{0}")]
+    RunFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -77,6 +83,15 @@ impl From<crate::auth::AuthError> for ApiError {
     }
 }
 
+impl From<crate::auth::reach::Refusal> for ApiError {
+    fn from(r: crate::auth::reach::Refusal) -> Self {
+        match r {
+            crate::auth::reach::Refusal::Invalid(m) => Self::BadRequest("invalid_target", m),
+            crate::auth::reach::Refusal::Forbidden(m) => Self::Forbidden(m),
+        }
+    }
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::BadRequest("invalid_query", r.body_text())
@@ -93,15 +108,20 @@ impl IntoResponse for ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Flow(_) => (StatusCode::BAD_REQUEST, "invalid_flow"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::TooManyRequests(..) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Paused(_) => (StatusCode::SERVICE_UNAVAILABLE, "gateway_paused"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::RunFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "run_failed"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
-        let mut error = json!({"code": code, "message": self.to_string()});
+        let mut error = match &self {
+            Self::Internal(detail) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(request_id = %id, error = %detail, "request failed");
+                json!({"code": code, "message": format!("internal error (request id {id})"), "request_id": id})
+            }
+            other => json!({"code": code, "message": other.to_string()}),
+        };
         if let Self::Flow(f) = &self {
             error["file"] = json!(f.file);
             error["line"] = json!(f.line);
@@ -113,6 +133,10 @@ impl IntoResponse for ApiError {
                 "www-authenticate",
                 axum::http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Self::TooManyRequests(_, secs) = self {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         resp
     }

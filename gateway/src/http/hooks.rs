@@ -3,17 +3,15 @@
 //! Verification lives in `crate::triggers`, delivery in `crate::webhooks`; handlers only
 //! parse, check and call the store.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::Principal;
+use super::auth::{ClientIp, Principal};
 use super::error::{ApiError, ApiQuery};
 use crate::auth::Scope;
 use crate::store::Started;
@@ -45,8 +43,8 @@ fn authorise(
 ) -> Result<Principal, ApiError> {
     if let Some(token) = super::auth::bearer(headers)? {
         let Some(p) = app.gate.auth.check(token) else {
-            app.gate.limits.failed(ip);
-            return Err(ApiError::Unauthorized("invalid or revoked token".into()));
+            let e = ApiError::Unauthorized("invalid or revoked token".into());
+            return Err(app.gate.refuse(ip, e));
         };
         if !p.allows(Scope::Run) {
             return Err(ApiError::Forbidden(
@@ -70,10 +68,7 @@ fn authorise(
         app.triggers.window,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(|m| {
-        app.gate.limits.failed(ip);
-        ApiError::Unauthorized(m)
-    })?;
+    .map_err(|m| app.gate.refuse(ip, ApiError::Unauthorized(m)))?;
     Ok(Principal {
         id: format!("trigger:{}", t.name),
         kind: "trigger".into(),
@@ -85,7 +80,7 @@ fn authorise(
 #[utoipa::path(post, path = "/api/gateway/triggers/{name}", tag = "triggers", security(()), params(("name" = String, Path, description = "the trigger name"), ("X-Switchboard-Signature" = Option<String>, Header, description = "`sha256=<hex HMAC-SHA256 of \"{timestamp}.{body}\">`"), ("X-Switchboard-Timestamp" = Option<String>, Header, description = "Unix seconds"), ("X-Switchboard-Delivery" = Option<String>, Header, description = "the sender's delivery id; a repeated one is refused (required with a signature)")), request_body(content = Object, description = "the run's input (a JSON object)"), responses((status = 200, description = "the run started", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "bad signature, stale timestamp or bad token", body = protocol::ErrorBody), (status = 404, description = "unknown trigger", body = protocol::ErrorBody), (status = 409, description = "delivery id already accepted", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn fire(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -95,7 +90,7 @@ pub async fn fire(
             "no trigger `{name}`; GET /api/gateway/triggers lists them"
         )));
     };
-    let who = authorise(&app, peer.ip(), &headers, &t, &body)?;
+    let who = authorise(&app, ip, &headers, &t, &body)?;
     let delivery = match header_str(&headers, "x-switchboard-delivery").map(str::trim) {
         Some(d) if !d.is_empty() && d.len() <= 200 => d.to_owned(),
         Some(_) => {
@@ -126,14 +121,25 @@ pub async fn fire(
     let mut run = super::runs::new_run(&app, &who, t.flow.clone(), input, None, None)?;
     run.actor.channel = Some("trigger".into());
     run.actor.client_id = Some(delivery.clone());
-    let s = match app.store.start_run_once(&t.name, &delivery, run).await? {
+    let mut keys = vec![(t.name.clone(), delivery.clone())];
+    // A signed request is also keyed by its signature: the delivery id is not signed, so a
+    // captured request sent again with a fresh id must still start nothing.
+    if who.kind == "trigger"
+        && let Some(sig) = header_str(&headers, "x-switchboard-signature")
+    {
+        keys.push((
+            format!("{}#signature", t.name),
+            sig.trim().to_ascii_lowercase(),
+        ));
+    }
+    let s = match app.store.start_run_once_by(keys, run).await? {
         Started::Fresh(s, wake) => {
             app.wake(wake);
             s
         }
         Started::Earlier(s) => {
             return Err(ApiError::Conflict(format!(
-                "delivery `{delivery}` of trigger `{}` was already accepted (run {})",
+                "this delivery of trigger `{}` was already accepted (run {}): a delivery id or signature is accepted once",
                 t.name, s.run_id
             )));
         }
@@ -149,7 +155,7 @@ pub async fn create_webhook(
     State(app): State<AppState>,
     super::error::ApiJson(body): super::error::ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let w = crate::webhooks::new_webhook(&body)
+    let w = crate::webhooks::new_webhook(&body, &app.net)
         .map_err(|m| ApiError::BadRequest("invalid_webhook", m))?;
     let w = app.store.create_webhook(w).await?;
     let mut out = w.public_json();

@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod bundles;
+pub mod channels;
 mod commands;
 mod error;
 mod hooks;
@@ -15,7 +16,7 @@ mod meta;
 mod openai;
 mod runs;
 mod schedules;
-mod sse;
+pub mod sse;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,8 +29,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::Gate;
 pub use auth::Principal;
+pub use auth::{ClientIp, Gate, VISITOR_HEADER};
 pub use error::ApiError;
 pub use openai::SessionLocks;
 
@@ -78,6 +79,14 @@ pub struct Shared {
     /// How long a chat completion waits for its run to stop.
     pub openai_timeout: std::time::Duration,
     pub openai_sessions: SessionLocks,
+    /// The channels' published allowlists: whom runs may notify.
+    pub reach: Arc<crate::auth::reach::Reach>,
+    /// Where webhooks may point (`SWITCHBOARD_HTTP_ALLOW`).
+    pub net: Arc<crate::net::NetPolicy>,
+    /// Event streams one principal may hold open (`SWITCHBOARD_MAX_STREAMS`).
+    pub streams: crate::http::sse::StreamCounts,
+    /// Largest answer or event payload (`SWITCHBOARD_MAX_PAYLOAD`).
+    pub max_payload: usize,
 }
 
 impl AppState {
@@ -93,7 +102,7 @@ pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 type Routes = OpenApiRouter<AppState>;
 
-fn gated(routes: Routes, gate: &Gate, scope: Scope) -> Routes {
+fn gated(routes: Routes, gate: &Gate, scope: Option<Scope>) -> Routes {
     routes.route_layer(axum::middleware::from_fn_with_state(
         (gate.clone(), scope),
         auth::require,
@@ -143,6 +152,10 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(meta::metrics))
         .routes(routes!(schedules::list))
         .routes(routes!(hooks::list_triggers));
+    let any = OpenApiRouter::new()
+        .routes(routes!(admin::whoami))
+        .routes(routes!(admin::revoke_self));
+    let channel = OpenApiRouter::new().routes(routes!(channels::put_allowlist));
     let run = OpenApiRouter::new()
         .routes(routes!(runs::start))
         .routes(routes!(schedules::create));
@@ -160,7 +173,9 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(admin::resume_gateway))
         .routes(routes!(hooks::create_webhook, hooks::list_webhooks))
         .routes(routes!(hooks::delete_webhook))
-        .routes(routes!(hooks::deliveries));
+        .routes(routes!(hooks::deliveries))
+        .routes(routes!(channels::list))
+        .routes(routes!(channels::forget));
     let public = OpenApiRouter::new()
         .routes(routes!(meta::health))
         .routes(routes!(admin::pair))
@@ -171,10 +186,12 @@ fn api(gate: &Gate) -> Routes {
         ));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(public)
-        .merge(gated(read, gate, Scope::Read))
-        .merge(gated(run, gate, Scope::Run))
-        .merge(gated(command, gate, Scope::Command))
-        .merge(gated(admin, gate, Scope::Admin))
+        .merge(gated(any, gate, None))
+        .merge(gated(read, gate, Some(Scope::Read)))
+        .merge(gated(run, gate, Some(Scope::Run)))
+        .merge(gated(command, gate, Some(Scope::Command)))
+        .merge(gated(channel, gate, Some(Scope::Channel)))
+        .merge(gated(admin, gate, Some(Scope::Admin)))
 }
 
 /// The API, plus the web app (mounted at `/app`) behind the same guard: origin check, body

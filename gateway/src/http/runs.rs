@@ -14,7 +14,6 @@ use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::{NewRun, START_NAMESPACE, Started};
 
 const MAX_PAGE: u32 = 1000;
-const KNOWN_CHANNELS: &[&str] = &["telegram", "email", "web", "tray", "webhook"];
 
 #[utoipa::path(post, path = "/api/gateway/runs/start", tag = "runs", params(("Idempotency-Key" = Option<String>, Header, description = "start at most one run per key; a repeat answers that run with `Idempotent-Replayed: true`")), request_body = protocol::StartRunRequest, responses((status = 200, body = protocol::StartRunResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown flow", body = protocol::ErrorBody), (status = 413, body = protocol::ErrorBody), (status = 503, description = "gateway paused", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn start(
@@ -87,8 +86,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Checks what every new run needs (the gateway not paused, a known flow, input matching
-/// its schema, a sane session id, known notify channels) and builds it. Used by
-/// `runs/start` and `runs/schedule`.
+/// its schema, a session and notify targets the caller may reach: `auth::reach`) and
+/// builds it. Used by `runs/start`, `runs/schedule`, triggers and `/v1`.
 pub(super) fn new_run(
     app: &AppState,
     who: &Principal,
@@ -111,21 +110,11 @@ pub(super) fn new_run(
     if let Err(errors) = v.flow.validate_input(&input) {
         return Err(ApiError::BadRequest("invalid_input", errors.join("; ")));
     }
-    if let Some(s) = &session_id
-        && (s.is_empty() || s.len() > 256)
-    {
-        return Err(ApiError::bad("session_id must be 1-256 characters"));
-    }
     let notify = notify.unwrap_or_default();
-    if let Some(n) = notify.iter().find(|n| {
-        !n.split_once(':')
-            .is_some_and(|(ch, target)| KNOWN_CHANNELS.contains(&ch) && !target.is_empty())
-    }) {
-        return Err(ApiError::bad(format!(
-            "notify entry `{n}` must be `channel:target` with channel one of {}",
-            KNOWN_CHANNELS.join(", ")
-        )));
+    if notify.len() > 32 {
+        return Err(ApiError::bad("notify holds at most 32 entries"));
     }
+    app.reach.check(who, session_id.as_deref(), &notify)?;
     Ok(NewRun {
         run_id: uuid::Uuid::new_v4().to_string(),
         bundle_id,
@@ -274,7 +263,12 @@ pub async fn batch(
 
 /// Everything about a run in one document: summary, input, pinned flow source, full
 /// ledger and children.
-#[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "summary, input, pinned flow source, full ledger, children", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+/// Records and children a history bundle holds at most; the rest is paged with
+/// `/ledger?after=` and `/runs?…` (the bundle says when it stopped short).
+const BUNDLE_RECORDS: u64 = 10_000;
+const BUNDLE_CHILDREN: u32 = 1_000;
+
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "summary, input, pinned flow source, the ledger's first 10,000 records (`ledger_truncated`, `ledger_next_after` say where to page on), the first 1,000 children (`children_truncated`)", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn history_bundle(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -283,8 +277,9 @@ pub async fn history_bundle(
     let input = app.store.input_data(&id).await?;
     let mut ledger = Vec::new();
     let mut after = 0;
-    loop {
-        let (items, next) = app.store.ledger_page(&id, after, MAX_PAGE).await?;
+    while after < BUNDLE_RECORDS {
+        let page = MAX_PAGE.min((BUNDLE_RECORDS - after) as u32);
+        let (items, next) = app.store.ledger_page(&id, after, page).await?;
         if items.is_empty() {
             break;
         }
@@ -297,8 +292,13 @@ pub async fn history_bundle(
         after = next;
     }
     let flow = app.registry.by_hash(&run.flow_hash);
-    let children = app.store.children(&id).await?;
+    let mut children = app.store.children(&id, BUNDLE_CHILDREN + 1).await?;
+    let children_truncated = children.len() > BUNDLE_CHILDREN as usize;
+    children.truncate(BUNDLE_CHILDREN as usize);
     Ok(Json(json!({
+        "ledger_truncated": run.ledger_len > after,
+        "ledger_next_after": after,
+        "children_truncated": children_truncated,
         "run": run,
         "input_data": input,
         "flow": {"bundle_id": run.bundle_id, "flow_hash": run.flow_hash, "source": flow.map(|f| f.source.clone())},

@@ -6,8 +6,13 @@
 //!
 //! Events are framed here rather than with axum's `Sse`, so that a catch-up page of
 //! hundreds of records leaves as one write instead of one small packet per record.
+//!
+//! Each principal may hold `SWITCHBOARD_MAX_STREAMS` streams at once (the admin token,
+//! shared by bridges and load tools, is exempt); one more is a 429.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_stream::stream;
@@ -20,8 +25,66 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::auth::Principal;
 use super::error::{ApiError, ApiQuery};
 use crate::bus::BusEvent;
+
+/// Open streams per principal.
+#[derive(Clone)]
+pub struct StreamCounts {
+    max: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream; dropping it (the stream ended or the client left) frees the place.
+pub struct StreamSlot {
+    counts: StreamCounts,
+    who: String,
+}
+
+impl StreamCounts {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more stream of `who`, or a 429.
+    pub fn acquire(&self, who: &Principal) -> Result<Option<StreamSlot>, ApiError> {
+        if who.kind == "admin" {
+            return Ok(None);
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(who.id.clone()).or_default();
+        if *n >= self.max {
+            return Err(ApiError::TooManyRequests(
+                format!(
+                    "this token already has {} event streams open (SWITCHBOARD_MAX_STREAMS); close one first",
+                    self.max
+                ),
+                1,
+            ));
+        }
+        *n += 1;
+        Ok(Some(StreamSlot {
+            counts: self.clone(),
+            who: who.id.clone(),
+        }))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
+}
 
 const PAGE: u32 = 500;
 
@@ -110,20 +173,23 @@ where
     r
 }
 
-#[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger/stream", tag = "replay", params(("id" = String, Path, description = "the run id"), StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = per-run seq, data = StepEvent), `event: llm.delta` (no id), `event: done`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger/stream", tag = "replay", params(("id" = String, Path, description = "the run id"), StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = per-run seq, data = StepEvent), `event: llm.delta` (no id), `event: done`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit, lockout or too many open streams", body = protocol::ErrorBody)))]
 pub async fn run_stream(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Principal>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let after = cursor(&q, &headers)?;
+    let slot = app.streams.acquire(&who)?;
     let mut rx = app.store.bus().subscribe();
     app.store.run(&id).await?;
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
     let keep_alive = app.keep_alive;
     let s = stream! {
+        let _slot = slot;
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {
@@ -183,15 +249,18 @@ pub async fn global_head(
 #[utoipa::path(get, path = "/api/gateway/ledger/stream", tag = "replay", params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this global cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = global cursor), `event: llm.delta`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub async fn global_stream(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Principal>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let after = cursor(&q, &headers)?;
+    let slot = app.streams.acquire(&who)?;
     let mut rx = app.store.bus().subscribe();
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
     let keep_alive = app.keep_alive;
     let s = stream! {
+        let _slot = slot;
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {

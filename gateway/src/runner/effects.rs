@@ -73,10 +73,14 @@ impl Runner {
         key: &str,
     ) -> Result<Value, String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut rb = self
-            .inner
-            .http
-            .request(method, url)
+        let out = &self.inner.http;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            format!("`{url}` is not a URL ({e}); a value that is only part of a URL is encoded, mark a trusted one `| safe`")
+        })?;
+        out.policy.check_url(&parsed)?;
+        let mut rb = out
+            .client
+            .request(method, parsed)
             .timeout(Duration::from_millis(timeout_ms))
             .header("Idempotency-Key", key);
         for (k, v) in headers {
@@ -88,13 +92,13 @@ impl Runner {
         let resp = rb
             .send()
             .await
-            .map_err(|e| format!("HTTP request to {url} failed: {e}"))?;
+            .map_err(|e| format!("HTTP request to {url} failed: {}", crate::net::explain(&e)))?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| format!("reading the HTTP reply failed: {e}"))?;
-        let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+        let bytes = out.policy.read_body(resp).await?;
+        let body = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => v,
+            Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+        };
         if status >= 400 {
             let snippet: String = body.to_string().chars().take(300).collect();
             return Err(format!("HTTP {status} from {url}: {snippet}"));

@@ -29,7 +29,8 @@ struct Inner {
     store: Store,
     registry: Registry,
     llm: Llm,
-    http: reqwest::Client,
+    /// `http` steps' client: public addresses only, capped replies (`crate::net`).
+    http: crate::net::Outbound,
     busy: Mutex<HashMap<String, Busy>>,
     timers: Notify,
 }
@@ -40,7 +41,7 @@ struct Busy {
 }
 
 impl Runner {
-    pub fn new(store: Store, registry: Registry, llm: Llm, http: reqwest::Client) -> Self {
+    pub fn new(store: Store, registry: Registry, llm: Llm, http: crate::net::Outbound) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,

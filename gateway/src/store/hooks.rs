@@ -107,29 +107,42 @@ pub fn now_ms() -> i64 {
 }
 
 impl super::Store {
-    /// Starts a run for a trigger delivery; a delivery id seen before is a conflict naming the
-    /// run it started.
     /// Starts a run at most once per (`namespace`, `key`): the key and the run commit in
     /// one transaction, so a repeated key finds the run the first request started.
     /// Trigger deliveries use the trigger's name as the namespace; `runs/start` with an
     /// `Idempotency-Key` uses [`START_NAMESPACE`].
     pub async fn start_run_once(&self, namespace: &str, key: &str, run: NewRun) -> Result<Started> {
-        let (ns, key) = (namespace.to_owned(), key.to_owned());
+        self.start_run_once_by(vec![(namespace.to_owned(), key.to_owned())], run)
+            .await
+    }
+
+    /// Like [`Self::start_run_once`] with several keys: when any of them was used before,
+    /// nothing starts and the run that key started is returned; otherwise every key is
+    /// recorded with the new run. (A signed trigger is keyed by its delivery id and by its
+    /// signature, so a captured request replayed under a fresh delivery id starts nothing.)
+    pub async fn start_run_once_by(
+        &self,
+        keys: Vec<(String, String)>,
+        run: NewRun,
+    ) -> Result<Started> {
         self.write(move |c, out| {
-            let earlier: Option<String> = c
-                .query_row(
-                    "SELECT run_id FROM trigger_deliveries WHERE trigger_name = ?1 AND delivery_id = ?2",
-                    params![ns, key],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(run_id) = earlier {
-                return Ok((false, get_summary(c, &run_id)?));
+            for (ns, key) in &keys {
+                let earlier: Option<String> = c
+                    .prepare_cached(
+                        "SELECT run_id FROM trigger_deliveries WHERE trigger_name = ?1 AND delivery_id = ?2",
+                    )?
+                    .query_row(params![ns, key], |r| r.get(0))
+                    .optional()?;
+                if let Some(run_id) = earlier {
+                    return Ok((false, get_summary(c, &run_id)?));
+                }
             }
-            c.execute(
-                "INSERT INTO trigger_deliveries (trigger_name, delivery_id, run_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![ns, key, run.run_id, ts(now())],
-            )?;
+            for (ns, key) in &keys {
+                c.prepare_cached(
+                    "INSERT INTO trigger_deliveries (trigger_name, delivery_id, run_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![ns, key, run.run_id, ts(now())])?;
+            }
             insert_run(c, &run, out)?;
             Ok((true, get_summary(c, &run.run_id)?))
         })

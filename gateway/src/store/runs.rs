@@ -245,13 +245,14 @@ impl Store {
         .await
     }
 
-    pub async fn children(&self, run_id: &str) -> Result<Vec<RunSummary>> {
+    /// The first `limit` children of a run, oldest first.
+    pub async fn children(&self, run_id: &str, limit: u32) -> Result<Vec<RunSummary>> {
         let id = run_id.to_owned();
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLS} FROM runs WHERE parent_run_id = ?1 ORDER BY rowid"
+                "SELECT {SUMMARY_COLS} FROM runs WHERE parent_run_id = ?1 ORDER BY rowid LIMIT ?2"
             ))?
-            .query_map([id], summary)?
+            .query_map(rusqlite::params![id, limit], summary)?
             .collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

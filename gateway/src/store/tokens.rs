@@ -182,6 +182,16 @@ impl Store {
         .await
         .map(|_| ())
     }
+
+    pub async fn delete_meta(&self, key: &str) -> Result<()> {
+        let k = key.to_owned();
+        self.write(move |c, _| {
+            c.execute("DELETE FROM meta WHERE key = ?1", [k])?;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
 }
 
 fn insert_token(c: &rusqlite::Connection, t: &TokenRow) -> Result<()> {

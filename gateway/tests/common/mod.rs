@@ -140,20 +140,7 @@ impl TestApp {
     /// the child and the rest of that line. Every line is kept in `self.stdout`.
     async fn launch(&self, mut cmd: Command, ready: &str) -> (Child, String) {
         let mut child = cmd.spawn().expect("spawn switchboard");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let seen = self.stdout.clone();
-        let rest = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                seen.lock().expect("lock").push(line.clone());
-                if let Some(rest) = line.strip_prefix(ready) {
-                    return rest.to_owned();
-                }
-            }
-            panic!("switchboard exited before printing `{ready}`");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("switchboard did not print `{ready}` within 30 s"));
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let rest = read_until(&mut child, ready, self.stdout.clone()).await;
         (child, rest)
     }
 
@@ -387,6 +374,34 @@ impl TestApp {
         .await;
         out
     }
+}
+
+/// Reads `child`'s stdout (30 s at most) until a line starts with `ready`; returns the rest
+/// of that line. Every line goes into `seen`; later ones are drained in the background.
+pub async fn read_until(
+    child: &mut Child,
+    ready: &str,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> String {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.lock().expect("lock").push(line.clone());
+            if let Some(rest) = line.strip_prefix(ready) {
+                return rest.to_owned();
+            }
+        }
+        panic!("switchboard exited before printing `{ready}`");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("switchboard did not print `{ready}` within 30 s"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    rest
+}
+
+/// [`read_until`] for a process whose output is not kept.
+pub async fn ready_line(child: &mut Child, ready: &str) -> String {
+    read_until(child, ready, Default::default()).await
 }
 
 #[derive(Debug, Clone)]

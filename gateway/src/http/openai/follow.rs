@@ -55,7 +55,7 @@ impl End {
     /// The error a request reports instead of a message, if any.
     pub fn error(&self) -> Option<ApiError> {
         match self {
-            End::Failed(e) => Some(ApiError::Internal(format!("the run failed: {e}"))),
+            End::Failed(e) => Some(ApiError::RunFailed(format!("the run failed: {e}"))),
             End::Cancelled => Some(ApiError::Conflict("the run was cancelled".into())),
             End::Timeout => Some(ApiError::Unavailable(
                 "the run did not stop within SWITCHBOARD_OPENAI_TIMEOUT; follow it on /api/gateway/runs".into(),

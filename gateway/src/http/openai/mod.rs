@@ -3,7 +3,10 @@
 //! `chat.completion.chunk` events ending with `data: [DONE]`). Errors use OpenAI's shape
 //! `{"error":{"message","type","param","code"}}`.
 //!
-//! Sessions: the `X-Session-Id` header or the `user` field names one. A request in a session
+//! Sessions: the `X-Session-Id` header or the `user` field names one, within the caller's
+//! own namespace: `user: "telegram:4242"` from a key is the session
+//! `openai:<key id>:telegram:4242`, never that Telegram chat's (so a caller can neither read
+//! another principal's history through the LLM nor answer its prompts). A request in a session
 //! whose run waits on an `ask` answers it (a durable `resume`); otherwise it starts a run
 //! with the last user message as `input.text`, earlier messages seeding a new session's
 //! history. Without a session a run that ends up waiting is cancelled once answered, since
@@ -46,12 +49,15 @@ impl SessionLocks {
 
 pub fn routes(gate: &Gate) -> Router<AppState> {
     let read = Router::new().route("/v1/models", get(models)).route_layer(
-        axum::middleware::from_fn_with_state((gate.clone(), Scope::Read), super::auth::require),
+        axum::middleware::from_fn_with_state(
+            (gate.clone(), Some(Scope::Read)),
+            super::auth::require,
+        ),
     );
     let run = Router::new()
         .route("/v1/chat/completions", post(completions))
         .route_layer(axum::middleware::from_fn_with_state(
-            (gate.clone(), Scope::Run),
+            (gate.clone(), Some(Scope::Run)),
             super::auth::require,
         ));
     read.merge(run)
@@ -203,6 +209,15 @@ fn parse(body: &Value, headers: &HeaderMap) -> Result<ChatReq, BadParam> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
+    if session
+        .as_ref()
+        .is_some_and(|s| s.len() > 200 || s.chars().any(char::is_control))
+    {
+        return Err(bad_param(
+            "user",
+            "the session (`user` or X-Session-Id) must be at most 200 characters, without control characters".into(),
+        ));
+    }
     Ok(ChatReq {
         model: model.to_owned(),
         history: turns,
@@ -239,8 +254,8 @@ struct Turn {
 
 async fn begin(app: &AppState, who: &Principal, req: &ChatReq) -> Result<Turn, ApiError> {
     let (session, ephemeral) = match &req.session {
-        Some(s) => (s.clone(), false),
-        None => (format!("openai:{}", uuid::Uuid::new_v4()), true),
+        Some(s) => (session_of(who, s), false),
+        None => (session_of(who, &format!("~{}", uuid::Uuid::new_v4())), true),
     };
     let lock = app.openai_sessions.get(&session).lock_owned().await;
     if app.registry.current(&req.model).is_none() {
@@ -300,6 +315,11 @@ async fn begin(app: &AppState, who: &Principal, req: &ChatReq) -> Result<Turn, A
         rx,
         _lock: lock,
     })
+}
+
+/// The session a `/v1` caller's session name stands for: `openai:<principal id>:<name>`.
+fn session_of(who: &Principal, name: &str) -> String {
+    format!("{}{}:{name}", crate::auth::reach::OPENAI_SESSION, who.id)
 }
 
 fn completion_id(run: &str, after: u64) -> String {

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod security;
+
+pub use security::{SecurityArgs, SecurityConfig};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "switchboard",
@@ -101,7 +105,7 @@ pub enum AdminCommand {
         client: ClientArgs,
         #[arg(long)]
         create: Option<String>,
-        /// Comma-separated: read, run, command, admin.
+        /// Comma-separated: read, run, command, channel, admin.
         #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
         #[arg(long)]
@@ -209,6 +213,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_OPENAI_TIMEOUT")]
     pub openai_timeout: Option<String>,
     #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
     pub telegram: crate::channels::TelegramArgs,
     #[command(flatten)]
     pub email: crate::channels::EmailArgs,
@@ -238,6 +244,9 @@ struct FileConfig {
     openai_timeout: Option<String>,
     #[serde(default)]
     llm: FileLlm,
+    /// `[security]`: trusted_proxies, http_allow, http_max_body, max_streams, max_payload.
+    #[serde(default)]
+    security: security::FileSecurity,
     /// `[triggers.NAME] flow = "...", secret = "..."`.
     #[serde(default)]
     triggers: std::collections::BTreeMap<String, FileTrigger>,
@@ -283,6 +292,7 @@ pub struct ServeConfig {
     pub triggers: crate::triggers::TriggerConfig,
     pub webhook_retry: crate::webhooks::RetryPolicy,
     pub openai_timeout: std::time::Duration,
+    pub security: SecurityConfig,
     /// The Telegram bridge, when `SWITCHBOARD_TELEGRAM_BOT_TOKEN` is set.
     pub telegram: Option<crate::channels::TelegramSettings>,
     /// The email bridge, when `SWITCHBOARD_EMAIL_IMAP_HOST` is set.
@@ -414,6 +424,8 @@ impl ServeConfig {
             },
         };
         let more = integrations(&mut args, &mut f, &mut problems);
+        let security = std::mem::take(&mut args.security)
+            .resolve(std::mem::take(&mut f.security), &mut problems);
         let telegram = std::mem::take(&mut args.telegram).resolve(&mut problems);
         let email = std::mem::take(&mut args.email).resolve(&mut problems);
         let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
@@ -482,6 +494,7 @@ impl ServeConfig {
                 "SWITCHBOARD_LOCKOUT_BASE",
                 &mut problems,
             ),
+            trusted_proxies: security.trusted_proxies.clone(),
         };
         for o in &limits.allowed_origins {
             if let Err(e) = glob::Pattern::new(o) {
@@ -532,6 +545,7 @@ impl ServeConfig {
             openai_timeout: more.openai_timeout,
             telegram,
             email,
+            security,
             no_runner: args.no_runner,
             sse_keepalive,
             bus_capacity,
@@ -556,5 +570,4 @@ impl ServeConfig {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -1,0 +1,590 @@
+//! Attacks on the running gateway, each made the way an outsider, a scoped key or a flow
+//! author would make it, next to the legitimate path that must keep working: lockouts
+//! that refuse valid credentials, `X-Forwarded-For` spoofing, YAML alias bombs, server-side
+//! requests from flows and webhooks to private addresses, notify targets as a relay,
+//! `/v1` sessions crossing principals, oversized payloads, too many streams, and 500s that
+//! leak internals.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Opts, TOKEN, spawn_app, spawn_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A scoped API key made with the admin token.
+async fn key(app: &common::TestApp, name: &str, scopes: &[&str]) -> String {
+    let (st, b) = app
+        .post(
+            "/api/gateway/keys",
+            &json!({"name": name, "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    b["token"].as_str().unwrap().to_owned()
+}
+
+async fn get_as(app: &common::TestApp, token: &str, xff: Option<&str>) -> (u16, Value) {
+    let mut rb = app
+        .http
+        .get(app.url("/api/gateway/runs"))
+        .bearer_auth(token);
+    if let Some(x) = xff {
+        rb = rb.header("x-forwarded-for", x);
+    }
+    let r = rb.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_credentials_lock_out_failures_never_valid_tokens() {
+    let app = spawn_with(Opts {
+        env: vec![
+            ("SWITCHBOARD_LOCKOUT_AFTER", "3".into()),
+            ("SWITCHBOARD_LOCKOUT_BASE", "60s".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let device_key = key(&app, "ci", &["read"]).await;
+    for _ in 0..3 {
+        assert_eq!(get_as(&app, "sbk_forged", None).await.0, 401);
+    }
+    // The address is locked out: failures from it now get 429 …
+    let (st, h, b) = app
+        .call(Method::GET, "/api/gateway/runs", Some("sbk_forged"), None)
+        .await;
+    assert_eq!(st, 429, "{b}");
+    assert!(h.contains_key("retry-after"));
+    // … and so do pairing attempts (a code is short enough to guess) …
+    let (st, _, _) = app
+        .call(
+            Method::POST,
+            "/api/gateway/pair",
+            None,
+            Some(json!({"code": "AAAA-AAAA"})),
+        )
+        .await;
+    assert_eq!(st, 429);
+    // … but every valid credential from the same address still works.
+    assert_eq!(get_as(&app, TOKEN, None).await.0, 200);
+    assert_eq!(get_as(&app, &device_key, None).await.0, 200);
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_through_trusted_proxies() {
+    let limits = [
+        ("SWITCHBOARD_LOCKOUT_AFTER", "2".to_owned()),
+        ("SWITCHBOARD_LOCKOUT_BASE", "60s".to_owned()),
+    ];
+    // Behind a trusted proxy each client has its own count.
+    let mut env = limits.to_vec();
+    env.push(("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1".into()));
+    let proxied = spawn_with(Opts {
+        env,
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(get_as(&proxied, "bad", Some("203.0.113.1")).await.0, 401);
+    }
+    assert_eq!(get_as(&proxied, "bad", Some("203.0.113.1")).await.0, 429);
+    assert_eq!(get_as(&proxied, "bad", Some("203.0.113.2")).await.0, 401);
+    // A client cannot escape by prepending addresses: the proxy's hop is the one counted.
+    let spoofed = "198.51.100.9, 203.0.113.1";
+    assert_eq!(get_as(&proxied, "bad", Some(spoofed)).await.0, 429);
+
+    // Without trusted proxies the header is ignored: every request counts as its peer's.
+    let direct = spawn_with(Opts {
+        env: limits.to_vec(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(get_as(&direct, "bad", Some("203.0.113.1")).await.0, 401);
+    assert_eq!(get_as(&direct, "bad", Some("203.0.113.2")).await.0, 401);
+    assert_eq!(get_as(&direct, "bad", Some("203.0.113.3")).await.0, 429);
+    assert_eq!(get_as(&direct, TOKEN, Some("203.0.113.3")).await.0, 200);
+}
+
+/// Nine levels of ten aliases: about 1 KB that a YAML loader expands to 10^9 nodes.
+fn alias_bomb() -> String {
+    let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..=9 {
+        let items = vec![format!("*a{}", i - 1); 10].join(", ");
+        s.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+    }
+    s.push_str("steps:\n  - say: hi\n");
+    s
+}
+
+#[tokio::test]
+async fn a_yaml_alias_bomb_is_refused_before_it_expands() {
+    let app = spawn_app().await;
+    let bomb = alias_bomb();
+    assert!(bomb.len() < 1500);
+    let (st, b) = app.upload("bomb.yaml", &bomb).await;
+    assert_eq!(st, 400, "{b}");
+    assert_eq!(b["error"]["code"], "invalid_flow");
+    assert_eq!(b["error"]["line"], 2, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("aliases"));
+    // The same file in the flows dir: a reload refuses it and changes nothing.
+    std::fs::write(app.flows_dir.join("bomb.yaml"), &bomb).unwrap();
+    let (st, b) = app.post("/api/gateway/bundles/reload", &json!({})).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(b["error"]["file"].as_str().unwrap().ends_with("bomb.yaml"));
+    // A file over the size cap is refused before it is read whole.
+    let big = format!("steps:\n  - say: \"{}\"\n", "x".repeat(1024 * 1024));
+    std::fs::write(app.flows_dir.join("bomb.yaml"), &big).unwrap();
+    let (st, b) = app.post("/api/gateway/bundles/reload", &json!({})).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("bytes"),
+        "{b}"
+    );
+    let (st, b) = app.upload("big.yaml", &big).await;
+    assert_eq!(st, 400, "{b}");
+    // A legitimate flow still uploads and runs; the gateway is alive and small.
+    std::fs::remove_file(app.flows_dir.join("bomb.yaml")).unwrap();
+    let (st, b) = app
+        .upload("hello.yaml", "steps:\n  - output: {hi: true}\n")
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let run = app.start_run("hello", json!({})).await;
+    app.wait_for_status(&run, "completed").await;
+}
+
+/// A loopback HTTP server on `ip` standing in for the outside world: `/echo` shows the
+/// path and query it got, `/redirect?to=URL` redirects, `/big` sends 5,000 bytes.
+async fn target(ip: [u8; 4]) -> SocketAddr {
+    use axum::extract::{Query, RawQuery};
+    use axum::http::Uri;
+    use axum::response::Redirect;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/echo",
+            get(|uri: Uri, RawQuery(q): RawQuery| async move {
+                axum::Json(json!({"path": uri.path(), "query": q}))
+            }),
+        )
+        .route(
+            "/items/{id}",
+            get(|uri: Uri| async move { axum::Json(json!({"path": uri.path()})) }),
+        )
+        .route(
+            "/redirect",
+            get(
+                |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    Redirect::temporary(q.get("to").map(String::as_str).unwrap_or("/"))
+                },
+            ),
+        )
+        .route("/big", get(|| async { "x".repeat(5000) }));
+    let l = tokio::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0))
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    addr
+}
+
+const FETCH: &str =
+    "steps:\n  - id: h\n    http: \"{{ input.url }}\"\n  - output: \"{{ steps.h }}\"\n";
+const SEARCH: &str = "steps:\n  - id: h\n    http: \"{{ input.base | safe }}/echo?q={{ input.q }}&n=1\"\n  - id: i\n    http: \"{{ input.base | safe }}/items/{{ input.id }}\"\n  - output: {search: \"{{ steps.h.body }}\", item: \"{{ steps.i.body }}\"}\n";
+
+async fn fetch(app: &common::TestApp, url: &str) -> Value {
+    let run = app.start_run("fetch", json!({"url": url})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app.run(&run).await;
+        if r["status"] == "completed" || r["status"] == "failed" {
+            return r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn refused(r: &Value, addr: &str) {
+    assert_eq!(r["status"], "failed", "{r}");
+    let e = r["error"].as_str().unwrap();
+    assert!(
+        e.contains("refused") && e.contains(addr) && e.contains("SWITCHBOARD_HTTP_ALLOW"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn flows_reach_only_public_addresses_unless_allowed() {
+    let allowed = target([127, 0, 0, 2]).await;
+    let app = spawn_with(Opts {
+        env: vec![
+            ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.2".into()),
+            ("SWITCHBOARD_HTTP_MAX_BODY", "1000".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.upload("fetch.yaml", FETCH).await.0, 200);
+    assert_eq!(app.upload("search.yaml", SEARCH).await.0, 200);
+    let own_api = format!("{}/api/gateway/runs", app.addr);
+    // The gateway's own API on loopback, cloud metadata, a name that resolves to loopback.
+    refused(&fetch(&app, &own_api).await, "127.0.0.1");
+    refused(
+        &fetch(&app, "http://169.254.169.254/latest/meta-data/").await,
+        "169.254.169.254",
+    );
+    let port = app.addr.rsplit(':').next().unwrap();
+    refused(
+        &fetch(&app, &format!("http://localhost:{port}/api/health")).await,
+        "localhost",
+    );
+    // A redirect from an allowed host to a refused one is refused at the redirect.
+    let bounce = format!("http://{allowed}/redirect?to={own_api}");
+    refused(&fetch(&app, &bounce).await, "127.0.0.1");
+    // A reply over SWITCHBOARD_HTTP_MAX_BODY fails the step with a clear error.
+    let big = fetch(&app, &format!("http://{allowed}/big")).await;
+    assert_eq!(big["status"], "failed");
+    assert!(
+        big["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 1000 bytes"),
+        "{big}"
+    );
+    // The allowed host works; values in a URL are encoded, so they cannot add parameters
+    // or climb out of the path.
+    let ok = fetch(&app, &format!("http://{allowed}/echo")).await;
+    assert_eq!(ok["status"], "completed", "{ok}");
+    let run = app
+        .start_run(
+            "search",
+            json!({"base": format!("http://{allowed}"), "q": "a&admin=1#x", "id": "../../admin"}),
+        )
+        .await;
+    let s = app.wait_for_status(&run, "completed").await;
+    assert_eq!(
+        s["output"]["search"]["query"], "q=a%26admin%3D1%23x&n=1",
+        "{s}"
+    );
+    assert_eq!(s["output"]["item"]["path"], "/items/..%2F..%2Fadmin", "{s}");
+}
+
+#[tokio::test]
+async fn webhooks_reach_only_public_addresses_unless_allowed() {
+    let app = spawn_app().await;
+    let (st, b) = app
+        .post(
+            "/api/gateway/webhooks",
+            &json!({"url": "http://169.254.169.254/latest/meta-data/"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SWITCHBOARD_HTTP_ALLOW")
+    );
+    // A name is checked as it resolves, at each delivery: `localhost` is refused.
+    let port = app.addr.rsplit(':').next().unwrap();
+    let (st, b) = app
+        .post(
+            "/api/gateway/webhooks",
+            &json!({"url": format!("http://localhost:{port}/api/gateway/pause"), "events": ["run.completed"]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let run = app.start_run("echo", json!({"text": "x"})).await;
+    app.wait_for_status(&run, "completed").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        let (_, d) = app.get("/api/gateway/webhooks/deliveries").await;
+        if let Some(e) = d["items"][0]["last_error"].as_str() {
+            break e.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        error.contains("refused") && error.contains("localhost"),
+        "{error}"
+    );
+    // The delivery never reached the gateway's own API: it is not paused.
+    app.start_run("echo", json!({"text": "still running"}))
+        .await;
+}
+
+/// Publishes a channel's allowlist (what a bridge does at start) with the admin token.
+async fn publish(app: &common::TestApp, channel: &str, allow: &[&str]) {
+    let (st, _, b) = app
+        .call(
+            Method::PUT,
+            &format!("/api/gateway/channels/{channel}"),
+            Some(TOKEN),
+            Some(json!({ "allow": allow })),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+}
+
+async fn start_as(app: &common::TestApp, token: &str, body: Value) -> (u16, Value) {
+    let (st, _, b) = app
+        .call(
+            Method::POST,
+            "/api/gateway/runs/start",
+            Some(token),
+            Some(body),
+        )
+        .await;
+    (st, b)
+}
+
+#[tokio::test]
+async fn a_scoped_key_cannot_make_the_gateway_message_strangers() {
+    let app = spawn_app().await;
+    let k = key(&app, "svc", &["read", "run"]).await;
+    let ask = |notify: &[&str]| json!({"bundle_id": "ask", "input_data": {"text": "?"}, "notify": notify});
+    // No bridge has registered: a notify to the channel is a clear 400, for anyone.
+    let (st, b) = start_as(&app, &k, ask(&["telegram:999999"])).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not configured")
+    );
+    publish(&app, "telegram", &["4242"]).await;
+    publish(&app, "email", &["alice@example.com", "@corp.test"]).await;
+    for target in ["email:outsider@evil.test?all", "telegram:999999"] {
+        let (st, b) = start_as(&app, &k, ask(&[target])).await;
+        assert_eq!(st, 403, "{target}: {b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(target),
+            "{b}"
+        );
+    }
+    // A key may not start runs in a channel's conversation either.
+    let (st, b) = start_as(
+        &app,
+        &k,
+        json!({"bundle_id": "ask", "input_data": {}, "session_id": "telegram:4242"}),
+    )
+    .await;
+    assert_eq!(st, 403, "{b}");
+    // Allowlisted people can be notified; the admin may notify anyone.
+    for target in [
+        "telegram:4242",
+        "email:alice@example.com?all",
+        "email:bob@corp.test",
+    ] {
+        let (st, b) = start_as(&app, &k, ask(&[target])).await;
+        assert_eq!(st, 200, "{target}: {b}");
+    }
+    let (st, b) = start_as(&app, TOKEN, ask(&["email:outsider@evil.test"])).await;
+    assert_eq!(st, 200, "{b}");
+    // Only a bridge (the `channel` scope) or an admin publishes an allowlist.
+    let (st, _, _) = app
+        .call(
+            Method::PUT,
+            "/api/gateway/channels/email",
+            Some(&k),
+            Some(json!({"allow": ["@evil.test"]})),
+        )
+        .await;
+    assert_eq!(st, 403);
+    // Lists survive a restart (a standalone bridge may come back later).
+    let (_, lists) = app.get("/api/gateway/channels").await;
+    assert_eq!(lists["channels"]["telegram"], json!(["4242"]));
+}
+
+#[tokio::test]
+async fn openai_sessions_are_namespaced_by_caller() {
+    let app = spawn_app().await;
+    // A Telegram chat's run waits for its person in session telegram:4242.
+    let (st, b) = start_as(
+        &app,
+        TOKEN,
+        json!({"bundle_id": "ask", "input_data": {"text": "Your PIN?"}, "session_id": "telegram:4242"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let chat_run = b["run_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(&chat_run, "waiting").await;
+    let k = key(&app, "assistant", &["read", "run", "command"]).await;
+    let r = app
+        .http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&k)
+        .json(&json!({"model": "ask", "user": "telegram:4242", "messages": [{"role": "user", "content": "1234"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // The chat's prompt was not answered by the key; the key got a session of its own.
+    assert_eq!(app.run(&chat_run).await["status"], "waiting");
+    assert_eq!(
+        app.ledger(&chat_run).await.len(),
+        app.run(&chat_run).await["ledger_len"].as_u64().unwrap() as usize
+    );
+    let (_, runs) = app.get("/api/gateway/runs?limit=100").await;
+    let mine: Vec<&Value> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["run_id"] != chat_run.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1);
+    let (_, _, who) = app
+        .call(Method::GET, "/api/gateway/whoami", Some(&k), None)
+        .await;
+    let session = format!("openai:{}:telegram:4242", who["id"].as_str().unwrap());
+    assert_eq!(mine[0]["session_id"], session);
+    // Nobody else may start runs in that namespace through the main API.
+    let other = key(&app, "other", &["run"]).await;
+    let (st, _) = start_as(
+        &app,
+        &other,
+        json!({"bundle_id": "ask", "input_data": {}, "session_id": session}),
+    )
+    .await;
+    assert_eq!(st, 403);
+}
+
+#[tokio::test]
+async fn answers_and_events_are_capped() {
+    let app = spawn_with(Opts {
+        env: vec![("SWITCHBOARD_MAX_PAYLOAD", "1000".into())],
+        ..Default::default()
+    })
+    .await;
+    let run = app.start_run("ask", json!({"text": "?"})).await;
+    let w = app.wait_for_status(&run, "waiting").await;
+    let wait_key = w["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let (st, b) = app
+        .answer("big", &run, &wait_key, json!("x".repeat(2000)))
+        .await;
+    assert_eq!(st, 413, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SWITCHBOARD_MAX_PAYLOAD")
+    );
+    let (st, b) = app
+        .command(
+            "ev",
+            &run,
+            "emit_event",
+            json!({"name": "x", "payload": {"blob": "y".repeat(2000)}}),
+        )
+        .await;
+    assert_eq!(st, 413, "{b}");
+    let (st, b) = app.answer("ok", &run, &wait_key, json!("Ada")).await;
+    assert_eq!(st, 200, "{b}");
+    app.wait_for_status(&run, "completed").await;
+}
+
+#[tokio::test]
+async fn each_caller_has_a_cap_on_open_streams() {
+    let app = spawn_with(Opts {
+        env: vec![("SWITCHBOARD_MAX_STREAMS", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    let k = key(&app, "watcher", &["read"]).await;
+    let open = || async {
+        app.http
+            .get(app.url("/api/gateway/ledger/stream"))
+            .bearer_auth(&k)
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = open().await;
+    let second = open().await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open().await;
+    assert_eq!(third.status().as_u16(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    // The admin token (bridges, load tools) is not capped.
+    for _ in 0..3 {
+        let r = app
+            .http
+            .get(app.url("/api/gateway/ledger/stream"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // A closed stream frees its place.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = open().await;
+        if r.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_internal_error_shows_a_request_id_not_the_gateways_insides() {
+    let app = spawn_app().await;
+    // The flows dir becomes a file: a reload fails inside the gateway.
+    std::fs::remove_dir_all(&app.flows_dir).unwrap();
+    std::fs::write(&app.flows_dir, "not a directory").unwrap();
+    let (st, b) = app.post("/api/gateway/bundles/reload", &json!({})).await;
+    assert_eq!(st, 500, "{b}");
+    let message = b["error"]["message"].as_str().unwrap();
+    let id = b["error"]["request_id"].as_str().unwrap();
+    assert_eq!(message, format!("internal error (request id {id})"));
+    assert!(
+        !b.to_string().contains(app.flows_dir.to_str().unwrap()),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn rotating_the_admin_token_leaves_an_owner_only_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A token file that was left readable by others (copied, restored from a backup…).
+    let file = data.join("token");
+    std::fs::write(&file, "sb_0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&data)
+        .env_remove("SWITCHBOARD_AUTH_TOKEN")
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = common::ready_line(&mut child, "switchboard listening on ").await;
+    let r = reqwest::Client::new()
+        .post(format!("{addr}/api/gateway/token/rotate"))
+        .bearer_auth("sb_0123456789abcdef0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
