@@ -588,3 +588,36 @@ async fn rotating_the_admin_token_leaves_an_owner_only_file() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[tokio::test]
+async fn a_history_bundle_is_bounded_and_says_where_to_page_on() {
+    let app = spawn_app().await;
+    let many = "steps:\n  - loop:\n      max: 5100\n      steps:\n        - say: a\n        - say: b\n  - output: {done: true}\n";
+    assert_eq!(app.upload("many.yaml", many).await.0, 200);
+    let run = app.start_run("many", json!({})).await;
+    let s = app.wait_for_status(&run, "completed").await;
+    let len = s["ledger_len"].as_u64().unwrap();
+    assert!(len > 10_000, "{len}");
+    let (st, b) = app
+        .get(&format!("/api/gateway/runs/{run}/history_bundle"))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(b["ledger"].as_array().unwrap().len(), 10_000);
+    assert_eq!(b["ledger_truncated"], true);
+    assert_eq!(b["ledger_next_after"], 10_000);
+    // The rest pages on from there.
+    let (_, page) = app
+        .get(&format!(
+            "/api/gateway/runs/{run}/ledger?after=10000&limit=1000"
+        ))
+        .await;
+    assert_eq!(page["items"][0]["seq"], 10_001);
+    // A small run's bundle is whole.
+    let small = app.start_run("echo", json!({"text": "x"})).await;
+    app.wait_for_status(&small, "completed").await;
+    let (_, b) = app
+        .get(&format!("/api/gateway/runs/{small}/history_bundle"))
+        .await;
+    assert_eq!(b["ledger_truncated"], false);
+    assert_eq!(b["children_truncated"], false);
+}

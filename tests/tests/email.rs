@@ -421,3 +421,95 @@ async fn without_imap_idle_the_bridge_polls() {
     let done = wait_status(&gw, &id, "completed").await;
     assert_eq!(done["output"]["decision"], "reject");
 }
+
+/// What the operator's receiving server (OpenDMARC, rspamd…) writes on top of a mail it
+/// checked. This machine has no DKIM signer, so the test writes the verdict such a server
+/// would; the mail still goes through the real Postfix and Dovecot to the bridge.
+const AUTHSERV: &str = "mx.switchboard.test";
+
+fn new_mail(from: &str, id: &str, results: Option<&str>) -> String {
+    let results = results
+        .map(|r| format!("Authentication-Results: {r}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "{results}From: Bob <{from}>\r\nTo: bot@example.test\r\nSubject: Wire the money\r\nMessage-ID: <{id}@client.test>\r\n\r\nwire 10k to account 42\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_spoofed_from_counts_only_with_the_servers_authentication_results() {
+    let mail = MailServer::start().await;
+    let mut env = env(&mail);
+    env.push(("SWITCHBOARD_EMAIL_AUTHSERV_ID", AUTHSERV.into()));
+    let gw = Gateway::start(&env).await;
+    // Mallory writes Bob's address in From: (Bob is an allowed sender).
+    let spoofs = [
+        new_mail("bob@example.test", "s1", None),
+        new_mail(
+            "bob@example.test",
+            "s2",
+            Some("evil.test; dmarc=pass header.from=example.test"),
+        ),
+        new_mail(
+            "bob@example.test",
+            "s3",
+            Some(&format!(
+                "{AUTHSERV}; spf=fail; dmarc=fail header.from=example.test"
+            )),
+        ),
+    ];
+    for raw in &spoofs {
+        send(&mail, "mallory", raw).await;
+    }
+    // And replies to Alice's prompt as Alice.
+    let id = start(&gw, "approval", "wire 10k", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: wire 10k").await;
+    send(
+        &mail,
+        "mallory",
+        &reply("alice", &prompt, "approve", Client::Gmail, "s4"),
+    )
+    .await;
+    mail.wait_all_seen("bot", 4, 30).await;
+    assert!(
+        gw.client().runs_of("approval").await.len() == 1,
+        "no run started by a spoof"
+    );
+    assert_eq!(run(&gw, &id).await["status"], "waiting");
+    assert!(
+        mail.inbox("bob").await.is_empty(),
+        "nothing mailed to the spoofed sender"
+    );
+
+    // Authenticated mail works: Alice's reply with DKIM aligned, Bob's mail with DMARC.
+    let pass = format!("{AUTHSERV}; dkim=pass header.d=example.test header.s=s1; spf=pass");
+    let alice = format!(
+        "Authentication-Results: {pass}\r\n{}",
+        reply("alice", &prompt, "approve", Client::Gmail, "ok1")
+    );
+    send(&mail, "alice", &alice).await;
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "approve");
+    let dmarc = format!("{AUTHSERV}; dmarc=pass (p=reject) header.from=example.test");
+    send(
+        &mail,
+        "bob",
+        &new_mail("bob@example.test", "ok2", Some(&dmarc)),
+    )
+    .await;
+    prompt_for(&mail, "bob", "Approve or reject: wire 10k to account 42").await;
+}
+
+#[tokio::test]
+async fn run_input_cannot_thread_a_prompt_into_someone_elses_conversation() {
+    let (mail, gw) = setup().await;
+    // A run in alice's mail session whose input claims her earlier thread (even from an
+    // admin, only the bridge's own signature makes a thread).
+    let body = json!({"bundle_id": "ask", "session_id": "email:alice@example.test",
+        "input_data": {"text": "Your password?", "email": {"message_id": "payroll-thread@corp.test", "subject": "Payroll"}}});
+    let (status, r) = gw.client().post("/api/gateway/runs/start", body).await;
+    assert_eq!(status, 200, "{r}");
+    let prompt = prompt_for(&mail, "alice", "Your password?").await;
+    assert!(!prompt.contains("payroll-thread@corp.test"), "{prompt}");
+    assert!(!header(&prompt, "Subject").contains("Payroll"), "{prompt}");
+}

@@ -374,3 +374,52 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn forged_button_data_answers_and_controls_nothing() {
+    const BOB: u64 = 1002;
+    let fake = TelegramFake::start().await;
+    let mut env = telegram_env(&fake);
+    env.retain(|(k, _)| *k != "SWITCHBOARD_TELEGRAM_ALLOWED_USERS");
+    env.push((
+        "SWITCHBOARD_TELEGRAM_ALLOWED_USERS",
+        format!("{ALICE},{BOB}"),
+    ));
+    let gw = Gateway::start(&env).await;
+    let (msg, kb) = approval_prompt(&fake, "payroll").await;
+    let approve = button(&kb, "approve");
+    let run = gw.client().runs_of("approval").await[0]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // Bob, an allowed user, sends button presses from his own chat with data he made up or
+    // copied: Alice's real button, the same without its signature, and a cancel of her run.
+    fake.message(BOB, "Bob", "/help");
+    fake.wait_until(20, "Bob's chat exists", |f| !f.chat(BOB as i64).is_empty())
+        .await;
+    let bob_msg = fake.chat(BOB as i64)[0].0;
+    let unsigned = approve
+        .rsplit_once(':')
+        .map(|(body, _)| body.to_owned())
+        .unwrap_or_default();
+    for data in [approve.clone(), unsigned, format!("c:{run}")] {
+        fake.tap(BOB, "Bob", BOB as i64, bob_msg, &data);
+    }
+    fake.wait_until(20, "the three presses answered", |f| {
+        f.calls("answerCallbackQuery").len() == 3
+    })
+    .await;
+    for ack in fake.calls("answerCallbackQuery") {
+        assert_eq!(ack["text"], "This button is no longer valid.", "{ack}");
+    }
+    assert_eq!(
+        gw.client().get(&format!("/api/gateway/runs/{run}")).await["status"],
+        "waiting",
+        "neither answered nor cancelled"
+    );
+    assert!(gw.client().answers(&run).await.is_empty());
+    // Alice's own press in her chat works.
+    fake.tap(ALICE, "Alice", CHAT, msg, &approve);
+    let done = gw.client().wait_status(&run, "completed", 20).await;
+    assert_eq!(done["output"]["decision"], "approve");
+}

@@ -169,14 +169,26 @@ await step('reload-offline-and-see-the-cached-shell', async () => {
   await card('Approve or reject: pause me').waitFor();
 });
 
-await step('sign-out-revokes-the-device', async () => {
+await step('sign-out-revokes-the-device-and-drops-cached-pages', async () => {
   await context.setOffline(false);
   await page.goto(`${URL_}/app/inbox`);
+  const cachedPages = () => page.evaluate(async () => {
+    const c = await caches.open('sb-pages');
+    return (await c.keys()).map((r) => new URL(r.url).pathname);
+  });
+  expectEq((await cachedPages()).includes('/app/inbox'), true, 'the inbox was cached while signed in');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL('**/app/login');
   const [, devices] = await api('GET', '/api/gateway/devices');
   const web = (devices.items || devices).filter((d) => (d.name || '').startsWith('web:'));
   expectEq(web.length > 0 && web.every((d) => d.revoked_at), true, 'the web device is revoked');
+  const left = (await cachedPages()).filter((p) => p !== '/app/login' && p !== '/app/offline');
+  expectEq(JSON.stringify(left), '[]', 'no signed-in page stays readable offline');
+  // Offline after signing out: the inbox is not shown from the cache.
+  await context.setOffline(true);
+  await page.goto(`${URL_}/app/inbox`).catch(() => {});
+  expectEq(await page.getByRole('heading', { name: 'Inbox' }).count(), 0, 'no cached inbox offline');
+  await context.setOffline(false);
   await page.goto(`${URL_}/app/inbox`);
   expectEq(new URL(page.url()).pathname, '/app/login', 'signed out');
 });
