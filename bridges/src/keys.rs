@@ -18,17 +18,15 @@ impl MacKey {
         Self(key)
     }
 
-    /// Loads the key from `path`, creating it the first time. `what` names it in errors.
+    /// Loads the key from `path`, creating it the first time. `what` names it in errors. A
+    /// key shorter than 16 bytes (an empty or truncated file) is refused: with it anyone
+    /// could sign.
     pub fn load_or_create(path: &Path, what: &str) -> Result<Self, String> {
         let fail = |e: std::io::Error| format!("{what} {}: {e}", path.display());
-        if let Ok(hex_key) = std::fs::read_to_string(path) {
-            let key = hex::decode(hex_key.trim()).map_err(|e| {
-                format!(
-                    "{what} {} is damaged ({e}); delete it to make a new one (what it signed stops working)",
-                    path.display()
-                )
-            })?;
-            return Ok(Self(key));
+        match std::fs::read_to_string(path) {
+            Ok(text) => return Self::parse(&text, path, what),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+            Err(_) => {}
         }
         use rand::RngCore;
         let mut key = vec![0u8; 32];
@@ -36,7 +34,28 @@ impl MacKey {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
-        create_private(path, &hex::encode(&key)).map_err(fail)?;
+        match create_private(path, &hex::encode(&key)) {
+            Ok(()) => Ok(Self(key)),
+            // Another process made it first: use that one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(path).map_err(fail)?;
+                Self::parse(&text, path, what)
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    fn parse(text: &str, path: &Path, what: &str) -> Result<Self, String> {
+        let damaged = |why: String| {
+            format!(
+                "{what} {} is damaged ({why}); delete it to make a new one (what it signed stops working)",
+                path.display()
+            )
+        };
+        let key = hex::decode(text.trim()).map_err(|e| damaged(e.to_string()))?;
+        if key.len() < 16 {
+            return Err(damaged(format!("{} bytes, at least 16 needed", key.len())));
+        }
         Ok(Self(key))
     }
 
@@ -58,10 +77,10 @@ impl MacKey {
         full
     }
 
-    /// Whether `sig` is [`MacKey::sign`]'s for `parts` (constant time).
-    pub fn verify(&self, parts: &[&str], sig: &str) -> bool {
-        let want = self.sign(parts, sig.len().max(1));
-        sig.len() >= 16 && bool::from(want.as_bytes().ct_eq(sig.as_bytes()))
+    /// Whether `sig` is [`MacKey::sign`]'s `len` digits for `parts` (constant time).
+    pub fn verify(&self, parts: &[&str], sig: &str, len: usize) -> bool {
+        let want = self.sign(parts, len);
+        sig.len() == len && bool::from(want.as_bytes().ct_eq(sig.as_bytes()))
     }
 
     #[cfg(test)]
@@ -70,9 +89,13 @@ impl MacKey {
     }
 }
 
-/// Creates `path` with mode 0600 (never overwriting: two bridges racing keep one key).
+/// Creates `path` with mode 0600, whole or not at all: the text goes to a temporary file
+/// that is then linked into place (which fails if `path` exists, so two processes racing
+/// keep one key, and a crash never leaves an empty key file).
 fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let nonce: u64 = rand::random();
+    let tmp = path.with_extension(format!("tmp{nonce:016x}"));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -80,9 +103,12 @@ fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    let mut f = opts.open(&tmp)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    drop(f);
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(test)]
@@ -94,12 +120,17 @@ mod tests {
         let k = MacKey::new(vec![1; 32]);
         let s = k.sign(&["12", "run"], 16);
         assert_eq!(s.len(), 16);
-        assert!(k.verify(&["12", "run"], &s));
-        assert!(!k.verify(&["1", "2run"], &s));
-        assert!(!MacKey::new(vec![2; 32]).verify(&["12", "run"], &s));
+        assert!(k.verify(&["12", "run"], &s, 16));
+        assert!(!k.verify(&["1", "2run"], &s, 16));
+        assert!(!MacKey::new(vec![2; 32]).verify(&["12", "run"], &s, 16));
         assert!(
-            !k.verify(&["12", "run"], &s[..8]),
+            !k.verify(&["12", "run"], &s[..8], 16),
             "short signatures are refused"
+        );
+        let long = k.sign(&["12", "run"], 32);
+        assert!(
+            !k.verify(&["12", "run"], &long[..16], 32),
+            "a prefix is not enough"
         );
     }
 
@@ -118,5 +149,10 @@ mod tests {
         }
         std::fs::write(&path, "zz").unwrap_or_else(|e| panic!("{e}"));
         assert!(MacKey::load_or_create(&path, "key").is_err());
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        let empty = MacKey::load_or_create(&path, "key")
+            .err()
+            .unwrap_or_default();
+        assert!(empty.contains("at least 16"), "{empty}");
     }
 }

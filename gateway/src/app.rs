@@ -99,26 +99,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     print_pairing(&auth, &base).await;
-    if let Some(tg) = &cfg.telegram {
-        crate::channels::spawn_telegram(tg, &auth, addr, &cfg.data_dir, down_rx_bridge.clone())
-            .await
-            .context("cannot start the telegram bridge")?;
-        println!("telegram bridge started");
-    }
-    if let Some(em) = &cfg.email {
-        let public = cfg.public_url.clone();
-        crate::channels::spawn_email(
-            em,
-            &auth,
-            addr,
-            &cfg.data_dir,
-            public,
-            down_rx_bridge.clone(),
-        )
-        .await
-        .context("cannot start the email bridge")?;
-        println!("email bridge started");
-    }
+    start_bridges(&cfg, &auth, addr, down_rx_bridge).await?;
     println!("switchboard listening on http://{addr}");
     tracing::info!(%addr, flows = registry.list().len(), paused, no_runner = cfg.no_runner, "switchboard serving");
     tokio::spawn(reload_on_hangup(
@@ -143,6 +124,29 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             .await?;
     }
     tracing::info!("switchboard stopped");
+    Ok(())
+}
+
+/// Starts the channel bridges this process hosts.
+async fn start_bridges(
+    cfg: &ServeConfig,
+    auth: &Auth,
+    addr: SocketAddr,
+    down: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if let Some(tg) = &cfg.telegram {
+        crate::channels::spawn_telegram(tg, auth, addr, &cfg.data_dir, down.clone())
+            .await
+            .context("cannot start the telegram bridge")?;
+        println!("telegram bridge started");
+    }
+    if let Some(em) = &cfg.email {
+        let public = cfg.public_url.clone();
+        crate::channels::spawn_email(em, auth, addr, &cfg.data_dir, public, down)
+            .await
+            .context("cannot start the email bridge")?;
+        println!("email bridge started");
+    }
     Ok(())
 }
 

@@ -70,10 +70,13 @@ impl Default for NetPolicy {
     }
 }
 
-/// A destination the policy refuses (the message names the address and the setting).
+/// A destination the policy refuses. The message names the destination as the request
+/// gave it and the setting; for a host name it does not say which address the name
+/// resolved to (that would let whoever reads a run's ledger map internal names), the
+/// gateway's log does.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "refused to connect to {target} ({addr}, a {kind} address): flows and webhooks reach only public addresses; to allow it, add it to SWITCHBOARD_HTTP_ALLOW"
+    "refused to connect to {target} (a {kind} address): flows and webhooks reach only public addresses; to allow it, add it to SWITCHBOARD_HTTP_ALLOW"
 )]
 pub struct Refused {
     pub target: String,
@@ -119,7 +122,14 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if seg[0] == 0x2002 {
         return non_public_v4(embedded(seg[1], seg[2])); // 6to4
     }
+    if seg[..4] == [0, 0, 0, 0] && seg[4] == 0xffff && seg[5] == 0 {
+        return non_public_v4(embedded(seg[6], seg[7])); // SIIT, ::ffff:0:a.b.c.d
+    }
     Some(match () {
+        _ if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1 => "local NAT64",
+        _ if seg[0] == 0x2001 && seg[1] == 0 => "Teredo",
+        _ if seg[0] == 0x2001 && seg[1] == 2 && seg[2] == 0 => "benchmarking",
+        _ if seg[0] == 0x100 && seg[1..4] == [0, 0, 0] => "discard",
         _ if ip.is_loopback() => "loopback",
         _ if ip.is_unspecified() => "unspecified",
         _ if ip.is_multicast() => "multicast",
@@ -174,23 +184,15 @@ impl NetPolicy {
             .map_err(|e| e.to_string())
     }
 
-    /// A client that connects only where this policy allows (no proxies; at most 10
-    /// redirects, each checked).
+    /// A client that connects only where this policy allows: no proxies, and no redirects
+    /// of its own (a webhook receiver's 3xx is a failed delivery, so a signed event never
+    /// goes elsewhere; `http` steps follow them through [`Outbound::send`]).
     pub fn client(self: &Arc<Self>) -> reqwest::Result<reqwest::Client> {
-        let redirects = self.clone();
         reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
             .dns_resolver(Arc::new(Resolver(self.clone())))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
-                    return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
-                }
-                match redirects.check_url(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(e),
-                }
-            }))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
     }
 
@@ -241,6 +243,65 @@ impl Outbound {
     }
 }
 
+/// What an `http` step sends.
+pub struct StepRequest<'a> {
+    pub method: reqwest::Method,
+    pub url: url::Url,
+    /// Headers the flow set: sent to the URL's own origin only.
+    pub headers: &'a [(String, String)],
+    pub body: Option<&'a serde_json::Value>,
+    pub timeout: Duration,
+    pub idempotency_key: &'a str,
+}
+
+impl Outbound {
+    /// Sends an `http` step's request, following up to 10 redirects by hand: each
+    /// destination is checked like the first, the flow's own headers (API keys…) go only to
+    /// the origin the flow named, and a 303 (or a 301/302 after a POST) becomes a GET
+    /// without a body.
+    pub async fn send(&self, req: StepRequest<'_>) -> Result<reqwest::Response, String> {
+        let origin = req.url.origin();
+        let (mut method, mut url, mut body) = (req.method, req.url, req.body);
+        for _ in 0..=MAX_REDIRECTS {
+            self.policy.check_url(&url)?;
+            let mut rb = self
+                .client
+                .request(method.clone(), url.clone())
+                .timeout(req.timeout)
+                .header("Idempotency-Key", req.idempotency_key);
+            if url.origin() == origin {
+                for (k, v) in req.headers {
+                    rb = rb.header(k, v);
+                }
+            }
+            if let Some(b) = body {
+                rb = rb.json(b);
+            }
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| format!("HTTP request to {url} failed: {}", explain(&e)))?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            let Some(next) = location.filter(|_| resp.status().is_redirection()) else {
+                return Ok(resp);
+            };
+            let next = url
+                .join(next)
+                .map_err(|e| format!("{url} redirected to `{next}`, which is not a URL: {e}"))?;
+            if status == 303 || (matches!(status, 301 | 302) && method == reqwest::Method::POST) {
+                method = reqwest::Method::GET;
+                body = None;
+            }
+            url = next;
+        }
+        Err(format!("more than {MAX_REDIRECTS} redirects"))
+    }
+}
+
 /// The message of a request error, naming a refused destination when that is the cause.
 pub fn explain(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -273,6 +334,7 @@ impl reqwest::dns::Resolve for Resolver {
                 .filter(|a| match policy.check_ip(&host, a.ip()) {
                     Ok(()) => true,
                     Err(r) => {
+                        tracing::warn!(host = %host, addr = %r.addr, kind = r.kind, "outbound request refused");
                         refused.get_or_insert(r);
                         false
                     }
@@ -313,6 +375,10 @@ mod tests {
             ("::ffff:169.254.169.254", "link-local"),
             ("64:ff9b::a00:1", "private"),
             ("2002:c0a8:101::1", "private"),
+            ("::ffff:0:7f00:1", "loopback"),
+            ("64:ff9b:1::1", "local NAT64"),
+            ("2001:0:4136:e378::1", "Teredo"),
+            ("100::1", "discard"),
         ] {
             assert_eq!(non_public(ip(a)), Some(kind), "{a}");
         }
@@ -334,10 +400,10 @@ mod tests {
         assert!(p.check_ip("x", ip("10.9.9.9")).is_ok());
         assert!(p.check_ip("internal.example.", ip("192.168.0.5")).is_ok());
         let e = p.check_ip("evil.test", ip("192.168.0.5")).unwrap_err();
-        assert!(
-            e.to_string().contains("192.168.0.5")
-                && e.to_string().contains("SWITCHBOARD_HTTP_ALLOW")
-        );
+        // The name, not what it resolved to (the log has that).
+        let text = e.to_string();
+        assert!(text.contains("evil.test") && text.contains("SWITCHBOARD_HTTP_ALLOW"));
+        assert!(!text.contains("192.168.0.5"), "{text}");
         assert!(AllowEntry::parse("not a host").is_none());
     }
 

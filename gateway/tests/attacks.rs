@@ -1,13 +1,12 @@
 //! Attacks on the running gateway, each made the way an outsider, a scoped key or a flow
 //! author would make it, next to the legitimate path that must keep working: lockouts
-//! that refuse valid credentials, `X-Forwarded-For` spoofing, YAML alias bombs, server-side
-//! requests from flows and webhooks to private addresses, notify targets as a relay,
-//! `/v1` sessions crossing principals, oversized payloads, too many streams, and 500s that
-//! leak internals.
+//! that refuse valid credentials, `X-Forwarded-For` spoofing, YAML alias bombs, notify
+//! targets as a relay, `/v1` sessions crossing principals, posing as a channel's people,
+//! oversized payloads, too many streams, and 500s that leak internals. Requests from
+//! flows and webhooks to private addresses are in `outbound.rs`.
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Opts, TOKEN, spawn_app, spawn_with};
@@ -59,19 +58,27 @@ async fn bad_credentials_lock_out_failures_never_valid_tokens() {
         .await;
     assert_eq!(st, 429, "{b}");
     assert!(h.contains_key("retry-after"));
-    // … and so do pairing attempts (a code is short enough to guess) …
-    let (st, _, _) = app
-        .call(
-            Method::POST,
-            "/api/gateway/pair",
-            None,
-            Some(json!({"code": "AAAA-AAAA"})),
-        )
-        .await;
-    assert_eq!(st, 429);
-    // … but every valid credential from the same address still works.
+    // … and so do bad pairing codes …
+    let pair = |code: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/api/gateway/pair",
+                None,
+                Some(json!({"code": code, "name": "phone"})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(pair("AAAA-AAAA".into()).await, 429);
+    // … but every valid credential from the same address still works, a pairing code too
+    // (the web app and the Telegram bridge pair people from one address).
     assert_eq!(get_as(&app, TOKEN, None).await.0, 200);
     assert_eq!(get_as(&app, &device_key, None).await.0, 200);
+    let (_, code) = app.post("/api/gateway/pair/codes", &json!({})).await;
+    assert_eq!(pair(code["code"].as_str().unwrap().to_owned()).await, 200);
 }
 
 #[tokio::test]
@@ -154,168 +161,6 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() {
     assert_eq!(st, 200, "{b}");
     let run = app.start_run("hello", json!({})).await;
     app.wait_for_status(&run, "completed").await;
-}
-
-/// A loopback HTTP server on `ip` standing in for the outside world: `/echo` shows the
-/// path and query it got, `/redirect?to=URL` redirects, `/big` sends 5,000 bytes.
-async fn target(ip: [u8; 4]) -> SocketAddr {
-    use axum::extract::{Query, RawQuery};
-    use axum::http::Uri;
-    use axum::response::Redirect;
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/echo",
-            get(|uri: Uri, RawQuery(q): RawQuery| async move {
-                axum::Json(json!({"path": uri.path(), "query": q}))
-            }),
-        )
-        .route(
-            "/items/{id}",
-            get(|uri: Uri| async move { axum::Json(json!({"path": uri.path()})) }),
-        )
-        .route(
-            "/redirect",
-            get(
-                |Query(q): Query<std::collections::HashMap<String, String>>| async move {
-                    Redirect::temporary(q.get("to").map(String::as_str).unwrap_or("/"))
-                },
-            ),
-        )
-        .route("/big", get(|| async { "x".repeat(5000) }));
-    let l = tokio::net::TcpListener::bind((std::net::Ipv4Addr::from(ip), 0))
-        .await
-        .unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    addr
-}
-
-const FETCH: &str =
-    "steps:\n  - id: h\n    http: \"{{ input.url }}\"\n  - output: \"{{ steps.h }}\"\n";
-const SEARCH: &str = "steps:\n  - id: h\n    http: \"{{ input.base | safe }}/echo?q={{ input.q }}&n=1\"\n  - id: i\n    http: \"{{ input.base | safe }}/items/{{ input.id }}\"\n  - output: {search: \"{{ steps.h.body }}\", item: \"{{ steps.i.body }}\"}\n";
-
-async fn fetch(app: &common::TestApp, url: &str) -> Value {
-    let run = app.start_run("fetch", json!({"url": url})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = app.run(&run).await;
-        if r["status"] == "completed" || r["status"] == "failed" {
-            return r;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{r}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn refused(r: &Value, addr: &str) {
-    assert_eq!(r["status"], "failed", "{r}");
-    let e = r["error"].as_str().unwrap();
-    assert!(
-        e.contains("refused") && e.contains(addr) && e.contains("SWITCHBOARD_HTTP_ALLOW"),
-        "{e}"
-    );
-}
-
-#[tokio::test]
-async fn flows_reach_only_public_addresses_unless_allowed() {
-    let allowed = target([127, 0, 0, 2]).await;
-    let app = spawn_with(Opts {
-        env: vec![
-            ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.2".into()),
-            ("SWITCHBOARD_HTTP_MAX_BODY", "1000".into()),
-        ],
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(app.upload("fetch.yaml", FETCH).await.0, 200);
-    assert_eq!(app.upload("search.yaml", SEARCH).await.0, 200);
-    let own_api = format!("{}/api/gateway/runs", app.addr);
-    // The gateway's own API on loopback, cloud metadata, a name that resolves to loopback.
-    refused(&fetch(&app, &own_api).await, "127.0.0.1");
-    refused(
-        &fetch(&app, "http://169.254.169.254/latest/meta-data/").await,
-        "169.254.169.254",
-    );
-    let port = app.addr.rsplit(':').next().unwrap();
-    refused(
-        &fetch(&app, &format!("http://localhost:{port}/api/health")).await,
-        "localhost",
-    );
-    // A redirect from an allowed host to a refused one is refused at the redirect.
-    let bounce = format!("http://{allowed}/redirect?to={own_api}");
-    refused(&fetch(&app, &bounce).await, "127.0.0.1");
-    // A reply over SWITCHBOARD_HTTP_MAX_BODY fails the step with a clear error.
-    let big = fetch(&app, &format!("http://{allowed}/big")).await;
-    assert_eq!(big["status"], "failed");
-    assert!(
-        big["error"]
-            .as_str()
-            .unwrap()
-            .contains("larger than 1000 bytes"),
-        "{big}"
-    );
-    // The allowed host works; values in a URL are encoded, so they cannot add parameters
-    // or climb out of the path.
-    let ok = fetch(&app, &format!("http://{allowed}/echo")).await;
-    assert_eq!(ok["status"], "completed", "{ok}");
-    let run = app
-        .start_run(
-            "search",
-            json!({"base": format!("http://{allowed}"), "q": "a&admin=1#x", "id": "../../admin"}),
-        )
-        .await;
-    let s = app.wait_for_status(&run, "completed").await;
-    assert_eq!(
-        s["output"]["search"]["query"], "q=a%26admin%3D1%23x&n=1",
-        "{s}"
-    );
-    assert_eq!(s["output"]["item"]["path"], "/items/..%2F..%2Fadmin", "{s}");
-}
-
-#[tokio::test]
-async fn webhooks_reach_only_public_addresses_unless_allowed() {
-    let app = spawn_app().await;
-    let (st, b) = app
-        .post(
-            "/api/gateway/webhooks",
-            &json!({"url": "http://169.254.169.254/latest/meta-data/"}),
-        )
-        .await;
-    assert_eq!(st, 400, "{b}");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("SWITCHBOARD_HTTP_ALLOW")
-    );
-    // A name is checked as it resolves, at each delivery: `localhost` is refused.
-    let port = app.addr.rsplit(':').next().unwrap();
-    let (st, b) = app
-        .post(
-            "/api/gateway/webhooks",
-            &json!({"url": format!("http://localhost:{port}/api/gateway/pause"), "events": ["run.completed"]}),
-        )
-        .await;
-    assert_eq!(st, 201, "{b}");
-    let run = app.start_run("echo", json!({"text": "x"})).await;
-    app.wait_for_status(&run, "completed").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let error = loop {
-        let (_, d) = app.get("/api/gateway/webhooks/deliveries").await;
-        if let Some(e) = d["items"][0]["last_error"].as_str() {
-            break e.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{d}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(
-        error.contains("refused") && error.contains("localhost"),
-        "{error}"
-    );
-    // The delivery never reached the gateway's own API: it is not paused.
-    app.start_run("echo", json!({"text": "still running"}))
-        .await;
 }
 
 /// Publishes a channel's allowlist (what a bridge does at start) with the admin token.
@@ -620,4 +465,73 @@ async fn a_history_bundle_is_bounded_and_says_where_to_page_on() {
         .await;
     assert_eq!(b["ledger_truncated"], false);
     assert_eq!(b["children_truncated"], false);
+}
+
+#[tokio::test]
+async fn only_a_bridge_speaks_for_a_channels_people() {
+    let app = spawn_app().await;
+    let k = key(&app, "svc", &["read", "run", "command"]).await;
+    let run = app.start_run("ask", json!({"text": "?"})).await;
+    let w = app.wait_for_status(&run, "waiting").await;
+    let wait_key = w["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let answer = |command_id: &str, client_id: Option<&str>, channel: Option<&str>| {
+        json!({"command_id": command_id, "run_id": run, "type": "resume", "client_id": client_id,
+               "channel": channel, "payload": {"wait_key": wait_key, "payload": {"response": "x"}}})
+    };
+    let post = |path: &'static str, body: Value, headers: Vec<(&'static str, &'static str)>| {
+        let (app, k) = (&app, &k);
+        async move {
+            let mut rb = app.http.post(app.url(path)).bearer_auth(k).json(&body);
+            for (h, v) in headers {
+                rb = rb.header(h, v);
+            }
+            let r = rb.send().await.unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Posing as a Telegram user (shown in the chat as "answered by @alice"), claiming the
+    // bridge's next command id or run key, or sending events into a chat's session.
+    for body in [
+        answer("c1", Some("telegram:1001"), Some("telegram")),
+        answer("c2", None, Some("email")),
+        answer("telegram:777000:42", None, None),
+        json!({"command_id": "c3", "run_id": run, "type": "emit_event",
+               "payload": {"name": "go", "scope": "session", "session_id": "telegram:1001"}}),
+    ] {
+        let (st, b) = post("/api/gateway/commands", body, vec![]).await;
+        assert_eq!(st, 403, "{b}");
+    }
+    let start = json!({"bundle_id": "echo", "input_data": {"text": "x"}});
+    let (st, b) = post(
+        "/api/gateway/runs/start",
+        start.clone(),
+        vec![("idempotency-key", "telegram:777000:43")],
+    )
+    .await;
+    assert_eq!(st, 403, "{b}");
+    // The caller's own names are fine.
+    let (st, b) = post(
+        "/api/gateway/runs/start",
+        start,
+        vec![("idempotency-key", "svc-1")],
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = post(
+        "/api/gateway/commands",
+        answer("svc-c", Some("svc"), Some("cli")),
+        vec![],
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    app.wait_for_status(&run, "completed").await;
+    let answers: Vec<Value> = app
+        .ledger(&run)
+        .await
+        .into_iter()
+        .filter(|r| r["result"].get("response").is_some())
+        .collect();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["actor"]["principal"], "key:svc");
 }

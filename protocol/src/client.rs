@@ -158,9 +158,13 @@ impl From<&'static str> for ApiPath {
 
 impl std::fmt::Display for ApiPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let base = url::Url::parse("http://x/").map_err(|_| std::fmt::Error)?;
-        let url = self.url(&base).map_err(|_| std::fmt::Error)?;
-        f.write_str(url.as_str().trim_start_matches("http://x/"))
+        let Ok(base) = url::Url::parse("http://x/") else {
+            return f.write_str(self.route);
+        };
+        match self.url(&base) {
+            Ok(url) => f.write_str(url.as_str().trim_start_matches("http://x/")),
+            Err(e) => write!(f, "{} ({e})", self.route),
+        }
     }
 }
 

@@ -11,5 +11,9 @@ pub mod sse;
 pub mod types;
 
 pub use client::{Client, ClientError};
+
+/// The header in which the gateway's own web app tells the API whom it calls for (a note
+/// the gateway signs; anything a visitor sends under this name is replaced).
+pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
 pub use sse::{SseEvent, StreamItem};
 pub use types::*;

@@ -5,33 +5,36 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `text` to `path` so that only the owner can read it, replacing the file
-/// atomically: the text goes to a sibling temporary file with mode 0600 (set explicitly,
-/// whatever a leftover file had), is synced, and is renamed over `path`. An existing file
-/// with looser permissions is therefore replaced by a 0600 one, never written in place.
+/// atomically: the text goes to a new sibling file created with mode 0600, is synced, and
+/// is renamed over `path`. An existing file with looser permissions is therefore replaced
+/// by a 0600 one, never written in place.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("a secret file needs a file name"))?;
+    // A fresh name each time, created exclusively: a file or link planted under it is
+    // never written through.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     let mut tmp_name = name.to_owned();
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(".{}.{nanos}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
     drop(f);
-    std::fs::rename(&tmp, path)?;
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // The rename is durable once the directory is synced (best effort off Unix).
         if let Ok(d) = std::fs::File::open(dir) {

@@ -79,13 +79,15 @@ impl IntoResponse for PageError {
                 Redirect::to("/app/login"),
             )
                 .into_response(),
-            Self::Gateway(e) => {
-                let status = e
-                    .status()
-                    .and_then(|s| StatusCode::from_u16(s).ok())
-                    .unwrap_or(StatusCode::BAD_GATEWAY);
-                json_error(status, "gateway", &e.message())
-            }
+            Self::Gateway(e) => match e.status().and_then(|s| StatusCode::from_u16(s).ok()) {
+                Some(status) => json_error(status, "gateway", &e.message()),
+                // A transport error names internal addresses: the visitor gets none of it.
+                None => json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "gateway",
+                    "the gateway cannot be reached; try again in a moment",
+                ),
+            },
             Self::Csrf => json_error(
                 StatusCode::FORBIDDEN,
                 "csrf",
@@ -243,49 +245,61 @@ pub async fn login(
             "Enter a pairing code or a token.".into(),
         );
     };
-    let cookie = session::set_cookie(&session::cookie_value(&token), web.cfg.secure_cookies);
+    // The cookie holds the token itself (HttpOnly: the page's script never sees it).
+    let cookie = session::set_cookie(&token, web.cfg.secure_cookies);
     ([(header::SET_COOKIE, cookie)], Redirect::to("/app/inbox")).into_response()
+}
+
+fn unreachable_gateway() -> Response {
+    login_failed(
+        StatusCode::BAD_GATEWAY,
+        "The gateway cannot be reached; try again in a moment.".into(),
+    )
+}
+
+/// Why a sign-in call failed, for the visitor: the gateway's own message for a refusal,
+/// never the transport's details (they name internal addresses).
+fn refusal(what: &str, e: &protocol::ClientError) -> Response {
+    let Some(code) = e.status() else {
+        return unreachable_gateway();
+    };
+    let status = if code == 429 {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    login_failed(status, format!("{what}: {}", e.message()))
 }
 
 /// Trades a pairing code for a device token.
 async fn pair(web: &Web, headers: &HeaderMap, code: &str, name: &str) -> Result<String, Response> {
     let anonymous = web
         .client_for(None, headers)
-        .map_err(|e| login_failed(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        .map_err(|_| unreachable_gateway())?;
     let reply = anonymous
         .post_json("api/gateway/pair", &json!({"code": code, "name": name}))
         .await
-        .map_err(|e| {
-            let status = if e.status() == Some(429) {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::UNAUTHORIZED
-            };
-            login_failed(status, format!("Pairing failed: {}", e.message()))
-        })?;
+        .map_err(|e| refusal("Pairing failed", &e))?;
     reply["token"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| login_failed(StatusCode::BAD_GATEWAY, "the gateway sent no token".into()))
+        .ok_or_else(unreachable_gateway)
 }
 
 /// Checks a typed token with the gateway: it must work and must not be an admin's.
 async fn check_token(web: &Web, headers: &HeaderMap, token: &str) -> Result<(), Response> {
     let client = web
         .client_for(Some(token.to_owned()), headers)
-        .map_err(|e| login_failed(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    let who = client.whoami().await.map_err(|e| {
-        let status = if e.status() == Some(429) {
-            StatusCode::TOO_MANY_REQUESTS
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        login_failed(status, format!("That token does not work: {}", e.message()))
-    })?;
-    if who.kind == "admin" || who.scopes.iter().any(|s| s == "admin") {
+        .map_err(|_| unreachable_gateway())?;
+    let who = client
+        .whoami()
+        .await
+        .map_err(|e| refusal("That token does not work", &e))?;
+    // An admin or a channel bridge's key must not live in a browser cookie.
+    if who.kind == "admin" || who.scopes.iter().any(|s| s == "admin" || s == "channel") {
         return Err(login_failed(
             StatusCode::FORBIDDEN,
-            "An admin token cannot sign in here. Pair this device with a code instead (`switchboard pair` prints one).".into(),
+            "An admin token (or a bridge's key) cannot sign in here. Pair this device with a code instead (`switchboard pair` prints one).".into(),
         ));
     }
     Ok(())
@@ -316,7 +330,7 @@ pub async fn logout(State(web): State<Web>, s: Session, Form(f): Form<CsrfForm>)
             (header::SET_COOKIE, cookie),
             (
                 header::HeaderName::from_static("clear-site-data"),
-                "\"cache\"".to_owned(),
+                "\"cache\", \"storage\"".to_owned(),
             ),
         ],
         Redirect::to("/app/login"),

@@ -21,9 +21,7 @@ use subtle::ConstantTimeEq;
 use crate::Web;
 
 pub const COOKIE: &str = "sb_session";
-/// The gateway's note of who a request to `/app` is from (set by the gateway, never by
-/// the visitor: the gateway replaces whatever arrives under this name).
-pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
+pub use protocol::VISITOR_HEADER;
 
 /// A signed-in visitor.
 #[derive(Clone)]
@@ -32,11 +30,6 @@ pub struct Session {
     pub csrf: String,
     /// A gateway client with this session's token (and the visitor's note).
     pub client: protocol::Client,
-}
-
-/// The cookie value for a token.
-pub fn cookie_value(token: &str) -> String {
-    token.to_owned()
 }
 
 /// The CSRF token of a cookie value under the app's key.
@@ -146,17 +139,16 @@ mod tests {
 
     #[test]
     fn cookies_are_strict_and_csrf_needs_the_key() {
-        let v = cookie_value("tok");
-        let set = set_cookie(&v, true);
+        let v = "tok";
+        let set = set_cookie(v, true);
         for flag in ["HttpOnly", "SameSite=Strict", "Path=/app", "Secure"] {
             assert!(set.contains(flag), "{set}");
         }
-        assert!(!set_cookie(&v, false).contains("Secure"));
+        assert!(!set_cookie(v, false).contains("Secure"));
         assert!(clear_cookie(false).contains("Max-Age=0"));
-        assert_eq!(csrf_of("k", &v), csrf_of("k", "tok"));
-        assert_ne!(csrf_of("k", &v), csrf_of("k", "other"));
-        assert_ne!(csrf_of("k", &v), csrf_of("another key", &v));
-        assert_eq!(csrf_of("k", &v).len(), 32);
+        assert_ne!(csrf_of("k", v), csrf_of("k", "other"));
+        assert_ne!(csrf_of("k", v), csrf_of("another key", v));
+        assert_eq!(csrf_of("k", v).len(), 32);
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,

@@ -54,7 +54,7 @@ pub async fn run_events(
 async fn proxy(web: &Web, s: &Session, path: ApiPath, headers: &HeaderMap) -> Response {
     let url = match s.client.url(path) {
         Ok(u) => u,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+        Err(_) => return json_error(StatusCode::NOT_FOUND, "not_found", "no such stream"),
     };
     let mut req = web
         .http
@@ -77,6 +77,13 @@ async fn proxy(web: &Web, s: &Session, path: ApiPath, headers: &HeaderMap) -> Re
                 StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             json_error(status, "gateway", "the gateway refused the stream")
         }
-        Err(e) => json_error(StatusCode::BAD_GATEWAY, "gateway", &e.to_string()),
+        Err(e) => {
+            tracing::warn!(error = %e, "web: cannot open a gateway stream");
+            json_error(
+                StatusCode::BAD_GATEWAY,
+                "gateway",
+                "the gateway cannot be reached; try again in a moment",
+            )
+        }
     }
 }

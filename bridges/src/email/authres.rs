@@ -2,7 +2,11 @@
 //! header (RFC 8601) that the operator's own receiving server added. `From:` alone proves
 //! nothing: anybody can write any address there. With `SWITCHBOARD_EMAIL_AUTHSERV_ID` set,
 //! a mail counts only when the topmost `Authentication-Results` naming that authserv-id
-//! shows `dmarc=pass`, or `dkim=pass` for a signing domain aligned with the `From:` domain.
+//! shows `dmarc=pass` for the `From:` domain, or (when DMARC was not evaluated there)
+//! `dkim=pass` for a signing domain aligned with it. A DMARC verdict other than pass
+//! decides against the mail, whatever else the header says. Quoted strings and comments
+//! are parsed as such, so text a sender controls (a quoted `smtp.mailfrom`) cannot add a
+//! result.
 //! Headers naming any other authserv-id are ignored (a sender can write those too); the
 //! receiving server puts its own header on top and, by RFC 8601 section 5, removes forged
 //! ones with its id. Pure.
@@ -23,23 +27,41 @@ pub fn check(headers: &[(&str, &str)], authserv_id: &str, from: &str) -> Result<
             "no Authentication-Results from {authserv_id}: the sender is not authenticated"
         ));
     };
-    for m in &results.methods {
-        let aligned = |d: Option<&str>| d.is_some_and(|d| aligned(d, &from_domain));
-        match (m.method.as_str(), m.result.as_str()) {
-            ("dmarc", "pass") if m.prop("header.from").is_none_or(|d| aligned(Some(d))) => {
-                return Ok(());
-            }
-            ("dkim", "pass")
-                if aligned(m.prop("header.d").or_else(|| m.prop_domain("header.i"))) =>
-            {
-                return Ok(());
-            }
-            _ => {}
-        }
+    // A DMARC verdict decides when there is one: every DMARC result must be a pass for the
+    // From: domain itself.
+    let mut dmarc = results
+        .methods
+        .iter()
+        .filter(|m| m.method == "dmarc")
+        .peekable();
+    if dmarc.peek().is_some() {
+        let pass = dmarc.all(|m| {
+            m.result == "pass"
+                && m.prop("header.from")
+                    .is_some_and(|d| d.eq_ignore_ascii_case(&from_domain))
+        });
+        return if pass {
+            Ok(())
+        } else {
+            Err(format!(
+                "{authserv_id} shows no dmarc=pass for {from_domain}"
+            ))
+        };
     }
-    Err(format!(
-        "{authserv_id} shows neither dmarc=pass nor an aligned dkim=pass for {from_domain}"
-    ))
+    let dkim_aligned = results.methods.iter().any(|m| {
+        m.method == "dkim"
+            && m.result == "pass"
+            && m.prop("header.d")
+                .or_else(|| m.prop_domain("header.i"))
+                .is_some_and(|d| aligned(d, &from_domain))
+    });
+    if dkim_aligned {
+        Ok(())
+    } else {
+        Err(format!(
+            "{authserv_id} shows neither dmarc=pass nor an aligned dkim=pass for {from_domain}"
+        ))
+    }
 }
 
 /// Relaxed alignment, without a public-suffix list: the same domain, or one a subdomain of
@@ -103,15 +125,41 @@ fn strip_comments(v: &str) -> String {
     out
 }
 
+/// Splits `text` at `sep` (at whitespace when `sep` is `None`), never inside quotes.
+fn split_unquoted(text: &str, sep: Option<char>) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in text.chars() {
+        let at_sep = match sep {
+            Some(s) => c == s,
+            None => c.is_whitespace(),
+        };
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if at_sep && !quoted {
+            out.push(String::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push(c);
+        }
+    }
+    out.retain(|s| !s.trim().is_empty());
+    out
+}
+
 fn parse(value: &str) -> Option<Results> {
     let text = strip_comments(value);
-    let mut parts = text.split(';');
-    let authserv_id = parts.next()?.split_whitespace().next()?.to_owned();
-    let methods = parts
+    let parts = split_unquoted(&text, Some(';'));
+    let (head, rest) = parts.split_first()?;
+    let authserv_id = split_unquoted(head, None).into_iter().next()?;
+    let methods = rest
+        .iter()
         .filter_map(|p| {
-            let mut words = p.split_whitespace();
-            let (method, result) = words.next()?.split_once('=')?;
-            let props = words
+            let words = split_unquoted(p, None);
+            let (first, others) = words.split_first()?;
+            let (method, result) = first.split_once('=')?;
+            let props = others
+                .iter()
                 .filter_map(|w| w.split_once('='))
                 .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
                 .collect();
@@ -202,5 +250,19 @@ mod tests {
             "mx.switchboard.test; spf=fail (dmarc=pass)",
         );
         assert!(!ok(&[comment], "alice@example.com"));
+        // Text the sender controls, quoted by our server, adds no result.
+        let quoted = (
+            "Authentication-Results",
+            "mx.switchboard.test; spf=fail smtp.mailfrom=\"x; dmarc=pass header.from=example.com y\"@evil.test",
+        );
+        assert!(!ok(&[quoted], "alice@example.com"));
+        // A DMARC failure decides, even next to an aligned DKIM pass; a pass names the domain.
+        let mixed = (
+            "Authentication-Results",
+            "mx.switchboard.test; dkim=pass header.d=example.com; dmarc=fail header.from=example.com",
+        );
+        assert!(!ok(&[mixed], "alice@example.com"));
+        let bare = ("Authentication-Results", "mx.switchboard.test; dmarc=pass");
+        assert!(!ok(&[bare], "alice@example.com"));
     }
 }

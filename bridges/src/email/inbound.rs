@@ -96,6 +96,13 @@ fn not_for_us(ctx: &Ctx, m: &Mail<'_>) -> Option<&'static str> {
     if m.from.is_empty() {
         return Some("no sender address");
     }
+    // Several From: headers or mailboxes make "the sender" ambiguous (and a reader may
+    // see another one than the check did).
+    let froms = m.msg.header_values("From").count();
+    let mailboxes = m.msg.from().map_or(0, |a| a.clone().into_list().len());
+    if froms > 1 || mailboxes > 1 {
+        return Some("more than one sender address");
+    }
     if m.from == ctx.cfg.address() {
         return Some("the bridge's own mail");
     }

@@ -89,7 +89,7 @@ impl Signer {
     }
 
     pub fn thread_ok(&self, message_id: &str, from: &str, sig: &str) -> bool {
-        self.key.verify(&["thread", message_id, from], sig)
+        self.key.verify(&["thread", message_id, from], sig, 32)
     }
 }
 

@@ -462,7 +462,15 @@ async fn pair(ctx: &Ctx, chat: i64, from: &User, code: &str) -> Handled {
     match ctx.client.post_json("api/gateway/pair", &body).await {
         Ok(_) => {
             ctx.state.set_paired(from.id.0, display_name(from)).await?;
-            ctx.publish_allowlist().await;
+            // The gateway just answered; should it stop answering now, the next start
+            // publishes the list again (updates are not held up for it).
+            let publish = ctx.publish_allowlist();
+            if tokio::time::timeout(std::time::Duration::from_secs(10), publish)
+                .await
+                .is_err()
+            {
+                tracing::warn!("telegram: the allowlist was not published after a pairing");
+            }
             tracing::info!(user = from.id.0, "telegram: user paired");
             reply(
                 ctx,

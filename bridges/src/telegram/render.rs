@@ -108,7 +108,7 @@ impl Callback {
     /// The button pressed in `chat`, if its data was made for that chat by this key.
     pub fn decode(data: &str, chat: i64, key: &MacKey) -> Option<Self> {
         let (body, mac) = data.rsplit_once(':')?;
-        if mac.len() != CALLBACK_MAC || !key.verify(&[&chat.to_string(), body], mac) {
+        if !key.verify(&[&chat.to_string(), body], mac, CALLBACK_MAC) {
             return None;
         }
         Self::parse(body)

@@ -11,9 +11,10 @@
 //! only ever loosens them.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -21,6 +22,23 @@ use ipnet::IpNet;
 
 /// The longest a lockout lasts.
 const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Addresses whose failures are remembered at once; past this the oldest are forgotten.
+const MAX_TRACKED: usize = 100_000;
+/// The rate limiter forgets idle clients every this many checks.
+const SWEEP_EVERY: u64 = 16_384;
+
+/// What a limit counts: an IPv4 address, or the /64 an IPv6 address is in (one host
+/// usually holds a whole /64, so single IPv6 addresses would be free to rotate through).
+/// IPv4 addresses seen through an IPv6 socket (`::ffff:a.b.c.d`) count as IPv4.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LimitConfig {
@@ -45,6 +63,7 @@ struct Failures {
 pub struct Limits {
     origins: Vec<glob::Pattern>,
     rate: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     cfg: LimitConfig,
 }
@@ -63,6 +82,7 @@ impl Limits {
         Ok(Self {
             origins,
             rate: governor::RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst)),
+            checks: AtomicU64::new(0),
             failures: Mutex::new(HashMap::new()),
             cfg,
         })
@@ -74,6 +94,10 @@ impl Limits {
 
     /// `Err(wait)` when `client` is over its rate.
     pub fn check_rate(&self, client: &str) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.rate.retain_recent();
+            self.rate.shrink_to_fit();
+        }
         self.rate
             .check_key(&client.to_owned())
             .map_err(|not_until| {
@@ -83,8 +107,14 @@ impl Limits {
             })
     }
 
+    /// `Err(wait)` when the address `ip` is over its rate (anonymous calls and failures).
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.check_rate(&format!("ip:{}", client_key(ip)))
+    }
+
     /// How long `ip` is still locked out, if it is.
     pub fn locked(&self, ip: IpAddr) -> Option<Duration> {
+        let ip = client_key(ip);
         let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let until = f.get(&ip)?.until?;
         until
@@ -94,10 +124,18 @@ impl Limits {
 
     /// Counts a bad credential; returns the lockout it started, if any.
     pub fn failed(&self, ip: IpAddr) -> Option<Duration> {
+        let ip = client_key(ip);
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if f.len() > 100_000 {
+        if f.len() >= MAX_TRACKED && !f.contains_key(&ip) {
             f.retain(|_, v| now.duration_since(v.last) < MAX_LOCKOUT);
+            if f.len() >= MAX_TRACKED {
+                // A flood of fresh addresses: keep only those locked out now.
+                f.retain(|_, v| v.until.is_some_and(|u| u > now));
+            }
+            if f.len() >= MAX_TRACKED {
+                return None;
+            }
         }
         let e = f.entry(ip).or_insert(Failures {
             count: 0,
@@ -120,6 +158,7 @@ impl Limits {
     }
 
     pub fn trusted_proxy(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
         self.cfg.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 
@@ -136,7 +175,11 @@ impl Limits {
             .map(str::trim)
             .rev();
         for hop in hops {
-            match hop.parse::<IpAddr>() {
+            // A hop may carry a port (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+            let parsed = hop
+                .parse::<IpAddr>()
+                .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()));
+            match parsed.map(|ip| ip.to_canonical()) {
                 Ok(ip) if self.trusted_proxy(ip) => continue,
                 Ok(ip) => return ip,
                 // Garbage where an address should be: the proxy chain is not trustworthy
@@ -197,6 +240,31 @@ mod tests {
         );
         assert_eq!(l.client_behind(proxy, &["junk"]), proxy);
         assert_eq!(l.client_behind(proxy, &[]), proxy);
+        // Ports on hops, and IPv4 proxies seen through an IPv6 socket.
+        assert_eq!(
+            l.client_behind("::ffff:10.1.2.3".parse().unwrap(), &["198.51.100.7:4711"]),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            l.client_behind(proxy, &["[2001:db8::7]:443"]),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let l = limits();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        for _ in 0..3 {
+            l.failed(a);
+        }
+        assert!(l.locked(b).is_some(), "the same /64");
+        assert!(l.locked("2001:db8:1:3::1".parse().unwrap()).is_none());
+        assert_eq!(
+            client_key("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //!   has the `channel` scope (a bridge, or an admin);
 //! - a notify to a channel no bridge has published is refused (nobody would deliver it);
 //! - channel sessions belong to their bridge (`channel` scope), and `openai:<principal>:…`
-//!   sessions to that principal (the `/v1` surface namespaces sessions by caller).
+//!   sessions to that principal (the `/v1` surface namespaces sessions by caller);
+//! - only a bridge speaks for a channel's people: a command's `channel` and `client_id`,
+//!   and ids in a channel's namespace (`telegram:…`, `email:…` command ids and
+//!   `Idempotency-Key`s, which the bridges derive from update ids and Message-IDs), need
+//!   the `channel` scope, so nobody can pose as a Telegram user or claim a bridge's next
+//!   ids ahead of it.
 //!
 //! This module decides; the lists are persisted by the HTTP layer through the store.
 
@@ -40,6 +45,8 @@ pub enum Refusal {
 #[derive(Default)]
 pub struct Reach {
     lists: RwLock<HashMap<String, Vec<String>>>,
+    /// Orders publications (the store write, then memory), see `http::channels`.
+    pub publishing: tokio::sync::Mutex<()>,
 }
 
 /// The settings key a channel's allowlist is stored under.
@@ -127,6 +134,31 @@ pub fn check_session(who: &Principal, s: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Whether `value` is in a channel's namespace (`telegram:…`, `email:…`).
+fn in_channel_namespace(value: &str) -> Option<&'static str> {
+    CONTACT_CHANNELS
+        .iter()
+        .find(|c| {
+            value
+                .strip_prefix(**c)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .copied()
+}
+
+/// Checks what a command or run start says about who sends it: `field` = `value` may name
+/// a channel (or sit in its namespace) only when `who` is a bridge or an admin.
+pub fn check_claim(who: &Principal, field: &str, value: &str) -> Result<(), Refusal> {
+    let channel = in_channel_namespace(value)
+        .or_else(|| CONTACT_CHANNELS.iter().find(|c| **c == value).copied());
+    match channel {
+        Some(c) if !who.allows(Scope::Channel) => Err(Refusal::Forbidden(format!(
+            "{field} `{value}` speaks for the {c} channel: only its bridge (the `channel` scope) or an admin may send it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A parsed `notify` entry.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
@@ -169,7 +201,7 @@ pub fn plain_address(addr: &str) -> bool {
     match addr.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
-                && domain.contains('.')
+                && !domain.is_empty()
                 && !domain.contains('@')
                 && addr.len() <= 254
                 && !addr.chars().any(bad)
@@ -331,6 +363,28 @@ mod tests {
         assert!(check_session(&key, "a\nb").is_err());
         let bridge = who("key", &[Scope::Channel]);
         assert_eq!(check_session(&bridge, "telegram:4242"), Ok(()));
+    }
+
+    #[test]
+    fn only_a_bridge_speaks_for_a_channel() {
+        let key = who("key", &[Scope::Command]);
+        for (field, value) in [
+            ("channel", "telegram"),
+            ("client_id", "telegram:1001"),
+            ("command_id", "telegram:777:42"),
+            ("Idempotency-Key", "email:<m1@x>"),
+        ] {
+            assert!(check_claim(&key, field, value).is_err(), "{field}");
+        }
+        for (field, value) in [
+            ("channel", "web"),
+            ("client_id", "tray:me"),
+            ("command_id", "telegramx"),
+        ] {
+            assert_eq!(check_claim(&key, field, value), Ok(()), "{field}");
+        }
+        let bridge = who("key", &[Scope::Channel]);
+        assert_eq!(check_claim(&bridge, "client_id", "telegram:1001"), Ok(()));
     }
 
     #[test]

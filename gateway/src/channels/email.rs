@@ -317,10 +317,14 @@ impl EmailArgs {
             }
         }
         let allowed_senders = list(self.allowed_senders.as_deref());
-        if let Some(bad) = allowed_senders
-            .iter()
-            .find(|s| !s.contains('@') || s.contains(' '))
-        {
+        let plain = |s: &str| {
+            let s = s.strip_prefix('*').unwrap_or(s);
+            match s.strip_prefix('@') {
+                Some(domain) => crate::auth::reach::plain_address(&format!("x@{domain}")),
+                None => crate::auth::reach::plain_address(s),
+            }
+        };
+        if let Some(bad) = allowed_senders.iter().find(|s| !plain(s)) {
             problems.push(format!(
                 "SWITCHBOARD_EMAIL_ALLOWED_SENDERS: `{bad}` must be an address or `@domain`"
             ));

@@ -480,8 +480,9 @@ const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMER
     .remove(b'_')
     .remove(b'~');
 
-/// Writes a value into a URL template percent-encoded (unless it is marked safe); other
-/// templates get minijinja's default output.
+/// Writes a value into a URL template percent-encoded (unless it is marked safe: `| safe`,
+/// or a filter whose output is marked so, such as `tojson`); other templates get
+/// minijinja's default output.
 fn url_formatter(
     out: &mut minijinja::Output,
     state: &minijinja::State,
@@ -494,6 +495,13 @@ fn url_formatter(
         return write!(out, "{value}").map_err(minijinja::Error::from);
     }
     let text = value.to_string();
+    // `.` and `..` survive encoding and would move the path (`/users/../orders`).
+    if text == "." || text == ".." {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("a value in a URL cannot be `{text}`: it would change the path"),
+        ));
+    }
     write!(
         out,
         "{}",

@@ -213,6 +213,11 @@ impl Builder {
                         Kind::Bool(b) => b.to_string(),
                         _ => return Err(at(node.pos, "mapping keys must be plain strings")),
                     };
+                    // Two readers of one mapping (the engine, a schema) must not see
+                    // different values for a key.
+                    if entries.iter().any(|(k, _, _)| *k == key) {
+                        return Err(at(node.pos, format!("duplicate key `{key}`")));
+                    }
                     *pending = Some((key, node.pos));
                 }
                 Some((key, kpos)) => {
@@ -341,6 +346,9 @@ mod tests {
             ]
         );
         assert!(parse("a: !!int abc\n").is_err());
+        let dup = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert!(dup.message.contains("duplicate key `a`"), "{dup:?}");
+        assert_eq!(dup.pos, Pos { line: 3, column: 1 });
         assert!(parse("[1]: x\n").unwrap_err().message.contains("keys"));
     }
 }

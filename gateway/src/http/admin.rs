@@ -27,8 +27,8 @@ fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/gateway/pair`: no token needed; a bad code counts toward the address's
-/// lockout. Unlike a token, a pairing code is short enough to guess, so a locked-out
-/// address may not even try one until its lockout ends.
+/// lockout (and, once it is locked out, is a 429), a valid one always pairs. Guessing is
+/// bounded by the per-address rate limit of public routes, single use and the code's TTL.
 #[utoipa::path(post, path = "/api/gateway/pair", tag = "auth", security(()), request_body = PairBody, responses((status = 200, description = "`{device_id, name, scopes, token}`", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "unknown, used or expired code", body = protocol::ErrorBody), (status = 429, body = protocol::ErrorBody)))]
 pub async fn pair(
     State(app): State<AppState>,
@@ -37,11 +37,6 @@ pub async fn pair(
 ) -> Result<Json<Value>, ApiError> {
     let name = b.name.unwrap_or_else(|| "device".into());
     check_name(&name, "name")?;
-    if app.gate.limits.locked(ip).is_some() {
-        return Err(app
-            .gate
-            .refuse(ip, ApiError::Unauthorized("locked out".into())));
-    }
     match app.gate.auth.pair(&b.code, &name).await {
         Ok((row, token)) => Ok(Json(
             json!({"device_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),

@@ -4,10 +4,15 @@
 //! token), 403 (origin or scope), 413 (body), 429 (rate or lockout, with `Retry-After`).
 //!
 //! The client's address is the peer's, or, from a trusted proxy, the `X-Forwarded-For`
-//! hop it vouches for. The web app runs in this process and calls the API over loopback
-//! for its visitors: the guard hands each `/app` request a visitor note (the visitor's
-//! address, signed with a key that lives only in this process) that the app sends along,
-//! so its calls count as the visitor's, not as loopback's.
+//! hop it vouches for. The web app runs in this process and calls the API for its
+//! visitors: the guard hands each `/app` request a visitor note (the visitor's address,
+//! signed with a key that lives only in this process and replacing anything sent under
+//! that header) that the app sends along, so its calls count as the visitor's, not as its
+//! own. The note is believed from any peer, since only this process can sign one.
+//!
+//! Failed credentials are also held to the address's rate limit, so guessing costs as
+//! much as any anonymous call; a lockout then refuses further failures, never a valid
+//! credential (a credential is checked before any of this).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,9 +28,7 @@ use crate::auth::limits::Limits;
 use crate::auth::{Auth, Scope};
 
 pub use crate::auth::Principal;
-
-/// The header carrying a visitor note from the web app to the API.
-pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
+pub use protocol::VISITOR_HEADER;
 
 /// What the gates need.
 #[derive(Clone)]
@@ -57,16 +60,14 @@ impl Gate {
             .flatten()
     }
 
-    /// Who a request is from: a verified visitor note on a loopback call, else the client
-    /// behind a trusted proxy, else the peer.
-    fn client_ip(&self, req: &Request) -> IpAddr {
+    /// Who a request is from: a verified visitor note (the web app calling for a
+    /// visitor), else the client behind a trusted proxy, else the peer.
+    fn address_of(&self, req: &Request) -> IpAddr {
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-        if peer.is_loopback()
-            && let Some(ip) = self.visitor(req.headers())
-        {
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical());
+        if let Some(ip) = self.visitor(req.headers()) {
             return ip;
         }
         let xff: Vec<&str> = req
@@ -78,10 +79,18 @@ impl Gate {
         self.limits.client_behind(peer, &xff)
     }
 
-    /// A failed credential from `ip`: counted, and 429 once the address is locked out.
+    /// A failed credential from `ip`: counted, and 429 once the address is locked out or
+    /// over its rate.
     pub fn refuse(&self, ip: IpAddr, err: ApiError) -> ApiError {
         if let Some(wait) = self.limits.locked(ip) {
             return locked_out(wait);
+        }
+        if let Err(wait) = self.limits.check_address(ip) {
+            let secs = retry_secs(wait);
+            return ApiError::TooManyRequests(
+                format!("too many requests from this address; retry in {secs} s"),
+                secs,
+            );
         }
         if let Some(lock) = self.limits.failed(ip) {
             tracing::warn!(%ip, seconds = lock.as_secs(), "locking out an address after repeated bad credentials");
@@ -90,6 +99,7 @@ impl Gate {
     }
 }
 
+/// The address the guard fixed for this request.
 pub fn client_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ClientIp>()
@@ -135,7 +145,7 @@ pub async fn guard(State(g): State<Gate>, mut req: Request, next: Next) -> Respo
         return ApiError::TooLarge(format!("the body is larger than {} bytes", g.body_limit))
             .into_response();
     }
-    let ip = g.client_ip(&req);
+    let ip = g.address_of(&req);
     req.extensions_mut().insert(ClientIp(ip));
     if req.uri().path().starts_with("/app") {
         // Whatever the visitor sent under this name is replaced by the gateway's own note.
@@ -167,7 +177,7 @@ pub async fn guard(State(g): State<Gate>, mut req: Request, next: Next) -> Respo
 /// handlers count failed credentials themselves ([`Gate::refuse`]).
 pub async fn public(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
-    if let Err(wait) = g.limits.check_rate(&format!("ip:{ip}")) {
+    if let Err(wait) = g.limits.check_address(ip) {
         return too_many(wait);
     }
     next.run(req).await

@@ -33,6 +33,9 @@ pub async fn publish(
     reach::check_allowlist(channel, &allow)
         .map_err(|m| ApiError::BadRequest("invalid_allowlist", m))?;
     let text = serde_json::to_string(&allow).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // The one lock held across an `.await` here: two publications of a list must reach
+    // the store and memory in the same order, or the two would disagree.
+    let _order = into.publishing.lock().await;
     store.set_meta(&reach::meta_key(channel), &text).await?;
     into.set(channel, allow);
     Ok(())
@@ -70,6 +73,7 @@ pub async fn forget(
     if !reach::CONTACT_CHANNELS.contains(&channel.as_str()) {
         return Err(ApiError::NotFound(format!("no channel `{channel}`")));
     }
+    let _order = app.reach.publishing.lock().await;
     app.store.delete_meta(&reach::meta_key(&channel)).await?;
     Ok(Json(json!({"removed": app.reach.remove(&channel)})))
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson};
+use crate::auth::reach;
 use crate::flows::Scope;
 use crate::store::{CommandKind, NewCommand};
 
@@ -40,6 +41,16 @@ pub(super) async fn submit_command(
             )));
         }
     }
+    let claims = [
+        ("command_id", Some(&req.command_id)),
+        ("client_id", req.client_id.as_ref()),
+        ("channel", req.channel.as_ref()),
+    ];
+    for (field, v) in claims {
+        if let Some(v) = v {
+            reach::check_claim(who, field, v)?;
+        }
+    }
     // Answers and events end up in the ledger (and in every client that renders it).
     let payload_text = req.payload.to_string();
     if payload_text.len() > app.max_payload {
@@ -56,6 +67,13 @@ pub(super) async fn submit_command(
     };
     if let CommandKind::Answer { wait_key, response } = &kind {
         check_choice(app, &req.run_id, wait_key, response).await?;
+    }
+    if let CommandKind::EmitEvent {
+        session_id: Some(s),
+        ..
+    } = &kind
+    {
+        reach::check_session(who, s)?;
     }
     let hash = Sha256::new()
         .chain_update(req.kind.as_bytes())

@@ -23,6 +23,9 @@ pub async fn start(
     ApiJson(req): ApiJson<StartRunRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    if let Some(k) = &key {
+        crate::auth::reach::check_claim(&who, "Idempotency-Key", k)?;
+    }
     if let Some(f) = &req.flow_id
         && *f != req.bundle_id
     {
@@ -263,9 +266,10 @@ pub async fn batch(
 
 /// Everything about a run in one document: summary, input, pinned flow source, full
 /// ledger and children.
-/// Records and children a history bundle holds at most; the rest is paged with
-/// `/ledger?after=` and `/runs?…` (the bundle says when it stopped short).
+/// Records (and their bytes) and children a history bundle holds at most; the rest is
+/// paged with `/ledger?after=` and `/runs?…` (the bundle says when it stopped short).
 const BUNDLE_RECORDS: u64 = 10_000;
+const BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 const BUNDLE_CHILDREN: u32 = 1_000;
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "summary, input, pinned flow source, the ledger's first 10,000 records (`ledger_truncated`, `ledger_next_after` say where to page on), the first 1,000 children (`children_truncated`)", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
@@ -276,20 +280,24 @@ pub async fn history_bundle(
     let run = app.store.run(&id).await?;
     let input = app.store.input_data(&id).await?;
     let mut ledger = Vec::new();
-    let mut after = 0;
-    while after < BUNDLE_RECORDS {
+    let (mut after, mut bytes) = (0, 0);
+    'pages: while after < BUNDLE_RECORDS {
         let page = MAX_PAGE.min((BUNDLE_RECORDS - after) as u32);
-        let (items, next) = app.store.ledger_page(&id, after, page).await?;
+        let (items, _) = app.store.ledger_page(&id, after, page).await?;
         if items.is_empty() {
             break;
         }
         for it in items {
+            bytes += it.len();
+            if bytes > BUNDLE_BYTES && !ledger.is_empty() {
+                break 'pages;
+            }
             ledger.push(
                 serde_json::from_str::<Value>(&it)
                     .map_err(|e| ApiError::Internal(e.to_string()))?,
             );
+            after += 1;
         }
-        after = next;
     }
     let flow = app.registry.by_hash(&run.flow_hash);
     let mut children = app.store.children(&id, BUNDLE_CHILDREN + 1).await?;

@@ -7,8 +7,9 @@
 //! Events are framed here rather than with axum's `Sse`, so that a catch-up page of
 //! hundreds of records leaves as one write instead of one small packet per record.
 //!
-//! Each principal may hold `SWITCHBOARD_MAX_STREAMS` streams at once (the admin token,
-//! shared by bridges and load tools, is exempt); one more is a 429.
+//! Each principal may hold `SWITCHBOARD_MAX_STREAMS` streams (and `/v1` completions, which
+//! follow a run the same way) at once; one more is a 429. The admin token is exempt: it is
+//! the operator's, for load tools and scripts.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -77,22 +77,16 @@ impl Runner {
         let parsed = url::Url::parse(url).map_err(|e| {
             format!("`{url}` is not a URL ({e}); a value that is only part of a URL is encoded, mark a trusted one `| safe`")
         })?;
-        out.policy.check_url(&parsed)?;
-        let mut rb = out
-            .client
-            .request(method, parsed)
-            .timeout(Duration::from_millis(timeout_ms))
-            .header("Idempotency-Key", key);
-        for (k, v) in headers {
-            rb = rb.header(k, v);
-        }
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| format!("HTTP request to {url} failed: {}", crate::net::explain(&e)))?;
+        let resp = out
+            .send(crate::net::StepRequest {
+                method,
+                url: parsed,
+                headers,
+                body,
+                timeout: Duration::from_millis(timeout_ms),
+                idempotency_key: key,
+            })
+            .await?;
         let status = resp.status().as_u16();
         let bytes = out.policy.read_body(resp).await?;
         let body = match serde_json::from_slice::<Value>(&bytes) {

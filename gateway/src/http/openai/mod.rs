@@ -237,8 +237,13 @@ async fn completions(
         Ok(r) => r,
         Err(bad) => return bad.into_response(),
     };
+    // A completion follows its run like an event stream, and counts as one.
+    let slot = match app.streams.acquire(&who) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
     match begin(&app, &who, &req).await {
-        Ok(turn) => respond(app, who, req, turn).await,
+        Ok(turn) => respond(app, who, req, turn, slot).await,
         Err(e) => e.into_response(),
     }
 }
@@ -326,7 +331,13 @@ fn completion_id(run: &str, after: u64) -> String {
     format!("chatcmpl-{}-{after}", run.replace('-', ""))
 }
 
-async fn respond(app: AppState, who: Principal, req: ChatReq, turn: Turn) -> Response {
+async fn respond(
+    app: AppState,
+    who: Principal,
+    req: ChatReq,
+    turn: Turn,
+    slot: Option<super::sse::StreamSlot>,
+) -> Response {
     let id = completion_id(&turn.run_id, turn.after);
     let created = chrono::Utc::now().timestamp();
     let pieces = follow::follow(
@@ -351,7 +362,7 @@ async fn respond(app: AppState, who: Principal, req: ChatReq, turn: Turn) -> Res
             req.model,
             turn.run_id,
             finish,
-            turn._lock,
+            (turn._lock, slot),
         );
     }
     let mut text = String::new();
