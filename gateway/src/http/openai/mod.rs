@@ -5,8 +5,10 @@
 //!
 //! Sessions: the `X-Session-Id` header or the `user` field names one, within the caller's
 //! own namespace: `user: "telegram:4242"` from a key is the session
-//! `openai:<key id>:telegram:4242`, never that Telegram chat's (so a caller can neither read
-//! another principal's history through the LLM nor answer its prompts). A request in a session
+//! `openai:<key id>:telegram:4242`, never that Telegram chat's (so a chat request can neither
+//! read another principal's history through the LLM nor land as the answer to its prompt;
+//! answering a prompt explicitly is a `resume` command, governed by the `command` scope). A
+//! request in a session
 //! whose run waits on an `ask` answers it (a durable `resume`); otherwise it starts a run
 //! with the last user message as `input.text`, earlier messages seeding a new session's
 //! history. Without a session a run that ends up waiting is cancelled once answered, since
