@@ -9,3 +9,4 @@ pub mod llm_fake;
 pub mod mail_server;
 pub mod process;
 pub mod telegram_fake;
+pub mod tidy;
