@@ -238,7 +238,7 @@ async fn print_pairing(auth: &Auth, base: &str) {
 }
 
 /// The pairing code, a terminal QR code of its link, and the link.
-pub fn print_pairing_code(code: &str, expiry: &str, base: &str) {
+pub(crate) fn print_pairing_code(code: &str, expiry: &str, base: &str) {
     let link = format!("{}/app/pair?code={code}", base.trim_end_matches('/'));
     println!("pairing code: {code} (single use, {expiry}; `switchboard pair` mints another)");
     if let Ok(qr) = qrcode::QrCode::new(link.as_bytes()) {
@@ -293,7 +293,7 @@ pub async fn shutdown() {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error("{0}")]
     Flow(crate::flows::FlowError),
     #[error("{0}")]
@@ -305,7 +305,7 @@ pub enum LoadError {
 /// Registers the flows dir (or the embedded examples) in the store, then loads every stored
 /// version into `reg` so that runs pinned to old versions keep working. A broken file
 /// changes nothing.
-pub async fn load_flows(store: &Store, dir: &Path, reg: &Registry) -> Result<(), LoadError> {
+pub(crate) async fn load_flows(store: &Store, dir: &Path, reg: &Registry) -> Result<(), LoadError> {
     let flows = registry::load_dir(dir).map_err(|e| match e {
         registry::RegistryError::Flow(f) => LoadError::Flow(f),
         other => LoadError::Io(other.to_string()),
@@ -369,6 +369,6 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// A secret file (0600, replaced atomically; an existing file's mode does not survive).
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     protocol::secret_file::write_private(path, text)
 }

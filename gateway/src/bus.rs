@@ -11,46 +11,46 @@ use tokio::sync::broadcast;
 
 /// A committed ledger record.
 #[derive(Debug)]
-pub struct RecordEvent {
+pub(crate) struct RecordEvent {
     /// Global cursor.
-    pub gseq: u64,
-    pub run_id: String,
+    pub(crate) gseq: u64,
+    pub(crate) run_id: String,
     /// Per-run cursor.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The record as JSON, serialised once for every subscriber.
-    pub json: String,
+    pub(crate) json: String,
     /// Set when the record ended the run: `completed`, `failed` or `cancelled`.
-    pub end: Option<&'static str>,
+    pub(crate) end: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
-pub enum BusEvent {
+pub(crate) enum BusEvent {
     Record(Arc<RecordEvent>),
     Delta(Arc<protocol::LlmDelta>),
 }
 
 #[derive(Debug, Clone)]
-pub struct Bus {
+pub(crate) struct Bus {
     tx: broadcast::Sender<BusEvent>,
 }
 
 impl Bus {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             tx: broadcast::channel(capacity).0,
         }
     }
 
-    pub fn publish(&self, ev: BusEvent) {
+    pub(crate) fn publish(&self, ev: BusEvent) {
         // No subscriber is not an error: nobody is watching.
         let _ = self.tx.send(ev);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.tx.subscribe()
     }
 
-    pub fn subscribers(&self) -> usize {
+    pub(crate) fn subscribers(&self) -> usize {
         self.tx.receiver_count()
     }
 }

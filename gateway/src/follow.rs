@@ -16,7 +16,7 @@ use crate::runner::Runner;
 use crate::store::{Store, StoreError, run_end};
 
 const POLL: Duration = Duration::from_millis(3);
-pub const LEASE: &str = "runner";
+pub(crate) const LEASE: &str = "runner";
 const LEASE_TTL: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 
@@ -45,7 +45,7 @@ fn watch(store: &Store) -> Result<mpsc::Receiver<()>, StoreError> {
 }
 
 /// API process: republish ledger rows committed by the runner process.
-pub async fn api_follower(store: Store) -> Result<(), StoreError> {
+pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
     let mut ticks = watch(&store)?;
     let mut last = store.global_head().await?;
     tokio::spawn(async move {
@@ -81,7 +81,7 @@ pub async fn api_follower(store: Store) -> Result<(), StoreError> {
 }
 
 /// Runner process: wake runs that the API process started or sent commands to.
-pub async fn runner_follower(store: Store, runner: Runner) -> Result<(), StoreError> {
+pub(crate) async fn runner_follower(store: Store, runner: Runner) -> Result<(), StoreError> {
     let mut ticks = watch(&store)?;
     let (mut last_g, mut last_c) = (store.global_head().await?, store.command_head().await?);
     tokio::spawn(async move {
@@ -104,13 +104,13 @@ pub async fn runner_follower(store: Store, runner: Runner) -> Result<(), StoreEr
 }
 
 /// This process's lease holder name: `host:pid`.
-pub fn holder() -> String {
+pub(crate) fn holder() -> String {
     format!("{}:{}", crate::store::this_host(), std::process::id())
 }
 
 /// Takes the runner lease (waiting for it when `wait`), then renews it in the background.
 /// Losing it later ends the process: two runners must never drive the same runs.
-pub async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<()> {
+pub(crate) async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<()> {
     let me = holder();
     loop {
         match store.acquire_lease(LEASE, &me, LEASE_TTL).await {

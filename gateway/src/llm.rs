@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 use crate::engine::ChatMessage;
 
 #[derive(Debug, Clone, Default)]
-pub struct LlmConfig {
+pub(crate) struct LlmConfig {
     /// e.g. `http://127.0.0.1:11434/v1`; requests go to `{base_url}/chat/completions`.
-    pub base_url: Option<String>,
-    pub api_key: Option<String>,
-    pub model: Option<String>,
+    pub(crate) base_url: Option<String>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) model: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LlmError {
+pub(crate) enum LlmError {
     #[error(
         "no LLM provider configured: set SWITCHBOARD_LLM_BASE_URL (and SWITCHBOARD_LLM_MODEL, SWITCHBOARD_LLM_API_KEY if needed)"
     )]
@@ -32,27 +32,27 @@ pub enum LlmError {
     Format(String),
 }
 
-pub struct Request<'a> {
-    pub messages: &'a [ChatMessage],
-    pub model: Option<&'a str>,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub idempotency_key: &'a str,
+pub(crate) struct Request<'a> {
+    pub(crate) messages: &'a [ChatMessage],
+    pub(crate) model: Option<&'a str>,
+    pub(crate) temperature: Option<f64>,
+    pub(crate) max_tokens: Option<u32>,
+    pub(crate) idempotency_key: &'a str,
 }
 
 #[derive(Debug, Clone)]
-pub struct Llm {
+pub(crate) struct Llm {
     cfg: LlmConfig,
     http: reqwest::Client,
 }
 
 impl Llm {
-    pub fn new(cfg: LlmConfig, http: reqwest::Client) -> Self {
+    pub(crate) fn new(cfg: LlmConfig, http: reqwest::Client) -> Self {
         Self { cfg, http }
     }
 
     /// Sends a streamed chat completion; `on_delta` sees each piece of text as it arrives.
-    pub async fn chat(
+    pub(crate) async fn chat(
         &self,
         req: Request<'_>,
         mut on_delta: impl FnMut(&str),

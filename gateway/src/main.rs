@@ -6,7 +6,6 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
-use gateway::channels::BridgeCommand;
 use gateway::config::{
     AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig, TokenAction,
 };
@@ -50,49 +49,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             gateway::app::run_runner(cfg).await?;
         }
         Command::Flows(FlowsCommand::Check { files }) => return Ok(check_flows(&files)),
-        Command::Bridge(BridgeCommand::Telegram {
-            gateway,
-            token,
-            telegram,
-        }) => {
+        Command::Bridge(cmd) => {
             init_logs(LogFormat::Text);
-            let mut problems = Vec::new();
-            let settings = telegram.resolve(&mut problems);
-            if !problems.is_empty() {
-                bail!("{}", problems.join("\n"));
-            }
-            let Some(settings) = settings else {
-                bail!(
-                    "no Telegram bot token: set SWITCHBOARD_TELEGRAM_BOT_TOKEN (or --telegram-bot-token)"
-                );
-            };
-            let mut cfg = settings.bridge_config(gateway, token, std::path::Path::new("."));
-            if settings.state.is_none() {
-                cfg.state_path = "telegram-bridge.sqlite".into();
-            }
-            bridges::telegram::run(cfg, gateway::app::shutdown()).await?;
-        }
-        Command::Bridge(BridgeCommand::Email {
-            gateway,
-            token,
-            public_url,
-            email,
-        }) => {
-            init_logs(LogFormat::Text);
-            let mut problems = Vec::new();
-            let settings = (*email).resolve(&mut problems);
-            if !problems.is_empty() {
-                bail!("{}", problems.join("\n"));
-            }
-            let Some(settings) = settings else {
-                bail!("no IMAP server: set SWITCHBOARD_EMAIL_IMAP_HOST (or --email-imap-host)");
-            };
-            let mut cfg =
-                settings.bridge_config(gateway, token, std::path::Path::new("."), public_url);
-            if settings.state.is_none() {
-                cfg.state_path = "email-bridge.sqlite".into();
-            }
-            bridges::email::run(cfg, gateway::app::shutdown()).await?;
+            gateway::channels::run_bridge(cmd).await?;
         }
         Command::Runs {
             client,
@@ -208,7 +167,7 @@ fn check_flows(files: &[std::path::PathBuf]) -> std::process::ExitCode {
             Ok(flow) => println!(
                 "{}: ok ({} steps, {})",
                 f.display(),
-                flow.steps().count(),
+                flow.step_count(),
                 &flow.hash[..12]
             ),
             Err(e) => {

@@ -23,7 +23,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// An entry of `SWITCHBOARD_HTTP_ALLOW`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowEntry {
+pub(crate) enum AllowEntry {
     /// A host name (exact, case-insensitive): every address it resolves to is allowed.
     Host(String),
     /// An address or network.
@@ -31,7 +31,7 @@ pub enum AllowEntry {
 }
 
 impl AllowEntry {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
         if let Some(n) = parse_net(s) {
             return Some(Self::Net(n));
@@ -47,7 +47,7 @@ impl AllowEntry {
 }
 
 /// An address or network: `10.0.0.0/8`, or a single IP as its own /32 (/128).
-pub fn parse_net(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
@@ -55,10 +55,10 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
 
 /// Where flows and webhooks may connect, and how much of a reply they read.
 #[derive(Debug, Clone)]
-pub struct NetPolicy {
-    pub allow: Vec<AllowEntry>,
+pub(crate) struct NetPolicy {
+    pub(crate) allow: Vec<AllowEntry>,
     /// Largest reply body read, in bytes.
-    pub max_body: usize,
+    pub(crate) max_body: usize,
 }
 
 impl Default for NetPolicy {
@@ -78,14 +78,14 @@ impl Default for NetPolicy {
 #[error(
     "refused to connect to {target} (a {kind} address): flows and webhooks reach only public addresses; to allow it, add it to SWITCHBOARD_HTTP_ALLOW"
 )]
-pub struct Refused {
-    pub target: String,
-    pub addr: IpAddr,
-    pub kind: &'static str,
+pub(crate) struct Refused {
+    pub(crate) target: String,
+    pub(crate) addr: IpAddr,
+    pub(crate) kind: &'static str,
 }
 
 /// Why an address is not public, or `None` when it is.
-pub fn non_public(ip: IpAddr) -> Option<&'static str> {
+pub(crate) fn non_public(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => non_public_v4(v4),
         IpAddr::V6(v6) => non_public_v6(v6),
@@ -150,7 +150,7 @@ impl NetPolicy {
     }
 
     /// `Err` when `ip` (reached for `target`) is refused.
-    pub fn check_ip(&self, target: &str, ip: IpAddr) -> Result<(), Refused> {
+    pub(crate) fn check_ip(&self, target: &str, ip: IpAddr) -> Result<(), Refused> {
         let Some(kind) = non_public(ip) else {
             return Ok(());
         };
@@ -170,7 +170,7 @@ impl NetPolicy {
 
     /// Checks a URL before a request or a redirect: http(s) only; a literal address must be
     /// allowed (names are checked as they resolve, by the client's resolver).
-    pub fn check_url(&self, url: &url::Url) -> Result<(), String> {
+    pub(crate) fn check_url(&self, url: &url::Url) -> Result<(), String> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("`{url}` is not an http(s) URL"));
         }
@@ -187,7 +187,7 @@ impl NetPolicy {
     /// A client that connects only where this policy allows: no proxies, and no redirects
     /// of its own (a webhook receiver's 3xx is a failed delivery, so a signed event never
     /// goes elsewhere; `http` steps follow them through [`Outbound::send`]).
-    pub fn client(self: &Arc<Self>) -> reqwest::Result<reqwest::Client> {
+    pub(crate) fn client(self: &Arc<Self>) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
@@ -197,7 +197,7 @@ impl NetPolicy {
     }
 
     /// Reads a reply's body, refusing one larger than `max_body` (declared or actual).
-    pub async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    pub(crate) async fn read_body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
         let url = resp.url().to_string();
         let over = |url: &str| {
             format!(
@@ -228,13 +228,13 @@ impl NetPolicy {
 
 /// A client bound to a policy, for the runner's `http` steps and the webhook sender.
 #[derive(Clone)]
-pub struct Outbound {
-    pub client: reqwest::Client,
-    pub policy: Arc<NetPolicy>,
+pub(crate) struct Outbound {
+    pub(crate) client: reqwest::Client,
+    pub(crate) policy: Arc<NetPolicy>,
 }
 
 impl Outbound {
-    pub fn new(policy: NetPolicy) -> reqwest::Result<Self> {
+    pub(crate) fn new(policy: NetPolicy) -> reqwest::Result<Self> {
         let policy = Arc::new(policy);
         Ok(Self {
             client: policy.client()?,
@@ -244,14 +244,14 @@ impl Outbound {
 }
 
 /// What an `http` step sends.
-pub struct StepRequest<'a> {
-    pub method: reqwest::Method,
-    pub url: url::Url,
+pub(crate) struct StepRequest<'a> {
+    pub(crate) method: reqwest::Method,
+    pub(crate) url: url::Url,
     /// Headers the flow set: sent to the URL's own origin only.
-    pub headers: &'a [(String, String)],
-    pub body: Option<&'a serde_json::Value>,
-    pub timeout: Duration,
-    pub idempotency_key: &'a str,
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) body: Option<&'a serde_json::Value>,
+    pub(crate) timeout: Duration,
+    pub(crate) idempotency_key: &'a str,
 }
 
 impl Outbound {
@@ -259,7 +259,7 @@ impl Outbound {
     /// destination is checked like the first, the flow's own headers (API keys…) go only to
     /// the origin the flow named, and a 303 (or a 301/302 after a POST) becomes a GET
     /// without a body.
-    pub async fn send(&self, req: StepRequest<'_>) -> Result<reqwest::Response, String> {
+    pub(crate) async fn send(&self, req: StepRequest<'_>) -> Result<reqwest::Response, String> {
         let origin = req.url.origin();
         let (mut method, mut url, mut body) = (req.method, req.url, req.body);
         for _ in 0..=MAX_REDIRECTS {
@@ -303,7 +303,7 @@ impl Outbound {
 }
 
 /// The message of a request error, naming a refused destination when that is the cause.
-pub fn explain(e: &reqwest::Error) -> String {
+pub(crate) fn explain(e: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut parts = Vec::new();
     while let Some(s) = source {

@@ -11,11 +11,11 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 /// The shortest interval accepted: a schedule cannot turn the gateway into a busy loop.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Due times follow the plan, whatever the runs take (no drift).
     FixedRate,
     /// The next firing is `interval` after the previous child run ended.
@@ -24,46 +24,46 @@ pub enum Mode {
 
 /// A schedule as stored (JSON) and planned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Spec {
+pub(crate) struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval_ms: Option<u64>,
+    pub(crate) interval_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
+    pub(crate) cron: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timezone: Option<String>,
-    pub mode: Mode,
-    pub start_at: DateTime<Utc>,
+    pub(crate) timezone: Option<String>,
+    pub(crate) mode: Mode,
+    pub(crate) start_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repeat_count: Option<u32>,
+    pub(crate) repeat_count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repeat_until: Option<DateTime<Utc>>,
+    pub(crate) repeat_until: Option<DateTime<Utc>>,
 }
 
 /// What a caller may change with `update_schedule`, and the fields of `runs/schedule`.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Timing {
+pub(crate) struct Timing {
     #[serde(default)]
-    pub start_at: Option<String>,
+    pub(crate) start_at: Option<String>,
     #[serde(default)]
-    pub interval: Option<String>,
+    pub(crate) interval: Option<String>,
     #[serde(default)]
-    pub cron: Option<String>,
+    pub(crate) cron: Option<String>,
     #[serde(default)]
-    pub timezone: Option<String>,
+    pub(crate) timezone: Option<String>,
     #[serde(default)]
-    pub repeat_count: Option<i64>,
+    pub(crate) repeat_count: Option<i64>,
     #[serde(default)]
-    pub repeat_until: Option<String>,
+    pub(crate) repeat_until: Option<String>,
     #[serde(default)]
-    pub mode: Option<String>,
+    pub(crate) mode: Option<String>,
 }
 
 /// `field: what is wrong`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]
-pub struct SpecError {
-    pub field: &'static str,
-    pub message: String,
+pub(crate) struct SpecError {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> SpecError {
@@ -88,7 +88,7 @@ fn time(field: &'static str, s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc
 }
 
 /// Parses an interval like `30s`, `15m`, `1h`, `2d`.
-pub fn interval(s: &str) -> Result<Duration, SpecError> {
+pub(crate) fn interval(s: &str) -> Result<Duration, SpecError> {
     let d = humantime::parse_duration(s.trim()).map_err(|_| {
         bad(
             "interval",
@@ -108,7 +108,7 @@ pub fn interval(s: &str) -> Result<Duration, SpecError> {
 }
 
 /// Parses a 5-field cron expression (minute hour day-of-month month day-of-week).
-pub fn cron(s: &str) -> Result<croner::Cron, SpecError> {
+pub(crate) fn cron(s: &str) -> Result<croner::Cron, SpecError> {
     let n = s.split_whitespace().count();
     if n != 5 {
         return Err(bad(
@@ -120,7 +120,7 @@ pub fn cron(s: &str) -> Result<croner::Cron, SpecError> {
         .map_err(|e| bad("cron", format!("`{s}` is not a valid cron expression: {e}")))
 }
 
-pub fn timezone(s: &str) -> Result<Tz, SpecError> {
+pub(crate) fn timezone(s: &str) -> Result<Tz, SpecError> {
     Tz::from_str(s).map_err(|_| {
         bad(
             "timezone",
@@ -131,7 +131,7 @@ pub fn timezone(s: &str) -> Result<Tz, SpecError> {
 
 impl Timing {
     /// Checks a whole schedule request into a [`Spec`].
-    pub fn into_spec(self, now: DateTime<Utc>) -> Result<Spec, SpecError> {
+    pub(crate) fn into_spec(self, now: DateTime<Utc>) -> Result<Spec, SpecError> {
         let (interval_ms, cron_expr) = match (&self.interval, &self.cron) {
             (Some(_), Some(_)) => return Err(bad("cron", "give `interval` or `cron`, not both")),
             (None, None) => {
@@ -233,14 +233,14 @@ impl Spec {
     }
 
     /// When the first firing is due.
-    pub fn first(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn first(&self) -> Option<DateTime<Utc>> {
         self.within(self.occurrence(self.start_at, true)?, 0)
     }
 
     /// After the firing due at `due` (the `fired`-th), when the next is due; `None` when the
     /// schedule is done, or (fixed-delay) when it waits for the child run to end. Firings
     /// missed while the gateway was down are not replayed: the next one is in the future.
-    pub fn after_fire(
+    pub(crate) fn after_fire(
         &self,
         due: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -264,12 +264,12 @@ impl Spec {
     }
 
     /// Fixed-delay: when the next firing is due after the child run ended at `ended`.
-    pub fn after_child(&self, ended: DateTime<Utc>, fired: u32) -> Option<DateTime<Utc>> {
+    pub(crate) fn after_child(&self, ended: DateTime<Utc>, fired: u32) -> Option<DateTime<Utc>> {
         self.within(self.occurrence(ended, false)?, fired)
     }
 
     /// Whether more firings may follow the `fired`-th.
-    pub fn more_after(&self, fired: u32) -> bool {
+    pub(crate) fn more_after(&self, fired: u32) -> bool {
         self.repeat_count.is_none_or(|n| fired < n)
     }
 }

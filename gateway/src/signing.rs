@@ -22,7 +22,7 @@ fn mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
 }
 
 /// The `X-Switchboard-Signature` value for a body sent at `timestamp` (Unix seconds).
-pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     format!(
         "sha256={}",
         hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
@@ -30,7 +30,7 @@ pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 /// Checks a `sha256=<hex>` header value in constant time.
-pub fn verify(secret: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+pub(crate) fn verify(secret: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
     let Some(hex_sig) = header.trim().strip_prefix("sha256=") else {
         return false;
     };

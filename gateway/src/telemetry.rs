@@ -17,7 +17,7 @@ const BUCKETS: &[f64] = &[
 ];
 
 /// Installs the recorder (once per process).
-pub fn install() {
+pub(crate) fn install() {
     HANDLE.get_or_init(|| {
         let built = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
@@ -33,7 +33,7 @@ pub fn install() {
 }
 
 /// The current metrics in Prometheus' text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     HANDLE
         .get()
         .and_then(|h| h.as_ref())
@@ -42,7 +42,7 @@ pub fn render() -> String {
 }
 
 /// Records `switchboard_http_request_duration_seconds{method, route, status}`.
-pub async fn track(req: Request, next: Next) -> Response {
+pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -14,19 +14,19 @@ use crate::flows::Registry;
 
 /// A trigger declared in the configuration.
 #[derive(Debug, Clone, Default)]
-pub struct TriggerDef {
+pub(crate) struct TriggerDef {
     /// The flow it starts (`None`: the flow that declares the name).
-    pub flow: Option<String>,
-    pub secret: Option<String>,
+    pub(crate) flow: Option<String>,
+    pub(crate) secret: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct TriggerConfig {
-    pub defs: BTreeMap<String, TriggerDef>,
+pub(crate) struct TriggerConfig {
+    pub(crate) defs: BTreeMap<String, TriggerDef>,
     /// Secrets from `SWITCHBOARD_TRIGGER_SECRET_<NAME>`, by normalised name.
-    pub env_secrets: BTreeMap<String, String>,
+    pub(crate) env_secrets: BTreeMap<String, String>,
     /// How far a signed request's timestamp may be from now.
-    pub window: Duration,
+    pub(crate) window: Duration,
 }
 
 impl Default for TriggerConfig {
@@ -40,7 +40,7 @@ impl Default for TriggerConfig {
 }
 
 /// `deploy-hook` → `DEPLOY_HOOK`.
-pub fn env_key(name: &str) -> String {
+pub(crate) fn env_key(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -54,17 +54,17 @@ pub fn env_key(name: &str) -> String {
 
 /// A trigger as resolved for one request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
-    pub name: String,
-    pub flow: String,
-    pub secret: Option<String>,
+pub(crate) struct Resolved {
+    pub(crate) name: String,
+    pub(crate) flow: String,
+    pub(crate) secret: Option<String>,
 }
 
 impl TriggerConfig {
-    pub const ENV_PREFIX: &str = "SWITCHBOARD_TRIGGER_SECRET_";
+    pub(crate) const ENV_PREFIX: &str = "SWITCHBOARD_TRIGGER_SECRET_";
 
     /// Reads `SWITCHBOARD_TRIGGER_SECRET_*` from the environment.
-    pub fn secrets_from_env(
+    pub(crate) fn secrets_from_env(
         vars: impl Iterator<Item = (String, String)>,
     ) -> BTreeMap<String, String> {
         vars.filter_map(|(k, v)| {
@@ -82,7 +82,7 @@ impl TriggerConfig {
     }
 
     /// The trigger `name`, if the config or a current flow declares it.
-    pub fn resolve(&self, name: &str, registry: &Registry) -> Option<Resolved> {
+    pub(crate) fn resolve(&self, name: &str, registry: &Registry) -> Option<Resolved> {
         let from_flow = || {
             registry
                 .list()
@@ -102,7 +102,7 @@ impl TriggerConfig {
     }
 
     /// Every trigger: the config's, then those of flows.
-    pub fn list(&self, registry: &Registry) -> Vec<Resolved> {
+    pub(crate) fn list(&self, registry: &Registry) -> Vec<Resolved> {
         let mut names: Vec<String> = self.defs.keys().cloned().collect();
         for v in registry.list() {
             names.extend(v.flow.triggers.iter().cloned());
@@ -118,7 +118,7 @@ impl TriggerConfig {
 
 /// Checks a signed request: a fresh timestamp and a valid signature. The error names what
 /// is wrong (never the expected signature).
-pub fn check_signature(
+pub(crate) fn check_signature(
     secret: &str,
     timestamp: Option<&str>,
     signature: Option<&str>,

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::store::{Attempt, DueDelivery, NewDelivery, Store, StoreError, Webhook, now_ms};
 
 /// Events a subscription may ask for.
-pub const EVENTS: &[&str] = &[
+pub(crate) const EVENTS: &[&str] = &[
     "run.waiting",
     "run.completed",
     "run.failed",
@@ -29,13 +29,13 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Retry policy of the sender.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Delay after the first failure; doubles with each further one (capped at 10 minutes).
-    pub base: Duration,
+    pub(crate) base: Duration,
     /// Attempts before a delivery is marked `failed`.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Per-request timeout.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -50,7 +50,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// When to try again after `attempts` failed attempts, or `None` to give up.
-    pub fn next_try_ms(&self, attempts: u32, now_ms: i64) -> Option<i64> {
+    pub(crate) fn next_try_ms(&self, attempts: u32, now_ms: i64) -> Option<i64> {
         if attempts >= self.max_attempts {
             return None;
         }
@@ -63,7 +63,7 @@ impl RetryPolicy {
 }
 
 /// The event a ledger record stands for, if any.
-pub fn event_of(r: &LedgerRecord) -> Option<&'static str> {
+pub(crate) fn event_of(r: &LedgerRecord) -> Option<&'static str> {
     match (r.status, r.effect_kind()) {
         (RecordStatus::Waiting, "ask") => Some("run.waiting"),
         (RecordStatus::Completed, "run_completed") => Some("run.completed"),
@@ -76,7 +76,7 @@ pub fn event_of(r: &LedgerRecord) -> Option<&'static str> {
 /// Starts the dispatcher and the sender; they run until the process ends.
 /// Starts the dispatcher and the sender; deliveries go out through `out` (public
 /// addresses only, unless `SWITCHBOARD_HTTP_ALLOW` says otherwise).
-pub fn spawn(store: Store, policy: RetryPolicy, out: crate::net::Outbound) {
+pub(crate) fn spawn(store: Store, policy: RetryPolicy, out: crate::net::Outbound) {
     let wake_sender = Arc::new(Notify::new());
     tokio::spawn(dispatch(store.clone(), wake_sender.clone()));
     tokio::spawn(send_loop(store, policy, out, wake_sender));
@@ -273,7 +273,7 @@ async fn send_one(
 
 /// Builds a subscription from an API request body (checked; names the bad field).
 /// `net` refuses a literal private address at once (names are checked at each delivery).
-pub fn new_webhook(body: &Value, net: &crate::net::NetPolicy) -> Result<Webhook, String> {
+pub(crate) fn new_webhook(body: &Value, net: &crate::net::NetPolicy) -> Result<Webhook, String> {
     let url = body["url"]
         .as_str()
         .ok_or("`url` is required: the http(s) URL to post events to")?;

@@ -30,7 +30,7 @@ const SWEEP_EVERY: u64 = 16_384;
 /// What a limit counts: an IPv4 address, or the /64 an IPv6 address is in (one host
 /// usually holds a whole /64, so single IPv6 addresses would be free to rotate through).
 /// IPv4 addresses seen through an IPv6 socket (`::ffff:a.b.c.d`) count as IPv4.
-pub fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -41,17 +41,17 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 }
 
 #[derive(Debug, Clone)]
-pub struct LimitConfig {
+pub(crate) struct LimitConfig {
     /// Glob patterns such as `http://localhost:*`.
-    pub allowed_origins: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
     /// Requests per second per client (the burst is twice that).
-    pub rate_per_sec: u32,
+    pub(crate) rate_per_sec: u32,
     /// Bad credentials from one address before it is locked out.
-    pub lockout_after: u32,
+    pub(crate) lockout_after: u32,
     /// The first lockout's length; each further failure doubles it.
-    pub lockout_base: Duration,
+    pub(crate) lockout_base: Duration,
     /// Peers whose `X-Forwarded-For` is believed (reverse proxies).
-    pub trusted_proxies: Vec<IpNet>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
 }
 
 struct Failures {
@@ -60,7 +60,7 @@ struct Failures {
     last: Instant,
 }
 
-pub struct Limits {
+pub(crate) struct Limits {
     origins: Vec<glob::Pattern>,
     rate: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
@@ -70,7 +70,7 @@ pub struct Limits {
 
 impl Limits {
     /// Fails with the patterns that are not valid globs.
-    pub fn new(cfg: LimitConfig) -> Result<Self, String> {
+    pub(crate) fn new(cfg: LimitConfig) -> Result<Self, String> {
         let origins = cfg
             .allowed_origins
             .iter()
@@ -88,12 +88,12 @@ impl Limits {
         })
     }
 
-    pub fn origin_allowed(&self, origin: &str) -> bool {
+    pub(crate) fn origin_allowed(&self, origin: &str) -> bool {
         self.origins.iter().any(|p| p.matches(origin))
     }
 
     /// `Err(wait)` when `client` is over its rate.
-    pub fn check_rate(&self, client: &str) -> Result<(), Duration> {
+    pub(crate) fn check_rate(&self, client: &str) -> Result<(), Duration> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.rate.retain_recent();
             self.rate.shrink_to_fit();
@@ -108,12 +108,12 @@ impl Limits {
     }
 
     /// `Err(wait)` when the address `ip` is over its rate (anonymous calls and failures).
-    pub fn check_address(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub(crate) fn check_address(&self, ip: IpAddr) -> Result<(), Duration> {
         self.check_rate(&format!("ip:{}", client_key(ip)))
     }
 
     /// How long `ip` is still locked out, if it is.
-    pub fn locked(&self, ip: IpAddr) -> Option<Duration> {
+    pub(crate) fn locked(&self, ip: IpAddr) -> Option<Duration> {
         let ip = client_key(ip);
         let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let until = f.get(&ip)?.until?;
@@ -123,7 +123,7 @@ impl Limits {
     }
 
     /// Counts a bad credential; returns the lockout it started, if any.
-    pub fn failed(&self, ip: IpAddr) -> Option<Duration> {
+    pub(crate) fn failed(&self, ip: IpAddr) -> Option<Duration> {
         let ip = client_key(ip);
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -157,7 +157,7 @@ impl Limits {
         Some(lock)
     }
 
-    pub fn trusted_proxy(&self, peer: IpAddr) -> bool {
+    pub(crate) fn trusted_proxy(&self, peer: IpAddr) -> bool {
         let peer = peer.to_canonical();
         self.cfg.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
@@ -165,7 +165,7 @@ impl Limits {
     /// The client behind `peer`: when `peer` is a trusted proxy, the right-most address of
     /// `X-Forwarded-For` that is not itself a trusted proxy (addresses further left were
     /// written by the client and prove nothing); otherwise `peer`.
-    pub fn client_behind(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+    pub(crate) fn client_behind(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
         if !self.trusted_proxy(peer) {
             return peer;
         }

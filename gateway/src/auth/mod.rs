@@ -6,8 +6,8 @@
 //! admin token's own 0600 file); the store keeps hashes. `limits` holds the request limits
 //! (origins, rate, lockout). HTTP concerns (headers, status codes) live in `http::auth`.
 
-pub mod limits;
-pub mod reach;
+pub(crate) mod limits;
+pub(crate) mod reach;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ use crate::store::{Store, StoreError, TokenRow};
 /// and publishes who the channel may reach ([`reach`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Scope {
+pub(crate) enum Scope {
     Read,
     Run,
     Command,
@@ -33,7 +33,7 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
             Self::Run => "run",
@@ -43,7 +43,7 @@ impl Scope {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Self::Read),
             "run" => Some(Self::Run),
@@ -56,32 +56,33 @@ impl Scope {
 }
 
 /// Scopes of a paired device: a person's client.
-pub const DEVICE_SCOPES: &[Scope] = &[Scope::Read, Scope::Run, Scope::Command];
+pub(crate) const DEVICE_SCOPES: &[Scope] = &[Scope::Read, Scope::Run, Scope::Command];
 
 /// Scopes of a hosted channel bridge's own key.
-pub const BRIDGE_SCOPES: &[Scope] = &[Scope::Read, Scope::Run, Scope::Command, Scope::Channel];
+pub(crate) const BRIDGE_SCOPES: &[Scope] =
+    &[Scope::Read, Scope::Run, Scope::Command, Scope::Channel];
 
 /// Who sent a request (recorded as the `actor` of the records it causes).
 #[derive(Debug, Clone)]
-pub struct Principal {
-    pub id: String,
-    pub kind: String,
-    pub name: String,
-    pub scopes: Vec<Scope>,
+pub(crate) struct Principal {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) scopes: Vec<Scope>,
 }
 
 impl Principal {
-    pub fn allows(&self, s: Scope) -> bool {
+    pub(crate) fn allows(&self, s: Scope) -> bool {
         self.scopes.iter().any(|x| *x == s || *x == Scope::Admin)
     }
 
     /// The scopes' names, for `whoami`.
-    pub fn scope_names(&self) -> Vec<String> {
+    pub(crate) fn scope_names(&self) -> Vec<String> {
         self.scopes.iter().map(|s| s.as_str().to_owned()).collect()
     }
 
     /// `admin`, `device:<name>` or `key:<name>`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self.kind.as_str() {
             "admin" => "admin".into(),
             k => format!("{k}:{}", self.name),
@@ -90,7 +91,7 @@ impl Principal {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -99,12 +100,12 @@ pub enum AuthError {
     Conflict(String),
 }
 
-pub fn hash(secret: &str) -> String {
+pub(crate) fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// A new random secret with a readable prefix (`sb_`, `sbd_`, `sbk_`).
-pub fn new_secret(prefix: &str) -> String {
+pub(crate) fn new_secret(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
     format!("{prefix}{}", hex::encode(bytes))
 }
@@ -112,7 +113,7 @@ pub fn new_secret(prefix: &str) -> String {
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 
 /// A pairing code such as `K7QM-3XPA` (no 0/O or 1/I/L to misread).
-pub fn new_pairing_code() -> String {
+pub(crate) fn new_pairing_code() -> String {
     let mut s = String::with_capacity(9);
     for i in 0..8 {
         if i == 4 {
@@ -125,7 +126,7 @@ pub fn new_pairing_code() -> String {
 }
 
 /// The form a pairing code is hashed in: upper case, no dashes or spaces.
-pub fn normalize_code(code: &str) -> String {
+pub(crate) fn normalize_code(code: &str) -> String {
     code.chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
@@ -133,18 +134,18 @@ pub fn normalize_code(code: &str) -> String {
 }
 
 /// Live credentials, by hash.
-pub struct Auth {
+pub(crate) struct Auth {
     store: Store,
     by_hash: RwLock<HashMap<String, Principal>>,
     touched: std::sync::Mutex<HashMap<String, Instant>>,
     /// Where a generated admin token lives; `None` when it comes from the configuration.
     token_file: Option<PathBuf>,
-    pub pairing_ttl: Duration,
+    pub(crate) pairing_ttl: Duration,
 }
 
 impl Auth {
     /// Stores the admin token's hash and loads every live credential.
-    pub async fn load(
+    pub(crate) async fn load(
         store: Store,
         admin_token: &str,
         token_file: Option<PathBuf>,
@@ -182,7 +183,7 @@ impl Auth {
     }
 
     /// The principal a secret belongs to, if it is live.
-    pub fn check(&self, secret: &str) -> Option<Principal> {
+    pub(crate) fn check(&self, secret: &str) -> Option<Principal> {
         let h = hash(secret);
         let map = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
         let (stored, p) = map.get_key_value(&h)?;
@@ -190,7 +191,7 @@ impl Auth {
     }
 
     /// Notes that a credential was used (at most once a minute per credential).
-    pub fn touch(&self, p: &Principal) {
+    pub(crate) fn touch(&self, p: &Principal) {
         let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if t.get(&p.id)
@@ -208,7 +209,9 @@ impl Auth {
     }
 
     /// A new single-use pairing code and when it expires.
-    pub async fn mint_code(&self) -> Result<(String, chrono::DateTime<chrono::Utc>), AuthError> {
+    pub(crate) async fn mint_code(
+        &self,
+    ) -> Result<(String, chrono::DateTime<chrono::Utc>), AuthError> {
         let code = new_pairing_code();
         let expires = chrono::Utc::now() + self.pairing_ttl;
         self.store
@@ -218,7 +221,11 @@ impl Auth {
     }
 
     /// Trades a pairing code for a named device token.
-    pub async fn pair(&self, code: &str, name: &str) -> Result<(TokenRow, String), AuthError> {
+    pub(crate) async fn pair(
+        &self,
+        code: &str,
+        name: &str,
+    ) -> Result<(TokenRow, String), AuthError> {
         let secret = new_secret("sbd_");
         let row = new_row("device", name, &secret, DEVICE_SCOPES);
         let row = self
@@ -233,7 +240,7 @@ impl Auth {
         Ok((row, secret))
     }
 
-    pub async fn create_key(
+    pub(crate) async fn create_key(
         &self,
         name: &str,
         scopes: &[Scope],
@@ -247,14 +254,14 @@ impl Auth {
         Ok((row, secret))
     }
 
-    pub async fn revoke(&self, id: &str, kind: &str) -> Result<TokenRow, AuthError> {
+    pub(crate) async fn revoke(&self, id: &str, kind: &str) -> Result<TokenRow, AuthError> {
         let row = self.store.revoke_token(id, kind).await?;
         self.reload().await?;
         Ok(row)
     }
 
     /// Replaces the admin token; the old one stops working at once.
-    pub async fn rotate_admin(&self) -> Result<String, AuthError> {
+    pub(crate) async fn rotate_admin(&self) -> Result<String, AuthError> {
         let Some(file) = &self.token_file else {
             return Err(AuthError::Conflict(
                 "the admin token comes from SWITCHBOARD_AUTH_TOKEN (or the config file); change it there".into(),
@@ -268,7 +275,7 @@ impl Auth {
         Ok(secret)
     }
 
-    pub async fn list(&self, kind: &str) -> Result<Vec<TokenRow>, AuthError> {
+    pub(crate) async fn list(&self, kind: &str) -> Result<Vec<TokenRow>, AuthError> {
         Ok(self
             .store
             .tokens()

@@ -24,15 +24,15 @@ use std::sync::RwLock;
 use super::{Principal, Scope};
 
 /// Channels whose bridges contact people, and so have allowlists.
-pub const CONTACT_CHANNELS: &[&str] = &["telegram", "email"];
+pub(crate) const CONTACT_CHANNELS: &[&str] = &["telegram", "email"];
 /// Channels a `notify` entry may name.
-pub const NOTIFY_CHANNELS: &[&str] = &["telegram", "email", "web", "tray", "webhook"];
+pub(crate) const NOTIFY_CHANNELS: &[&str] = &["telegram", "email", "web", "tray", "webhook"];
 /// Session prefix of the OpenAI-compatible surface: `openai:<principal id>:<session>`.
-pub const OPENAI_SESSION: &str = "openai:";
+pub(crate) const OPENAI_SESSION: &str = "openai:";
 
 /// Why a run may not reach someone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The entry is malformed or names a channel nobody serves (400).
     #[error("{0}")]
     Invalid(String),
@@ -43,35 +43,35 @@ pub enum Refusal {
 
 /// The published allowlists, by channel.
 #[derive(Default)]
-pub struct Reach {
+pub(crate) struct Reach {
     lists: RwLock<HashMap<String, Vec<String>>>,
     /// Orders publications (the store write, then memory), see `http::channels`.
-    pub publishing: tokio::sync::Mutex<()>,
+    pub(crate) publishing: tokio::sync::Mutex<()>,
 }
 
 /// The settings key a channel's allowlist is stored under.
-pub fn meta_key(channel: &str) -> String {
+pub(crate) fn meta_key(channel: &str) -> String {
     format!("channel.allow.{channel}")
 }
 
 impl Reach {
-    pub fn set(&self, channel: &str, allow: Vec<String>) {
+    pub(crate) fn set(&self, channel: &str, allow: Vec<String>) {
         let mut m = self.lists.write().unwrap_or_else(|p| p.into_inner());
         m.insert(channel.to_owned(), allow);
     }
 
-    pub fn remove(&self, channel: &str) -> bool {
+    pub(crate) fn remove(&self, channel: &str) -> bool {
         let mut m = self.lists.write().unwrap_or_else(|p| p.into_inner());
         m.remove(channel).is_some()
     }
 
-    pub fn get(&self, channel: &str) -> Option<Vec<String>> {
+    pub(crate) fn get(&self, channel: &str) -> Option<Vec<String>> {
         let m = self.lists.read().unwrap_or_else(|p| p.into_inner());
         m.get(channel).cloned()
     }
 
     /// Checks a new run's session and notify targets for the caller `who`.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         who: &Principal,
         session: Option<&str>,
@@ -106,7 +106,7 @@ impl Reach {
 }
 
 /// Whether `who` may start a run in session `s`.
-pub fn check_session(who: &Principal, s: &str) -> Result<(), Refusal> {
+pub(crate) fn check_session(who: &Principal, s: &str) -> Result<(), Refusal> {
     if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
         return Err(Refusal::Invalid(
             "session_id must be 1-256 characters without control characters".into(),
@@ -148,7 +148,7 @@ fn in_channel_namespace(value: &str) -> Option<&'static str> {
 
 /// Checks what a command or run start says about who sends it: `field` = `value` may name
 /// a channel (or sit in its namespace) only when `who` is a bridge or an admin.
-pub fn check_claim(who: &Principal, field: &str, value: &str) -> Result<(), Refusal> {
+pub(crate) fn check_claim(who: &Principal, field: &str, value: &str) -> Result<(), Refusal> {
     let channel = in_channel_namespace(value)
         .or_else(|| CONTACT_CHANNELS.iter().find(|c| **c == value).copied());
     match channel {
@@ -196,7 +196,7 @@ impl Target {
 
 /// Whether `addr` looks like a mail address that cannot break a header: one `@`, no
 /// spaces, controls, quotes, brackets or separators.
-pub fn plain_address(addr: &str) -> bool {
+pub(crate) fn plain_address(addr: &str) -> bool {
     let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c);
     match addr.split_once('@') {
         Some((local, domain)) => {
@@ -246,7 +246,7 @@ fn parse_target(entry: &str) -> Result<Target, Refusal> {
 
 /// Checks an allowlist a bridge publishes: at most 10,000 entries, each a chat id
 /// (Telegram) or an address or `@domain` (email).
-pub fn check_allowlist(channel: &str, allow: &[String]) -> Result<(), String> {
+pub(crate) fn check_allowlist(channel: &str, allow: &[String]) -> Result<(), String> {
     if !CONTACT_CHANNELS.contains(&channel) {
         return Err(format!(
             "channel `{channel}` has no allowlist; it must be one of {}",

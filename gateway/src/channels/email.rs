@@ -15,85 +15,85 @@ pub struct EmailArgs {
         long = "email-imap-host",
         env = "SWITCHBOARD_EMAIL_IMAP_HOST"
     )]
-    pub imap_host: Option<String>,
+    pub(crate) imap_host: Option<String>,
     /// IMAP port (default 993 with tls, else 143).
     #[arg(
         id = "email-imap-port",
         long = "email-imap-port",
         env = "SWITCHBOARD_EMAIL_IMAP_PORT"
     )]
-    pub imap_port: Option<String>,
+    pub(crate) imap_port: Option<String>,
     #[arg(
         id = "email-imap-user",
         long = "email-imap-user",
         env = "SWITCHBOARD_EMAIL_IMAP_USER"
     )]
-    pub imap_user: Option<String>,
+    pub(crate) imap_user: Option<String>,
     #[arg(
         id = "email-imap-password",
         long = "email-imap-password",
         env = "SWITCHBOARD_EMAIL_IMAP_PASSWORD",
         hide_env_values = true
     )]
-    pub imap_password: Option<String>,
+    pub(crate) imap_password: Option<String>,
     /// `tls` (default), `starttls` or `none`.
     #[arg(
         id = "email-imap-tls",
         long = "email-imap-tls",
         env = "SWITCHBOARD_EMAIL_IMAP_TLS"
     )]
-    pub imap_tls: Option<String>,
+    pub(crate) imap_tls: Option<String>,
     /// The mailbox watched for replies (default INBOX).
     #[arg(
         id = "email-imap-mailbox",
         long = "email-imap-mailbox",
         env = "SWITCHBOARD_EMAIL_IMAP_MAILBOX"
     )]
-    pub mailbox: Option<String>,
+    pub(crate) mailbox: Option<String>,
     /// SMTP server for outgoing mail.
     #[arg(
         id = "email-smtp-host",
         long = "email-smtp-host",
         env = "SWITCHBOARD_EMAIL_SMTP_HOST"
     )]
-    pub smtp_host: Option<String>,
+    pub(crate) smtp_host: Option<String>,
     /// SMTP port (default 465 with tls, 587 with starttls, else 25).
     #[arg(
         id = "email-smtp-port",
         long = "email-smtp-port",
         env = "SWITCHBOARD_EMAIL_SMTP_PORT"
     )]
-    pub smtp_port: Option<String>,
+    pub(crate) smtp_port: Option<String>,
     #[arg(
         id = "email-smtp-user",
         long = "email-smtp-user",
         env = "SWITCHBOARD_EMAIL_SMTP_USER"
     )]
-    pub smtp_user: Option<String>,
+    pub(crate) smtp_user: Option<String>,
     #[arg(
         id = "email-smtp-password",
         long = "email-smtp-password",
         env = "SWITCHBOARD_EMAIL_SMTP_PASSWORD",
         hide_env_values = true
     )]
-    pub smtp_password: Option<String>,
+    pub(crate) smtp_password: Option<String>,
     /// `starttls` (default), `tls` or `none`.
     #[arg(
         id = "email-smtp-tls",
         long = "email-smtp-tls",
         env = "SWITCHBOARD_EMAIL_SMTP_TLS"
     )]
-    pub smtp_tls: Option<String>,
+    pub(crate) smtp_tls: Option<String>,
     /// The bridge's address, e.g. `Switchboard <switchboard@example.com>`.
     #[arg(id = "email-from", long = "email-from", env = "SWITCHBOARD_EMAIL_FROM")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Comma-separated addresses or `@domain`s trusted to start runs and answer any prompt.
     #[arg(
         id = "email-allowed-senders",
         long = "email-allowed-senders",
         env = "SWITCHBOARD_EMAIL_ALLOWED_SENDERS"
     )]
-    pub allowed_senders: Option<String>,
+    pub(crate) allowed_senders: Option<String>,
     /// The authserv-id your receiving mail server writes in `Authentication-Results`
     /// (e.g. `mx.example.com`). When set, mail counts only if that server saw DMARC pass
     /// (or DKIM pass for the `From:` domain); set it whenever the mailbox receives mail
@@ -103,73 +103,73 @@ pub struct EmailArgs {
         long = "email-authserv-id",
         env = "SWITCHBOARD_EMAIL_AUTHSERV_ID"
     )]
-    pub authserv_id: Option<String>,
+    pub(crate) authserv_id: Option<String>,
     /// The flow a new mail starts (default `chat`).
     #[arg(
         id = "email-default-flow",
         long = "email-default-flow",
         env = "SWITCHBOARD_EMAIL_DEFAULT_FLOW"
     )]
-    pub default_flow: Option<String>,
+    pub(crate) default_flow: Option<String>,
     /// What runs bound by `notify` mail: `asks_only` (default) or `all`.
     #[arg(
         id = "email-notify",
         long = "email-notify",
         env = "SWITCHBOARD_EMAIL_NOTIFY"
     )]
-    pub notify: Option<String>,
+    pub(crate) notify: Option<String>,
     /// Per-flow modes, e.g. `chat=all,approval=asks_only`.
     #[arg(
         id = "email-flow-notify",
         long = "email-flow-notify",
         env = "SWITCHBOARD_EMAIL_FLOW_NOTIFY"
     )]
-    pub flow_notify: Option<String>,
+    pub(crate) flow_notify: Option<String>,
     /// The bridge's state file (default: email.sqlite in the data dir).
     #[arg(
         id = "email-state",
         long = "email-state",
         env = "SWITCHBOARD_EMAIL_STATE"
     )]
-    pub state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
     /// How long an IMAP IDLE lasts before it is renewed (default 10m, at most 29m).
     #[arg(
         id = "email-idle-timeout",
         long = "email-idle-timeout",
         env = "SWITCHBOARD_EMAIL_IDLE_TIMEOUT"
     )]
-    pub idle_timeout: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
     /// How often to poll when the server lacks IDLE (default 30s).
     #[arg(
         id = "email-poll-every",
         long = "email-poll-every",
         env = "SWITCHBOARD_EMAIL_POLL_EVERY"
     )]
-    pub poll_every: Option<String>,
+    pub(crate) poll_every: Option<String>,
     /// First SMTP retry delay, doubling (default 5s).
     #[arg(
         id = "email-retry-base",
         long = "email-retry-base",
         env = "SWITCHBOARD_EMAIL_RETRY_BASE"
     )]
-    pub retry_base: Option<String>,
+    pub(crate) retry_base: Option<String>,
     /// Attempts per mail before it is marked failed (default 10).
     #[arg(
         id = "email-max-attempts",
         long = "email-max-attempts",
         env = "SWITCHBOARD_EMAIL_MAX_ATTEMPTS"
     )]
-    pub max_attempts: Option<u32>,
+    pub(crate) max_attempts: Option<u32>,
 }
 
 /// Checked email settings, without the gateway side (URL and token) yet.
 #[derive(Debug, Clone)]
-pub struct EmailSettings {
+pub(crate) struct EmailSettings {
     /// The bridge's configuration, but for the gateway side (URL, token, public URL) and
     /// the state file, which [`EmailSettings::bridge_config`] fills in.
-    pub config: EmailConfig,
+    pub(crate) config: EmailConfig,
     /// The state file, when set explicitly (else it goes in the data dir).
-    pub state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
 }
 
 fn list(s: Option<&str>) -> Vec<String> {
@@ -257,7 +257,7 @@ fn server(
 
 impl EmailArgs {
     /// None when no IMAP host is set (the bridge is off); problems are collected.
-    pub fn resolve(self, problems: &mut Vec<String>) -> Option<EmailSettings> {
+    pub(crate) fn resolve(self, problems: &mut Vec<String>) -> Option<EmailSettings> {
         self.imap_host.as_deref().filter(|h| !h.trim().is_empty())?;
         let imap = server(
             "IMAP",
@@ -378,7 +378,7 @@ impl EmailArgs {
 
 /// A tiny address check without pulling lettre into the gateway: `Name <a@b>` or `a@b`.
 mod lettre_free {
-    pub struct Mailbox;
+    pub(crate) struct Mailbox;
 
     impl std::str::FromStr for Mailbox {
         type Err = ();
@@ -400,7 +400,7 @@ mod lettre_free {
 
 impl EmailSettings {
     /// The bridge's configuration against the gateway at `gateway_url`.
-    pub fn bridge_config(
+    pub(crate) fn bridge_config(
         &self,
         gateway_url: String,
         gateway_token: String,

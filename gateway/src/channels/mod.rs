@@ -13,8 +13,8 @@ use clap::Subcommand;
 
 use crate::auth::Auth;
 
-pub use email::{EmailArgs, EmailSettings};
-pub use telegram::{TelegramArgs, TelegramSettings};
+pub(crate) use email::{EmailArgs, EmailSettings};
+pub(crate) use telegram::{TelegramArgs, TelegramSettings};
 
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {
@@ -45,6 +45,51 @@ pub enum BridgeCommand {
         #[command(flatten)]
         email: Box<EmailArgs>,
     },
+}
+
+/// `switchboard bridge …`: one bridge alone against a gateway, until SIGINT or SIGTERM.
+pub async fn run_bridge(cmd: BridgeCommand) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    match cmd {
+        BridgeCommand::Telegram {
+            gateway,
+            token,
+            telegram,
+        } => {
+            let settings = telegram.resolve(&mut problems);
+            anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+            let Some(settings) = settings else {
+                anyhow::bail!(
+                    "no Telegram bot token: set SWITCHBOARD_TELEGRAM_BOT_TOKEN (or --telegram-bot-token)"
+                );
+            };
+            let mut cfg = settings.bridge_config(gateway, token, Path::new("."));
+            if settings.state.is_none() {
+                cfg.state_path = "telegram-bridge.sqlite".into();
+            }
+            bridges::telegram::run(cfg, crate::app::shutdown()).await?;
+        }
+        BridgeCommand::Email {
+            gateway,
+            token,
+            public_url,
+            email,
+        } => {
+            let settings = (*email).resolve(&mut problems);
+            anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+            let Some(settings) = settings else {
+                anyhow::bail!(
+                    "no IMAP server: set SWITCHBOARD_EMAIL_IMAP_HOST (or --email-imap-host)"
+                );
+            };
+            let mut cfg = settings.bridge_config(gateway, token, Path::new("."), public_url);
+            if settings.state.is_none() {
+                cfg.state_path = "email-bridge.sqlite".into();
+            }
+            bridges::email::run(cfg, crate::app::shutdown()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// A URL that reaches the gateway listening on `addr` from this machine.
@@ -92,13 +137,13 @@ where
 }
 
 /// Name of the web app's key file in the data dir (signs its CSRF tokens; mode 0600).
-pub const WEB_KEY_FILE: &str = "web.key";
+pub(crate) const WEB_KEY_FILE: &str = "web.key";
 
 /// The web app (`/app`): it reaches the API on loopback like any client, with the
 /// visitor's token and nothing else (it holds no credential of its own; a device signs
 /// itself out with its own token). Its CSRF key lives in the data dir, so open pages stay
 /// valid across restarts.
-pub async fn web_app(
+pub(crate) async fn web_app(
     auth: &Auth,
     addr: SocketAddr,
     data_dir: &Path,
@@ -129,7 +174,7 @@ pub async fn web_app(
 
 /// Starts the Telegram bridge inside `serve`: a fresh API key replaces the previous start's,
 /// and the bridge reaches the gateway on loopback.
-pub async fn spawn_telegram(
+pub(crate) async fn spawn_telegram(
     settings: &TelegramSettings,
     auth: &Auth,
     addr: SocketAddr,
@@ -147,7 +192,7 @@ pub async fn spawn_telegram(
 }
 
 /// Starts the email bridge inside `serve`, like [`spawn_telegram`].
-pub async fn spawn_email(
+pub(crate) async fn spawn_email(
     settings: &EmailSettings,
     auth: &Auth,
     addr: SocketAddr,

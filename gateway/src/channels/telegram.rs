@@ -15,67 +15,67 @@ pub struct TelegramArgs {
         env = "SWITCHBOARD_TELEGRAM_BOT_TOKEN",
         hide_env_values = true
     )]
-    pub bot_token: Option<String>,
+    pub(crate) bot_token: Option<String>,
     /// Bot API base URL (default https://api.telegram.org).
     #[arg(long = "telegram-api-url", env = "SWITCHBOARD_TELEGRAM_API_URL")]
-    pub api_url: Option<String>,
+    pub(crate) api_url: Option<String>,
     /// Comma-separated Telegram user ids allowed to use the bot (others must /pair).
     #[arg(
         long = "telegram-allowed-users",
         env = "SWITCHBOARD_TELEGRAM_ALLOWED_USERS"
     )]
-    pub allowed_users: Option<String>,
+    pub(crate) allowed_users: Option<String>,
     /// The flow a plain message starts (default `chat`).
     #[arg(
         long = "telegram-default-flow",
         env = "SWITCHBOARD_TELEGRAM_DEFAULT_FLOW"
     )]
-    pub default_flow: Option<String>,
+    pub(crate) default_flow: Option<String>,
     /// The bridge's state file (default: telegram.sqlite in the data dir).
     #[arg(long = "telegram-state", env = "SWITCHBOARD_TELEGRAM_STATE")]
-    pub state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
     /// Long-poll timeout of getUpdates, e.g. `10s` (at most 15s).
     #[arg(
         long = "telegram-poll-timeout",
         env = "SWITCHBOARD_TELEGRAM_POLL_TIMEOUT"
     )]
-    pub poll_timeout: Option<String>,
+    pub(crate) poll_timeout: Option<String>,
     /// Webhook mode: the public URL Telegram posts updates to (instead of long polling).
     #[arg(
         long = "telegram-webhook-url",
         env = "SWITCHBOARD_TELEGRAM_WEBHOOK_URL"
     )]
-    pub webhook_url: Option<String>,
+    pub(crate) webhook_url: Option<String>,
     /// Where the webhook listener binds (default 127.0.0.1:8443; a proxy forwards to it).
     #[arg(
         long = "telegram-webhook-listen",
         env = "SWITCHBOARD_TELEGRAM_WEBHOOK_LISTEN"
     )]
-    pub webhook_listen: Option<String>,
+    pub(crate) webhook_listen: Option<String>,
     /// The webhook's secret token (default: a fresh random one at every start).
     #[arg(
         long = "telegram-webhook-secret",
         env = "SWITCHBOARD_TELEGRAM_WEBHOOK_SECRET",
         hide_env_values = true
     )]
-    pub webhook_secret: Option<String>,
+    pub(crate) webhook_secret: Option<String>,
 }
 
 /// Checked Telegram settings, without the gateway side (URL and token) yet.
 #[derive(Debug, Clone)]
-pub struct TelegramSettings {
-    pub bot_token: String,
-    pub api_url: Option<url::Url>,
-    pub allowed_users: Vec<u64>,
-    pub default_flow: String,
-    pub state: Option<PathBuf>,
-    pub poll_timeout: Duration,
-    pub webhook: Option<WebhookConfig>,
+pub(crate) struct TelegramSettings {
+    pub(crate) bot_token: String,
+    pub(crate) api_url: Option<url::Url>,
+    pub(crate) allowed_users: Vec<u64>,
+    pub(crate) default_flow: String,
+    pub(crate) state: Option<PathBuf>,
+    pub(crate) poll_timeout: Duration,
+    pub(crate) webhook: Option<WebhookConfig>,
 }
 
 impl TelegramArgs {
     /// None when no bot token is set (the bridge is off); problems are collected.
-    pub fn resolve(self, problems: &mut Vec<String>) -> Option<TelegramSettings> {
+    pub(crate) fn resolve(self, problems: &mut Vec<String>) -> Option<TelegramSettings> {
         let bot_token = self.bot_token.filter(|t| !t.trim().is_empty())?;
         let api_url = self.api_url.filter(|u| !u.is_empty()).and_then(|u| {
             url::Url::parse(&u)
@@ -169,7 +169,7 @@ fn resolve_webhook(
 
 impl TelegramSettings {
     /// The bridge's configuration against the gateway at `gateway_url`.
-    pub fn bridge_config(
+    pub(crate) fn bridge_config(
         &self,
         gateway_url: String,
         gateway_token: String,

@@ -149,75 +149,75 @@ pub struct ClientArgs {
 pub struct ServeArgs {
     /// Serve the API without a runner (run `switchboard runner` on the same data dir).
     #[arg(long)]
-    pub no_runner: bool,
+    pub(crate) no_runner: bool,
     #[arg(long, env = "SWITCHBOARD_HOST")]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     #[arg(long, env = "SWITCHBOARD_PORT")]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     #[arg(long, env = "SWITCHBOARD_FLOWS_DIR")]
-    pub flows_dir: Option<PathBuf>,
+    pub(crate) flows_dir: Option<PathBuf>,
     #[arg(long, env = "SWITCHBOARD_AUTH_TOKEN", hide_env_values = true)]
-    pub auth_token: Option<String>,
+    pub(crate) auth_token: Option<String>,
     /// `text` or `json`.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    pub(crate) log_format: Option<String>,
     #[arg(long, env = "SWITCHBOARD_LLM_BASE_URL")]
-    pub llm_base_url: Option<String>,
+    pub(crate) llm_base_url: Option<String>,
     #[arg(long, env = "SWITCHBOARD_LLM_API_KEY", hide_env_values = true)]
-    pub llm_api_key: Option<String>,
+    pub(crate) llm_api_key: Option<String>,
     #[arg(long, env = "SWITCHBOARD_LLM_MODEL")]
-    pub llm_model: Option<String>,
+    pub(crate) llm_model: Option<String>,
     /// Comma-separated glob patterns of allowed `Origin`s.
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS")]
-    pub allowed_origins: Option<String>,
+    pub(crate) allowed_origins: Option<String>,
     /// Requests per second per device, API key or anonymous address (burst: twice that).
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT")]
-    pub rate_limit: Option<u32>,
+    pub(crate) rate_limit: Option<u32>,
     /// Bad tokens from one address before it is locked out.
     #[arg(long, env = "SWITCHBOARD_LOCKOUT_AFTER")]
-    pub lockout_after: Option<u32>,
+    pub(crate) lockout_after: Option<u32>,
     /// First lockout length (doubles with each further bad token), e.g. `1s`.
     #[arg(long, env = "SWITCHBOARD_LOCKOUT_BASE")]
-    pub lockout_base: Option<String>,
+    pub(crate) lockout_base: Option<String>,
     /// How long a pairing code stays valid, e.g. `10m`.
     #[arg(long, env = "SWITCHBOARD_PAIRING_TTL")]
-    pub pairing_ttl: Option<String>,
+    pub(crate) pairing_ttl: Option<String>,
     /// Largest request body in bytes.
     #[arg(long, env = "SWITCHBOARD_BODY_LIMIT")]
-    pub body_limit: Option<usize>,
+    pub(crate) body_limit: Option<usize>,
     /// The URL people reach this gateway at (for pairing links and QR codes).
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    pub(crate) public_url: Option<String>,
     /// How often an idle event stream gets a `: keep-alive` comment, e.g. `15s`.
     #[arg(long, env = "SWITCHBOARD_SSE_KEEPALIVE")]
-    pub sse_keepalive: Option<String>,
+    pub(crate) sse_keepalive: Option<String>,
     /// Events the in-process bus holds for a slow stream before dropping it (it resumes
     /// from its cursor).
     #[arg(long, env = "SWITCHBOARD_BUS_CAPACITY")]
-    pub bus_capacity: Option<usize>,
+    pub(crate) bus_capacity: Option<usize>,
     /// Triggers as `name=flow,…` (secrets: `SWITCHBOARD_TRIGGER_SECRET_<NAME>`).
     #[arg(long, env = "SWITCHBOARD_TRIGGERS")]
-    pub triggers: Option<String>,
+    pub(crate) triggers: Option<String>,
     /// How far a signed trigger's timestamp may be from now, e.g. `5m`.
     #[arg(long, env = "SWITCHBOARD_TRIGGER_WINDOW")]
-    pub trigger_window: Option<String>,
+    pub(crate) trigger_window: Option<String>,
     /// First webhook retry delay (doubles per failure), e.g. `2s`.
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_BASE")]
-    pub webhook_retry_base: Option<String>,
+    pub(crate) webhook_retry_base: Option<String>,
     /// Attempts before a webhook delivery is marked failed.
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS")]
-    pub webhook_max_attempts: Option<u32>,
+    pub(crate) webhook_max_attempts: Option<u32>,
     /// How long `POST /v1/chat/completions` waits for its run to stop, e.g. `5m`.
     #[arg(long, env = "SWITCHBOARD_OPENAI_TIMEOUT")]
-    pub openai_timeout: Option<String>,
+    pub(crate) openai_timeout: Option<String>,
     #[command(flatten)]
-    pub security: SecurityArgs,
+    pub(crate) security: SecurityArgs,
     #[command(flatten)]
-    pub telegram: crate::channels::TelegramArgs,
+    pub(crate) telegram: crate::channels::TelegramArgs,
     #[command(flatten)]
-    pub email: crate::channels::EmailArgs,
+    pub(crate) email: crate::channels::EmailArgs,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,27 +276,27 @@ pub enum LogFormat {
 /// The validated configuration of `switchboard serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub no_runner: bool,
-    pub addr: SocketAddr,
-    pub data_dir: PathBuf,
-    pub flows_dir: PathBuf,
-    pub auth_token: Option<String>,
+    pub(crate) no_runner: bool,
+    pub(crate) addr: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) flows_dir: PathBuf,
+    pub(crate) auth_token: Option<String>,
     pub log_format: LogFormat,
-    pub llm: crate::llm::LlmConfig,
-    pub limits: crate::auth::limits::LimitConfig,
-    pub pairing_ttl: std::time::Duration,
-    pub body_limit: usize,
-    pub public_url: Option<String>,
-    pub sse_keepalive: std::time::Duration,
-    pub bus_capacity: usize,
-    pub triggers: crate::triggers::TriggerConfig,
-    pub webhook_retry: crate::webhooks::RetryPolicy,
-    pub openai_timeout: std::time::Duration,
-    pub security: SecurityConfig,
+    pub(crate) llm: crate::llm::LlmConfig,
+    pub(crate) limits: crate::auth::limits::LimitConfig,
+    pub(crate) pairing_ttl: std::time::Duration,
+    pub(crate) body_limit: usize,
+    pub(crate) public_url: Option<String>,
+    pub(crate) sse_keepalive: std::time::Duration,
+    pub(crate) bus_capacity: usize,
+    pub(crate) triggers: crate::triggers::TriggerConfig,
+    pub(crate) webhook_retry: crate::webhooks::RetryPolicy,
+    pub(crate) openai_timeout: std::time::Duration,
+    pub(crate) security: SecurityConfig,
     /// The Telegram bridge, when `SWITCHBOARD_TELEGRAM_BOT_TOKEN` is set.
-    pub telegram: Option<crate::channels::TelegramSettings>,
+    pub(crate) telegram: Option<crate::channels::TelegramSettings>,
     /// The email bridge, when `SWITCHBOARD_EMAIL_IMAP_HOST` is set.
-    pub email: Option<crate::channels::EmailSettings>,
+    pub(crate) email: Option<crate::channels::EmailSettings>,
 }
 
 /// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
@@ -383,7 +383,7 @@ fn integrations(
 }
 
 /// The default origin allowlist.
-pub const DEFAULT_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
+pub(crate) const DEFAULT_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
 
 fn duration(
     v: Option<String>,

@@ -14,40 +14,40 @@ pub struct SecurityArgs {
     /// Reverse proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` names the
     /// client; without them every request counts as its peer's.
     #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<String>,
+    pub(crate) trusted_proxies: Option<String>,
     /// Private or local destinations `http` steps and webhooks may reach anyway (hosts,
     /// IPs or CIDRs, comma-separated). Public addresses need no entry.
     #[arg(long, env = "SWITCHBOARD_HTTP_ALLOW")]
-    pub http_allow: Option<String>,
+    pub(crate) http_allow: Option<String>,
     /// Largest reply body an `http` step reads, in bytes (default 1 MiB).
     #[arg(long, env = "SWITCHBOARD_HTTP_MAX_BODY")]
-    pub http_max_body: Option<usize>,
+    pub(crate) http_max_body: Option<usize>,
     /// Event streams one caller may hold open at once (default 64).
     #[arg(long, env = "SWITCHBOARD_MAX_STREAMS")]
-    pub max_streams: Option<usize>,
+    pub(crate) max_streams: Option<usize>,
     /// Largest answer or event payload a command may carry, in bytes (default 64 KiB).
     #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD")]
-    pub max_payload: Option<usize>,
+    pub(crate) max_payload: Option<usize>,
 }
 
 /// The same keys in the TOML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileSecurity {
-    pub trusted_proxies: Option<String>,
-    pub http_allow: Option<String>,
-    pub http_max_body: Option<usize>,
-    pub max_streams: Option<usize>,
-    pub max_payload: Option<usize>,
+pub(crate) struct FileSecurity {
+    pub(crate) trusted_proxies: Option<String>,
+    pub(crate) http_allow: Option<String>,
+    pub(crate) http_max_body: Option<usize>,
+    pub(crate) max_streams: Option<usize>,
+    pub(crate) max_payload: Option<usize>,
 }
 
 /// The checked settings.
 #[derive(Debug, Clone)]
 pub struct SecurityConfig {
-    pub trusted_proxies: Vec<IpNet>,
-    pub net: NetPolicy,
-    pub max_streams: usize,
-    pub max_payload: usize,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) net: NetPolicy,
+    pub(crate) max_streams: usize,
+    pub(crate) max_payload: usize,
 }
 
 impl Default for SecurityConfig {
@@ -70,7 +70,7 @@ fn list(s: Option<String>) -> Vec<String> {
 }
 
 impl SecurityArgs {
-    pub fn resolve(self, f: FileSecurity, problems: &mut Vec<String>) -> SecurityConfig {
+    pub(crate) fn resolve(self, f: FileSecurity, problems: &mut Vec<String>) -> SecurityConfig {
         let d = SecurityConfig::default();
         let mut trusted_proxies = Vec::new();
         for p in list(self.trusted_proxies.or(f.trusted_proxies)) {

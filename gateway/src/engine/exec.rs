@@ -11,10 +11,10 @@ use super::{
 use crate::flows::{Flow, Instr, Scope, Step, StepKind, WaitSpec};
 
 pub(super) struct Machine<'a> {
-    pub flow: &'a Flow,
-    pub state: &'a mut RunState,
-    pub ctx: &'a Ctx<'a>,
-    pub t: &'a mut Transition,
+    pub(crate) flow: &'a Flow,
+    pub(crate) state: &'a mut RunState,
+    pub(crate) ctx: &'a Ctx<'a>,
+    pub(crate) t: &'a mut Transition,
 }
 
 /// A step that could not run; the run fails with this message.
@@ -27,7 +27,7 @@ impl From<crate::flows::RenderError> for StepFailure {
 }
 
 impl Machine<'_> {
-    pub fn template_ctx(&self) -> minijinja::Value {
+    pub(crate) fn template_ctx(&self) -> minijinja::Value {
         let run = json!({
             "run_id": self.ctx.run_id,
             "session_id": self.ctx.session_id,
@@ -42,7 +42,7 @@ impl Machine<'_> {
         }))
     }
 
-    pub fn draft(
+    pub(crate) fn draft(
         &self,
         step_id: &str,
         node: &str,
@@ -70,7 +70,7 @@ impl Machine<'_> {
     }
 
     /// Runs until blocked or finished.
-    pub fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         for _ in 0..STEP_BUDGET {
             let Some(instr) = self.flow.program.get(self.state.pc) else {
                 self.finish();
@@ -360,7 +360,7 @@ impl Machine<'_> {
         }
     }
 
-    pub fn event_key(&self, scope: Scope, name: &str) -> String {
+    pub(crate) fn event_key(&self, scope: Scope, name: &str) -> String {
         match scope {
             Scope::Run => format!("run:{}:{name}", self.ctx.run_id),
             Scope::Session => format!("session:{}:{name}", self.ctx.session_key()),
@@ -369,7 +369,7 @@ impl Machine<'_> {
     }
 
     /// Records a step that finished at once and stores its result under `steps.<node>`.
-    pub fn complete(
+    pub(crate) fn complete(
         &mut self,
         step_id: &str,
         node: &str,
@@ -389,7 +389,7 @@ impl Machine<'_> {
     }
 
     /// Records that the run now waits, and what for.
-    pub fn block(&mut self, pending: Pending) {
+    pub(crate) fn block(&mut self, pending: Pending) {
         let (kind, payload, waiting) = describe_wait(&pending);
         let (step_id, node) = ids(&pending);
         let rec = self.draft(
@@ -414,7 +414,7 @@ impl Machine<'_> {
     }
 
     /// Records an effect's `started` (with its idempotency key) and leaves it to the runner.
-    pub fn start_effect(
+    pub(crate) fn start_effect(
         &mut self,
         step_id: String,
         node: &str,
@@ -473,7 +473,7 @@ impl Machine<'_> {
     }
 
     /// Fails the step `node` and the run.
-    pub fn fail(&mut self, node: &str, msg: String) {
+    pub(crate) fn fail(&mut self, node: &str, msg: String) {
         let step_id = match self.state.visits.get(node) {
             Some(n) => format!("{node}.{n}"),
             None => node.to_owned(),

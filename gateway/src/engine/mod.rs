@@ -17,27 +17,27 @@ use chrono::{DateTime, Utc};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, Waiting};
 use serde_json::Value;
 
-pub use resume::match_choice;
-pub use state::*;
+pub(crate) use resume::match_choice;
+pub(crate) use state::*;
 
 /// Steps one call may execute without blocking before the run fails (loops are bounded,
 /// but nested loops multiply).
-pub const STEP_BUDGET: usize = 100_000;
+pub(crate) const STEP_BUDGET: usize = 100_000;
 
 /// Everything the engine may read besides the flow and the state.
 #[derive(Debug, Clone)]
-pub struct Ctx<'a> {
-    pub run_id: &'a str,
-    pub bundle_id: &'a str,
-    pub session_id: Option<&'a str>,
-    pub input: &'a Value,
-    pub history: &'a [ChatMessage],
-    pub now: DateTime<Utc>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) bundle_id: &'a str,
+    pub(crate) session_id: Option<&'a str>,
+    pub(crate) input: &'a Value,
+    pub(crate) history: &'a [ChatMessage],
+    pub(crate) now: DateTime<Utc>,
 }
 
 impl Ctx<'_> {
     /// The session an event of scope `session` travels in (the run itself when it has none).
-    pub fn session_key(&self) -> String {
+    pub(crate) fn session_key(&self) -> String {
         self.session_id
             .map_or_else(|| format!("run:{}", self.run_id), str::to_owned)
     }
@@ -45,7 +45,7 @@ impl Ctx<'_> {
 
 /// What happened to the run since the engine last saw it.
 #[derive(Debug, Clone)]
-pub enum Input {
+pub(crate) enum Input {
     /// Nothing new: continue from the program counter.
     Advance,
     Answer {
@@ -73,63 +73,63 @@ pub enum Input {
 
 /// A ledger record before the store gives it its `seq` and hashes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Draft {
-    pub step_id: String,
-    pub node_id: String,
-    pub status: RecordStatus,
-    pub effect: Option<Effect>,
-    pub result: Option<Value>,
-    pub error: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub attempt: u32,
-    pub idempotency_key: Option<String>,
-    pub actor: Actor,
+pub(crate) struct Draft {
+    pub(crate) step_id: String,
+    pub(crate) node_id: String,
+    pub(crate) status: RecordStatus,
+    pub(crate) effect: Option<Effect>,
+    pub(crate) result: Option<Value>,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) ended_at: Option<DateTime<Utc>>,
+    pub(crate) attempt: u32,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) actor: Actor,
 }
 
 /// A child run a `call` step starts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChildSpec {
-    pub run_id: String,
-    pub bundle_id: String,
-    pub input: Value,
+pub(crate) struct ChildSpec {
+    pub(crate) run_id: String,
+    pub(crate) bundle_id: String,
+    pub(crate) input: Value,
 }
 
 /// An event an `emit` step sends: runs waiting on `key` wake up.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EmitSpec {
-    pub key: String,
-    pub name: String,
-    pub payload: Value,
+pub(crate) struct EmitSpec {
+    pub(crate) key: String,
+    pub(crate) name: String,
+    pub(crate) payload: Value,
 }
 
 /// The outcome of one [`step`].
 #[derive(Debug, Clone, Default)]
-pub struct Transition {
-    pub records: Vec<Draft>,
+pub(crate) struct Transition {
+    pub(crate) records: Vec<Draft>,
     /// `running` (maybe with an effect to perform), `waiting`, `completed` or `failed`.
-    pub status: Option<RunStatus>,
-    pub waiting: Option<Waiting>,
-    pub wake_at: Option<DateTime<Utc>>,
+    pub(crate) status: Option<RunStatus>,
+    pub(crate) waiting: Option<Waiting>,
+    pub(crate) wake_at: Option<DateTime<Utc>>,
     /// The scoped event key a `wait_event` listens on.
-    pub event_key: Option<String>,
-    pub output: Option<Value>,
-    pub error: Option<String>,
-    pub spawn: Option<ChildSpec>,
-    pub emits: Vec<EmitSpec>,
+    pub(crate) event_key: Option<String>,
+    pub(crate) output: Option<Value>,
+    pub(crate) error: Option<String>,
+    pub(crate) spawn: Option<ChildSpec>,
+    pub(crate) emits: Vec<EmitSpec>,
     /// Turns to append to the session's history.
-    pub history: Vec<ChatMessage>,
+    pub(crate) history: Vec<ChatMessage>,
 }
 
 impl Transition {
-    pub fn status(&self) -> RunStatus {
+    pub(crate) fn status(&self) -> RunStatus {
         self.status.unwrap_or(RunStatus::Running)
     }
 }
 
 /// Why an input was refused; the state is unchanged.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
-pub enum Reject {
+pub(crate) enum Reject {
     #[error("the run is not waiting on `{given}`; {current}")]
     StaleWaitKey { given: String, current: String },
     #[error("`{given}` is not one of the choices: {choices}")]
@@ -145,7 +145,7 @@ pub enum Reject {
 /// An effect's result is applied alone (the flow does not move on in the same call): an
 /// effect can finish while its run is paused, and the runner moves the flow on only once
 /// the run is not paused.
-pub fn step(
+pub(crate) fn step(
     flow: &crate::flows::Flow,
     state: &mut RunState,
     ctx: &Ctx,

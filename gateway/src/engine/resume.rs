@@ -10,7 +10,7 @@ use super::{ChatMessage, EffectRequest, Input, Pending, Reject};
 
 impl Machine<'_> {
     /// `Ok(true)`: the wait is over and the program should continue.
-    pub fn resume(&mut self, input: Input) -> Result<bool, Reject> {
+    pub(crate) fn resume(&mut self, input: Input) -> Result<bool, Reject> {
         let pending = self.state.pending.clone();
         match (input, pending) {
             (Input::Advance, p) => Ok(p.is_none()),
@@ -246,7 +246,7 @@ fn stale(given: &str, current: &str) -> Reject {
 }
 
 /// Normalises an answer: "2", "approve", " Approve. " all pick choice 2 `approve`.
-pub fn match_choice(
+pub(crate) fn match_choice(
     response: &Value,
     choices: &[String],
     free_text: bool,

@@ -7,35 +7,35 @@ use serde_json::{Map, Value};
 
 /// One turn of a session's conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
+pub(crate) struct ChatMessage {
+    pub(crate) role: String,
+    pub(crate) content: String,
 }
 
 /// Where a run is in its flow and what it has computed so far.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunState {
-    pub pc: usize,
+pub(crate) struct RunState {
+    pub(crate) pc: usize,
     #[serde(default)]
-    pub vars: Map<String, Value>,
+    pub(crate) vars: Map<String, Value>,
     /// Each step's result by step id (`steps.<id>` in templates).
     #[serde(default)]
-    pub steps: Map<String, Value>,
+    pub(crate) steps: Map<String, Value>,
     #[serde(default)]
-    pub loops: Vec<u32>,
+    pub(crate) loops: Vec<u32>,
     /// Executions per step id, which numbers ledger step ids (`ask_1.1`, `ask_1.2`…).
     #[serde(default)]
-    pub visits: BTreeMap<String, u32>,
+    pub(crate) visits: BTreeMap<String, u32>,
     #[serde(default)]
-    pub output: Option<Value>,
+    pub(crate) output: Option<Value>,
     #[serde(default)]
-    pub pending: Option<Pending>,
+    pub(crate) pending: Option<Pending>,
 }
 
 /// What a blocked run waits for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Pending {
+pub(crate) enum Pending {
     Ask {
         step_id: String,
         node: String,
@@ -75,7 +75,7 @@ pub enum Pending {
 
 impl Pending {
     /// The key a `resume` must name (the ledger step id of the wait).
-    pub fn wait_key(&self) -> &str {
+    pub(crate) fn wait_key(&self) -> &str {
         match self {
             Self::Ask { step_id, .. }
             | Self::Timer { step_id, .. }
@@ -89,7 +89,7 @@ impl Pending {
 /// An effect the runner performs (its result comes back as `Input::EffectDone`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum EffectRequest {
+pub(crate) enum EffectRequest {
     Llm {
         messages: Vec<ChatMessage>,
         #[serde(default)]

@@ -5,8 +5,8 @@
 //! flows (`registry`). It performs no I/O except reading flow files in `registry`, and it
 //! never touches the store: persisting flow versions is the caller's job.
 
-pub mod model;
-pub mod parse;
+pub(crate) mod model;
+pub(crate) mod parse;
 pub mod registry;
 mod yaml;
 
@@ -14,27 +14,24 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use model::*;
-pub use registry::Registry;
+pub(crate) use model::*;
+pub(crate) use registry::Registry;
 
 /// A compiled flow, pinned by the SHA-256 of its source.
 pub struct Flow {
-    pub bundle_id: String,
-    pub name: String,
-    pub description: String,
-    pub input_schema: Option<Value>,
+    pub(crate) bundle_id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) input_schema: Option<Value>,
     validator: Option<jsonschema::Validator>,
-    pub program: Vec<Instr>,
-    pub loop_slots: usize,
+    pub(crate) program: Vec<Instr>,
     env: minijinja::Environment<'static>,
-    /// Flows this one calls (`call:` steps).
-    pub calls: Vec<String>,
     /// Runs of this flow need the session's history (the runner loads it only then).
-    pub uses_history: bool,
+    pub(crate) uses_history: bool,
     /// Trigger names that start this flow (`triggers:`).
-    pub triggers: Vec<String>,
+    pub(crate) triggers: Vec<String>,
     pub hash: String,
-    pub source: String,
+    pub(crate) source: String,
 }
 
 impl fmt::Debug for Flow {
@@ -51,10 +48,10 @@ impl fmt::Debug for Flow {
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
 #[error("{file}:{line}:{column}: {message}")]
 pub struct FlowError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
+    pub(crate) file: String,
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) message: String,
 }
 
 impl FlowError {
@@ -71,7 +68,7 @@ impl FlowError {
 /// A template that failed while a run rendered it.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
-pub struct RenderError(pub String);
+pub(crate) struct RenderError(pub String);
 
 impl From<minijinja::Error> for RenderError {
     fn from(e: minijinja::Error) -> Self {
@@ -88,7 +85,7 @@ impl From<minijinja::Error> for RenderError {
 
 impl Flow {
     /// Checks `input` against the flow's `input_schema`; every violation, with its JSON path.
-    pub fn validate_input(&self, input: &Value) -> Result<(), Vec<String>> {
+    pub(crate) fn validate_input(&self, input: &Value) -> Result<(), Vec<String>> {
         let Some(v) = &self.validator else {
             return Ok(());
         };
@@ -111,16 +108,16 @@ impl Flow {
         }
     }
 
-    pub fn render(&self, id: TplId, ctx: &minijinja::Value) -> Result<String, RenderError> {
+    pub(crate) fn render(&self, id: TplId, ctx: &minijinja::Value) -> Result<String, RenderError> {
         Ok(self.env.get_template(&id.name())?.render(ctx)?)
     }
 
     /// Whether a condition holds (Jinja truthiness).
-    pub fn test(&self, id: TplId, ctx: &minijinja::Value) -> Result<bool, RenderError> {
+    pub(crate) fn test(&self, id: TplId, ctx: &minijinja::Value) -> Result<bool, RenderError> {
         Ok(!self.render(id, ctx)?.is_empty())
     }
 
-    pub fn eval(&self, v: &ValueTpl, ctx: &minijinja::Value) -> Result<Value, RenderError> {
+    pub(crate) fn eval(&self, v: &ValueTpl, ctx: &minijinja::Value) -> Result<Value, RenderError> {
         Ok(match v {
             ValueTpl::Lit(v) => v.clone(),
             ValueTpl::Text(id) => Value::String(self.render(*id, ctx)?),
@@ -144,7 +141,12 @@ impl Flow {
     }
 
     /// Steps of the program, for listing.
-    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+    /// How many steps the flow has.
+    pub fn step_count(&self) -> usize {
+        self.steps().count()
+    }
+
+    pub(crate) fn steps(&self) -> impl Iterator<Item = &Step> {
         self.program.iter().filter_map(|i| match i {
             Instr::Step(s) => Some(s),
             _ => None,

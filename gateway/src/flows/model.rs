@@ -9,13 +9,13 @@ use serde_json::Value;
 /// builds a URL (then every value it substitutes is percent-encoded as a URL component,
 /// unless marked `| safe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TplId {
-    pub index: usize,
-    pub url: bool,
+pub(crate) struct TplId {
+    pub(crate) index: usize,
+    pub(crate) url: bool,
 }
 
 impl TplId {
-    pub fn name(self) -> String {
+    pub(crate) fn name(self) -> String {
         if self.url {
             format!("{}{}", self.index, URL_TEMPLATE_SUFFIX)
         } else {
@@ -25,11 +25,11 @@ impl TplId {
 }
 
 /// Names of URL templates end with this (see `flows::parse`'s formatter).
-pub const URL_TEMPLATE_SUFFIX: &str = ".url";
+pub(crate) const URL_TEMPLATE_SUFFIX: &str = ".url";
 
 /// A JSON value whose strings may be templates.
 #[derive(Debug, Clone)]
-pub enum ValueTpl {
+pub(crate) enum ValueTpl {
     Lit(Value),
     /// A string rendered as text.
     Text(TplId),
@@ -42,14 +42,14 @@ pub enum ValueTpl {
 /// Where an event travels: the emitting run only, its session, or every run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Scope {
+pub(crate) enum Scope {
     Run,
     Session,
     Global,
 }
 
 impl Scope {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "run" => Some(Self::Run),
             "session" => Some(Self::Session),
@@ -60,41 +60,41 @@ impl Scope {
 }
 
 #[derive(Debug, Clone)]
-pub struct AskStep {
-    pub prompt: TplId,
-    pub choices: Vec<String>,
-    pub allow_free_text: bool,
-    pub timeout: Option<Duration>,
-    pub default: Option<TplId>,
+pub(crate) struct AskStep {
+    pub(crate) prompt: TplId,
+    pub(crate) choices: Vec<String>,
+    pub(crate) allow_free_text: bool,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) default: Option<TplId>,
 }
 
 #[derive(Debug, Clone)]
-pub struct LlmStep {
-    pub prompt: TplId,
-    pub system: Option<TplId>,
-    pub history: bool,
-    pub model: Option<String>,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
+pub(crate) struct LlmStep {
+    pub(crate) prompt: TplId,
+    pub(crate) system: Option<TplId>,
+    pub(crate) history: bool,
+    pub(crate) model: Option<String>,
+    pub(crate) temperature: Option<f64>,
+    pub(crate) max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
-pub struct HttpStep {
-    pub method: String,
-    pub url: TplId,
-    pub headers: Vec<(String, TplId)>,
-    pub body: Option<ValueTpl>,
-    pub timeout: Duration,
+pub(crate) struct HttpStep {
+    pub(crate) method: String,
+    pub(crate) url: TplId,
+    pub(crate) headers: Vec<(String, TplId)>,
+    pub(crate) body: Option<ValueTpl>,
+    pub(crate) timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
-pub enum WaitSpec {
+pub(crate) enum WaitSpec {
     For(Duration),
     Until(TplId),
 }
 
 #[derive(Debug, Clone)]
-pub enum StepKind {
+pub(crate) enum StepKind {
     Say(TplId),
     Ask(AskStep),
     Llm(LlmStep),
@@ -118,7 +118,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Say(_) => "say",
             Self::Ask(_) => "ask",
@@ -135,18 +135,17 @@ impl StepKind {
 }
 
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(crate) struct Step {
     /// The step's id in the flow (`id:` or generated): the ledger's `node_id`.
-    pub node: String,
-    pub line: usize,
-    pub kind: StepKind,
+    pub(crate) node: String,
+    pub(crate) kind: StepKind,
     /// Extra attempts after a failed effect (llm, http).
-    pub retries: u32,
+    pub(crate) retries: u32,
 }
 
 /// One instruction of the compiled program.
 #[derive(Debug, Clone)]
-pub enum Instr {
+pub(crate) enum Instr {
     Step(Step),
     /// Jump to `target` unless the condition holds.
     JumpUnless {

@@ -26,14 +26,14 @@ const STEP_KINDS: &[&str] = &[
     "output",
 ];
 /// Upper bound of `loop.max`: loops are bounded by design.
-pub const MAX_LOOP: i64 = 10_000;
+pub(crate) const MAX_LOOP: i64 = 10_000;
 const MAX_RETRIES: i64 = 10;
 /// Template execution budget (minijinja fuel), so an uploaded flow cannot spin forever.
 const TEMPLATE_FUEL: u64 = 200_000;
 
 /// Parses and compiles one flow. `file` is used in error messages; `default_id` is the
 /// bundle id when the YAML has no `id:` (the file name without `.yaml`).
-pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowError> {
+pub(crate) fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowError> {
     let err = |pos: Pos, message: String| FlowError::at(file, pos, message);
     let root = yaml::parse(src).map_err(|e| err(e.pos, e.message))?;
     let mut cx = Cx::new(file);
@@ -90,9 +90,7 @@ pub fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, FlowErro
         input_schema: input_schema.map(|(s, _)| s),
         validator,
         program: cx.program,
-        loop_slots: cx.loop_slots,
         env: cx.env,
-        calls: cx.calls,
         uses_history: cx.uses_history,
         triggers,
         hash,
@@ -142,7 +140,6 @@ struct Cx<'f> {
     loop_slots: usize,
     ids: HashSet<String>,
     counter: usize,
-    calls: Vec<String>,
     /// A template reads `history`, or an `llm` step sends it.
     uses_history: bool,
 }
@@ -168,7 +165,6 @@ impl<'f> Cx<'f> {
             loop_slots: 0,
             ids: HashSet::new(),
             counter: 0,
-            calls: Vec::new(),
             uses_history: false,
         }
     }

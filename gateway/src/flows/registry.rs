@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use super::{Flow, FlowError, parse};
 
 /// Example flows compiled into the binary, used when the flows directory does not exist.
-pub const EMBEDDED: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("echo", include_str!("../../../flows/echo.yaml")),
     ("ask", include_str!("../../../flows/ask.yaml")),
     ("approval", include_str!("../../../flows/approval.yaml")),
@@ -31,9 +31,9 @@ pub enum RegistryError {
 
 /// A compiled flow plus its per-bundle version number.
 #[derive(Debug, Clone)]
-pub struct Versioned {
-    pub flow: Arc<Flow>,
-    pub version: u32,
+pub(crate) struct Versioned {
+    pub(crate) flow: Arc<Flow>,
+    pub(crate) version: u32,
 }
 
 #[derive(Default)]
@@ -44,28 +44,28 @@ struct Maps {
 
 /// Thread-safe registry; reads are cheap (a read lock and an `Arc` clone, never held across `.await`).
 #[derive(Default, Clone)]
-pub struct Registry {
+pub(crate) struct Registry {
     maps: Arc<RwLock<Maps>>,
 }
 
 impl Registry {
-    pub fn current(&self, bundle_id: &str) -> Option<Versioned> {
+    pub(crate) fn current(&self, bundle_id: &str) -> Option<Versioned> {
         self.read().current.get(bundle_id).cloned()
     }
 
-    pub fn by_hash(&self, hash: &str) -> Option<Arc<Flow>> {
+    pub(crate) fn by_hash(&self, hash: &str) -> Option<Arc<Flow>> {
         self.read().by_hash.get(hash).cloned()
     }
 
     /// Every current bundle, sorted by id.
-    pub fn list(&self) -> Vec<Versioned> {
+    pub(crate) fn list(&self) -> Vec<Versioned> {
         let mut v: Vec<_> = self.read().current.values().cloned().collect();
         v.sort_by(|a, b| a.flow.bundle_id.cmp(&b.flow.bundle_id));
         v
     }
 
     /// Makes `flow` (with its stored version number) the current version of its bundle.
-    pub fn set_current(&self, flow: Arc<Flow>, version: u32) {
+    pub(crate) fn set_current(&self, flow: Arc<Flow>, version: u32) {
         let mut m = self.write();
         m.by_hash.insert(flow.hash.clone(), flow.clone());
         m.current
@@ -73,7 +73,7 @@ impl Registry {
     }
 
     /// Remembers an older version (a run pinned to it may still be in flight).
-    pub fn add_version(&self, flow: Arc<Flow>) {
+    pub(crate) fn add_version(&self, flow: Arc<Flow>) {
         self.write().by_hash.insert(flow.hash.clone(), flow);
     }
 
@@ -88,7 +88,7 @@ impl Registry {
 
 /// Compiles every `*.yaml`/`*.yml` file of `dir`, or the embedded examples when `dir` does not
 /// exist. Any broken file fails the whole load (with its file, line and column).
-pub fn load_dir(dir: &Path) -> Result<Vec<Flow>, RegistryError> {
+pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Flow>, RegistryError> {
     if !dir.exists() {
         return EMBEDDED
             .iter()

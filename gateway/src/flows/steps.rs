@@ -68,7 +68,6 @@ impl Cx<'_> {
                 opts.only(self, &["id", "input"])?;
                 let flow = self.string(body)?;
                 check_id(self, &flow, body.pos, "called flow")?;
-                self.calls.push(flow.clone());
                 let input = match opts.get("input") {
                     Some(i) => self.value(i)?,
                     None => ValueTpl::Lit(Value::Object(Default::default())),
@@ -88,7 +87,6 @@ impl Cx<'_> {
         };
         Ok(Step {
             node,
-            line: kpos.line,
             kind,
             retries,
         })

@@ -16,7 +16,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 use serde_json::Value;
 
 /// The largest flow file read (uploads and the flows directory alike).
-pub const MAX_FLOW_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_FLOW_BYTES: usize = 1024 * 1024;
 /// Nesting deeper than this is refused.
 const MAX_DEPTH: usize = 64;
 /// Nodes (scalars, lists, mappings) in one flow; real flows have hundreds.
@@ -27,19 +27,19 @@ const MAX_ANCHORS: usize = 1_000;
 
 /// A position in the source: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pos {
-    pub line: usize,
-    pub column: usize,
+pub(crate) struct Pos {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
 }
 
 #[derive(Debug, Clone)]
-pub struct Node {
-    pub pos: Pos,
-    pub kind: Kind,
+pub(crate) struct Node {
+    pub(crate) pos: Pos,
+    pub(crate) kind: Kind,
 }
 
 #[derive(Debug, Clone)]
-pub enum Kind {
+pub(crate) enum Kind {
     Null,
     Bool(bool),
     Int(i64),
@@ -51,9 +51,9 @@ pub enum Kind {
 
 /// A YAML error: where and what.
 #[derive(Debug, Clone)]
-pub struct YamlError {
-    pub pos: Pos,
-    pub message: String,
+pub(crate) struct YamlError {
+    pub(crate) pos: Pos,
+    pub(crate) message: String,
 }
 
 fn at(pos: Pos, message: impl Into<String>) -> YamlError {
@@ -70,7 +70,7 @@ fn pos_of(span: &Span) -> Pos {
     }
 }
 
-pub fn parse(src: &str) -> Result<Node, YamlError> {
+pub(crate) fn parse(src: &str) -> Result<Node, YamlError> {
     let start = Pos { line: 1, column: 1 };
     if src.len() > MAX_FLOW_BYTES {
         return Err(at(
@@ -249,7 +249,7 @@ fn scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&Cow<'_, Tag>>) -
 
 impl Node {
     /// Plain JSON (positions dropped).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match &self.kind {
             Kind::Null => Value::Null,
             Kind::Bool(b) => Value::Bool(*b),
@@ -263,7 +263,7 @@ impl Node {
         }
     }
 
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self.kind {
             Kind::Null => "null",
             Kind::Bool(_) => "a boolean",

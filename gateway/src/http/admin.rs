@@ -13,7 +13,7 @@ use crate::auth::{AuthError, Scope};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PairBody {
+pub(crate) struct PairBody {
     code: String,
     #[serde(default)]
     name: Option<String>,
@@ -30,7 +30,7 @@ fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
 /// lockout (and, once it is locked out, is a 429), a valid one always pairs. Guessing is
 /// bounded by the per-address rate limit of public routes, single use and the code's TTL.
 #[utoipa::path(post, path = "/api/gateway/pair", tag = "auth", security(()), request_body = PairBody, responses((status = 200, description = "`{device_id, name, scopes, token}`", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "unknown, used or expired code", body = protocol::ErrorBody), (status = 429, body = protocol::ErrorBody)))]
-pub async fn pair(
+pub(crate) async fn pair(
     State(app): State<AppState>,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     ApiJson(b): ApiJson<PairBody>,
@@ -47,7 +47,7 @@ pub async fn pair(
 }
 
 #[utoipa::path(post, path = "/api/gateway/pair/codes", tag = "auth", responses((status = 200, description = "`{code, expires_at}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (code, expires) = app.gate.auth.mint_code().await?;
     Ok(Json(
         json!({"code": code, "expires_at": crate::engine::ts(expires)}),
@@ -55,12 +55,12 @@ pub async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiEr
 }
 
 #[utoipa::path(get, path = "/api/gateway/devices", tag = "auth", responses((status = 200, description = "`{items: [device]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"items": app.gate.auth.list("device").await?})))
 }
 
 #[utoipa::path(delete, path = "/api/gateway/devices/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn revoke_device(
+pub(crate) async fn revoke_device(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -72,7 +72,7 @@ pub async fn revoke_device(
 /// `DELETE /api/gateway/devices/self`: a device revokes its own token (sign-out). No other
 /// credential is needed or used, so a device can end only itself.
 #[utoipa::path(delete, path = "/api/gateway/devices/self", tag = "auth", responses((status = 200, description = "`{revoked: device}`", body = Object), (status = 400, description = "the token is not a device's", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn revoke_self(
+pub(crate) async fn revoke_self(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
 ) -> Result<Json<Value>, ApiError> {
@@ -89,7 +89,9 @@ pub async fn revoke_self(
 
 /// `GET /api/gateway/whoami`: the caller's credential (any valid token).
 #[utoipa::path(get, path = "/api/gateway/whoami", tag = "auth", responses((status = 200, body = protocol::WhoAmI), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn whoami(axum::Extension(who): axum::Extension<Principal>) -> Json<protocol::WhoAmI> {
+pub(crate) async fn whoami(
+    axum::Extension(who): axum::Extension<Principal>,
+) -> Json<protocol::WhoAmI> {
     Json(protocol::WhoAmI {
         scopes: who.scope_names(),
         id: who.id,
@@ -99,19 +101,19 @@ pub async fn whoami(axum::Extension(who): axum::Extension<Principal>) -> Json<pr
 }
 
 #[utoipa::path(get, path = "/api/gateway/keys", tag = "auth", responses((status = 200, description = "`{items: [key]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn keys(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn keys(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"items": app.gate.auth.list("key").await?})))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct KeyBody {
+pub(crate) struct KeyBody {
     name: String,
     scopes: Vec<String>,
 }
 
 #[utoipa::path(post, path = "/api/gateway/keys", tag = "auth", request_body = KeyBody, responses((status = 200, description = "`{key_id, name, scopes, token}` (the token is shown once)", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn create_key(
+pub(crate) async fn create_key(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<KeyBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -139,7 +141,7 @@ pub async fn create_key(
 }
 
 #[utoipa::path(delete, path = "/api/gateway/keys/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -149,7 +151,7 @@ pub async fn revoke_key(
 }
 
 #[utoipa::path(post, path = "/api/gateway/token/rotate", tag = "auth", responses((status = 200, description = "`{token}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 409, description = "the token is configured, not generated", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn rotate_token(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn rotate_token(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"token": app.gate.auth.rotate_admin().await?})))
 }
 
@@ -164,18 +166,18 @@ async fn set_paused(app: &AppState, paused: bool) -> Result<Json<Value>, ApiErro
 }
 
 #[utoipa::path(post, path = "/api/gateway/pause", tag = "admin", responses((status = 200, description = "`{paused: true}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn pause_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn pause_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     set_paused(&app, true).await
 }
 
 #[utoipa::path(post, path = "/api/gateway/resume", tag = "admin", responses((status = 200, description = "`{paused: false}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn resume_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn resume_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     set_paused(&app, false).await
 }
 
 /// Re-reads the flows directory: changed files become new versions; runs stay pinned.
 #[utoipa::path(post, path = "/api/gateway/bundles/reload", tag = "flows", responses((status = 200, description = "`{items: [bundle]}`", body = Object), (status = 400, description = "broken flow file", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn reload_flows(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn reload_flows(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     crate::app::load_flows(&app.store, &app.flows_dir, &app.registry)
         .await
         .map_err(|e| match e {

@@ -27,22 +27,22 @@ use super::error::ApiError;
 use crate::auth::limits::Limits;
 use crate::auth::{Auth, Scope};
 
-pub use crate::auth::Principal;
-pub use protocol::VISITOR_HEADER;
+pub(crate) use crate::auth::Principal;
+pub(crate) use protocol::VISITOR_HEADER;
 
 /// What the gates need.
 #[derive(Clone)]
-pub struct Gate {
-    pub auth: Arc<Auth>,
-    pub limits: Arc<Limits>,
-    pub body_limit: usize,
+pub(crate) struct Gate {
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) body_limit: usize,
     /// Signs visitor notes (random per process; never leaves it).
-    pub visitor_key: Arc<String>,
+    pub(crate) visitor_key: Arc<String>,
 }
 
 /// The address a request counts as coming from (rate limits, lockouts).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
+pub(crate) struct ClientIp(pub IpAddr);
 
 impl Gate {
     /// `<ip> sha256=<hmac>`: the web app's proof of whom it calls for.
@@ -81,7 +81,7 @@ impl Gate {
 
     /// A failed credential from `ip`: counted, and 429 once the address is locked out or
     /// over its rate.
-    pub fn refuse(&self, ip: IpAddr, err: ApiError) -> ApiError {
+    pub(crate) fn refuse(&self, ip: IpAddr, err: ApiError) -> ApiError {
         if let Some(wait) = self.limits.locked(ip) {
             return locked_out(wait);
         }
@@ -100,7 +100,7 @@ impl Gate {
 }
 
 /// The address the guard fixed for this request.
-pub fn client_ip(req: &Request) -> IpAddr {
+pub(crate) fn client_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ClientIp>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0)
@@ -126,7 +126,7 @@ fn too_many(wait: Duration) -> Response {
 
 /// Every request: origin allowlist, early 413 on a declared oversize body, the client's
 /// address (and a visitor note for the web app), security headers.
-pub async fn guard(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(g): State<Gate>, mut req: Request, next: Next) -> Response {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !g.limits.origin_allowed(origin) {
@@ -175,7 +175,7 @@ pub async fn guard(State(g): State<Gate>, mut req: Request, next: Next) -> Respo
 
 /// Routes anyone may call (health, pairing, triggers): rate-limited per address. Their
 /// handlers count failed credentials themselves ([`Gate::refuse`]).
-pub async fn public(State(g): State<Gate>, req: Request, next: Next) -> Response {
+pub(crate) async fn public(State(g): State<Gate>, req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
     if let Err(wait) = g.limits.check_address(ip) {
         return too_many(wait);
@@ -185,7 +185,7 @@ pub async fn public(State(g): State<Gate>, req: Request, next: Next) -> Response
 
 /// The bearer token of a request: `None` without an Authorization header, an error when the
 /// header is not `Bearer <token>`.
-pub fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(h) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -202,7 +202,7 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError>
 }
 
 /// Makes a gate middleware for one scope (`None`: any valid credential).
-pub async fn require(
+pub(crate) async fn require(
     State((g, scope)): State<(Gate, Option<Scope>)>,
     mut req: Request,
     next: Next,

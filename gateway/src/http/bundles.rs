@@ -11,7 +11,7 @@ use super::{AppState, error::ApiError};
 use crate::flows::parse;
 
 #[utoipa::path(get, path = "/api/gateway/bundles", tag = "flows", responses((status = 200, body = protocol::BundleList), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn list(State(app): State<AppState>) -> Json<BundleList> {
+pub(crate) async fn list(State(app): State<AppState>) -> Json<BundleList> {
     let items = app
         .registry
         .list()
@@ -41,7 +41,7 @@ pub async fn list(State(app): State<AppState>) -> Json<BundleList> {
 /// The upload form (for the API description).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-pub struct UploadForm {
+pub(crate) struct UploadForm {
     /// One flow file (YAML); its name without `.yaml` is the bundle id unless it sets `id:`.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
@@ -49,7 +49,7 @@ pub struct UploadForm {
 
 /// `multipart/form-data` with a `file` part holding one flow (YAML).
 #[utoipa::path(post, path = "/api/gateway/bundles/upload", tag = "flows", request_body(content_type = "multipart/form-data", content = UploadForm), responses((status = 200, description = "the new version", body = Object), (status = 400, description = "broken flow: code invalid_flow with file, line, column", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn upload(
+pub(crate) async fn upload(
     State(app): State<AppState>,
     mut form: Multipart,
 ) -> Result<Json<Value>, ApiError> {

@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiJson};
 use crate::auth::reach;
 
 /// Loads every published allowlist into `app.reach` (at start).
-pub async fn load(store: &crate::store::Store, into: &reach::Reach) -> Result<(), ApiError> {
+pub(crate) async fn load(store: &crate::store::Store, into: &reach::Reach) -> Result<(), ApiError> {
     for channel in reach::CONTACT_CHANNELS {
         if let Some(text) = store.meta(&reach::meta_key(channel)).await? {
             let list: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
@@ -24,7 +24,7 @@ pub async fn load(store: &crate::store::Store, into: &reach::Reach) -> Result<()
 }
 
 /// Stores and applies `channel`'s allowlist (also used by `serve` for hosted bridges).
-pub async fn publish(
+pub(crate) async fn publish(
     store: &crate::store::Store,
     into: &reach::Reach,
     channel: &str,
@@ -42,7 +42,7 @@ pub async fn publish(
 }
 
 #[utoipa::path(put, path = "/api/gateway/channels/{channel}", tag = "auth", params(("channel" = String, Path, description = "`telegram` or `email`")), request_body = protocol::ChannelAllowlist, responses((status = 200, description = "`{channel, allow}`", body = protocol::ChannelAllowlist), (status = 400, body = protocol::ErrorBody), (status = 403, description = "the token lacks the `channel` scope", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn put_allowlist(
+pub(crate) async fn put_allowlist(
     State(app): State<AppState>,
     Path(channel): Path<String>,
     ApiJson(body): ApiJson<ChannelAllowlist>,
@@ -57,7 +57,7 @@ pub async fn put_allowlist(
 }
 
 #[utoipa::path(get, path = "/api/gateway/channels", tag = "auth", responses((status = 200, description = "`{channels: {name: [allowed]}}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn list(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn list(State(app): State<AppState>) -> Json<Value> {
     let channels: serde_json::Map<String, Value> = reach::CONTACT_CHANNELS
         .iter()
         .filter_map(|c| Some(((*c).to_owned(), json!(app.reach.get(c)?))))
@@ -66,7 +66,7 @@ pub async fn list(State(app): State<AppState>) -> Json<Value> {
 }
 
 #[utoipa::path(delete, path = "/api/gateway/channels/{channel}", tag = "auth", params(("channel" = String, Path)), responses((status = 200, description = "`{removed: bool}`: runs may no longer notify the channel", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn forget(
+pub(crate) async fn forget(
     State(app): State<AppState>,
     Path(channel): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

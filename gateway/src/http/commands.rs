@@ -15,7 +15,7 @@ use crate::flows::Scope;
 use crate::store::{CommandKind, NewCommand};
 
 #[utoipa::path(post, path = "/api/gateway/commands", tag = "commands", request_body = protocol::CommandRequest, responses((status = 200, body = protocol::CommandResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown run", body = protocol::ErrorBody), (status = 409, description = "reused command_id, stale wait_key, terminal run", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn submit(
+pub(crate) async fn submit(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<CommandRequest>,
@@ -110,7 +110,7 @@ pub(super) async fn submit_command(
 }
 
 #[utoipa::path(get, path = "/api/gateway/commands/{id}", tag = "commands", params(("id" = String, Path, description = "the command_id")), responses((status = 200, body = protocol::CommandStatus), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn status(
+pub(crate) async fn status(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<CommandStatus>, ApiError> {

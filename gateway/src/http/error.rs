@@ -13,7 +13,7 @@ use crate::flows::FlowError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("{0}")]
@@ -43,7 +43,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn bad(message: impl Into<String>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
         Self::BadRequest("bad_request", message.into())
     }
 }
@@ -145,9 +145,9 @@ impl IntoResponse for ApiError {
 /// `Json<T>` whose rejections are [`ApiError`]s.
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 /// `Query<T>` whose rejections are [`ApiError`]s.
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub T);

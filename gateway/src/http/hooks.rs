@@ -23,7 +23,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 #[utoipa::path(get, path = "/api/gateway/triggers", tag = "triggers", responses((status = 200, description = "`{items: [{name, flow, signed}]}`", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn list_triggers(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn list_triggers(State(app): State<AppState>) -> Json<Value> {
     let items: Vec<Value> = app
         .triggers
         .list(&app.registry)
@@ -78,7 +78,7 @@ fn authorise(
 }
 
 #[utoipa::path(post, path = "/api/gateway/triggers/{name}", tag = "triggers", security(()), params(("name" = String, Path, description = "the trigger name"), ("X-Switchboard-Signature" = Option<String>, Header, description = "`sha256=<hex HMAC-SHA256 of \"{timestamp}.{body}\">`"), ("X-Switchboard-Timestamp" = Option<String>, Header, description = "Unix seconds"), ("X-Switchboard-Delivery" = Option<String>, Header, description = "the sender's delivery id; a repeated one is refused (required with a signature)")), request_body(content = Object, description = "the run's input (a JSON object)"), responses((status = 200, description = "the run started", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "bad signature, stale timestamp or bad token", body = protocol::ErrorBody), (status = 404, description = "unknown trigger", body = protocol::ErrorBody), (status = 409, description = "delivery id already accepted", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn fire(
+pub(crate) async fn fire(
     State(app): State<AppState>,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     Path(name): Path<String>,
@@ -151,7 +151,7 @@ pub async fn fire(
 }
 
 #[utoipa::path(post, path = "/api/gateway/webhooks", tag = "webhooks", request_body(content = Object, description = "`{url, events?: [run.waiting|run.completed|run.failed|run.cancelled], flows?: [flow id]}`"), responses((status = 201, description = "the subscription, with its signing `secret` (shown only here)", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn create_webhook(
+pub(crate) async fn create_webhook(
     State(app): State<AppState>,
     super::error::ApiJson(body): super::error::ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -164,7 +164,7 @@ pub async fn create_webhook(
 }
 
 #[utoipa::path(get, path = "/api/gateway/webhooks", tag = "webhooks", responses((status = 200, description = "`{items: [webhook]}` (without secrets)", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn list_webhooks(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list_webhooks(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let items: Vec<Value> = app
         .store
         .webhooks()
@@ -176,7 +176,7 @@ pub async fn list_webhooks(State(app): State<AppState>) -> Result<Json<Value>, A
 }
 
 #[utoipa::path(delete, path = "/api/gateway/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "`{deleted: id}`; its pending deliveries are cancelled", body = Object), (status = 404, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn delete_webhook(
+pub(crate) async fn delete_webhook(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -187,7 +187,7 @@ pub async fn delete_webhook(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct DeliveryQuery {
+pub(crate) struct DeliveryQuery {
     /// `pending`, `delivered`, `failed` or `cancelled`.
     status: Option<String>,
     limit: Option<u32>,
@@ -195,7 +195,7 @@ pub struct DeliveryQuery {
 }
 
 #[utoipa::path(get, path = "/api/gateway/webhooks/deliveries", tag = "webhooks", params(DeliveryQuery), responses((status = 200, description = "`{items: [{id, webhook_id, event, run_id, status, attempts, last_status, last_error, next_attempt_at, created_at, delivered_at}], has_more}`, newest first", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn deliveries(
+pub(crate) async fn deliveries(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<Value>, ApiError> {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{AppState, error::ApiError};
 
 #[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, description = "`{status, version, runner, paused}`", body = Object)))]
-pub async fn health(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn health(State(app): State<AppState>) -> Json<Value> {
     let lease = app.store.lease(crate::follow::LEASE).await.ok().flatten();
     Json(json!({
         "status": "ok",
@@ -25,7 +25,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/api/gateway/discovery/capabilities", tag = "meta", responses((status = 200, description = "contract version, command types, step types, features", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn capabilities() -> Json<Value> {
+pub(crate) async fn capabilities() -> Json<Value> {
     Json(json!({
         "contract_version": protocol::CONTRACT_VERSION,
         "server": "switchboard",
@@ -42,13 +42,15 @@ pub async fn capabilities() -> Json<Value> {
     }))
 }
 
-pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
 }
 
 /// Prometheus text format. Run counts by status are read at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn metrics(State(app): State<AppState>) -> Result<axum::response::Response, ApiError> {
+pub(crate) async fn metrics(
+    State(app): State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     for (status, n) in app.store.count_by_status().await? {
         metrics::gauge!("switchboard_runs", "status" => status).set(n as f64);
@@ -67,7 +69,7 @@ pub async fn metrics(State(app): State<AppState>) -> Result<axum::response::Resp
         .into_response())
 }
 
-pub async fn openapi_json(spec: std::sync::Arc<String>) -> axum::response::Response {
+pub(crate) async fn openapi_json(spec: std::sync::Arc<String>) -> axum::response::Response {
     use axum::response::IntoResponse;
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -77,7 +79,7 @@ pub async fn openapi_json(spec: std::sync::Arc<String>) -> axum::response::Respo
 }
 
 /// Interactive API docs (Redoc, loaded from its CDN by the browser) over `/openapi.json`.
-pub async fn docs() -> axum::response::Response {
+pub(crate) async fn docs() -> axum::response::Response {
     use axum::response::IntoResponse;
     const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Switchboard API</title>

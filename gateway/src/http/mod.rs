@@ -8,7 +8,7 @@
 mod admin;
 mod auth;
 mod bundles;
-pub mod channels;
+pub(crate) mod channels;
 mod commands;
 mod error;
 mod hooks;
@@ -16,7 +16,7 @@ mod meta;
 mod openai;
 mod runs;
 mod schedules;
-pub mod sse;
+pub(crate) mod sse;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,10 +29,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::Principal;
-pub use auth::{ClientIp, Gate, VISITOR_HEADER};
-pub use error::ApiError;
-pub use openai::SessionLocks;
+pub(crate) use auth::Gate;
+pub(crate) use openai::SessionLocks;
 
 use crate::auth::Scope;
 use crate::flows::Registry;
@@ -43,10 +41,10 @@ use crate::store::Store;
 /// for every request and layer are one reference count each (profiles showed the clone
 /// and drop of the whole struct per request).
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub(crate) struct AppState(Arc<Shared>);
 
 impl AppState {
-    pub fn new(shared: Shared) -> Self {
+    pub(crate) fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
     }
 }
@@ -60,37 +58,37 @@ impl std::ops::Deref for AppState {
 }
 
 /// What [`AppState`] holds.
-pub struct Shared {
-    pub store: Store,
-    pub registry: Registry,
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) registry: Registry,
     /// `None` when this process serves the API only (`serve --no-runner`).
-    pub runner: Option<Runner>,
-    pub started: Instant,
-    pub gate: Gate,
+    pub(crate) runner: Option<Runner>,
+    pub(crate) started: Instant,
+    pub(crate) gate: Gate,
     /// Gateway-wide pause: no new runs start.
-    pub paused: Arc<AtomicBool>,
-    pub flows_dir: PathBuf,
+    pub(crate) paused: Arc<AtomicBool>,
+    pub(crate) flows_dir: PathBuf,
     /// Turns true when the server shuts down; streams end with a retry hint.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// How often idle event streams get a keep-alive comment.
-    pub keep_alive: std::time::Duration,
+    pub(crate) keep_alive: std::time::Duration,
     /// Declared triggers and how requests to them are verified.
-    pub triggers: Arc<crate::triggers::TriggerConfig>,
+    pub(crate) triggers: Arc<crate::triggers::TriggerConfig>,
     /// How long a chat completion waits for its run to stop.
-    pub openai_timeout: std::time::Duration,
-    pub openai_sessions: SessionLocks,
+    pub(crate) openai_timeout: std::time::Duration,
+    pub(crate) openai_sessions: SessionLocks,
     /// The channels' published allowlists: whom runs may notify.
-    pub reach: Arc<crate::auth::reach::Reach>,
+    pub(crate) reach: Arc<crate::auth::reach::Reach>,
     /// Where webhooks may point (`SWITCHBOARD_HTTP_ALLOW`).
-    pub net: Arc<crate::net::NetPolicy>,
+    pub(crate) net: Arc<crate::net::NetPolicy>,
     /// Event streams one principal may hold open (`SWITCHBOARD_MAX_STREAMS`).
-    pub streams: crate::http::sse::StreamCounts,
+    pub(crate) streams: crate::http::sse::StreamCounts,
     /// Largest answer or event payload (`SWITCHBOARD_MAX_PAYLOAD`).
-    pub max_payload: usize,
+    pub(crate) max_payload: usize,
 }
 
 impl AppState {
-    pub fn wake(&self, ids: Vec<String>) {
+    pub(crate) fn wake(&self, ids: Vec<String>) {
         if let Some(r) = &self.runner {
             r.wake_all(ids);
         }
@@ -98,7 +96,7 @@ impl AppState {
 }
 
 /// Request bodies larger than this are refused with 413.
-pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+pub(crate) const BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 type Routes = OpenApiRouter<AppState>;
 
@@ -196,7 +194,7 @@ fn api(gate: &Gate) -> Routes {
 
 /// The API, plus the web app (mounted at `/app`) behind the same guard: origin check, body
 /// limit, security headers (a page may set its own CSP and referrer policy).
-pub fn router(state: AppState, web: Option<Router>) -> Router {
+pub(crate) fn router(state: AppState, web: Option<Router>) -> Router {
     let gate = state.gate.clone();
     let (routes, spec) = api(&gate).split_for_parts();
     let spec = std::sync::Arc::new(spec.to_pretty_json().unwrap_or_default());

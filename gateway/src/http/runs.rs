@@ -16,7 +16,7 @@ use crate::store::{NewRun, START_NAMESPACE, Started};
 const MAX_PAGE: u32 = 1000;
 
 #[utoipa::path(post, path = "/api/gateway/runs/start", tag = "runs", params(("Idempotency-Key" = Option<String>, Header, description = "start at most one run per key; a repeat answers that run with `Idempotent-Replayed: true`")), request_body = protocol::StartRunRequest, responses((status = 200, body = protocol::StartRunResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown flow", body = protocol::ErrorBody), (status = 413, body = protocol::ErrorBody), (status = 503, description = "gateway paused", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn start(
+pub(crate) async fn start(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     headers: HeaderMap,
@@ -138,14 +138,14 @@ pub(super) fn new_run(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     limit: Option<u32>,
     offset: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/api/gateway/runs", tag = "runs", params(ListQuery), responses((status = 200, body = protocol::RunList), (status = 400, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
@@ -169,7 +169,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, body = protocol::RunSummary), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunSummary>, ApiError> {
@@ -177,7 +177,7 @@ pub async fn get_one(
 }
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}/input_data", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "`{run_id, input_data}`", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn input_data(
+pub(crate) async fn input_data(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -188,7 +188,7 @@ pub async fn input_data(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     after: Option<u64>,
     limit: Option<u32>,
 }
@@ -214,7 +214,7 @@ fn json_response(body: String) -> Response {
 }
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger", tag = "replay", params(("id" = String, Path, description = "the run id"), PageQuery), responses((status = 200, body = protocol::LedgerPage), (status = 400, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn ledger(
+pub(crate) async fn ledger(
     State(app): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -227,7 +227,7 @@ pub async fn ledger(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchBody {
+pub(crate) struct BatchBody {
     #[serde(default)]
     limit: Option<u32>,
     runs: Vec<BatchRun>,
@@ -235,14 +235,14 @@ pub struct BatchBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchRun {
+pub(crate) struct BatchRun {
     run_id: String,
     #[serde(default)]
     after: u64,
 }
 
 #[utoipa::path(post, path = "/api/gateway/runs/ledger/batch", tag = "replay", request_body = protocol::BatchRequest, responses((status = 200, body = protocol::BatchResponse), (status = 400, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn batch(
+pub(crate) async fn batch(
     State(app): State<AppState>,
     ApiJson(b): ApiJson<BatchBody>,
 ) -> Result<Response, ApiError> {
@@ -273,7 +273,7 @@ const BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 const BUNDLE_CHILDREN: u32 = 1_000;
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "summary, input, pinned flow source, the ledger's first 10,000 records (`ledger_truncated`, `ledger_next_after` say where to page on), the first 1,000 children (`children_truncated`)", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn history_bundle(
+pub(crate) async fn history_bundle(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

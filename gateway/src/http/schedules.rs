@@ -14,7 +14,7 @@ use crate::store::NewSchedule;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleRequest {
+pub(crate) struct ScheduleRequest {
     bundle_id: String,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -51,7 +51,7 @@ pub struct ScheduleRequest {
     responses((status = 200, description = "`{run_id, status, next_fire_at}`: the schedule's parent run", body = Object),
         (status = 400, description = "names the field", body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody),
         (status = 401, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 503, body = protocol::ErrorBody)))]
-pub async fn create(
+pub(crate) async fn create(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<ScheduleRequest>,
@@ -105,7 +105,7 @@ pub async fn create(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<u32>,
     offset: Option<u32>,
 }
@@ -113,7 +113,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/gateway/schedules", tag = "schedules", params(ListQuery),
     responses((status = 200, description = "`{items: [{run_id, bundle_id, status, spec, fired, next_fire_at, last_result…}], has_more}`", body = Object),
         (status = 401, body = protocol::ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {

@@ -32,19 +32,19 @@ use crate::bus::BusEvent;
 
 /// Open streams per principal.
 #[derive(Clone)]
-pub struct StreamCounts {
+pub(crate) struct StreamCounts {
     max: usize,
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// One open stream; dropping it (the stream ended or the client left) frees the place.
-pub struct StreamSlot {
+pub(crate) struct StreamSlot {
     counts: StreamCounts,
     who: String,
 }
 
 impl StreamCounts {
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
             open: Arc::default(),
@@ -52,7 +52,7 @@ impl StreamCounts {
     }
 
     /// A place for one more stream of `who`, or a 429.
-    pub fn acquire(&self, who: &Principal) -> Result<Option<StreamSlot>, ApiError> {
+    pub(crate) fn acquire(&self, who: &Principal) -> Result<Option<StreamSlot>, ApiError> {
         if who.kind == "admin" {
             return Ok(None);
         }
@@ -92,7 +92,7 @@ const PAGE: u32 = 500;
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct StreamQuery {
+pub(crate) struct StreamQuery {
     after: Option<u64>,
 }
 
@@ -175,7 +175,7 @@ where
 }
 
 #[utoipa::path(get, path = "/api/gateway/runs/{id}/ledger/stream", tag = "replay", params(("id" = String, Path, description = "the run id"), StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = per-run seq, data = StepEvent), `event: llm.delta` (no id), `event: done`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit, lockout or too many open streams", body = protocol::ErrorBody)))]
-pub async fn run_stream(
+pub(crate) async fn run_stream(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     Path(id): Path<String>,
@@ -240,7 +240,7 @@ pub async fn run_stream(
 /// The newest global cursor: a client that wants only what happens from now on streams
 /// `after` it (and renders the current state from the runs' summaries).
 #[utoipa::path(get, path = "/api/gateway/ledger/head", tag = "replay", responses((status = 200, description = "`{cursor}`: the newest global cursor", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn global_head(
+pub(crate) async fn global_head(
     State(app): State<AppState>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let cursor = app.store.global_head().await?;
@@ -248,7 +248,7 @@ pub async fn global_head(
 }
 
 #[utoipa::path(get, path = "/api/gateway/ledger/stream", tag = "replay", params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this global cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = global cursor), `event: llm.delta`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub async fn global_stream(
+pub(crate) async fn global_stream(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     ApiQuery(q): ApiQuery<StreamQuery>,

@@ -21,7 +21,7 @@ use crate::llm::Llm;
 use crate::store::Store;
 
 #[derive(Clone)]
-pub struct Runner {
+pub(crate) struct Runner {
     inner: Arc<Inner>,
 }
 
@@ -41,7 +41,12 @@ struct Busy {
 }
 
 impl Runner {
-    pub fn new(store: Store, registry: Registry, llm: Llm, http: crate::net::Outbound) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        registry: Registry,
+        llm: Llm,
+        http: crate::net::Outbound,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -55,7 +60,7 @@ impl Runner {
     }
 
     /// Picks up every live run (after a restart) and starts the timer loop.
-    pub async fn start(&self) -> Result<usize, crate::store::StoreError> {
+    pub(crate) async fn start(&self) -> Result<usize, crate::store::StoreError> {
         let live = self.inner.store.live_runs().await?;
         let n = live.len();
         for id in live {
@@ -66,7 +71,7 @@ impl Runner {
     }
 
     /// Makes the runner look at a run now (a new run, a command, a timer, a child that ended).
-    pub fn wake(&self, run_id: &str) {
+    pub(crate) fn wake(&self, run_id: &str) {
         let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = busy.get_mut(run_id) {
             b.again = true;
@@ -87,14 +92,14 @@ impl Runner {
         tokio::spawn(async move { me.drive_task(id, notify).await });
     }
 
-    pub fn wake_all<I: IntoIterator<Item = String>>(&self, ids: I) {
+    pub(crate) fn wake_all<I: IntoIterator<Item = String>>(&self, ids: I) {
         for id in ids {
             self.wake(&id);
         }
     }
 
     /// Runs being driven right now.
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.inner
             .busy
             .lock()

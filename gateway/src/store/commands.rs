@@ -18,7 +18,7 @@ use crate::flows::Scope;
 
 /// A validated command.
 #[derive(Debug, Clone)]
-pub enum CommandKind {
+pub(crate) enum CommandKind {
     Pause,
     /// `resume` with no `wait_key`.
     Unpause,
@@ -45,21 +45,21 @@ pub enum CommandKind {
 }
 
 #[derive(Debug, Clone)]
-pub struct NewCommand {
-    pub command_id: String,
-    pub run_id: String,
-    pub type_name: String,
-    pub payload: Value,
-    pub payload_hash: String,
-    pub client_id: Option<String>,
-    pub actor: Actor,
-    pub kind: CommandKind,
+pub(crate) struct NewCommand {
+    pub(crate) command_id: String,
+    pub(crate) run_id: String,
+    pub(crate) type_name: String,
+    pub(crate) payload: Value,
+    pub(crate) payload_hash: String,
+    pub(crate) client_id: Option<String>,
+    pub(crate) actor: Actor,
+    pub(crate) kind: CommandKind,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Submitted {
-    pub seq: u64,
-    pub duplicate: bool,
+pub(crate) struct Submitted {
+    pub(crate) seq: u64,
+    pub(crate) duplicate: bool,
 }
 
 struct RunRow {
@@ -71,11 +71,11 @@ struct RunRow {
 }
 
 impl Store {
-    pub async fn submit(&self, cmd: NewCommand) -> Result<(Submitted, Vec<String>)> {
+    pub(crate) async fn submit(&self, cmd: NewCommand) -> Result<(Submitted, Vec<String>)> {
         self.write(move |c, out| submit_tx(c, cmd, out)).await
     }
 
-    pub async fn command_status(&self, command_id: &str) -> Result<CommandStatus> {
+    pub(crate) async fn command_status(&self, command_id: &str) -> Result<CommandStatus> {
         let id = command_id.to_owned();
         self.read(move |c| {
             c.prepare_cached(
@@ -103,7 +103,7 @@ impl Store {
     }
 
     /// Marks an inbox command rejected (the runner found it no longer applies).
-    pub async fn reject_command(&self, seq: u64, reason: String) -> Result<()> {
+    pub(crate) async fn reject_command(&self, seq: u64, reason: String) -> Result<()> {
         self.write(move |c, _| finish(c, seq, Some(&reason), None))
             .await
             .map(|_| ())

@@ -8,7 +8,7 @@ use super::{Result, Store, StoreError, now, ts};
 
 /// When a registered version becomes its bundle's current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MakeCurrent {
+pub(crate) enum MakeCurrent {
     /// Always (an upload).
     Always,
     /// Only when the source was never seen, or the bundle has no current version (a flows
@@ -16,18 +16,18 @@ pub enum MakeCurrent {
     IfNew,
 }
 
-pub struct StoredFlow {
-    pub hash: String,
-    pub bundle_id: String,
-    pub version: u32,
-    pub source: String,
-    pub current: bool,
+pub(crate) struct StoredFlow {
+    pub(crate) hash: String,
+    pub(crate) bundle_id: String,
+    pub(crate) version: u32,
+    pub(crate) source: String,
+    pub(crate) current: bool,
 }
 
 impl Store {
     /// Stores a version (if new) and maybe makes it its bundle's current one. Returns the
     /// version number.
-    pub async fn register_flow(
+    pub(crate) async fn register_flow(
         &self,
         bundle_id: &str,
         hash: &str,
@@ -77,7 +77,7 @@ impl Store {
     }
 
     /// Every stored version; `current` marks each bundle's current one.
-    pub async fn flow_versions(&self) -> Result<Vec<StoredFlow>> {
+    pub(crate) async fn flow_versions(&self) -> Result<Vec<StoredFlow>> {
         self.read(|c| {
             Ok(c.prepare(
                 "SELECT f.hash, f.bundle_id, f.version, f.source, b.current_hash IS NOT NULL

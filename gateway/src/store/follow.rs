@@ -2,20 +2,18 @@
 //! runner lease. A `Watcher` owns its own connection, because `PRAGMA data_version` only
 //! changes for commits made through *other* connections.
 
-use std::path::PathBuf;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{GlobalItem, Result, Store, StoreError, now, open_conn, ts};
 
 /// Tells whether anything was committed since the last look (by any other connection).
-pub struct Watcher {
+pub(crate) struct Watcher {
     conn: Connection,
     last: i64,
 }
 
 impl Watcher {
-    pub fn changed(&mut self) -> Result<bool> {
+    pub(crate) fn changed(&mut self) -> Result<bool> {
         let v: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
@@ -27,24 +25,20 @@ impl Watcher {
 
 /// Who holds a lease, and until when.
 #[derive(Debug, Clone)]
-pub struct Lease {
-    pub holder: String,
-    pub expires_at: String,
+pub(crate) struct Lease {
+    pub(crate) holder: String,
+    pub(crate) expires_at: String,
 }
 
 impl Store {
-    pub fn watcher(&self) -> Result<Watcher> {
+    pub(crate) fn watcher(&self) -> Result<Watcher> {
         let conn = open_conn(&self.path, false)?;
         let last = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         Ok(Watcher { conn, last })
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.path.to_path_buf()
-    }
-
     /// Runs named by commands after `seq`, and the last command seq.
-    pub async fn commands_since(&self, seq: u64) -> Result<(Vec<String>, u64)> {
+    pub(crate) async fn commands_since(&self, seq: u64) -> Result<(Vec<String>, u64)> {
         self.read(move |c| {
             let rows = c
                 .prepare_cached(
@@ -61,7 +55,7 @@ impl Store {
     }
 
     /// The highest command seq so far.
-    pub async fn command_head(&self) -> Result<u64> {
+    pub(crate) async fn command_head(&self) -> Result<u64> {
         self.read(|c| {
             Ok(
                 c.query_row("SELECT COALESCE(MAX(seq), 0) FROM commands", [], |r| {
@@ -74,7 +68,7 @@ impl Store {
 
     /// Takes or renews the lease `name` for `holder` for `ttl`. Fails with the current holder
     /// when someone else holds it (a holder on this host whose process is gone loses it).
-    pub async fn acquire_lease(
+    pub(crate) async fn acquire_lease(
         &self,
         name: &str,
         holder: &str,
@@ -105,7 +99,7 @@ impl Store {
         .map(|(l, _)| l)
     }
 
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+    pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.write(move |c, _| {
             c.execute(
@@ -118,7 +112,7 @@ impl Store {
         .map(|_| ())
     }
 
-    pub async fn lease(&self, name: &str) -> Result<Option<Lease>> {
+    pub(crate) async fn lease(&self, name: &str) -> Result<Option<Lease>> {
         let name = name.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
@@ -137,7 +131,7 @@ impl Store {
     }
 
     /// A stored flow version's source, by hash.
-    pub async fn flow_source(&self, hash: &str) -> Result<Option<(String, String)>> {
+    pub(crate) async fn flow_source(&self, hash: &str) -> Result<Option<(String, String)>> {
         let h = hash.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
@@ -151,7 +145,7 @@ impl Store {
     }
 
     /// New ledger rows after `gseq` (for a follower's bus).
-    pub async fn ledger_since(&self, gseq: u64) -> Result<Vec<GlobalItem>> {
+    pub(crate) async fn ledger_since(&self, gseq: u64) -> Result<Vec<GlobalItem>> {
         self.global_page(gseq, 1000).await
     }
 }
@@ -170,7 +164,7 @@ fn holder_is_gone(holder: &str) -> bool {
 }
 
 /// This machine's host name (read once).
-pub fn this_host() -> String {
+pub(crate) fn this_host() -> String {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         std::fs::read_to_string("/etc/hostname")

@@ -11,11 +11,11 @@ use super::{Result, StoreError, now, ts};
 use protocol::RunSummary;
 
 /// The key namespace of `runs/start` requests that carry an `Idempotency-Key`.
-pub const START_NAMESPACE: &str = "http:runs.start";
+pub(crate) const START_NAMESPACE: &str = "http:runs.start";
 
 /// What [`Store::start_run_once`] did.
 #[derive(Debug)]
-pub enum Started {
+pub(crate) enum Started {
     /// Started the run; the ids to wake.
     Fresh(RunSummary, Vec<String>),
     /// The key was used before: the run it started.
@@ -26,27 +26,27 @@ const CURSOR_KEY: &str = "webhooks.cursor";
 
 /// A webhook subscription.
 #[derive(Debug, Clone)]
-pub struct Webhook {
-    pub id: String,
-    pub url: String,
-    pub secret: String,
+pub(crate) struct Webhook {
+    pub(crate) id: String,
+    pub(crate) url: String,
+    pub(crate) secret: String,
     /// `run.waiting`, `run.completed`, `run.failed`, `run.cancelled`.
-    pub events: Vec<String>,
+    pub(crate) events: Vec<String>,
     /// Flow ids to limit it to; empty means every flow.
-    pub flows: Vec<String>,
+    pub(crate) flows: Vec<String>,
     /// Only records after this global cursor are delivered (set at creation).
-    pub from_gseq: u64,
-    pub created_at: String,
+    pub(crate) from_gseq: u64,
+    pub(crate) created_at: String,
 }
 
 impl Webhook {
     /// The subscription as the API shows it (never with its secret).
-    pub fn public_json(&self) -> Value {
+    pub(crate) fn public_json(&self) -> Value {
         json!({"id": self.id, "url": self.url, "events": self.events, "flows": self.flows,
                "created_at": self.created_at})
     }
 
-    pub fn wants(&self, event: &str, flow: &str) -> bool {
+    pub(crate) fn wants(&self, event: &str, flow: &str) -> bool {
         self.events.iter().any(|e| e == event)
             && (self.flows.is_empty() || self.flows.iter().any(|f| f == flow))
     }
@@ -54,28 +54,28 @@ impl Webhook {
 
 /// An event to deliver to one subscriber.
 #[derive(Debug, Clone)]
-pub struct NewDelivery {
-    pub webhook_id: String,
-    pub event: String,
-    pub run_id: String,
+pub(crate) struct NewDelivery {
+    pub(crate) webhook_id: String,
+    pub(crate) event: String,
+    pub(crate) run_id: String,
     /// The global cursor of the record that caused it (one delivery per record and hook).
-    pub gseq: u64,
-    pub payload: Value,
+    pub(crate) gseq: u64,
+    pub(crate) payload: Value,
 }
 
 /// A delivery that is due, with what is needed to send it.
 #[derive(Debug, Clone)]
-pub struct DueDelivery {
-    pub id: String,
-    pub event: String,
-    pub url: String,
-    pub secret: String,
-    pub payload: String,
-    pub attempts: u32,
+pub(crate) struct DueDelivery {
+    pub(crate) id: String,
+    pub(crate) event: String,
+    pub(crate) url: String,
+    pub(crate) secret: String,
+    pub(crate) payload: String,
+    pub(crate) attempts: u32,
 }
 
 /// How one attempt went.
-pub enum Attempt {
+pub(crate) enum Attempt {
     Delivered {
         status: u16,
     },
@@ -102,7 +102,7 @@ fn webhook(r: &rusqlite::Row) -> rusqlite::Result<Webhook> {
     })
 }
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     now().timestamp_millis()
 }
 
@@ -111,7 +111,12 @@ impl super::Store {
     /// one transaction, so a repeated key finds the run the first request started.
     /// Trigger deliveries use the trigger's name as the namespace; `runs/start` with an
     /// `Idempotency-Key` uses [`START_NAMESPACE`].
-    pub async fn start_run_once(&self, namespace: &str, key: &str, run: NewRun) -> Result<Started> {
+    pub(crate) async fn start_run_once(
+        &self,
+        namespace: &str,
+        key: &str,
+        run: NewRun,
+    ) -> Result<Started> {
         self.start_run_once_by(vec![(namespace.to_owned(), key.to_owned())], run)
             .await
     }
@@ -120,7 +125,7 @@ impl super::Store {
     /// nothing starts and the run that key started is returned; otherwise every key is
     /// recorded with the new run. (A signed trigger is keyed by its delivery id and by its
     /// signature, so a captured request replayed under a fresh delivery id starts nothing.)
-    pub async fn start_run_once_by(
+    pub(crate) async fn start_run_once_by(
         &self,
         keys: Vec<(String, String)>,
         run: NewRun,
@@ -156,7 +161,7 @@ impl super::Store {
         })
     }
 
-    pub async fn create_webhook(&self, w: Webhook) -> Result<Webhook> {
+    pub(crate) async fn create_webhook(&self, w: Webhook) -> Result<Webhook> {
         self.write(move |c, _| {
             let mut w = w;
             w.from_gseq = super::ledger::global_head(c)?;
@@ -172,7 +177,7 @@ impl super::Store {
     }
 
     /// Subscriptions that are not deleted, oldest first.
-    pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
+    pub(crate) async fn webhooks(&self) -> Result<Vec<Webhook>> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT id, url, secret, events, flows, created_at, from_gseq FROM webhooks WHERE deleted_at IS NULL ORDER BY rowid",
@@ -184,7 +189,7 @@ impl super::Store {
     }
 
     /// Deletes a subscription; its pending deliveries are dropped (marked `cancelled`).
-    pub async fn delete_webhook(&self, id: &str) -> Result<()> {
+    pub(crate) async fn delete_webhook(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c, _| {
             let n = c.execute(
@@ -205,7 +210,7 @@ impl super::Store {
     }
 
     /// The global cursor the dispatcher has enqueued up to.
-    pub async fn webhook_cursor(&self) -> Result<Option<u64>> {
+    pub(crate) async fn webhook_cursor(&self) -> Result<Option<u64>> {
         self.read(|c| {
             let v: Option<String> = c
                 .query_row("SELECT value FROM meta WHERE key = ?1", [CURSOR_KEY], |r| {
@@ -218,7 +223,11 @@ impl super::Store {
     }
 
     /// Enqueues deliveries and moves the cursor, in one transaction.
-    pub async fn enqueue_deliveries(&self, cursor: u64, items: Vec<NewDelivery>) -> Result<()> {
+    pub(crate) async fn enqueue_deliveries(
+        &self,
+        cursor: u64,
+        items: Vec<NewDelivery>,
+    ) -> Result<()> {
         self.write(move |c, _| {
             let at = ts(now());
             let due = now_ms();
@@ -248,7 +257,10 @@ impl super::Store {
     }
 
     /// Pending deliveries due now, oldest first, and when the next one after them is due.
-    pub async fn due_deliveries(&self, limit: u32) -> Result<(Vec<DueDelivery>, Option<i64>)> {
+    pub(crate) async fn due_deliveries(
+        &self,
+        limit: u32,
+    ) -> Result<(Vec<DueDelivery>, Option<i64>)> {
         self.read(move |c| {
             let at = now_ms();
             let due = c
@@ -279,7 +291,7 @@ impl super::Store {
     }
 
     /// Records an attempt: delivered, retried later, or given up (`failed`).
-    pub async fn record_attempt(&self, id: &str, a: Attempt) -> Result<()> {
+    pub(crate) async fn record_attempt(&self, id: &str, a: Attempt) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c, _| {
             match a {
@@ -302,7 +314,7 @@ impl super::Store {
     }
 
     /// The delivery log, newest first.
-    pub async fn deliveries(
+    pub(crate) async fn deliveries(
         &self,
         status: Option<String>,
         limit: u32,
@@ -340,7 +352,11 @@ impl super::Store {
     }
 
     /// The newest run of `flow` in `session` that waits for a person, if any.
-    pub async fn waiting_in_session(&self, session: &str, flow: &str) -> Result<Option<String>> {
+    pub(crate) async fn waiting_in_session(
+        &self,
+        session: &str,
+        flow: &str,
+    ) -> Result<Option<String>> {
         let (session, flow) = (session.to_owned(), flow.to_owned());
         self.read(move |c| {
             Ok(c.query_row(
@@ -355,7 +371,7 @@ impl super::Store {
     }
 
     /// Seeds a session's history with earlier turns, only when it has none yet.
-    pub async fn seed_history(
+    pub(crate) async fn seed_history(
         &self,
         session: &str,
         turns: Vec<crate::engine::ChatMessage>,

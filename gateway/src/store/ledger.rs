@@ -11,17 +11,17 @@ use super::{Outbox, Result, StoreError, ts};
 use crate::bus::{BusEvent, RecordEvent};
 use crate::engine::Draft;
 
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Appends records to one run's chain inside a write transaction.
-pub struct Appender {
-    pub run_id: String,
-    pub last_seq: u64,
-    pub last_hash: String,
+pub(crate) struct Appender {
+    pub(crate) run_id: String,
+    pub(crate) last_seq: u64,
+    pub(crate) last_hash: String,
 }
 
 impl Appender {
-    pub fn new_run(run_id: &str) -> Self {
+    pub(crate) fn new_run(run_id: &str) -> Self {
         Self {
             run_id: run_id.to_owned(),
             last_seq: 0,
@@ -29,7 +29,7 @@ impl Appender {
         }
     }
 
-    pub fn load(conn: &Connection, run_id: &str) -> Result<Self> {
+    pub(crate) fn load(conn: &Connection, run_id: &str) -> Result<Self> {
         let (last_seq, last_hash) = conn
             .prepare_cached("SELECT last_seq, last_hash FROM runs WHERE run_id = ?1")?
             .query_row([run_id], |r| {
@@ -45,7 +45,7 @@ impl Appender {
     }
 
     /// Appends one record, queues it for the bus, and returns it.
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         conn: &Connection,
         d: &Draft,
@@ -88,7 +88,7 @@ impl Appender {
 }
 
 /// The run's final status when a record ends its run.
-pub fn run_end(step_id: &str, status: RecordStatus) -> Option<&'static str> {
+pub(crate) fn run_end(step_id: &str, status: RecordStatus) -> Option<&'static str> {
     match status {
         RecordStatus::Completed if step_id == "run" => Some("completed"),
         RecordStatus::Failed if step_id == "run" => Some("failed"),
@@ -98,14 +98,19 @@ pub fn run_end(step_id: &str, status: RecordStatus) -> Option<&'static str> {
 }
 
 /// SHA-256 over the record serialised with an empty `record_hash` (its `prev_hash` included).
-pub fn hash_record(rec: &LedgerRecord) -> Result<String> {
+pub(crate) fn hash_record(rec: &LedgerRecord) -> Result<String> {
     let mut r = rec.clone();
     r.record_hash = String::new();
     Ok(hex::encode(Sha256::digest(serde_json::to_vec(&r)?)))
 }
 
 /// One page of a run's ledger as stored JSON texts, and the cursor to continue from.
-pub fn page(conn: &Connection, run_id: &str, after: u64, limit: u32) -> Result<(Vec<String>, u64)> {
+pub(crate) fn page(
+    conn: &Connection,
+    run_id: &str,
+    after: u64,
+    limit: u32,
+) -> Result<(Vec<String>, u64)> {
     let mut items = Vec::new();
     let next = page_each(conn, run_id, after, limit, |_, json| {
         items.push(String::from_utf8_lossy(json).into_owned())
@@ -130,7 +135,7 @@ pub(super) const PAGE_SQL: &str =
 
 /// Calls `f(seq, json)` for each record of a page, the JSON bytes borrowed from SQLite's row
 /// (no copy or UTF-8 check per record); returns the cursor to continue from.
-pub fn page_each(
+pub(crate) fn page_each(
     conn: &Connection,
     run_id: &str,
     after: u64,
@@ -156,7 +161,7 @@ pub fn page_each(
 
 /// Calls `f(gseq, json)` for each record of a page of the global ledger (JSON borrowed, as
 /// in [`page_each`]); returns the last global cursor it saw, if any.
-pub fn global_each(
+pub(crate) fn global_each(
     conn: &Connection,
     after: u64,
     limit: u32,
@@ -175,14 +180,14 @@ pub fn global_each(
 }
 
 /// A record on the global stream.
-pub struct GlobalItem {
-    pub gseq: u64,
-    pub run_id: String,
-    pub seq: u64,
-    pub json: String,
+pub(crate) struct GlobalItem {
+    pub(crate) gseq: u64,
+    pub(crate) run_id: String,
+    pub(crate) seq: u64,
+    pub(crate) json: String,
 }
 
-pub fn global_page(conn: &Connection, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
+pub(crate) fn global_page(conn: &Connection, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
     let mut stmt = conn.prepare_cached(
         "SELECT gseq, run_id, seq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2",
     )?;
@@ -198,7 +203,7 @@ pub fn global_page(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Glob
 }
 
 /// The highest global cursor so far.
-pub fn global_head(conn: &Connection) -> Result<u64> {
+pub(crate) fn global_head(conn: &Connection) -> Result<u64> {
     Ok(
         conn.query_row("SELECT COALESCE(MAX(gseq), 0) FROM ledger", [], |r| {
             r.get::<_, i64>(0)
@@ -208,7 +213,7 @@ pub fn global_head(conn: &Connection) -> Result<u64> {
 
 impl super::Store {
     /// One page of a run's ledger (stored JSON texts) and the cursor after it.
-    pub async fn ledger_page(
+    pub(crate) async fn ledger_page(
         &self,
         run_id: &str,
         after: u64,
@@ -221,7 +226,7 @@ impl super::Store {
     /// A page of a run's ledger framed by `frame(out, seq, json)` into one text on the
     /// reading thread (an SSE catch-up writes it as it is); returns the text, the cursor after
     /// it, and whether the page held any record.
-    pub async fn ledger_frames(
+    pub(crate) async fn ledger_frames(
         &self,
         run_id: &str,
         after: u64,
@@ -242,7 +247,7 @@ impl super::Store {
 
     /// A page of the global ledger framed like [`Self::ledger_frames`]; returns the text and
     /// the last global cursor in it (`None` when there was nothing after `after`).
-    pub async fn global_frames(
+    pub(crate) async fn global_frames(
         &self,
         after: u64,
         limit: u32,
@@ -256,11 +261,11 @@ impl super::Store {
         .await
     }
 
-    pub async fn global_page(&self, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
+    pub(crate) async fn global_page(&self, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
         self.read(move |c| global_page(c, after, limit)).await
     }
 
-    pub async fn global_head(&self) -> Result<u64> {
+    pub(crate) async fn global_head(&self) -> Result<u64> {
         self.read(global_head).await
     }
 }

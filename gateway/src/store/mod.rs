@@ -27,20 +27,22 @@ use std::sync::{Arc, Mutex};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
-pub use commands::{CommandKind, NewCommand, Submitted};
-pub use flows::{MakeCurrent, StoredFlow};
-pub use follow::{Lease, Watcher, this_host};
-pub use hooks::{Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms};
-pub use ledger::{Appender, GlobalItem, run_end};
-pub use runs::{Commit, DriveRow, InboxItem, NewRun};
-pub use schedules::{Fire, NewSchedule, ScheduleRow};
-pub use tokens::TokenRow;
-pub use writer::Outbox;
+pub(crate) use commands::{CommandKind, NewCommand};
+pub(crate) use flows::MakeCurrent;
+pub(crate) use follow::this_host;
+pub(crate) use hooks::{
+    Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms,
+};
+pub(crate) use ledger::{GlobalItem, run_end};
+pub(crate) use runs::{Commit, DriveRow, NewRun};
+pub(crate) use schedules::{Fire, NewSchedule};
+pub(crate) use tokens::TokenRow;
+pub(crate) use writer::Outbox;
 
 use crate::bus::Bus;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
@@ -63,7 +65,7 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const READERS: usize = 4;
 /// Prepared statements kept per connection. The store has more distinct statements than
@@ -72,7 +74,7 @@ const STATEMENT_CACHE: usize = 256;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     writer: writer::Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// One permit per pooled reader: reads beyond that wait for a connection instead of
@@ -84,7 +86,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) `dir/switchboard.db`, migrates it and starts the writer.
-    pub fn open(dir: &Path, bus: Bus) -> Result<Self> {
+    pub(crate) fn open(dir: &Path, bus: Bus) -> Result<Self> {
         let path = dir.join("switchboard.db");
         let mut conn = open_conn(&path, true)?;
         schema::migrate(&mut conn)?;
@@ -101,12 +103,12 @@ impl Store {
         })
     }
 
-    pub fn bus(&self) -> &Bus {
+    pub(crate) fn bus(&self) -> &Bus {
         &self.bus
     }
 
     /// Runs a read on a pooled connection off the async threads.
-    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -141,7 +143,7 @@ impl Store {
 
     /// Runs a write in the group-committed transaction; returns after it is on disk, with the
     /// runs the runner should look at.
-    pub async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>)>
+    async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>)>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Outbox) -> Result<T> + Send + 'static,
@@ -152,7 +154,7 @@ impl Store {
 
 impl Store {
     /// Returns once every write queued before it has committed (used at shutdown).
-    pub async fn flush(&self) -> Result<()> {
+    pub(crate) async fn flush(&self) -> Result<()> {
         self.write(|_, _| Ok(())).await.map(|_| ())
     }
 }

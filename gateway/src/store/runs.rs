@@ -10,47 +10,47 @@ use super::ledger::Appender;
 use super::{Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::{ChatMessage, Draft, RunState, Transition};
 
-pub struct NewRun {
-    pub run_id: String,
-    pub bundle_id: String,
-    pub flow_hash: String,
-    pub session_id: Option<String>,
-    pub parent_run_id: Option<String>,
-    pub input_data: Value,
-    pub notify: Vec<String>,
-    pub actor: Actor,
+pub(crate) struct NewRun {
+    pub(crate) run_id: String,
+    pub(crate) bundle_id: String,
+    pub(crate) flow_hash: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) parent_run_id: Option<String>,
+    pub(crate) input_data: Value,
+    pub(crate) notify: Vec<String>,
+    pub(crate) actor: Actor,
 }
 
 /// What the runner needs to drive a run.
-pub struct DriveRow {
-    pub run_id: String,
+pub(crate) struct DriveRow {
+    pub(crate) run_id: String,
     /// `flow`, or `schedule` for a schedule's parent run.
-    pub kind: String,
-    pub bundle_id: String,
-    pub flow_hash: String,
-    pub status: RunStatus,
-    pub session_id: Option<String>,
-    pub input: Value,
-    pub state: RunState,
+    pub(crate) kind: String,
+    pub(crate) bundle_id: String,
+    pub(crate) flow_hash: String,
+    pub(crate) status: RunStatus,
+    pub(crate) session_id: Option<String>,
+    pub(crate) input: Value,
+    pub(crate) state: RunState,
     /// The oldest pending command, read with the row (one read per turn of a drive).
-    pub inbox: Option<InboxItem>,
+    pub(crate) inbox: Option<InboxItem>,
 }
 
 /// A pending command for the runner (an answer or an event delivery).
-pub struct InboxItem {
-    pub seq: u64,
-    pub kind: String,
-    pub payload: Value,
-    pub actor: Actor,
+pub(crate) struct InboxItem {
+    pub(crate) seq: u64,
+    pub(crate) kind: String,
+    pub(crate) payload: Value,
+    pub(crate) actor: Actor,
 }
 
 /// A transition the runner computed, with the inbox command it consumed (if any).
-pub struct Commit {
-    pub run_id: String,
-    pub transition: Transition,
-    pub state: RunState,
+pub(crate) struct Commit {
+    pub(crate) run_id: String,
+    pub(crate) transition: Transition,
+    pub(crate) state: RunState,
     /// `(seq, None)` applied, `(seq, Some(reason))` rejected.
-    pub command: Option<(u64, Option<String>)>,
+    pub(crate) command: Option<(u64, Option<String>)>,
 }
 
 const SUMMARY_COLS: &str = "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
@@ -170,7 +170,7 @@ pub(super) fn run_draft(
 }
 
 impl Store {
-    pub async fn start_run(&self, r: NewRun) -> Result<(RunSummary, Vec<String>)> {
+    pub(crate) async fn start_run(&self, r: NewRun) -> Result<(RunSummary, Vec<String>)> {
         self.write(move |c, out| {
             insert_run(c, &r, out)?;
             get_summary(c, &r.run_id)
@@ -178,13 +178,13 @@ impl Store {
         .await
     }
 
-    pub async fn run(&self, run_id: &str) -> Result<RunSummary> {
+    pub(crate) async fn run(&self, run_id: &str) -> Result<RunSummary> {
         let id = run_id.to_owned();
         self.read(move |c| get_summary(c, &id)).await
     }
 
     /// Newest first; `has_more` tells whether another page exists.
-    pub async fn list_runs(
+    pub(crate) async fn list_runs(
         &self,
         status: Option<RunStatus>,
         limit: u32,
@@ -212,7 +212,7 @@ impl Store {
     }
 
     /// How many runs are in each status (all six, zeros included).
-    pub async fn count_by_status(&self) -> Result<Vec<(&'static str, u64)>> {
+    pub(crate) async fn count_by_status(&self) -> Result<Vec<(&'static str, u64)>> {
         self.read(|c| {
             let mut counts: Vec<(&'static str, u64)> =
                 RunStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
@@ -229,7 +229,7 @@ impl Store {
         .await
     }
 
-    pub async fn input_data(&self, run_id: &str) -> Result<Value> {
+    pub(crate) async fn input_data(&self, run_id: &str) -> Result<Value> {
         let id = run_id.to_owned();
         self.read(move |c| {
             let s: Option<String> = c
@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// The first `limit` children of a run, oldest first.
-    pub async fn children(&self, run_id: &str, limit: u32) -> Result<Vec<RunSummary>> {
+    pub(crate) async fn children(&self, run_id: &str, limit: u32) -> Result<Vec<RunSummary>> {
         let id = run_id.to_owned();
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
@@ -258,7 +258,7 @@ impl Store {
         .await
     }
 
-    pub async fn drive_row(&self, run_id: &str) -> Result<Option<DriveRow>> {
+    pub(crate) async fn drive_row(&self, run_id: &str) -> Result<Option<DriveRow>> {
         let id = run_id.to_owned();
         self.read(move |c| {
             let row = c
@@ -298,13 +298,13 @@ impl Store {
     }
 
     /// The oldest pending command of a run.
-    pub async fn next_inbox(&self, run_id: &str) -> Result<Option<InboxItem>> {
+    pub(crate) async fn next_inbox(&self, run_id: &str) -> Result<Option<InboxItem>> {
         let id = run_id.to_owned();
         self.read(move |c| inbox_head(c, &id)).await
     }
 
     /// A session's conversation, oldest first (the last `limit` turns).
-    pub async fn history(&self, session_key: &str, limit: u32) -> Result<Vec<ChatMessage>> {
+    pub(crate) async fn history(&self, session_key: &str, limit: u32) -> Result<Vec<ChatMessage>> {
         let key = session_key.to_owned();
         self.read(move |c| {
             let mut v = c
@@ -318,7 +318,7 @@ impl Store {
     }
 
     /// Runs the runner must look at after a start: not terminal, not paused.
-    pub async fn live_runs(&self) -> Result<Vec<String>> {
+    pub(crate) async fn live_runs(&self) -> Result<Vec<String>> {
         self.read(|c| {
             Ok(c.prepare(
                 "SELECT run_id FROM runs WHERE status IN ('running', 'waiting') ORDER BY rowid",
@@ -330,7 +330,7 @@ impl Store {
     }
 
     /// Runs whose timer is due at `at`, and the next time after that any timer fires.
-    pub async fn due_timers(
+    pub(crate) async fn due_timers(
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(Vec<String>, Option<String>)> {
@@ -350,7 +350,7 @@ impl Store {
 
     /// Commits a runner transition; returns the run's status afterwards. A run cancelled
     /// meanwhile keeps its status and the transition is dropped.
-    pub async fn commit(&self, c: Commit) -> Result<(RunStatus, Vec<String>)> {
+    pub(crate) async fn commit(&self, c: Commit) -> Result<(RunStatus, Vec<String>)> {
         self.write(move |conn, out| commit_tx(conn, c, out)).await
     }
 }

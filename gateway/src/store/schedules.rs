@@ -13,37 +13,35 @@ use super::runs::{get_summary, insert_run, run_draft, save_chain, spawn_child};
 use super::{NewRun, Result, Store, StoreError, now, ts};
 use crate::engine::{ChildSpec, Draft};
 
-pub struct NewSchedule {
-    pub run: NewRun,
-    pub spec: Value,
-    pub share_context: bool,
-    pub first: DateTime<Utc>,
+pub(crate) struct NewSchedule {
+    pub(crate) run: NewRun,
+    pub(crate) spec: Value,
+    pub(crate) share_context: bool,
+    pub(crate) first: DateTime<Utc>,
 }
 
 /// A schedule's row with its parent run's status.
 #[derive(Debug, Clone)]
-pub struct ScheduleRow {
-    pub run_id: String,
-    pub bundle_id: String,
-    pub input: Value,
-    pub spec: Value,
-    pub share_context: bool,
-    pub fired: u32,
-    pub next_fire_at: Option<DateTime<Utc>>,
-    pub last_child: Option<String>,
-    pub last_fired_at: Option<String>,
-    pub session_id: Option<String>,
-    pub status: RunStatus,
+pub(crate) struct ScheduleRow {
+    pub(crate) bundle_id: String,
+    pub(crate) input: Value,
+    pub(crate) spec: Value,
+    pub(crate) share_context: bool,
+    pub(crate) fired: u32,
+    pub(crate) next_fire_at: Option<DateTime<Utc>>,
+    pub(crate) last_child: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) status: RunStatus,
 }
 
 /// One firing: what the runner planned.
-pub struct Fire {
-    pub run_id: String,
+pub(crate) struct Fire {
+    pub(crate) run_id: String,
     /// The firing count the plan was made from (the guard).
-    pub fired: u32,
-    pub due: DateTime<Utc>,
-    pub child_run_id: String,
-    pub next: Option<DateTime<Utc>>,
+    pub(crate) fired: u32,
+    pub(crate) due: DateTime<Utc>,
+    pub(crate) child_run_id: String,
+    pub(crate) next: Option<DateTime<Utc>>,
 }
 
 fn waiting(next: Option<DateTime<Utc>>) -> Option<String> {
@@ -77,7 +75,6 @@ pub(super) fn load(c: &Connection, run_id: &str) -> Result<Option<ScheduleRow>> 
     )?
     .query_row([run_id], |r| {
         Ok(ScheduleRow {
-            run_id: r.get(0)?,
             bundle_id: r.get(1)?,
             input: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
             spec: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
@@ -85,7 +82,6 @@ pub(super) fn load(c: &Connection, run_id: &str) -> Result<Option<ScheduleRow>> 
             fired: r.get::<_, i64>(5)? as u32,
             next_fire_at: parse_time(r.get(6)?),
             last_child: r.get(7)?,
-            last_fired_at: r.get(8)?,
             session_id: r.get(9)?,
             status: RunStatus::parse(&r.get::<_, String>(10)?).unwrap_or(RunStatus::Failed),
         })
@@ -94,7 +90,10 @@ pub(super) fn load(c: &Connection, run_id: &str) -> Result<Option<ScheduleRow>> 
 }
 
 impl Store {
-    pub async fn create_schedule(&self, s: NewSchedule) -> Result<(RunSummary, Vec<String>)> {
+    pub(crate) async fn create_schedule(
+        &self,
+        s: NewSchedule,
+    ) -> Result<(RunSummary, Vec<String>)> {
         self.write(move |c, out| {
             insert_run(c, &s.run, out)?;
             c.execute("UPDATE runs SET kind = 'schedule', status = 'waiting' WHERE run_id = ?1", [&s.run.run_id])?;
@@ -108,13 +107,13 @@ impl Store {
         .await
     }
 
-    pub async fn schedule(&self, run_id: &str) -> Result<Option<ScheduleRow>> {
+    pub(crate) async fn schedule(&self, run_id: &str) -> Result<Option<ScheduleRow>> {
         let id = run_id.to_owned();
         self.read(move |c| load(c, &id)).await
     }
 
     /// Fires once as planned; `false` when the schedule changed meanwhile (plan again).
-    pub async fn fire_schedule(&self, f: Fire) -> Result<(bool, Vec<String>)> {
+    pub(crate) async fn fire_schedule(&self, f: Fire) -> Result<(bool, Vec<String>)> {
         self.write(move |c, out| {
             let Some(s) = load(c, &f.run_id)? else {
                 return Ok(false);
@@ -154,7 +153,7 @@ impl Store {
     }
 
     /// Sets the next due time (fixed-delay, after the child ended).
-    pub async fn set_next_fire(&self, run_id: &str, next: DateTime<Utc>) -> Result<()> {
+    pub(crate) async fn set_next_fire(&self, run_id: &str, next: DateTime<Utc>) -> Result<()> {
         let id = run_id.to_owned();
         self.write(move |c, _| set_next(c, &id, Some(next)))
             .await
@@ -162,7 +161,7 @@ impl Store {
     }
 
     /// Completes a schedule that will not fire again (its last child has ended).
-    pub async fn finish_schedule(&self, run_id: &str) -> Result<()> {
+    pub(crate) async fn finish_schedule(&self, run_id: &str) -> Result<()> {
         let id = run_id.to_owned();
         self.write(move |c, out| {
             let Some(s) = load(c, &id)? else {
@@ -189,7 +188,11 @@ impl Store {
     }
 
     /// Schedules, newest first, with their last child's outcome.
-    pub async fn list_schedules(&self, limit: u32, offset: u32) -> Result<(Vec<Value>, bool)> {
+    pub(crate) async fn list_schedules(
+        &self,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<Value>, bool)> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT s.run_id, s.bundle_id, s.spec, s.fired, s.next_fire_at, s.last_child, s.last_fired_at, s.share_context,

@@ -172,7 +172,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Brings the schema up to date; refuses a data dir written by a newer Switchboard.
-pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let have: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if have > MIGRATIONS.len() {
         return Err(StoreError::Corrupt(format!(

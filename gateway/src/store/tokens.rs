@@ -8,17 +8,17 @@ use super::{Result, Store, StoreError, now, ts};
 
 /// A stored credential (never its secret).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenRow {
-    pub id: String,
+pub(crate) struct TokenRow {
+    pub(crate) id: String,
     /// `admin`, `device` or `key`.
-    pub kind: String,
-    pub name: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
     #[serde(skip)]
-    pub hash: String,
-    pub scopes: Vec<String>,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub revoked_at: Option<String>,
+    pub(crate) hash: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) created_at: String,
+    pub(crate) last_used_at: Option<String>,
+    pub(crate) revoked_at: Option<String>,
 }
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<TokenRow> {
@@ -38,7 +38,7 @@ const COLS: &str = "id, kind, name, hash, scopes, created_at, last_used_at, revo
 
 impl Store {
     /// Every credential, revoked ones included.
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+    pub(crate) async fn tokens(&self) -> Result<Vec<TokenRow>> {
         self.read(|c| {
             Ok(
                 c.prepare(&format!("SELECT {COLS} FROM tokens ORDER BY created_at"))?
@@ -50,7 +50,7 @@ impl Store {
     }
 
     /// Sets the admin token's hash (creating the row on first start).
-    pub async fn set_admin_hash(&self, hash: &str) -> Result<()> {
+    pub(crate) async fn set_admin_hash(&self, hash: &str) -> Result<()> {
         let h = hash.to_owned();
         self.write(move |c, _| {
             c.execute(
@@ -65,7 +65,7 @@ impl Store {
     }
 
     /// Stores a new device token or API key.
-    pub async fn add_token(&self, t: TokenRow) -> Result<TokenRow> {
+    pub(crate) async fn add_token(&self, t: TokenRow) -> Result<TokenRow> {
         self.write(move |c, _| {
             insert_token(c, &t)?;
             Ok(t)
@@ -75,7 +75,7 @@ impl Store {
     }
 
     /// Revokes a device or key (`kind` guards against revoking the other kind by id).
-    pub async fn revoke_token(&self, id: &str, kind: &str) -> Result<TokenRow> {
+    pub(crate) async fn revoke_token(&self, id: &str, kind: &str) -> Result<TokenRow> {
         let (id, kind) = (id.to_owned(), kind.to_owned());
         self.write(move |c, _| {
             let n = c.execute(
@@ -91,7 +91,7 @@ impl Store {
         .map(|(t, _)| t)
     }
 
-    pub async fn add_pairing_code(
+    pub(crate) async fn add_pairing_code(
         &self,
         hash: &str,
         expires_at: chrono::DateTime<chrono::Utc>,
@@ -110,7 +110,11 @@ impl Store {
 
     /// Trades a pairing code for a device token, once: the code must exist, be unused and
     /// unexpired. Marking it used and storing the device is one transaction.
-    pub async fn redeem_pairing_code(&self, code_hash: &str, device: TokenRow) -> Result<TokenRow> {
+    pub(crate) async fn redeem_pairing_code(
+        &self,
+        code_hash: &str,
+        device: TokenRow,
+    ) -> Result<TokenRow> {
         let h = code_hash.to_owned();
         self.write(move |c, _| {
             let found: Option<(String, Option<String>)> = c
@@ -146,7 +150,7 @@ impl Store {
         .map(|(t, _)| t)
     }
 
-    pub async fn touch_token(&self, id: &str) -> Result<()> {
+    pub(crate) async fn touch_token(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c, _| {
             c.execute(
@@ -159,7 +163,7 @@ impl Store {
         .map(|_| ())
     }
 
-    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
         let k = key.to_owned();
         self.read(move |c| {
             Ok(
@@ -170,7 +174,7 @@ impl Store {
         .await
     }
 
-    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    pub(crate) async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         let (k, v) = (key.to_owned(), value.to_owned());
         self.write(move |c, _| {
             c.execute(
@@ -183,7 +187,7 @@ impl Store {
         .map(|_| ())
     }
 
-    pub async fn delete_meta(&self, key: &str) -> Result<()> {
+    pub(crate) async fn delete_meta(&self, key: &str) -> Result<()> {
         let k = key.to_owned();
         self.write(move |c, _| {
             c.execute("DELETE FROM meta WHERE key = ?1", [k])?;

@@ -13,10 +13,10 @@ use crate::bus::{Bus, BusEvent};
 
 /// Events a job publishes if, and only if, its transaction commits.
 #[derive(Default)]
-pub struct Outbox {
-    pub events: Vec<BusEvent>,
+pub(crate) struct Outbox {
+    pub(crate) events: Vec<BusEvent>,
     /// Runs the runner should look at after the commit.
-    pub wake: Vec<String>,
+    pub(crate) wake: Vec<String>,
 }
 
 type Finish = Box<dyn FnOnce(Result<(), String>, &Bus) + Send>;
@@ -25,13 +25,13 @@ type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 const BATCH: usize = 512;
 
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
 impl Writer {
     /// Starts the writer thread; it ends when every `Writer` handle is dropped.
-    pub fn start(conn: Connection, bus: Bus) -> Result<Self, StoreError> {
+    pub(crate) fn start(conn: Connection, bus: Bus) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -41,7 +41,7 @@ impl Writer {
     }
 
     /// Runs `f` in the write transaction; returns after the commit is on disk.
-    pub async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>), StoreError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Outbox) -> Result<T, StoreError> + Send + 'static,

@@ -16,18 +16,19 @@ use serde_json::json;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 
 use super::reply::Assembler;
+use crate::auth::Principal;
 use crate::bus::BusEvent;
+use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::{AppState, Principal};
 
-pub enum Piece {
+pub(crate) enum Piece {
     Text(String),
     End(End),
 }
 
 /// How a chat request's run stopped.
 #[derive(Debug, Clone, PartialEq)]
-pub enum End {
+pub(crate) enum End {
     Completed,
     /// Waiting for a person (an `ask`); the next request in the session answers it.
     Waiting,
@@ -38,11 +39,11 @@ pub enum End {
 }
 
 impl End {
-    pub fn finish_reason(&self) -> &'static str {
+    pub(crate) fn finish_reason(&self) -> &'static str {
         "stop"
     }
 
-    pub fn status(&self) -> &'static str {
+    pub(crate) fn status(&self) -> &'static str {
         match self {
             End::Completed => "completed",
             End::Waiting => "waiting",
@@ -53,7 +54,7 @@ impl End {
     }
 
     /// The error a request reports instead of a message, if any.
-    pub fn error(&self) -> Option<ApiError> {
+    pub(crate) fn error(&self) -> Option<ApiError> {
         match self {
             End::Failed(e) => Some(ApiError::RunFailed(format!("the run failed: {e}"))),
             End::Cancelled => Some(ApiError::Conflict("the run was cancelled".into())),
@@ -70,7 +71,7 @@ fn texts(v: Vec<String>) -> impl Iterator<Item = Piece> {
     v.into_iter().map(Piece::Text)
 }
 
-pub fn follow(
+pub(crate) fn follow(
     app: AppState,
     run_id: String,
     after: u64,
@@ -144,7 +145,7 @@ pub fn follow(
 }
 
 /// Cancels a run left waiting by a request without a session (nothing can answer it).
-pub async fn cancel_orphan(app: &AppState, who: &Principal, run_id: &str) {
+pub(crate) async fn cancel_orphan(app: &AppState, who: &Principal, run_id: &str) {
     let cmd = protocol::CommandRequest {
         command_id: format!("openai-cancel-{run_id}"),
         run_id: run_id.to_owned(),
@@ -174,7 +175,7 @@ fn data(v: &serde_json::Value) -> Bytes {
 }
 
 /// Frames pieces as OpenAI stream chunks, ending with `data: [DONE]`.
-pub fn sse<S, F, G>(
+pub(crate) fn sse<S, F, G>(
     pieces: S,
     id: String,
     created: i64,

@@ -37,7 +37,7 @@ use follow::{End, Piece};
 
 /// Serialises requests of one session (a second waits for the first's run to stop).
 #[derive(Default, Clone)]
-pub struct SessionLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+pub(crate) struct SessionLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
 
 impl SessionLocks {
     fn get(&self, session: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -49,7 +49,7 @@ impl SessionLocks {
     }
 }
 
-pub fn routes(gate: &Gate) -> Router<AppState> {
+pub(crate) fn routes(gate: &Gate) -> Router<AppState> {
     let read = Router::new().route("/v1/models", get(models)).route_layer(
         axum::middleware::from_fn_with_state(
             (gate.clone(), Some(Scope::Read)),

@@ -16,7 +16,7 @@ fn text(v: Option<&Value>) -> Option<&str> {
 }
 
 #[derive(Debug, Default)]
-pub struct Assembler {
+pub(crate) struct Assembler {
     emitted: bool,
     /// An LLM reply is streaming (deltas seen, its record not yet).
     in_llm: bool,
@@ -39,7 +39,7 @@ impl Assembler {
     }
 
     /// A streamed LLM token.
-    pub fn delta(&mut self, d: &str) -> Vec<String> {
+    pub(crate) fn delta(&mut self, d: &str) -> Vec<String> {
         let mut out = Vec::new();
         if !self.in_llm {
             self.in_llm = true;
@@ -51,7 +51,7 @@ impl Assembler {
     }
 
     /// A ledger record of the run.
-    pub fn record(&mut self, r: &LedgerRecord) -> Vec<String> {
+    pub(crate) fn record(&mut self, r: &LedgerRecord) -> Vec<String> {
         let mut out = Vec::new();
         match (r.status, r.effect_kind()) {
             (RecordStatus::Completed, "say") => {
@@ -92,7 +92,7 @@ impl Assembler {
     }
 
     /// The run stopped on an `ask`.
-    pub fn ask(&mut self, prompt: &str, choices: &[String]) -> Vec<String> {
+    pub(crate) fn ask(&mut self, prompt: &str, choices: &[String]) -> Vec<String> {
         let mut out = Vec::new();
         if self.shown_something(&mut out) {
             return out;
@@ -106,7 +106,7 @@ impl Assembler {
     }
 
     /// The run completed with `output`.
-    pub fn completed(&mut self, output: Option<&Value>) -> Vec<String> {
+    pub(crate) fn completed(&mut self, output: Option<&Value>) -> Vec<String> {
         let mut out = Vec::new();
         if self.shown_something(&mut out) {
             return out;
