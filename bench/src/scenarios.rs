@@ -179,7 +179,8 @@ pub async fn resume_to_completed(c: &Client, n: usize, clients: usize) -> anyhow
                 run,
                 key,
                 json!("ok"),
-                Some("bench"),
+                None,
+                "bench",
             )
             .await?;
             while let Some(ev) = stream.next().await {
@@ -318,7 +319,8 @@ pub async fn fanout(
         &run,
         &key,
         json!("go"),
-        Some("bench"),
+        None,
+        "bench",
     )
     .await?;
     let mut tasks = Vec::with_capacity(streams);

@@ -141,19 +141,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Answer { client, run, text } => {
             let c = client_for(&client)?;
             let s = c.run(&run).await?;
-            let Some(w) = s.waiting.filter(|w| w.reason == "user") else {
+            let Some(w) = s.waiting.filter(|w| w.is_for_a_person()) else {
                 bail!("run {run} is {} and waits for no answer", s.status.as_str());
             };
             let id = format!("cli-{}", uuid::Uuid::new_v4());
-            c.command(&protocol::CommandRequest {
-                command_id: id,
-                run_id: run,
-                kind: "resume".into(),
-                payload: serde_json::json!({"wait_key": w.wait_key, "payload": {"response": text}}),
-                client_id: Some("cli".into()),
-                channel: Some("cli".into()),
-            })
-            .await?;
+            c.answer(&id, &run, &w.wait_key, text.into(), Some("cli"), "cli")
+                .await?;
             println!("answered {}", w.wait_key);
         }
     }

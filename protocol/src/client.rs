@@ -361,25 +361,23 @@ impl Client {
             .await
     }
 
-    /// Answers the prompt a run waits on (a `resume` command with its `wait_key`).
+    /// Answers what a run waits on (a `resume` command with its `wait_key`), idempotent by
+    /// `command_id`, sent by `client_id` through `channel`.
     pub async fn answer(
         &self,
         command_id: &str,
         run_id: &str,
         wait_key: &str,
         response: Value,
-        channel: Option<&str>,
+        client_id: Option<&str>,
+        channel: &str,
     ) -> Result<CommandResponse, ClientError> {
-        let payload = serde_json::json!({"wait_key": wait_key, "payload": {"response": response}});
-        self.command(&CommandRequest {
-            command_id: command_id.into(),
-            run_id: run_id.into(),
-            kind: "resume".into(),
-            payload,
-            client_id: None,
-            channel: channel.map(str::to_owned),
-        })
-        .await
+        let answer = crate::Command::Answer {
+            wait_key: wait_key.to_owned(),
+            response,
+        };
+        let req = CommandRequest::new(command_id, run_id, &answer).from_client(client_id, channel);
+        self.command(&req).await
     }
 
     /// Follows one run's ledger after `after` (a per-run `seq`) until it is terminal.

@@ -6,11 +6,13 @@
 //! reqwest, futures) so a client build does not drag in the gateway.
 
 pub mod client;
+pub mod command;
 pub mod secret_file;
 pub mod sse;
 pub mod types;
 
 pub use client::{Client, ClientError};
+pub use command::{COMMAND_TYPES, Command, EventScope};
 
 /// The header in which the gateway's own web app tells the API whom it calls for (a note
 /// the gateway signs; anything a visitor sends under this name is replaced).

@@ -7,16 +7,6 @@ use serde_json::Value;
 /// Version of the contract this crate speaks; reported by `/api/gateway/discovery/capabilities`.
 pub const CONTRACT_VERSION: &str = "1";
 
-/// The command types a gateway accepts on `POST /api/gateway/commands`.
-pub const COMMAND_TYPES: &[&str] = &[
-    "pause",
-    "resume",
-    "cancel",
-    "emit_event",
-    "update_schedule",
-    "compact_memory",
-];
-
 /// Lifecycle of a run. `completed`, `failed` and `cancelled` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -69,12 +59,44 @@ impl RunStatus {
     }
 }
 
+/// What a run waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum WaitReason {
+    /// A person's answer (an `ask`).
+    User,
+    /// A timer (`wait`).
+    Until,
+    /// An event (`wait_event`).
+    Event,
+    /// A child run (`call`).
+    Subworkflow,
+    /// A schedule's next firing (the parent run of a schedule).
+    Schedule,
+    /// A reason this client does not know (a newer gateway's).
+    #[serde(other)]
+    Other,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Until => "until",
+            Self::Event => "event",
+            Self::Subworkflow => "subworkflow",
+            Self::Schedule => "schedule",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// Why a run waits, and how to answer it (`wait_key` goes into a `resume` command).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Waiting {
-    /// `user` (an `ask`), `until` (a timer), `event` (a `wait_event`), `subworkflow` (a `call`).
-    pub reason: String,
+    pub reason: WaitReason,
     pub wait_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
@@ -89,6 +111,13 @@ pub struct Waiting {
     pub event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_run_id: Option<String>,
+}
+
+impl Waiting {
+    /// Whether a person answers it (an `ask`): what inboxes, buttons and mail show.
+    pub fn is_for_a_person(&self) -> bool {
+        self.reason == WaitReason::User
+    }
 }
 
 /// `GET /api/gateway/runs/{id}`.

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use protocol::{CommandRequest, LedgerRecord, RecordStatus, RunSummary};
-use serde_json::{Value, json};
+use protocol::{Command, CommandRequest, LedgerRecord, RecordStatus, RunStatus, RunSummary};
+use serde_json::json;
 
 /// A question a run waits on.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +21,8 @@ pub struct Prompt {
 pub struct RunView {
     pub run_id: String,
     pub flow: String,
-    /// `running`, `waiting` or `paused`.
-    pub status: String,
+    /// Running, waiting or paused (terminal runs leave the menu).
+    pub status: RunStatus,
     pub prompt: Option<Prompt>,
 }
 
@@ -174,7 +174,7 @@ impl Controller {
             let prompt = r
                 .waiting
                 .as_ref()
-                .filter(|w| w.reason == "user")
+                .filter(|w| w.is_for_a_person())
                 .map(|w| Prompt {
                     wait_key: w.wait_key.clone(),
                     text: w.prompt.clone().unwrap_or_default(),
@@ -183,7 +183,7 @@ impl Controller {
             let view = RunView {
                 run_id: r.run_id.clone(),
                 flow: r.bundle_id.clone(),
-                status: r.status.as_str().to_owned(),
+                status: r.status,
                 prompt,
             };
             self.runs.insert(r.run_id.clone(), view);
@@ -204,7 +204,7 @@ impl Controller {
                 self.runs.entry(id.clone()).or_insert(RunView {
                     run_id: id.clone(),
                     flow,
-                    status: "running".into(),
+                    status: RunStatus::Running,
                     prompt: None,
                 });
                 None
@@ -215,15 +215,15 @@ impl Controller {
             }
             (RecordStatus::Waiting, "ask") => self.asked(r, now),
             (RecordStatus::Waiting, _) => {
-                self.set_status(id, "waiting");
+                self.set_status(id, RunStatus::Waiting);
                 None
             }
             (RecordStatus::Completed, "pause") => {
-                self.set_status(id, "paused");
+                self.set_status(id, RunStatus::Paused);
                 None
             }
             (RecordStatus::Completed, "resume") => {
-                self.set_status(id, "running");
+                self.set_status(id, RunStatus::Running);
                 None
             }
             (RecordStatus::Completed, "")
@@ -235,7 +235,7 @@ impl Controller {
                     && run.prompt.as_ref().is_some_and(|p| p.wait_key == r.step_id)
                 {
                     run.prompt = None;
-                    run.status = "running".into();
+                    run.status = RunStatus::Running;
                 }
                 None
             }
@@ -243,9 +243,9 @@ impl Controller {
         }
     }
 
-    fn set_status(&mut self, run_id: &str, status: &str) {
+    fn set_status(&mut self, run_id: &str, status: RunStatus) {
         if let Some(run) = self.runs.get_mut(run_id) {
-            run.status = status.into();
+            run.status = status;
         }
     }
 
@@ -264,10 +264,10 @@ impl Controller {
         let run = self.runs.entry(r.run_id.clone()).or_insert(RunView {
             run_id: r.run_id.clone(),
             flow: "run".into(),
-            status: "waiting".into(),
+            status: RunStatus::Waiting,
             prompt: None,
         });
-        run.status = "waiting".into();
+        run.status = RunStatus::Waiting;
         run.prompt = Some(prompt.clone());
         let fresh = chrono::DateTime::parse_from_rfc3339(&r.started_at)
             .map(|t| now - t.timestamp() <= NOTIFY_WITHIN_SECS)
@@ -284,7 +284,7 @@ impl Controller {
         let paused = self
             .runs
             .values()
-            .filter(|r| r.prompt.is_none() && r.status == "paused")
+            .filter(|r| r.prompt.is_none() && r.status == RunStatus::Paused)
             .count();
         (self.runs.len() - waiting - paused, waiting, paused)
     }
@@ -322,8 +322,8 @@ impl Controller {
         items.push(Item::separator());
         let runs: Vec<Item> = self.runs.values().map(run_entry).collect();
         items.push(Item::submenu(format!("Runs ({})", runs.len()), runs));
-        let any_running = self.runs.values().any(|r| r.status != "paused");
-        let any_paused = self.runs.values().any(|r| r.status == "paused");
+        let any_running = self.runs.values().any(|r| r.status != RunStatus::Paused);
+        let any_paused = self.runs.values().any(|r| r.status == RunStatus::Paused);
         items.push(Item::action("pause_all", "Pause all", any_running));
         items.push(Item::action("resume_all", "Resume all", any_paused));
         items.push(Item::separator());
@@ -353,24 +353,31 @@ impl Controller {
                 let run = self.runs.get(parts.next()?)?;
                 let wait_key = parts.next()?;
                 let prompt = run.prompt.as_ref().filter(|p| p.wait_key == wait_key)?;
-                let choice = prompt.choices.get(idx)?;
-                let payload = json!({"wait_key": wait_key, "payload": {"response": choice}});
-                Some(self.commands(vec![(run.run_id.as_str(), "resume", payload)], command_id))
+                let answer = Command::Answer {
+                    wait_key: wait_key.to_owned(),
+                    response: json!(prompt.choices.get(idx)?),
+                };
+                Some(self.commands(vec![(run.run_id.as_str(), answer)], command_id))
             }
             "pause" | "resume" | "cancel" => {
                 let run = self.runs.get(parts.next()?)?;
-                Some(self.commands(vec![(run.run_id.as_str(), verb, json!({}))], command_id))
+                let command = match verb {
+                    "pause" => Command::Pause,
+                    "resume" => Command::Unpause,
+                    _ => Command::Cancel,
+                };
+                Some(self.commands(vec![(run.run_id.as_str(), command)], command_id))
             }
             "pause_all" | "resume_all" => {
-                let (want, kind) = match verb {
-                    "pause_all" => (false, "pause"),
-                    _ => (true, "resume"),
+                let (want, command) = match verb {
+                    "pause_all" => (false, Command::Pause),
+                    _ => (true, Command::Unpause),
                 };
                 let targets: Vec<_> = self
                     .runs
                     .values()
-                    .filter(|r| (r.status == "paused") == want)
-                    .map(|r| (r.run_id.as_str(), kind, json!({})))
+                    .filter(|r| (r.status == RunStatus::Paused) == want)
+                    .map(|r| (r.run_id.as_str(), command.clone()))
                     .collect();
                 (!targets.is_empty()).then(|| self.commands(targets, command_id))
             }
@@ -378,23 +385,20 @@ impl Controller {
         }
     }
 
-    fn commands(&self, targets: Vec<(&str, &str, Value)>, command_id: &str) -> Action {
+    fn commands(&self, targets: Vec<(&str, Command)>, command_id: &str) -> Action {
         let many = targets.len() > 1;
         Action::Commands(
             targets
                 .into_iter()
                 .enumerate()
-                .map(|(i, (run, kind, payload))| CommandRequest {
-                    command_id: if many {
+                .map(|(i, (run, command))| {
+                    let id = if many {
                         format!("{command_id}.{i}")
                     } else {
                         command_id.to_owned()
-                    },
-                    run_id: run.to_owned(),
-                    kind: kind.to_owned(),
-                    payload,
-                    client_id: Some(self.client_id.clone()),
-                    channel: Some("tray".into()),
+                    };
+                    CommandRequest::new(id, run, &command)
+                        .from_client(Some(&self.client_id), "tray")
                 })
                 .collect(),
         )
@@ -424,9 +428,9 @@ fn prompt_entry(run: &RunView) -> Item {
 
 fn run_entry(run: &RunView) -> Item {
     let id = &run.run_id;
-    let paused = run.status == "paused";
+    let paused = run.status == RunStatus::Paused;
     Item::submenu(
-        format!("{} ({}) · {}", run.flow, short(id), run.status),
+        format!("{} ({}) · {}", run.flow, short(id), run.status.as_str()),
         vec![
             Item::action(format!("pause|{id}"), "Pause", !paused),
             Item::action(format!("resume|{id}"), "Resume", paused),

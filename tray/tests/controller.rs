@@ -133,13 +133,15 @@ async fn pause_resume_and_cancel_from_the_menu_change_the_runs_status() {
     t.click(&format!("pause|{run}")).await;
     t.wait_status(&run, "paused").await;
     t.until("paused", |c| {
-        c.run(&run).is_some_and(|r| r.status == "paused")
+        c.run(&run)
+            .is_some_and(|r| r.status == protocol::RunStatus::Paused)
     })
     .await;
     assert!(t.ctl.menu().items[0].label.contains("1 waiting"));
     t.click("resume_all").await;
     t.until("resumed", |c| {
-        c.run(&run).is_some_and(|r| r.status != "paused")
+        c.run(&run)
+            .is_some_and(|r| r.status != protocol::RunStatus::Paused)
     })
     .await;
     assert_ne!(t.status(&run).await, "paused");

@@ -6,9 +6,9 @@
 use axum::extract::{Form, Path};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use protocol::CommandRequest;
+use protocol::{Command, CommandRequest};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::pages::{Page, PageError, json_error, nonce};
 use crate::session::Session;
@@ -90,15 +90,8 @@ async fn send(s: &Session, cmd: CommandRequest) -> Result<Result<(), String>, Pa
     }
 }
 
-fn command(run_id: &str, kind: &str, payload: Value, nonce: &str) -> CommandRequest {
-    CommandRequest {
-        command_id: command_id(nonce),
-        run_id: run_id.to_owned(),
-        kind: kind.to_owned(),
-        payload,
-        client_id: Some("web".into()),
-        channel: Some("web".into()),
-    }
+fn command(run_id: &str, command: &Command, nonce: &str) -> CommandRequest {
+    CommandRequest::new(command_id(nonce), run_id, command).from_client(Some("web"), "web")
 }
 
 /// Answers a run's question.
@@ -124,8 +117,11 @@ pub async fn answer(
             Err("Write an answer first.".into()),
         ));
     }
-    let payload = json!({"wait_key": f.wait_key, "payload": {"response": text}});
-    let result = send(&s, command(&id, "resume", payload, &f.nonce)).await?;
+    let answer = Command::Answer {
+        wait_key: f.wait_key,
+        response: json!(text),
+    };
+    let result = send(&s, command(&id, &answer, &f.nonce)).await?;
     Ok(outcome(&headers, &f.back, result))
 }
 
@@ -136,13 +132,16 @@ pub async fn control(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Page {
-    if !matches!(action.as_str(), "pause" | "resume" | "cancel") {
-        return Err(PageError::NotFound(format!("no action {action}")));
-    }
+    let verb = match action.as_str() {
+        "pause" => Command::Pause,
+        "resume" => Command::Unpause,
+        "cancel" => Command::Cancel,
+        _ => return Err(PageError::NotFound(format!("no action {action}"))),
+    };
     crate::pages::check_run_id(&id)?;
     if !s.csrf_ok(&f.csrf) {
         return Err(PageError::Csrf);
     }
-    let result = send(&s, command(&id, &action, json!({}), &f.nonce)).await?;
+    let result = send(&s, command(&id, &verb, &f.nonce)).await?;
     Ok(outcome(&headers, &f.back, result))
 }

@@ -359,7 +359,7 @@ pub fn nonce() -> String {
 }
 
 fn waiting_on_person(r: &RunSummary) -> Option<Waiting> {
-    r.waiting.clone().filter(|w| w.reason == "user")
+    r.waiting.clone().filter(|w| w.is_for_a_person())
 }
 
 /// Every run waiting for a person, newest first.

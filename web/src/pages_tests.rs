@@ -27,7 +27,7 @@ fn run(status: RunStatus) -> RunSummary {
 
 fn waiting(free: bool) -> Waiting {
     Waiting {
-        reason: "user".into(),
+        reason: protocol::WaitReason::User,
         wait_key: "decide.1".into(),
         prompt: Some("Approve <deploy>?".into()),
         choices: if free {

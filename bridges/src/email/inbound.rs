@@ -8,7 +8,7 @@
 //! the same transaction). It never reads IMAP itself (that is [`super::imap`]).
 
 use mail_parser::{Message, MessageParser};
-use protocol::{CommandRequest, StartRunRequest};
+use protocol::StartRunRequest;
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -219,15 +219,19 @@ async fn answered(
 }
 
 async fn resume(ctx: &Ctx, m: &Mail<'_>, p: &Prompt, answer: &str) -> Result<Handled, EmailError> {
-    let cmd = CommandRequest {
-        command_id: key_of(&m.id),
-        run_id: p.run_id.clone(),
-        kind: "resume".into(),
-        payload: json!({"wait_key": p.wait_key, "payload": {"response": answer}}),
-        client_id: Some(format!("email:{}", m.from)),
-        channel: Some("email".into()),
-    };
-    match ctx.client.command(&cmd).await {
+    let who = format!("email:{}", m.from);
+    let sent = ctx
+        .client
+        .answer(
+            &key_of(&m.id),
+            &p.run_id,
+            &p.wait_key,
+            json!(answer),
+            Some(&who),
+            "email",
+        )
+        .await;
+    match sent {
         Ok(_) => answered(ctx, m, "applied", None).await,
         Err(e) if e.is_transient() => Ok(Handled::Retry(e.to_string())),
         Err(e) if e.status() == Some(409) => {

@@ -285,15 +285,19 @@ async fn resume(
     p: &Prompt,
     answer: &str,
 ) -> Result<Result<(), String>, Failure> {
-    let cmd = CommandRequest {
-        command_id: key.to_owned(),
-        run_id: p.run_id.clone(),
-        kind: "resume".into(),
-        payload: json!({"wait_key": p.wait_key, "payload": {"response": answer}}),
-        client_id: Some(format!("telegram:{user}")),
-        channel: Some("telegram".into()),
-    };
-    match ctx.client.command(&cmd).await {
+    let who = format!("telegram:{user}");
+    let sent = ctx
+        .client
+        .answer(
+            key,
+            &p.run_id,
+            &p.wait_key,
+            json!(answer),
+            Some(&who),
+            "telegram",
+        )
+        .await;
+    match sent {
         Ok(_) => Ok(Ok(())),
         Err(e) if e.is_transient() => Err(Failure::Retry(e.to_string())),
         Err(e) if e.status() == Some(409) => {
@@ -422,14 +426,8 @@ async fn send_control(
     action: Control,
     run_id: &str,
 ) -> Result<(), Failure> {
-    let cmd = CommandRequest {
-        command_id: key.to_owned(),
-        run_id: run_id.to_owned(),
-        kind: action.command_type().into(),
-        payload: json!({}),
-        client_id: Some(format!("telegram:{user}")),
-        channel: Some("telegram".into()),
-    };
+    let cmd = CommandRequest::new(key, run_id, &action.command())
+        .from_client(Some(&format!("telegram:{user}")), "telegram");
     match ctx.client.command(&cmd).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_transient() => Err(Failure::Retry(e.to_string())),

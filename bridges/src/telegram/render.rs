@@ -62,6 +62,15 @@ pub enum Control {
 }
 
 impl Control {
+    /// The command the control sends.
+    pub fn command(self) -> protocol::Command {
+        match self {
+            Self::Pause => protocol::Command::Pause,
+            Self::Resume => protocol::Command::Unpause,
+            Self::Cancel => protocol::Command::Cancel,
+        }
+    }
+
     pub fn command_type(self) -> &'static str {
         match self {
             Self::Pause => "pause",

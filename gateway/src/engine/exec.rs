@@ -2,7 +2,7 @@
 //! (an ask, a timer, an event, a child run, an effect) or ends.
 
 use chrono::{DateTime, Utc};
-use protocol::{Actor, Effect, RecordStatus, RunStatus, Waiting};
+use protocol::{Actor, Effect, RecordStatus, RunStatus, WaitReason, Waiting};
 use serde_json::{Value, json};
 
 use super::{
@@ -522,7 +522,7 @@ fn ids(p: &Pending) -> (String, String) {
 /// The ledger effect and the run summary's `waiting` for a wait.
 pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
     let mut w = Waiting {
-        reason: String::new(),
+        reason: WaitReason::User,
         wait_key: p.wait_key().to_owned(),
         prompt: None,
         choices: Vec::new(),
@@ -539,7 +539,7 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
             deadline,
             ..
         } => {
-            w.reason = "user".into();
+            w.reason = WaitReason::User;
             w.prompt = Some(prompt.clone());
             w.choices = choices.clone();
             w.allow_free_text = *allow_free_text;
@@ -551,12 +551,12 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
             )
         }
         Pending::Timer { until, .. } => {
-            w.reason = "until".into();
+            w.reason = WaitReason::Until;
             w.until = Some(super::ts(*until));
             ("wait", json!({"wait_key": w.wait_key, "until": w.until}))
         }
         Pending::Event { event, key, .. } => {
-            w.reason = "event".into();
+            w.reason = WaitReason::Event;
             w.event = Some(event.clone());
             (
                 "wait_event",
@@ -564,7 +564,7 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
             )
         }
         Pending::Child { child_run_id, .. } => {
-            w.reason = "subworkflow".into();
+            w.reason = WaitReason::Subworkflow;
             w.child_run_id = Some(child_run_id.clone());
             (
                 "call",

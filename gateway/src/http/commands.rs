@@ -60,10 +60,9 @@ pub(super) async fn submit_command(
             app.max_payload
         )));
     }
-    let kind = if req.kind == "update_schedule" {
-        schedule_update(app, &req.run_id, &req.payload).await?
-    } else {
-        parse_kind(&req.kind, &req.payload)?
+    let kind = match store_kind(req.command().map_err(ApiError::bad)?) {
+        Ok(kind) => kind,
+        Err(fields) => schedule_update(app, &req.run_id, &fields).await?,
     };
     if let CommandKind::Answer { wait_key, response } = &kind {
         check_choice(app, &req.run_id, wait_key, response).await?;
@@ -117,69 +116,32 @@ pub(crate) async fn status(
     Ok(Json(app.store.command_status(&id).await?))
 }
 
-fn str_field<'a>(payload: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match payload.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::bad(format!("payload.{field} must be a string"))),
-    }
-}
-
-/// Turns `type` + `payload` into a typed command, or a 400 that names the field.
-fn parse_kind(kind: &str, payload: &Value) -> Result<CommandKind, ApiError> {
-    if !(payload.is_object() || payload.is_null()) {
-        return Err(ApiError::bad("payload must be a JSON object"));
-    }
-    Ok(match kind {
-        "pause" => CommandKind::Pause,
-        "cancel" => CommandKind::Cancel,
-        "resume" => match str_field(payload, "wait_key")? {
-            None => CommandKind::Unpause,
-            Some(k) => {
-                let response = payload
-                    .pointer("/payload/response")
-                    .or_else(|| payload.get("response"))
-                    .cloned()
-                    .ok_or_else(|| {
-                        ApiError::bad("payload.payload.response is required to answer a wait_key")
-                    })?;
-                CommandKind::Answer {
-                    wait_key: k.to_owned(),
-                    response,
-                }
-            }
+/// The store's form of a typed command; a schedule update's fields come back as `Err`, to
+/// be checked against its schedule first ([`schedule_update`]).
+fn store_kind(c: protocol::Command) -> Result<CommandKind, serde_json::Map<String, Value>> {
+    use protocol::{Command, EventScope};
+    Ok(match c {
+        Command::Pause => CommandKind::Pause,
+        Command::Unpause => CommandKind::Unpause,
+        Command::Answer { wait_key, response } => CommandKind::Answer { wait_key, response },
+        Command::Cancel => CommandKind::Cancel,
+        Command::EmitEvent {
+            name,
+            scope,
+            payload,
+            session_id,
+        } => CommandKind::EmitEvent {
+            name,
+            scope: match scope {
+                EventScope::Run => Scope::Run,
+                EventScope::Session => Scope::Session,
+                EventScope::Global => Scope::Global,
+            },
+            payload,
+            session_id,
         },
-        "emit_event" => {
-            let name = str_field(payload, "name")?
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| ApiError::bad("payload.name (the event's name) is required"))?;
-            let scope = match str_field(payload, "scope")? {
-                None => Scope::Session,
-                Some(s) => Scope::parse(s)
-                    .ok_or_else(|| ApiError::bad("payload.scope must be run, session or global"))?,
-            };
-            CommandKind::EmitEvent {
-                name: name.to_owned(),
-                scope,
-                payload: payload.get("payload").cloned().unwrap_or(Value::Null),
-                session_id: str_field(payload, "session_id")?.map(str::to_owned),
-            }
-        }
-        "compact_memory" => {
-            let keep_last = match payload.get("keep_last") {
-                None | Some(Value::Null) => 0,
-                Some(v) => v.as_u64().filter(|n| *n <= 100_000).ok_or_else(|| {
-                    ApiError::bad("payload.keep_last must be a whole number from 0 to 100000")
-                })? as u32,
-            };
-            CommandKind::CompactMemory { keep_last }
-        }
-        other => {
-            return Err(ApiError::bad(format!(
-                "type `{other}` must be one of {}",
-                protocol::COMMAND_TYPES.join(", ")
-            )));
-        }
+        Command::CompactMemory { keep_last } => CommandKind::CompactMemory { keep_last },
+        Command::UpdateSchedule(fields) => return Err(fields),
     })
 }
 
@@ -195,7 +157,7 @@ async fn check_choice(
     };
     if let Some(w) = run
         .waiting
-        .filter(|w| w.wait_key == wait_key && w.reason == "user")
+        .filter(|w| w.wait_key == wait_key && w.is_for_a_person())
     {
         crate::engine::match_choice(response, &w.choices, w.allow_free_text).map_err(|e| {
             ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}"))
@@ -219,12 +181,9 @@ const UPDATE_FIELDS: &[&str] = &[
 async fn schedule_update(
     app: &AppState,
     run_id: &str,
-    payload: &Value,
+    obj: &serde_json::Map<String, Value>,
 ) -> Result<CommandKind, ApiError> {
     use crate::schedule::{Spec, Timing};
-    let Some(obj) = payload.as_object() else {
-        return Err(ApiError::bad("payload must be a JSON object"));
-    };
     if let Some(k) = obj.keys().find(|k| !UPDATE_FIELDS.contains(&k.as_str())) {
         return Err(ApiError::bad(format!(
             "payload.{k} is not a schedule field; use {}",
@@ -239,7 +198,7 @@ async fn schedule_update(
     };
     let old: Spec =
         serde_json::from_value(row.spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let new: Timing = serde_json::from_value(payload.clone())
+    let new: Timing = serde_json::from_value(Value::Object(obj.clone()))
         .map_err(|e| ApiError::bad(format!("payload: {e}")))?;
     if new.interval.is_none() && new.cron.is_none() {
         return Err(ApiError::bad("payload: give a new `interval` or `cron`"));

@@ -106,7 +106,7 @@ pub(crate) fn follow(
                     RunStatus::Completed => { for p in texts(asm.completed(run.output.as_ref())) { yield p; } Some(End::Completed) }
                     RunStatus::Failed => Some(End::Failed(run.error.clone().unwrap_or_default())),
                     RunStatus::Cancelled => Some(End::Cancelled),
-                    RunStatus::Waiting => match run.waiting.as_ref().filter(|w| w.reason == "user") {
+                    RunStatus::Waiting => match run.waiting.as_ref().filter(|w| w.is_for_a_person()) {
                         Some(w) => {
                             for p in texts(asm.ask(w.prompt.as_deref().unwrap_or_default(), &w.choices)) { yield p; }
                             Some(End::Waiting)

@@ -275,20 +275,19 @@ async fn begin(app: &AppState, who: &Principal, req: &ChatReq) -> Result<Turn, A
     let rx = app.store.bus().subscribe();
     if let Some(run_id) = app.store.waiting_in_session(&session, &req.model).await? {
         let s = app.store.run(&run_id).await?;
-        if let Some(w) = s.waiting.filter(|w| w.reason == "user") {
+        if let Some(w) = s.waiting.filter(|w| w.is_for_a_person()) {
             if !who.allows(Scope::Command) {
                 return Err(ApiError::Forbidden(
                     "answering a waiting run needs the `command` scope".into(),
                 ));
             }
-            let cmd = protocol::CommandRequest {
-                command_id: format!("openai-{}", uuid::Uuid::new_v4()),
-                run_id: run_id.clone(),
-                kind: "resume".into(),
-                payload: json!({"wait_key": w.wait_key, "payload": {"response": req.text}}),
-                client_id: None,
-                channel: Some("openai".into()),
+            let answer = protocol::Command::Answer {
+                wait_key: w.wait_key,
+                response: json!(req.text),
             };
+            let id = format!("openai-{}", uuid::Uuid::new_v4());
+            let cmd =
+                protocol::CommandRequest::new(id, &run_id, &answer).from_client(None, "openai");
             super::commands::submit_command(app, who, cmd).await?;
             return Ok(Turn {
                 run_id,
