@@ -1,9 +1,7 @@
 //! The administration commands of the `switchboard` CLI, over the HTTP API (the running
 //! gateway owns the store, so credentials change in one place).
 
-use protocol::Client;
-use protocol::client::ApiPath;
-use serde_json::{Value, json};
+use protocol::{Client, ScheduleInfo, TokenInfo};
 
 use crate::config::{AdminCommand, TokenAction};
 
@@ -11,26 +9,21 @@ use crate::config::{AdminCommand, TokenAction};
 pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::Pair { .. } => {
-            let r = c.post_json("api/gateway/pair/codes", &json!({})).await?;
-            let code = r["code"].as_str().unwrap_or_default();
-            let expiry = format!("expires {}", r["expires_at"].as_str().unwrap_or("soon"));
-            crate::app::print_pairing_code(code, &expiry, c.base().as_str());
+            let p = c.mint_pairing_code().await?;
+            let expiry = format!("expires {}", p.expires_at);
+            crate::app::print_pairing_code(&p.code, &expiry, c.base().as_str());
         }
         AdminCommand::Devices {
             revoke: Some(id), ..
         } => {
-            c.delete_json(ApiPath::new("api/gateway/devices").id(&*id))
-                .await?;
+            c.revoke_device(&id).await?;
             println!("revoked device {id}");
         }
-        AdminCommand::Devices { revoke: None, .. } => {
-            print_rows(&c.get_json("api/gateway/devices").await?)
-        }
+        AdminCommand::Devices { revoke: None, .. } => print_rows(&c.devices().await?.items),
         AdminCommand::Keys {
             revoke: Some(id), ..
         } => {
-            c.delete_json(ApiPath::new("api/gateway/keys").id(&*id))
-                .await?;
+            c.revoke_key(&id).await?;
             println!("revoked key {id}");
         }
         AdminCommand::Keys {
@@ -38,48 +31,61 @@ pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
             scope,
             ..
         } => {
-            let r = c
-                .post_json("api/gateway/keys", &json!({"name": name, "scopes": scope}))
-                .await?;
+            let k = c.create_key(&name, &scope).await?;
             println!(
                 "key {} ({}) created; its token, shown once:",
-                r["key_id"].as_str().unwrap_or(""),
-                scope.join(",")
+                k.key_id,
+                k.scopes.join(",")
             );
-            println!("  {}", r["token"].as_str().unwrap_or(""));
+            println!("  {}", k.token);
         }
-        AdminCommand::Keys { .. } => print_rows(&c.get_json("api/gateway/keys").await?),
+        AdminCommand::Keys { .. } => print_rows(&c.keys().await?.items),
         AdminCommand::Token {
             action: TokenAction::Rotate { .. },
         } => {
-            let r = c.post_json("api/gateway/token/rotate", &json!({})).await?;
+            let t = c.rotate_token().await?;
             println!("new admin token (the old one no longer works):");
-            println!("  {}", r["token"].as_str().unwrap_or(""));
+            println!("  {}", t.token);
         }
     }
     Ok(())
 }
 
-fn print_rows(v: &Value) {
-    for t in v["items"].as_array().into_iter().flatten() {
-        let state = if t["revoked_at"].is_null() {
+fn print_rows(items: &[TokenInfo]) {
+    for t in items {
+        let state = if t.revoked_at.is_none() {
             "active"
         } else {
             "revoked"
         };
-        let scopes: Vec<&str> = t["scopes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
         println!(
             "{}  {:<20} {:<8} {:<24} last used {}",
-            t["id"].as_str().unwrap_or(""),
-            t["name"].as_str().unwrap_or(""),
+            t.id,
+            t.name,
             state,
-            scopes.join(","),
-            t["last_used_at"].as_str().unwrap_or("never")
+            t.scopes.join(","),
+            t.last_used_at.as_deref().unwrap_or("never")
         );
     }
+}
+
+/// One line of `switchboard schedules`.
+pub fn schedule_line(s: &ScheduleInfo) -> String {
+    let every = match (&s.spec.cron, s.spec.interval_ms) {
+        (Some(cron), _) => cron.clone(),
+        (None, ms) => format!("every {} ms", ms.unwrap_or(0)),
+    };
+    format!(
+        "{}  {:<9} {:<12} {:<20} fired {:<4} next {}  last {}",
+        s.run_id,
+        s.status.as_str(),
+        s.bundle_id,
+        every,
+        s.fired,
+        s.next_fire_at.as_deref().unwrap_or("-"),
+        s.last_result
+            .as_ref()
+            .and_then(|r| r.status)
+            .map_or("-", |st| st.as_str()),
+    )
 }

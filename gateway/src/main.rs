@@ -82,27 +82,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Schedules { client } => {
             let c = client_for(&client)?;
-            let list = c.get_json("api/gateway/schedules").await?;
-            for s in list["items"].as_array().into_iter().flatten() {
-                let every = s["spec"]["cron"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| {
-                        format!(
-                            "every {} ms",
-                            s["spec"]["interval_ms"].as_u64().unwrap_or(0)
-                        )
-                    });
-                println!(
-                    "{}  {:<9} {:<12} {:<20} fired {:<4} next {}  last {}",
-                    s["run_id"].as_str().unwrap_or(""),
-                    s["status"].as_str().unwrap_or(""),
-                    s["bundle_id"].as_str().unwrap_or(""),
-                    every,
-                    s["fired"],
-                    s["next_fire_at"].as_str().unwrap_or("-"),
-                    s["last_result"]["status"].as_str().unwrap_or("-"),
-                );
+            for s in c.schedules(1000).await?.items {
+                println!("{}", gateway::admin_cli::schedule_line(&s));
             }
         }
         Command::Start {

@@ -69,6 +69,20 @@ async fn the_openapi_document_covers_every_route() {
             op["responses"]["200"].is_object() || op["responses"]["201"].is_object(),
             "{method} {path} has no 2xx response"
         );
+        // Every response body is a named, typed schema (a `protocol` struct), never a bare
+        // object whose fields only prose describes.
+        for (status, resp) in op["responses"].as_object().unwrap() {
+            for (kind, content) in resp["content"].as_object().into_iter().flatten() {
+                let schema = &content["schema"];
+                let typed = schema["$ref"].is_string()
+                    || schema["type"] == "string"
+                    || schema["items"]["$ref"].is_string();
+                assert!(
+                    typed,
+                    "{method} {path} {status} ({kind}) has no typed schema: {schema}"
+                );
+            }
+        }
     }
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],

@@ -5,8 +5,10 @@
 //! crate only. It knows nothing of SQLite, flows or the engine; it must stay light (serde,
 //! reqwest, futures) so a client build does not drag in the gateway.
 
+pub mod admin;
 pub mod client;
 pub mod command;
+pub mod integrations;
 pub mod secret_file;
 pub mod sse;
 pub mod types;
@@ -17,5 +19,7 @@ pub use command::{COMMAND_TYPES, Command, EventScope};
 /// The header in which the gateway's own web app tells the API whom it calls for (a note
 /// the gateway signs; anything a visitor sends under this name is replaced).
 pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
+pub use admin::*;
+pub use integrations::*;
 pub use sse::{SseEvent, StreamItem};
 pub use types::*;

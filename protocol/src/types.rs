@@ -414,26 +414,45 @@ pub struct LlmDelta {
     pub delta: String,
 }
 
-/// `GET /api/gateway/whoami`: the principal a token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /api/gateway/ledger/head`: the newest global cursor (stream after it to see only
+/// what happens from now on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct WhoAmI {
-    /// The credential's id (a device's or key's id; `admin` for the admin token).
-    pub id: String,
-    /// `admin`, `device` or `key`.
-    pub kind: String,
-    pub name: String,
-    /// `read`, `run`, `command`, `channel`, `admin`.
-    pub scopes: Vec<String>,
+pub struct LedgerHead {
+    pub cursor: u64,
 }
 
-/// `PUT /api/gateway/channels/{channel}`: who a channel bridge may reach. A run's `notify`
-/// targets on that channel (and its channel sessions) must be on this list unless the
-/// starter has the `admin` or `channel` scope.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /api/gateway/runs/{id}/input_data`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct ChannelAllowlist {
-    /// Telegram: user or chat ids. Email: addresses, or `@domain` for a whole domain.
-    pub allow: Vec<String>,
+pub struct RunInput {
+    pub run_id: String,
+    pub input_data: Value,
+}
+
+/// The flow a run is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlowSource {
+    pub bundle_id: String,
+    pub flow_hash: String,
+    /// The YAML, when this gateway still has that version.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `GET /api/gateway/runs/{id}/history_bundle`: a run with everything needed to read it
+/// offline, bounded (10,000 records or 16 MiB, and 1,000 children; the flags say when it
+/// stopped short, and `ledger_next_after` where to page on with `/ledger?after=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryBundle {
+    pub run: RunSummary,
+    pub input_data: Value,
+    pub flow: FlowSource,
+    pub ledger: Vec<LedgerRecord>,
+    pub ledger_truncated: bool,
+    pub ledger_next_after: u64,
+    pub children: Vec<RunSummary>,
+    pub children_truncated: bool,
 }

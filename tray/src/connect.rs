@@ -74,17 +74,13 @@ use protocol::secret_file::write_private;
 pub async fn pair(gateway: &str, code: &str, name: &str) -> Result<Connection, ConnectError> {
     let client =
         protocol::Client::new(gateway, None).map_err(|e| ConnectError::Pairing(e.to_string()))?;
-    let body = serde_json::json!({"code": code, "name": name});
-    let reply = client
-        .post_json("api/gateway/pair", &body)
+    let paired = client
+        .pair(code, name)
         .await
         .map_err(|e| ConnectError::Pairing(e.message()))?;
-    let token = reply["token"]
-        .as_str()
-        .ok_or_else(|| ConnectError::Pairing("the gateway sent no token".into()))?;
     Ok(Connection {
         gateway: gateway.to_owned(),
-        token: token.to_owned(),
+        token: paired.token,
     })
 }
 

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use protocol::{ClientError, RunStatus, RunSummary, Waiting};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::Web;
 use crate::session::{self, Session};
@@ -276,14 +276,11 @@ async fn pair(web: &Web, headers: &HeaderMap, code: &str, name: &str) -> Result<
     let anonymous = web
         .client_for(None, headers)
         .map_err(|_| unreachable_gateway())?;
-    let reply = anonymous
-        .post_json("api/gateway/pair", &json!({"code": code, "name": name}))
+    let paired = anonymous
+        .pair(code, name)
         .await
         .map_err(|e| refusal("Pairing failed", &e))?;
-    reply["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(unreachable_gateway)
+    Ok(paired.token)
 }
 
 /// Checks a typed token with the gateway: it must work and must not be an admin's.
@@ -500,40 +497,33 @@ fn duration(ms: u64) -> String {
     format!("{ms}ms")
 }
 
-fn schedule_row(v: &Value) -> ScheduleRow {
-    let spec = &v["spec"];
-    let mut rule = match (spec["cron"].as_str(), spec["interval_ms"].as_u64()) {
-        (Some(c), _) => format!("cron {c} ({})", spec["timezone"].as_str().unwrap_or("UTC")),
+fn schedule_row(s: &protocol::ScheduleInfo) -> ScheduleRow {
+    let mut rule = match (&s.spec.cron, s.spec.interval_ms) {
+        (Some(c), _) => format!("cron {c} ({})", s.spec.timezone.as_deref().unwrap_or("UTC")),
         (None, Some(ms)) => format!("every {}", duration(ms)),
         _ => "once".into(),
     };
-    if let Some(n) = spec["repeat_count"].as_u64() {
+    if let Some(n) = s.spec.repeat_count {
         rule.push_str(&format!(", {n} times"));
     }
-    let status = v["status"].as_str().unwrap_or("").to_owned();
-    let controls = match status.as_str() {
-        "paused" => vec!["resume", "cancel"],
-        "completed" | "failed" | "cancelled" => Vec::new(),
+    let controls = match s.status {
+        RunStatus::Paused => vec!["resume", "cancel"],
+        st if st.is_terminal() => Vec::new(),
         _ => vec!["pause", "cancel"],
     };
     ScheduleRow {
-        run_id: v["run_id"].as_str().unwrap_or("").to_owned(),
-        flow: v["bundle_id"].as_str().unwrap_or("").to_owned(),
-        status,
+        run_id: s.run_id.clone(),
+        flow: s.bundle_id.clone(),
+        status: s.status.as_str().to_owned(),
         rule,
-        next: v["next_fire_at"].as_str().unwrap_or("—").to_owned(),
+        next: s.next_fire_at.clone().unwrap_or_else(|| "—".into()),
         controls,
     }
 }
 
 pub async fn schedules(s: Session, Query(q): Query<NoticeQuery>) -> Page {
-    let list = s.client.get_json("api/gateway/schedules?limit=200").await?;
-    let schedules = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(schedule_row)
-        .collect();
+    let list = s.client.schedules(200).await?;
+    let schedules = list.items.iter().map(schedule_row).collect();
     let layout = Layout::new("Schedules", "schedules", Some(&s), q.notice);
     Ok(SchedulesPage {
         layout,

@@ -137,14 +137,22 @@ fn post_targets_stay_in_the_app_and_command_ids_come_from_the_form() {
 
 #[test]
 fn schedules_read_their_rule() {
-    let row = schedule_row(
-        &serde_json::json!({"run_id": "r", "bundle_id": "echo", "status": "waiting",
-        "spec": {"cron": "0 9 * * *", "timezone": "Europe/Paris"}, "next_fire_at": "2026-11-28T08:00:00Z"}),
-    );
+    let info = |v: serde_json::Value| -> protocol::ScheduleInfo {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let row = schedule_row(&info(
+        serde_json::json!({"run_id": "r", "bundle_id": "echo",
+        "status": "waiting", "fired": 0, "share_context": true,
+        "spec": {"cron": "0 9 * * *", "timezone": "Europe/Paris", "mode": "fixed_rate", "start_at": "2026-11-28T08:00:00Z"},
+        "next_fire_at": "2026-11-28T08:00:00Z"}),
+    ));
     assert_eq!(row.rule, "cron 0 9 * * * (Europe/Paris)");
     assert_eq!(row.controls, vec!["pause", "cancel"]);
-    let row = schedule_row(&serde_json::json!({"status": "paused",
-        "spec": {"interval_ms": 3_600_000, "repeat_count": 3}}));
+    let row = schedule_row(&info(
+        serde_json::json!({"run_id": "r", "bundle_id": "echo",
+        "status": "paused", "fired": 1, "share_context": true,
+        "spec": {"interval_ms": 3_600_000, "repeat_count": 3, "mode": "fixed_delay", "start_at": "2026-11-28T08:00:00Z"}}),
+    ));
     assert_eq!(
         (row.rule.as_str(), row.controls),
         ("every 1h, 3 times", vec!["resume", "cancel"])

@@ -150,15 +150,8 @@ impl Follower {
         run_id: &str,
         address: &str,
     ) -> Result<Option<(String, String)>, EmailError> {
-        let path = protocol::client::ApiPath::new("api/gateway/runs")
-            .id(run_id)
-            .then("input_data");
-        match self.ctx.client.get_json(path).await {
-            Ok(v) => Ok(inbound::thread_of(
-                &v["input_data"],
-                &self.ctx.signer,
-                address,
-            )),
+        match self.ctx.client.input_data(run_id).await {
+            Ok(v) => Ok(inbound::thread_of(&v.input_data, &self.ctx.signer, address)),
             Err(e) if e.is_transient() => Err(e.into()),
             Err(e) => {
                 tracing::warn!(run = run_id, error = %e, "cannot read a run's input");

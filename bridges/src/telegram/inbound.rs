@@ -455,9 +455,11 @@ async fn pair(ctx: &Ctx, chat: i64, from: &User, code: &str) -> Handled {
         .await;
         return Ok(());
     }
-    let body =
-        json!({"code": code, "name": format!("telegram:{} {}", from.id.0, display_name(from))});
-    match ctx.client.post_json("api/gateway/pair", &body).await {
+    let name: String = format!("telegram:{} {}", from.id.0, display_name(from))
+        .chars()
+        .take(64)
+        .collect();
+    match ctx.client.pair(code, &name).await {
         Ok(_) => {
             ctx.state.set_paired(from.id.0, display_name(from)).await?;
             // The gateway just answered; should it stop answering now, the next start

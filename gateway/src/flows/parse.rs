@@ -11,7 +11,8 @@ use super::model::*;
 use super::yaml::{self, Kind, Node, Pos};
 use super::{Flow, FlowError};
 
-const STEP_KINDS: &[&str] = &[
+/// The step types a flow may use (also reported by the capabilities endpoint).
+pub(crate) const STEP_KINDS: &[&str] = &[
     "say",
     "ask",
     "llm",

@@ -3,21 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use protocol::{
+    BundleVersion, BundleVersions, GatewayPause, KeyCreated, KeyRequest, PairRequest, Paired,
+    PairingCode, Revoked, RotatedToken, TokenInfo, TokenList,
+};
 
 use super::AppState;
 use super::auth::{ClientIp, Principal};
 use super::error::{ApiError, ApiJson};
 use crate::auth::{AuthError, Scope};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PairBody {
-    code: String,
-    #[serde(default)]
-    name: Option<String>,
-}
+use crate::store::TokenRow;
 
 fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 64 {
@@ -26,65 +21,95 @@ fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A stored credential as the API shows it (never its hash).
+fn info(t: TokenRow) -> TokenInfo {
+    TokenInfo {
+        id: t.id,
+        kind: t.kind,
+        name: t.name,
+        scopes: t.scopes,
+        created_at: t.created_at,
+        last_used_at: t.last_used_at,
+        revoked_at: t.revoked_at,
+    }
+}
+
+async fn list(app: &AppState, kind: &str) -> Result<Json<TokenList>, ApiError> {
+    let items = app
+        .gate
+        .auth
+        .list(kind)
+        .await?
+        .into_iter()
+        .map(info)
+        .collect();
+    Ok(Json(TokenList { items }))
+}
+
+async fn revoke(app: &AppState, id: &str, kind: &str) -> Result<Json<Revoked>, ApiError> {
+    let row = app.gate.auth.revoke(id, kind).await?;
+    Ok(Json(Revoked { revoked: info(row) }))
+}
+
 /// `POST /api/gateway/pair`: no token needed; a bad code counts toward the address's
 /// lockout (and, once it is locked out, is a 429), a valid one always pairs. Guessing is
 /// bounded by the per-address rate limit of public routes, single use and the code's TTL.
-#[utoipa::path(post, path = "/api/gateway/pair", tag = "auth", security(()), request_body = PairBody, responses((status = 200, description = "`{device_id, name, scopes, token}`", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "unknown, used or expired code", body = protocol::ErrorBody), (status = 429, body = protocol::ErrorBody)))]
+#[utoipa::path(post, path = "/api/gateway/pair", tag = "auth", security(()), request_body = protocol::PairRequest, responses((status = 200, body = protocol::Paired), (status = 400, body = protocol::ErrorBody), (status = 401, description = "unknown, used or expired code", body = protocol::ErrorBody), (status = 429, body = protocol::ErrorBody)))]
 pub(crate) async fn pair(
     State(app): State<AppState>,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
-    ApiJson(b): ApiJson<PairBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(b): ApiJson<PairRequest>,
+) -> Result<Json<Paired>, ApiError> {
     let name = b.name.unwrap_or_else(|| "device".into());
     check_name(&name, "name")?;
     match app.gate.auth.pair(&b.code, &name).await {
-        Ok((row, token)) => Ok(Json(
-            json!({"device_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),
-        )),
+        Ok((row, token)) => Ok(Json(Paired {
+            device_id: row.id,
+            name: row.name,
+            scopes: row.scopes,
+            token,
+        })),
         Err(AuthError::Invalid(m)) => Err(app.gate.refuse(ip, ApiError::Unauthorized(m))),
         Err(e) => Err(e.into()),
     }
 }
 
-#[utoipa::path(post, path = "/api/gateway/pair/codes", tag = "auth", responses((status = 200, description = "`{code, expires_at}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn mint_code(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/gateway/pair/codes", tag = "auth", responses((status = 200, body = protocol::PairingCode), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn mint_code(State(app): State<AppState>) -> Result<Json<PairingCode>, ApiError> {
     let (code, expires) = app.gate.auth.mint_code().await?;
-    Ok(Json(
-        json!({"code": code, "expires_at": crate::engine::ts(expires)}),
-    ))
+    Ok(Json(PairingCode {
+        code,
+        expires_at: crate::engine::ts(expires),
+    }))
 }
 
-#[utoipa::path(get, path = "/api/gateway/devices", tag = "auth", responses((status = 200, description = "`{items: [device]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"items": app.gate.auth.list("device").await?})))
+#[utoipa::path(get, path = "/api/gateway/devices", tag = "auth", responses((status = 200, body = protocol::TokenList), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn devices(State(app): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+    list(&app, "device").await
 }
 
-#[utoipa::path(delete, path = "/api/gateway/devices/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/gateway/devices/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = protocol::Revoked), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn revoke_device(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({"revoked": app.gate.auth.revoke(&id, "device").await?}),
-    ))
+) -> Result<Json<Revoked>, ApiError> {
+    revoke(&app, &id, "device").await
 }
 
 /// `DELETE /api/gateway/devices/self`: a device revokes its own token (sign-out). No other
 /// credential is needed or used, so a device can end only itself.
-#[utoipa::path(delete, path = "/api/gateway/devices/self", tag = "auth", responses((status = 200, description = "`{revoked: device}`", body = Object), (status = 400, description = "the token is not a device's", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/gateway/devices/self", tag = "auth", responses((status = 200, body = protocol::Revoked), (status = 400, description = "the token is not a device's", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn revoke_self(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     if who.kind != "device" {
         return Err(ApiError::bad(format!(
             "only a device token can revoke itself; this is a {} token",
             who.kind
         )));
     }
-    Ok(Json(
-        json!({"revoked": app.gate.auth.revoke(&who.id, "device").await?}),
-    ))
+    revoke(&app, &who.id, "device").await
 }
 
 /// `GET /api/gateway/whoami`: the caller's credential (any valid token).
@@ -100,23 +125,16 @@ pub(crate) async fn whoami(
     })
 }
 
-#[utoipa::path(get, path = "/api/gateway/keys", tag = "auth", responses((status = 200, description = "`{items: [key]}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn keys(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"items": app.gate.auth.list("key").await?})))
+#[utoipa::path(get, path = "/api/gateway/keys", tag = "auth", responses((status = 200, body = protocol::TokenList), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn keys(State(app): State<AppState>) -> Result<Json<TokenList>, ApiError> {
+    list(&app, "key").await
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KeyBody {
-    name: String,
-    scopes: Vec<String>,
-}
-
-#[utoipa::path(post, path = "/api/gateway/keys", tag = "auth", request_body = KeyBody, responses((status = 200, description = "`{key_id, name, scopes, token}` (the token is shown once)", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(post, path = "/api/gateway/keys", tag = "auth", request_body = protocol::KeyRequest, responses((status = 200, description = "the key, with its token (shown once)", body = protocol::KeyCreated), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn create_key(
     State(app): State<AppState>,
-    ApiJson(b): ApiJson<KeyBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(b): ApiJson<KeyRequest>,
+) -> Result<Json<KeyCreated>, ApiError> {
     check_name(&b.name, "name")?;
     if b.scopes.is_empty() {
         return Err(ApiError::bad(
@@ -135,60 +153,74 @@ pub(crate) async fn create_key(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (row, token) = app.gate.auth.create_key(&b.name, &scopes).await?;
-    Ok(Json(
-        json!({"key_id": row.id, "name": row.name, "scopes": row.scopes, "token": token}),
-    ))
+    Ok(Json(KeyCreated {
+        key_id: row.id,
+        name: row.name,
+        scopes: row.scopes,
+        token,
+    }))
 }
 
-#[utoipa::path(delete, path = "/api/gateway/keys/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/gateway/keys/{id}", tag = "auth", params(("id" = String, Path)), responses((status = 200, body = protocol::Revoked), (status = 403, body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn revoke_key(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({"revoked": app.gate.auth.revoke(&id, "key").await?}),
-    ))
+) -> Result<Json<Revoked>, ApiError> {
+    revoke(&app, &id, "key").await
 }
 
-#[utoipa::path(post, path = "/api/gateway/token/rotate", tag = "auth", responses((status = 200, description = "`{token}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 409, description = "the token is configured, not generated", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn rotate_token(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"token": app.gate.auth.rotate_admin().await?})))
+#[utoipa::path(post, path = "/api/gateway/token/rotate", tag = "auth", responses((status = 200, body = protocol::RotatedToken), (status = 403, body = protocol::ErrorBody), (status = 409, description = "the token is configured, not generated", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn rotate_token(
+    State(app): State<AppState>,
+) -> Result<Json<RotatedToken>, ApiError> {
+    let token = app.gate.auth.rotate_admin().await?;
+    Ok(Json(RotatedToken { token }))
 }
 
-async fn set_paused(app: &AppState, paused: bool) -> Result<Json<Value>, ApiError> {
+async fn set_paused(app: &AppState, paused: bool) -> Result<Json<GatewayPause>, ApiError> {
     app.store
         .set_meta("gateway_paused", if paused { "1" } else { "0" })
         .await?;
     app.paused
         .store(paused, std::sync::atomic::Ordering::SeqCst);
     tracing::info!(paused, "gateway-wide pause changed");
-    Ok(Json(json!({"paused": paused})))
+    Ok(Json(GatewayPause { paused }))
 }
 
-#[utoipa::path(post, path = "/api/gateway/pause", tag = "admin", responses((status = 200, description = "`{paused: true}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn pause_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/gateway/pause", tag = "admin", responses((status = 200, body = protocol::GatewayPause), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn pause_gateway(
+    State(app): State<AppState>,
+) -> Result<Json<GatewayPause>, ApiError> {
     set_paused(&app, true).await
 }
 
-#[utoipa::path(post, path = "/api/gateway/resume", tag = "admin", responses((status = 200, description = "`{paused: false}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn resume_gateway(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/gateway/resume", tag = "admin", responses((status = 200, body = protocol::GatewayPause), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn resume_gateway(
+    State(app): State<AppState>,
+) -> Result<Json<GatewayPause>, ApiError> {
     set_paused(&app, false).await
 }
 
 /// Re-reads the flows directory: changed files become new versions; runs stay pinned.
-#[utoipa::path(post, path = "/api/gateway/bundles/reload", tag = "flows", responses((status = 200, description = "`{items: [bundle]}`", body = Object), (status = 400, description = "broken flow file", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn reload_flows(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/gateway/bundles/reload", tag = "flows", responses((status = 200, body = protocol::BundleVersions), (status = 400, description = "broken flow file", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn reload_flows(
+    State(app): State<AppState>,
+) -> Result<Json<BundleVersions>, ApiError> {
     crate::app::load_flows(&app.store, &app.flows_dir, &app.registry)
         .await
         .map_err(|e| match e {
             crate::app::LoadError::Flow(f) => ApiError::Flow(f),
             other => ApiError::Internal(other.to_string()),
         })?;
-    let items: Vec<Value> = app
+    let items = app
         .registry
         .list()
         .iter()
-        .map(|v| json!({"bundle_id": v.flow.bundle_id, "bundle_version": v.version.to_string(), "flow_hash": v.flow.hash}))
+        .map(|v| BundleVersion {
+            bundle_id: v.flow.bundle_id.clone(),
+            bundle_version: v.version.to_string(),
+            flow_hash: v.flow.hash.clone(),
+        })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(Json(BundleVersions { items }))
 }

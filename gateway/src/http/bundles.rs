@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Multipart, State};
 use protocol::{Bundle, BundleList, Entrypoint};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{AppState, error::ApiError};
 use crate::flows::parse;
@@ -48,11 +48,11 @@ pub(crate) struct UploadForm {
 }
 
 /// `multipart/form-data` with a `file` part holding one flow (YAML).
-#[utoipa::path(post, path = "/api/gateway/bundles/upload", tag = "flows", request_body(content_type = "multipart/form-data", content = UploadForm), responses((status = 200, description = "the new version", body = Object), (status = 400, description = "broken flow: code invalid_flow with file, line, column", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(post, path = "/api/gateway/bundles/upload", tag = "flows", request_body(content_type = "multipart/form-data", content = UploadForm), responses((status = 200, description = "the new version", body = protocol::BundleVersion), (status = 400, description = "broken flow: code invalid_flow with file, line, column", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn upload(
     State(app): State<AppState>,
     mut form: Multipart,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<protocol::BundleVersion>, ApiError> {
     let mut file = None;
     while let Some(field) = form
         .next_field()
@@ -91,7 +91,11 @@ pub(crate) async fn upload(
             crate::store::MakeCurrent::Always,
         )
         .await?;
-    let body = json!({"bundle_id": flow.bundle_id, "bundle_version": version.to_string(), "flow_hash": flow.hash});
+    let body = protocol::BundleVersion {
+        bundle_id: flow.bundle_id.clone(),
+        bundle_version: version.to_string(),
+        flow_hash: flow.hash.clone(),
+    };
     app.registry.set_current(Arc::new(flow), version);
     Ok(Json(body))
 }

@@ -5,8 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use protocol::ChannelAllowlist;
-use serde_json::{Value, json};
+use protocol::{ChannelAllowlist, ChannelList, ChannelRemoved};
 
 use super::AppState;
 use super::error::{ApiError, ApiJson};
@@ -56,24 +55,26 @@ pub(crate) async fn put_allowlist(
     Ok(Json(body))
 }
 
-#[utoipa::path(get, path = "/api/gateway/channels", tag = "auth", responses((status = 200, description = "`{channels: {name: [allowed]}}`", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn list(State(app): State<AppState>) -> Json<Value> {
-    let channels: serde_json::Map<String, Value> = reach::CONTACT_CHANNELS
+#[utoipa::path(get, path = "/api/gateway/channels", tag = "auth", responses((status = 200, body = protocol::ChannelList), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn list(State(app): State<AppState>) -> Json<ChannelList> {
+    let channels = reach::CONTACT_CHANNELS
         .iter()
-        .filter_map(|c| Some(((*c).to_owned(), json!(app.reach.get(c)?))))
+        .filter_map(|c| Some(((*c).to_owned(), app.reach.get(c)?)))
         .collect();
-    Json(json!({ "channels": channels }))
+    Json(ChannelList { channels })
 }
 
-#[utoipa::path(delete, path = "/api/gateway/channels/{channel}", tag = "auth", params(("channel" = String, Path)), responses((status = 200, description = "`{removed: bool}`: runs may no longer notify the channel", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/gateway/channels/{channel}", tag = "auth", params(("channel" = String, Path)), responses((status = 200, description = "runs may no longer notify the channel", body = protocol::ChannelRemoved), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn forget(
     State(app): State<AppState>,
     Path(channel): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelRemoved>, ApiError> {
     if !reach::CONTACT_CHANNELS.contains(&channel.as_str()) {
         return Err(ApiError::NotFound(format!("no channel `{channel}`")));
     }
     let _order = app.reach.publishing.lock().await;
     app.store.delete_meta(&reach::meta_key(&channel)).await?;
-    Ok(Json(json!({"removed": app.reach.remove(&channel)})))
+    Ok(Json(ChannelRemoved {
+        removed: app.reach.remove(&channel),
+    }))
 }

@@ -7,6 +7,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use protocol::{
+    DeliveryList, TriggerFired, TriggerInfo, TriggerList, WebhookCreated, WebhookDeleted,
+    WebhookList,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,15 +26,20 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-#[utoipa::path(get, path = "/api/gateway/triggers", tag = "triggers", responses((status = 200, description = "`{items: [{name, flow, signed}]}`", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn list_triggers(State(app): State<AppState>) -> Json<Value> {
-    let items: Vec<Value> = app
+#[utoipa::path(get, path = "/api/gateway/triggers", tag = "triggers", responses((status = 200, body = protocol::TriggerList), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn list_triggers(State(app): State<AppState>) -> Json<TriggerList> {
+    let items = app
         .triggers
         .list(&app.registry)
         .into_iter()
-        .map(|t| json!({"name": t.name, "flow": t.flow, "signed": t.secret.is_some(), "path": format!("/api/gateway/triggers/{}", t.name)}))
+        .map(|t| TriggerInfo {
+            path: format!("/api/gateway/triggers/{}", t.name),
+            signed: t.secret.is_some(),
+            name: t.name,
+            flow: t.flow,
+        })
         .collect();
-    Json(json!({ "items": items }))
+    Json(TriggerList { items })
 }
 
 /// Who fired a trigger: a token holder with the `run` scope, or the signature's holder.
@@ -77,14 +86,14 @@ fn authorise(
     })
 }
 
-#[utoipa::path(post, path = "/api/gateway/triggers/{name}", tag = "triggers", security(()), params(("name" = String, Path, description = "the trigger name"), ("X-Switchboard-Signature" = Option<String>, Header, description = "`sha256=<hex HMAC-SHA256 of \"{timestamp}.{body}\">`"), ("X-Switchboard-Timestamp" = Option<String>, Header, description = "Unix seconds"), ("X-Switchboard-Delivery" = Option<String>, Header, description = "the sender's delivery id; a repeated one is refused (required with a signature)")), request_body(content = Object, description = "the run's input (a JSON object)"), responses((status = 200, description = "the run started", body = Object), (status = 400, body = protocol::ErrorBody), (status = 401, description = "bad signature, stale timestamp or bad token", body = protocol::ErrorBody), (status = 404, description = "unknown trigger", body = protocol::ErrorBody), (status = 409, description = "delivery id already accepted", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(post, path = "/api/gateway/triggers/{name}", tag = "triggers", security(()), params(("name" = String, Path, description = "the trigger name"), ("X-Switchboard-Signature" = Option<String>, Header, description = "`sha256=<hex HMAC-SHA256 of \"{timestamp}.{body}\">`"), ("X-Switchboard-Timestamp" = Option<String>, Header, description = "Unix seconds"), ("X-Switchboard-Delivery" = Option<String>, Header, description = "the sender's delivery id; a repeated one is refused (required with a signature)")), request_body(content = Object, description = "the run's input: any JSON object (checked against the flow's input_schema)"), responses((status = 200, description = "the run started", body = protocol::TriggerFired), (status = 400, body = protocol::ErrorBody), (status = 401, description = "bad signature, stale timestamp or bad token", body = protocol::ErrorBody), (status = 404, description = "unknown trigger", body = protocol::ErrorBody), (status = 409, description = "delivery id already accepted", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn fire(
     State(app): State<AppState>,
     axum::Extension(ClientIp(ip)): axum::Extension<ClientIp>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TriggerFired>, ApiError> {
     let Some(t) = app.triggers.resolve(&name, &app.registry) else {
         return Err(ApiError::NotFound(format!(
             "no trigger `{name}`; GET /api/gateway/triggers lists them"
@@ -144,44 +153,52 @@ pub(crate) async fn fire(
             )));
         }
     };
-    Ok(Json(json!({
-        "run_id": s.run_id, "status": s.status.as_str(), "bundle_id": s.bundle_id,
-        "flow_hash": s.flow_hash, "trigger": t.name, "delivery_id": delivery,
-    })))
+    Ok(Json(TriggerFired {
+        run_id: s.run_id,
+        status: s.status,
+        bundle_id: s.bundle_id,
+        flow_hash: s.flow_hash,
+        trigger: t.name,
+        delivery_id: delivery,
+    }))
 }
 
-#[utoipa::path(post, path = "/api/gateway/webhooks", tag = "webhooks", request_body(content = Object, description = "`{url, events?: [run.waiting|run.completed|run.failed|run.cancelled], flows?: [flow id]}`"), responses((status = 201, description = "the subscription, with its signing `secret` (shown only here)", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(post, path = "/api/gateway/webhooks", tag = "webhooks", request_body = protocol::WebhookRequest, responses((status = 201, description = "the subscription, with its signing `secret` (shown only here)", body = protocol::WebhookCreated), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn create_webhook(
     State(app): State<AppState>,
     super::error::ApiJson(body): super::error::ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
     let w = crate::webhooks::new_webhook(&body, &app.net)
         .map_err(|m| ApiError::BadRequest("invalid_webhook", m))?;
     let w = app.store.create_webhook(w).await?;
-    let mut out = w.public_json();
-    out["secret"] = json!(w.secret);
-    Ok((StatusCode::CREATED, Json(out)))
+    let created = WebhookCreated {
+        webhook: w.info(),
+        secret: w.secret,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[utoipa::path(get, path = "/api/gateway/webhooks", tag = "webhooks", responses((status = 200, description = "`{items: [webhook]}` (without secrets)", body = Object), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn list_webhooks(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let items: Vec<Value> = app
+#[utoipa::path(get, path = "/api/gateway/webhooks", tag = "webhooks", responses((status = 200, description = "the subscriptions (without secrets)", body = protocol::WebhookList), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn list_webhooks(
+    State(app): State<AppState>,
+) -> Result<Json<WebhookList>, ApiError> {
+    let items = app
         .store
         .webhooks()
         .await?
         .iter()
-        .map(|w| w.public_json())
+        .map(|w| w.info())
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(WebhookList { items }))
 }
 
-#[utoipa::path(delete, path = "/api/gateway/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "`{deleted: id}`; its pending deliveries are cancelled", body = Object), (status = 404, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/gateway/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "its pending deliveries are cancelled", body = protocol::WebhookDeleted), (status = 404, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn delete_webhook(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookDeleted>, ApiError> {
     app.store.delete_webhook(&id).await?;
-    Ok(Json(json!({ "deleted": id })))
+    Ok(Json(WebhookDeleted { deleted: id }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -194,11 +211,11 @@ pub(crate) struct DeliveryQuery {
     offset: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/gateway/webhooks/deliveries", tag = "webhooks", params(DeliveryQuery), responses((status = 200, description = "`{items: [{id, webhook_id, event, run_id, status, attempts, last_status, last_error, next_attempt_at, created_at, delivered_at}], has_more}`, newest first", body = Object), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/api/gateway/webhooks/deliveries", tag = "webhooks", params(DeliveryQuery), responses((status = 200, description = "newest first", body = protocol::DeliveryList), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn deliveries(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryList>, ApiError> {
     if let Some(s) = &q.status
         && !["pending", "delivered", "failed", "cancelled"].contains(&s.as_str())
     {
@@ -214,5 +231,5 @@ pub(crate) async fn deliveries(
         .store
         .deliveries(q.status, limit, q.offset.unwrap_or(0))
         .await?;
-    Ok(Json(json!({ "items": items, "has_more": has_more })))
+    Ok(Json(DeliveryList { items, has_more }))
 }

@@ -2,44 +2,66 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use protocol::{Capabilities, Features, Health, RunnerHealth, ScheduleFeatures, StreamPaths};
 
 use super::{AppState, error::ApiError};
 
-#[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, description = "`{status, version, runner, paused}`", body = Object)))]
-pub(crate) async fn health(State(app): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/api/health", tag = "meta", security(()), responses((status = 200, body = protocol::Health)))]
+pub(crate) async fn health(State(app): State<AppState>) -> Json<Health> {
     let lease = app.store.lease(crate::follow::LEASE).await.ok().flatten();
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": app.started.elapsed().as_secs(),
-        "runner": {
-            "enabled": app.runner.is_some(),
-            "active_runs": app.runner.as_ref().map_or(0, |r| r.active()),
-            "lease_holder": lease.as_ref().map(|l| l.holder.clone()),
-            "lease_expires_at": lease.map(|l| l.expires_at),
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: app.started.elapsed().as_secs(),
+        runner: RunnerHealth {
+            enabled: app.runner.is_some(),
+            active_runs: app.runner.as_ref().map_or(0, |r| r.active()),
+            lease_holder: lease.as_ref().map(|l| l.holder.clone()),
+            lease_expires_at: lease.map(|l| l.expires_at),
         },
-        "streams": app.store.bus().subscribers(),
-        "paused": app.paused.load(std::sync::atomic::Ordering::SeqCst),
-    }))
+        streams: app.store.bus().subscribers(),
+        paused: app.paused.load(std::sync::atomic::Ordering::SeqCst),
+    })
 }
 
-#[utoipa::path(get, path = "/api/gateway/discovery/capabilities", tag = "meta", responses((status = 200, description = "contract version, command types, step types, features", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn capabilities() -> Json<Value> {
-    Json(json!({
-        "contract_version": protocol::CONTRACT_VERSION,
-        "server": "switchboard",
-        "version": env!("CARGO_PKG_VERSION"),
-        "command_types": protocol::COMMAND_TYPES,
-        "step_types": ["say", "ask", "llm", "wait", "wait_event", "emit", "set", "if", "loop", "call", "http", "output"],
-        "run_statuses": ["running", "waiting", "paused", "completed", "failed", "cancelled"],
-        "event_scopes": ["run", "session", "global"],
-        "streams": {"run": "/api/gateway/runs/{id}/ledger/stream", "global": "/api/gateway/ledger/stream"},
-        "features": {"command_status": true, "global_stream": true, "llm_deltas": true, "hash_chain": true,
-            "schedules": {"interval": true, "cron": true, "timezones": true, "modes": ["fixed_rate", "fixed_delay"]},
-            "pairing": true, "scoped_keys": true, "split_runner": true},
-        "channels": ["telegram", "email", "web", "tray"],
-    }))
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[utoipa::path(get, path = "/api/gateway/discovery/capabilities", tag = "meta", responses((status = 200, body = protocol::Capabilities), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+pub(crate) async fn capabilities() -> Json<Capabilities> {
+    Json(Capabilities {
+        contract_version: protocol::CONTRACT_VERSION.into(),
+        server: "switchboard".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        command_types: strings(protocol::COMMAND_TYPES),
+        step_types: strings(crate::flows::parse::STEP_KINDS),
+        run_statuses: protocol::RunStatus::ALL
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        event_scopes: strings(&["run", "session", "global"]),
+        streams: StreamPaths {
+            run: "/api/gateway/runs/{id}/ledger/stream".into(),
+            global: "/api/gateway/ledger/stream".into(),
+        },
+        features: Features {
+            command_status: true,
+            global_stream: true,
+            llm_deltas: true,
+            hash_chain: true,
+            schedules: ScheduleFeatures {
+                interval: true,
+                cron: true,
+                timezones: true,
+                modes: strings(&["fixed_rate", "fixed_delay"]),
+            },
+            pairing: true,
+            scoped_keys: true,
+            split_runner: true,
+        },
+        channels: strings(&["telegram", "email", "web", "tray"]),
+    })
 }
 
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {

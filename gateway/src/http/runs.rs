@@ -176,13 +176,16 @@ pub(crate) async fn get_one(
     Ok(Json(app.store.run(&id).await?))
 }
 
-#[utoipa::path(get, path = "/api/gateway/runs/{id}/input_data", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "`{run_id, input_data}`", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/input_data", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, body = protocol::RunInput), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn input_data(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let input = app.store.input_data(&id).await?;
-    Ok(Json(json!({"run_id": id, "input_data": input})))
+) -> Result<Json<protocol::RunInput>, ApiError> {
+    let input_data = app.store.input_data(&id).await?;
+    Ok(Json(protocol::RunInput {
+        run_id: id,
+        input_data,
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -272,11 +275,11 @@ const BUNDLE_RECORDS: u64 = 10_000;
 const BUNDLE_BYTES: usize = 16 * 1024 * 1024;
 const BUNDLE_CHILDREN: u32 = 1_000;
 
-#[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, description = "summary, input, pinned flow source, the ledger's first 10,000 records (`ledger_truncated`, `ledger_next_after` say where to page on), the first 1,000 children (`children_truncated`)", body = Object), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/api/gateway/runs/{id}/history_bundle", tag = "runs", params(("id" = String, Path, description = "the run id")), responses((status = 200, body = protocol::HistoryBundle), (status = 404, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn history_bundle(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<protocol::HistoryBundle>, ApiError> {
     let run = app.store.run(&id).await?;
     let input = app.store.input_data(&id).await?;
     let mut ledger = Vec::new();
@@ -293,7 +296,7 @@ pub(crate) async fn history_bundle(
                 break 'pages;
             }
             ledger.push(
-                serde_json::from_str::<Value>(&it)
+                serde_json::from_str::<protocol::LedgerRecord>(&it)
                     .map_err(|e| ApiError::Internal(e.to_string()))?,
             );
             after += 1;
@@ -303,14 +306,18 @@ pub(crate) async fn history_bundle(
     let mut children = app.store.children(&id, BUNDLE_CHILDREN + 1).await?;
     let children_truncated = children.len() > BUNDLE_CHILDREN as usize;
     children.truncate(BUNDLE_CHILDREN as usize);
-    Ok(Json(json!({
-        "ledger_truncated": run.ledger_len > after,
-        "ledger_next_after": after,
-        "children_truncated": children_truncated,
-        "run": run,
-        "input_data": input,
-        "flow": {"bundle_id": run.bundle_id, "flow_hash": run.flow_hash, "source": flow.map(|f| f.source.clone())},
-        "ledger": ledger,
-        "children": children,
-    })))
+    Ok(Json(protocol::HistoryBundle {
+        flow: protocol::FlowSource {
+            bundle_id: run.bundle_id.clone(),
+            flow_hash: run.flow_hash.clone(),
+            source: flow.map(|f| f.source.clone()),
+        },
+        ledger_truncated: run.ledger_len > after,
+        ledger_next_after: after,
+        run,
+        input_data: input,
+        ledger,
+        children,
+        children_truncated,
+    }))
 }

@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use protocol::{ScheduleCreated, ScheduleList, ScheduleRequest};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Principal;
@@ -12,50 +12,15 @@ use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::schedule::Timing;
 use crate::store::NewSchedule;
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ScheduleRequest {
-    bundle_id: String,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    input_data: Value,
-    /// `now` (default) or an ISO 8601 time.
-    #[serde(default)]
-    start_at: Option<String>,
-    /// `30s`, `15m`, `1h`, `2d`… (or give `cron`).
-    #[serde(default)]
-    interval: Option<String>,
-    /// 5 fields: minute hour day-of-month month day-of-week.
-    #[serde(default)]
-    cron: Option<String>,
-    /// IANA time zone for `cron` (default UTC).
-    #[serde(default)]
-    timezone: Option<String>,
-    #[serde(default)]
-    repeat_count: Option<i64>,
-    #[serde(default)]
-    repeat_until: Option<String>,
-    /// `fixed_rate` (default for cron) or `fixed_delay` (default for interval).
-    #[serde(default)]
-    mode: Option<String>,
-    #[serde(default)]
-    session_id: Option<String>,
-    /// Children share the schedule's session (default true).
-    #[serde(default)]
-    share_context: Option<bool>,
-    #[serde(default)]
-    notify: Option<Vec<String>>,
-}
-
-#[utoipa::path(post, path = "/api/gateway/runs/schedule", tag = "schedules", request_body = ScheduleRequest,
-    responses((status = 200, description = "`{run_id, status, next_fire_at}`: the schedule's parent run", body = Object),
+#[utoipa::path(post, path = "/api/gateway/runs/schedule", tag = "schedules", request_body = protocol::ScheduleRequest,
+    responses((status = 200, description = "the schedule's parent run", body = protocol::ScheduleCreated),
         (status = 400, description = "names the field", body = protocol::ErrorBody), (status = 404, body = protocol::ErrorBody),
         (status = 401, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 503, body = protocol::ErrorBody)))]
 pub(crate) async fn create(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     ApiJson(req): ApiJson<ScheduleRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleCreated>, ApiError> {
     let mut run = super::runs::new_run(
         &app,
         &who,
@@ -97,9 +62,11 @@ pub(crate) async fn create(
         })
         .await?;
     app.wake(wake);
-    Ok(Json(
-        json!({"run_id": s.run_id, "status": s.status, "next_fire_at": crate::engine::ts(first)}),
-    ))
+    Ok(Json(ScheduleCreated {
+        run_id: s.run_id,
+        status: s.status,
+        next_fire_at: crate::engine::ts(first),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -111,16 +78,16 @@ pub(crate) struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/api/gateway/schedules", tag = "schedules", params(ListQuery),
-    responses((status = 200, description = "`{items: [{run_id, bundle_id, status, spec, fired, next_fire_at, last_result…}], has_more}`", body = Object),
+    responses((status = 200, description = "newest first, with each one's last result", body = protocol::ScheduleList),
         (status = 401, body = protocol::ErrorBody)))]
 pub(crate) async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleList>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let (items, has_more) = app
         .store
         .list_schedules(limit, q.offset.unwrap_or(0))
         .await?;
-    Ok(Json(json!({"items": items, "has_more": has_more})))
+    Ok(Json(ScheduleList { items, has_more }))
 }

@@ -239,12 +239,12 @@ pub(crate) async fn run_stream(
 
 /// The newest global cursor: a client that wants only what happens from now on streams
 /// `after` it (and renders the current state from the runs' summaries).
-#[utoipa::path(get, path = "/api/gateway/ledger/head", tag = "replay", responses((status = 200, description = "`{cursor}`: the newest global cursor", body = Object), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/api/gateway/ledger/head", tag = "replay", responses((status = 200, body = protocol::LedgerHead), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn global_head(
     State(app): State<AppState>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<protocol::LedgerHead>, ApiError> {
     let cursor = app.store.global_head().await?;
-    Ok(axum::Json(serde_json::json!({ "cursor": cursor })))
+    Ok(axum::Json(protocol::LedgerHead { cursor }))
 }
 
 #[utoipa::path(get, path = "/api/gateway/ledger/stream", tag = "replay", params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this global cursor")), responses((status = 200, description = "text/event-stream: `event: step` (id = global cursor), `event: llm.delta`", content_type = "text/event-stream", body = protocol::StepEvent), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]

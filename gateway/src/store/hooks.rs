@@ -41,9 +41,14 @@ pub(crate) struct Webhook {
 
 impl Webhook {
     /// The subscription as the API shows it (never with its secret).
-    pub(crate) fn public_json(&self) -> Value {
-        json!({"id": self.id, "url": self.url, "events": self.events, "flows": self.flows,
-               "created_at": self.created_at})
+    pub(crate) fn info(&self) -> protocol::WebhookInfo {
+        protocol::WebhookInfo {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            flows: self.flows.clone(),
+            created_at: self.created_at.clone(),
+        }
     }
 
     pub(crate) fn wants(&self, event: &str, flow: &str) -> bool {
@@ -319,7 +324,7 @@ impl super::Store {
         status: Option<String>,
         limit: u32,
         offset: u32,
-    ) -> Result<(Vec<Value>, bool)> {
+    ) -> Result<(Vec<protocol::Delivery>, bool)> {
         self.read(move |c| {
             let mut items = c
                 .prepare_cached(
@@ -334,14 +339,19 @@ impl super::Store {
                     let next = pending
                         .then(|| chrono::DateTime::from_timestamp_millis(next_ms).map(ts))
                         .flatten();
-                    Ok(json!({
-                        "id": r.get::<_, String>(0)?, "webhook_id": r.get::<_, String>(1)?,
-                        "event": r.get::<_, String>(2)?, "run_id": r.get::<_, String>(3)?,
-                        "status": r.get::<_, String>(4)?, "attempts": r.get::<_, i64>(5)?,
-                        "last_status": r.get::<_, Option<i64>>(6)?, "last_error": r.get::<_, Option<String>>(7)?,
-                        "next_attempt_at": next, "created_at": r.get::<_, String>(9)?,
-                        "delivered_at": r.get::<_, Option<String>>(10)?,
-                    }))
+                    Ok(protocol::Delivery {
+                        id: r.get(0)?,
+                        webhook_id: r.get(1)?,
+                        event: r.get(2)?,
+                        run_id: r.get(3)?,
+                        status: r.get(4)?,
+                        attempts: r.get::<_, i64>(5)? as u32,
+                        last_status: r.get::<_, Option<i64>>(6)?.map(|s| s as u16),
+                        last_error: r.get(7)?,
+                        next_attempt_at: next,
+                        created_at: r.get(9)?,
+                        delivered_at: r.get(10)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let more = items.len() > limit as usize;

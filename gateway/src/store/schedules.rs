@@ -192,7 +192,7 @@ impl Store {
         &self,
         limit: u32,
         offset: u32,
-    ) -> Result<(Vec<Value>, bool)> {
+    ) -> Result<(Vec<protocol::ScheduleInfo>, bool)> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT s.run_id, s.bundle_id, s.spec, s.fired, s.next_fire_at, s.last_child, s.last_fired_at, s.share_context,
@@ -201,20 +201,7 @@ impl Store {
                  ORDER BY r.rowid DESC LIMIT ?1 OFFSET ?2",
             )?;
             let mut items = stmt
-                .query_map(params![limit as i64 + 1, offset as i64], |r| {
-                    let spec: Value = serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null);
-                    let last = r.get::<_, Option<String>>(5)?.map(|child| {
-                        json!({"run_id": child, "status": r.get::<_, Option<String>>(10).ok().flatten(),
-                            "output": r.get::<_, Option<String>>(11).ok().flatten().and_then(|o| serde_json::from_str::<Value>(&o).ok()),
-                            "error": r.get::<_, Option<String>>(12).ok().flatten()})
-                    });
-                    Ok(json!({
-                        "run_id": r.get::<_, String>(0)?, "bundle_id": r.get::<_, String>(1)?, "status": r.get::<_, String>(8)?,
-                        "spec": spec, "fired": r.get::<_, i64>(3)?, "next_fire_at": r.get::<_, Option<String>>(4)?,
-                        "last_fired_at": r.get::<_, Option<String>>(6)?, "share_context": r.get::<_, bool>(7)?,
-                        "session_id": r.get::<_, Option<String>>(9)?, "last_result": last,
-                    }))
-                })?
+                .query_map(params![limit as i64 + 1, offset as i64], schedule_info)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let more = items.len() > limit as usize;
             items.truncate(limit as usize);
@@ -222,6 +209,42 @@ impl Store {
         })
         .await
     }
+}
+
+/// A row of [`Store::list_schedules`]'s query.
+fn schedule_info(r: &rusqlite::Row) -> rusqlite::Result<protocol::ScheduleInfo> {
+    let status = |i: usize| -> rusqlite::Result<Option<RunStatus>> {
+        Ok(r.get::<_, Option<String>>(i)?
+            .as_deref()
+            .and_then(RunStatus::parse))
+    };
+    let spec_text: String = r.get(2)?;
+    let spec = serde_json::from_str(&spec_text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let last_result = match r.get::<_, Option<String>>(5)? {
+        Some(child) => Some(protocol::LastResult {
+            run_id: child,
+            status: status(10)?,
+            output: r
+                .get::<_, Option<String>>(11)?
+                .and_then(|o| serde_json::from_str(&o).ok()),
+            error: r.get(12)?,
+        }),
+        None => None,
+    };
+    Ok(protocol::ScheduleInfo {
+        run_id: r.get(0)?,
+        bundle_id: r.get(1)?,
+        status: status(8)?.unwrap_or(RunStatus::Failed),
+        spec,
+        fired: r.get::<_, i64>(3)? as u32,
+        next_fire_at: r.get(4)?,
+        last_fired_at: r.get(6)?,
+        share_context: r.get(7)?,
+        session_id: r.get(9)?,
+        last_result,
+    })
 }
 
 /// `update_schedule`, inside the command transaction: a new spec, maybe a new due time.

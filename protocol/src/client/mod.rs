@@ -59,114 +59,10 @@ impl ClientError {
     }
 }
 
-/// A path of the API: a constant route plus ids, each id percent-encoded as one path
-/// segment (so an id can never climb to another route: `..`, `/`, `%2e` stay inside it).
-///
-/// ```
-/// let p = protocol::client::ApiPath::new("api/gateway/devices").id("a/../b");
-/// assert_eq!(p.to_string(), "api/gateway/devices/a%2F..%2Fb");
-/// ```
-#[derive(Debug, Clone)]
-pub struct ApiPath {
-    route: &'static str,
-    parts: Vec<Part>,
-    query: Vec<(&'static str, String)>,
-}
+mod admin;
+mod path;
 
-#[derive(Debug, Clone)]
-enum Part {
-    /// A segment from data: encoded, never interpreted.
-    Id(String),
-    /// A constant route part (`ledger/stream`).
-    Fixed(&'static str),
-}
-
-impl ApiPath {
-    /// `route` is a constant such as `api/gateway/runs` (it may end in a constant `?query`).
-    pub fn new(route: &'static str) -> Self {
-        Self {
-            route,
-            parts: Vec::new(),
-            query: Vec::new(),
-        }
-    }
-
-    /// Appends one path segment taken from data (encoded; never interpreted).
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.parts.push(Part::Id(id.into()));
-        self
-    }
-
-    /// Appends a constant route part after the ids (`/ledger`, `/stream`).
-    pub fn then(mut self, part: &'static str) -> Self {
-        self.parts.push(Part::Fixed(part));
-        self
-    }
-
-    /// Adds a query parameter (encoded).
-    pub fn query(mut self, key: &'static str, value: impl ToString) -> Self {
-        self.query.push((key, value.to_string()));
-        self
-    }
-
-    /// The URL of this path under `base` (whose path ends with `/`). An id that is empty,
-    /// `.` or `..` is refused: the URL standard would drop it and so change the route.
-    fn url(&self, base: &url::Url) -> Result<url::Url, ClientError> {
-        let (route, fixed_query) = match self.route.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (self.route, None),
-        };
-        let mut url = base.clone();
-        {
-            let mut segs = url
-                .path_segments_mut()
-                .map_err(|()| ClientError::BadPath("the gateway URL cannot be a base".into()))?;
-            segs.pop_if_empty();
-            segs.extend(route.split('/').filter(|s| !s.is_empty()));
-            for part in &self.parts {
-                match part {
-                    Part::Fixed(f) => {
-                        segs.extend(f.split('/').filter(|s| !s.is_empty()));
-                    }
-                    Part::Id(id) if id.is_empty() || id == "." || id == ".." => {
-                        return Err(ClientError::BadPath(format!(
-                            "`{id}` is not a valid id in a URL path"
-                        )));
-                    }
-                    Part::Id(id) => {
-                        segs.push(id);
-                    }
-                }
-            }
-        }
-        url.set_query(fixed_query);
-        if !self.query.is_empty() {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in &self.query {
-                q.append_pair(k, v);
-            }
-        }
-        Ok(url)
-    }
-}
-
-impl From<&'static str> for ApiPath {
-    fn from(route: &'static str) -> Self {
-        Self::new(route)
-    }
-}
-
-impl std::fmt::Display for ApiPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Ok(base) = url::Url::parse("http://x/") else {
-            return f.write_str(self.route);
-        };
-        match self.url(&base) {
-            Ok(url) => f.write_str(url.as_str().trim_start_matches("http://x/")),
-            Err(e) => write!(f, "{} ({e})", self.route),
-        }
-    }
-}
+pub use path::ApiPath;
 
 /// A client bound to one gateway and one token.
 #[derive(Debug, Clone)]
@@ -223,7 +119,7 @@ impl Client {
         path.into().url(&self.base)
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: reqwest::Method,
         path: impl Into<ApiPath>,
@@ -236,16 +132,21 @@ impl Client {
         Ok(rb)
     }
 
-    async fn send<T: DeserializeOwned>(rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    pub(crate) async fn send<T: DeserializeOwned>(
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = check(rb.send().await?).await?;
         Ok(resp.json().await?)
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: impl Into<ApiPath>) -> Result<T, ClientError> {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: impl Into<ApiPath>,
+    ) -> Result<T, ClientError> {
         Self::send(self.request(reqwest::Method::GET, path)?).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: impl Into<ApiPath>,
         body: &B,
@@ -270,31 +171,6 @@ impl Client {
     /// `DELETE` any endpoint that answers JSON.
     pub async fn delete_json(&self, path: impl Into<ApiPath>) -> Result<Value, ClientError> {
         Self::send(self.request(reqwest::Method::DELETE, path)?).await
-    }
-
-    /// Who this client's token belongs to (`GET /api/gateway/whoami`).
-    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
-        self.get("api/gateway/whoami").await
-    }
-
-    /// Publishes whom `channel` may reach (`PUT /api/gateway/channels/{channel}`; needs
-    /// the `channel` scope).
-    pub async fn publish_allowlist(
-        &self,
-        channel: &str,
-        list: &ChannelAllowlist,
-    ) -> Result<ChannelAllowlist, ClientError> {
-        let path = ApiPath::new("api/gateway/channels").id(channel);
-        Self::send(self.request(reqwest::Method::PUT, path)?.json(list)).await
-    }
-
-    /// Revokes this client's own device token (`DELETE /api/gateway/devices/self`).
-    pub async fn revoke_self(&self) -> Result<Value, ClientError> {
-        self.delete_json("api/gateway/devices/self").await
-    }
-
-    pub async fn health(&self) -> Result<Value, ClientError> {
-        self.get("api/health").await
     }
 
     pub async fn bundles(&self) -> Result<BundleList, ClientError> {
@@ -391,8 +267,28 @@ impl Client {
 
     /// The newest global cursor (stream after it to see only what happens from now on).
     pub async fn ledger_head(&self) -> Result<u64, ClientError> {
-        let v = self.get_json("api/gateway/ledger/head").await?;
-        Ok(v["cursor"].as_u64().unwrap_or(0))
+        let head: LedgerHead = self.get("api/gateway/ledger/head").await?;
+        Ok(head.cursor)
+    }
+
+    /// A run's input (`GET /api/gateway/runs/{id}/input_data`).
+    pub async fn input_data(&self, run_id: &str) -> Result<RunInput, ClientError> {
+        self.get(
+            ApiPath::new("api/gateway/runs")
+                .id(run_id)
+                .then("input_data"),
+        )
+        .await
+    }
+
+    /// A run with its ledger and children, bounded (`…/history_bundle`).
+    pub async fn history_bundle(&self, run_id: &str) -> Result<HistoryBundle, ClientError> {
+        self.get(
+            ApiPath::new("api/gateway/runs")
+                .id(run_id)
+                .then("history_bundle"),
+        )
+        .await
     }
 
     /// Follows every run's ledger after the global cursor `after`.
@@ -452,38 +348,4 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError
         code,
         message,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn url(p: ApiPath) -> String {
-        let c = Client::new("http://127.0.0.1:9/base", None).unwrap_or_else(|e| panic!("{e}"));
-        c.url(p)
-            .map(|u| u.to_string())
-            .unwrap_or_else(|e| e.to_string())
-    }
-
-    #[test]
-    fn ids_are_encoded_as_one_segment_and_cannot_climb() {
-        assert_eq!(
-            url(ApiPath::new("api/gateway/devices").id("%2e%2e/webhooks/x.x")),
-            "http://127.0.0.1:9/base/api/gateway/devices/%252e%252e%2Fwebhooks%2Fx.x"
-        );
-        assert_eq!(
-            url(ApiPath::new("api/gateway/runs")
-                .id("a b?c#d")
-                .then("ledger")
-                .query("after", 3)),
-            "http://127.0.0.1:9/base/api/gateway/runs/a%20b%3Fc%23d/ledger?after=3"
-        );
-        for bad in ["", ".", ".."] {
-            assert!(url(ApiPath::new("api/gateway/keys").id(bad)).contains("not a valid id"));
-        }
-        assert_eq!(
-            url("api/gateway/schedules?limit=200".into()),
-            "http://127.0.0.1:9/base/api/gateway/schedules?limit=200"
-        );
-    }
 }
