@@ -6,8 +6,12 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-const FIRST: Duration = Duration::from_millis(200);
-const MAX: Duration = Duration::from_secs(10);
+use protocol::backoff::Backoff;
+
+/// The bridges' back-off: from 200 ms, doubling, up to 10 s.
+pub fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10))
+}
 
 /// Something that follows a stream until the stream ends or fails.
 pub trait Session {
@@ -17,16 +21,13 @@ pub trait Session {
 
 /// Runs `s` forever; `what` names it in the logs.
 pub async fn forever<S: Session>(what: &'static str, s: &mut S) {
-    let mut backoff = FIRST;
+    let mut backoff = backoff();
     loop {
         match s.session().await {
-            Ok(()) => backoff = FIRST,
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "{what} restarts");
-                backoff = (backoff * 2).min(MAX);
-            }
+            Ok(()) => backoff.reset(),
+            Err(e) => tracing::warn!(error = %e, "{what} restarts"),
         }
-        tokio::time::sleep(backoff).await;
+        backoff.wait().await;
     }
 }
 
@@ -40,7 +41,7 @@ pub async fn publish_allowlist(
     allow: Vec<String>,
 ) {
     let list = protocol::ChannelAllowlist { allow };
-    let mut backoff = FIRST;
+    let mut backoff = backoff();
     loop {
         match client.publish_allowlist(channel, &list).await {
             Ok(_) => {
@@ -51,10 +52,7 @@ pub async fn publish_allowlist(
                 );
                 return;
             }
-            Err(e) if e.is_transient() => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX);
-            }
+            Err(e) if e.is_transient() => backoff.wait().await,
             Err(e) => {
                 tracing::warn!(channel, error = %e, "cannot publish the channel allowlist (give the bridge's token the `channel` scope); runs started by others cannot notify this channel");
                 return;

@@ -6,6 +6,7 @@
 //! reqwest, futures) so a client build does not drag in the gateway.
 
 pub mod admin;
+pub mod backoff;
 pub mod client;
 pub mod command;
 pub mod integrations;

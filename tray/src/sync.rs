@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use protocol::backoff::Backoff;
 use protocol::{
     Client, ClientError, CommandRequest, LedgerRecord, RunStatus, RunSummary, StreamItem,
 };
@@ -92,7 +93,7 @@ impl Cursor {
 /// Follows the gateway forever, handing updates to `send`; returns when `send` says the
 /// receiver is gone.
 pub async fn follow(client: Client, mut cursor: Cursor, send: impl Fn(Update) -> bool) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
     loop {
         let err = match follow_once(&client, &mut cursor, &send, &mut backoff).await {
             Ok(false) => return,
@@ -100,12 +101,11 @@ pub async fn follow(client: Client, mut cursor: Cursor, send: impl Fn(Update) ->
             Err(e) => e.to_string(),
         };
         cursor.save();
-        tracing::warn!(error = %err, ?backoff, "tray: gateway unreachable; reconnecting");
+        tracing::warn!(error = %err, "tray: gateway unreachable; reconnecting");
         if !send(Update::Disconnected(err)) {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.wait().await;
     }
 }
 
@@ -114,7 +114,7 @@ async fn follow_once(
     client: &Client,
     cursor: &mut Cursor,
     send: &impl Fn(Update) -> bool,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
 ) -> Result<bool, ClientError> {
     if cursor.get() == 0 {
         // First start: the snapshot has the present; the past need not be replayed.
@@ -125,7 +125,7 @@ async fn follow_once(
     if !send(Update::Snapshot(snapshot(client).await?)) {
         return Ok(false);
     }
-    *backoff = Duration::from_millis(250);
+    backoff.reset();
     let mut stream = Box::pin(stream);
     while let Some(item) = stream.next().await {
         if let StreamItem::Step(ev) = item? {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use protocol::backoff::Backoff;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::inbound::{self, Handled};
@@ -18,7 +19,6 @@ use super::{Ctx, EmailError, Server, Tls};
 const UIDVALIDITY: &str = "imap_uidvalidity";
 const LAST_UID: &str = "imap_last_uid";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Any stream IMAP can run over (TCP, or TLS over TCP).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
@@ -28,21 +28,17 @@ type Session = async_imap::Session<Box<dyn Io>>;
 
 /// Watches the mailbox forever.
 pub(crate) async fn watch(ctx: Arc<Ctx>) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = crate::reconnect::backoff();
     loop {
-        match session(&ctx, &mut backoff).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, ?backoff, "email bridge: IMAP session ended; reconnecting")
-            }
+        if let Err(e) = session(&ctx, &mut backoff).await {
+            tracing::warn!(error = %e, "email bridge: IMAP session ended; reconnecting")
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff.wait().await;
     }
 }
 
 /// One IMAP session: catch up, then wait for new mail, until something breaks.
-async fn session(ctx: &Ctx, backoff: &mut Duration) -> Result<(), EmailError> {
+async fn session(ctx: &Ctx, backoff: &mut Backoff) -> Result<(), EmailError> {
     let mut s = connect(&ctx.cfg.imap).await?;
     let mailbox = s.select(&ctx.cfg.mailbox).await?;
     let validity = u64::from(mailbox.uid_validity.unwrap_or(0));
@@ -60,7 +56,7 @@ async fn session(ctx: &Ctx, backoff: &mut Duration) -> Result<(), EmailError> {
     tracing::info!(mailbox = %ctx.cfg.mailbox, idle, "email bridge: watching the mailbox");
     loop {
         catch_up(ctx, &mut s).await?;
-        *backoff = Duration::from_millis(500);
+        backoff.reset();
         if idle {
             let mut h = s.idle();
             h.init().await?;

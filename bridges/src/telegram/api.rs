@@ -4,7 +4,6 @@
 //! Message ids and texts only: what to say is decided elsewhere.
 
 use std::future::Future;
-use std::time::Duration;
 
 use teloxide::RequestError;
 use teloxide::adaptors::Throttle;
@@ -18,8 +17,6 @@ pub type Bot = Throttle<teloxide::Bot>;
 
 /// Network errors are retried this many times before the caller sees them.
 const NETWORK_ATTEMPTS: u32 = 8;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Runs `call` until it succeeds, waiting out 429s and retrying network errors.
 pub async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, RequestError>
@@ -27,7 +24,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RequestError>>,
 {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = crate::reconnect::backoff();
     let mut failures = 0;
     loop {
         match call().await {
@@ -44,9 +41,8 @@ where
                 if failures + 1 < NETWORK_ATTEMPTS =>
             {
                 failures += 1;
-                tracing::warn!(what, error = %e, ?backoff, "telegram unreachable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(what, error = %e, "telegram unreachable; retrying");
+                backoff.wait().await;
             }
             Err(e) => return Err(e),
         }

@@ -8,7 +8,6 @@
 //! It never renders the ledger (that is [`super::outbound`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use protocol::{ClientError, CommandRequest, StartRunRequest};
 use serde_json::{Value, json};
@@ -45,21 +44,22 @@ pub(crate) async fn poll(ctx: Arc<Ctx>) {
             return;
         }
     };
+    let mut unreachable = crate::reconnect::backoff();
     loop {
         let updates = match get_updates(&ctx, offset).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "getUpdates failed; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                unreachable.wait().await;
                 continue;
             }
         };
+        unreachable.reset();
         for u in updates {
             // Until it went through: the gateway or the state file may be away a while.
-            let mut backoff = Duration::from_millis(200);
+            let mut backoff = crate::reconnect::backoff();
             while !apply(&ctx, &u, &mut offset).await {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff.wait().await;
             }
         }
     }

@@ -481,19 +481,8 @@ impl Machine<'_> {
         let mut d = self.draft(&step_id, node, RecordStatus::Failed, None);
         d.error = Some(msg.clone());
         self.t.records.push(d);
-        let error = format!("step `{node}` failed: {msg}");
-        let mut end = self.draft(
-            "run",
-            "end",
-            RecordStatus::Failed,
-            Some(("run_failed", Value::Null)),
-        );
-        end.error = Some(error.clone());
-        self.t.records.push(end);
-        self.t.status = Some(RunStatus::Failed);
-        self.t.error = Some(error);
-        self.t.waiting = None;
-        self.t.wake_at = None;
+        self.t
+            .fail_run(format!("step `{node}` failed: {msg}"), self.ctx.now);
         self.state.pending = None;
     }
 }

@@ -125,6 +125,32 @@ impl Transition {
     pub(crate) fn status(&self) -> RunStatus {
         self.status.unwrap_or(RunStatus::Running)
     }
+
+    /// Ends the run as failed with `error`: its `run_failed` record, and no wait or timer
+    /// left. The one way a run fails, whether a step failed in the engine or the runner
+    /// could not drive it.
+    pub(crate) fn fail_run(&mut self, error: String, now: DateTime<Utc>) {
+        self.records.push(Draft {
+            step_id: "run".into(),
+            node_id: "end".into(),
+            status: protocol::RecordStatus::Failed,
+            effect: Some(protocol::Effect {
+                kind: "run_failed".into(),
+                payload: Value::Null,
+            }),
+            result: None,
+            error: Some(error.clone()),
+            started_at: now,
+            ended_at: Some(now),
+            attempt: 1,
+            idempotency_key: None,
+            actor: protocol::Actor::runner(),
+        });
+        self.status = Some(RunStatus::Failed);
+        self.error = Some(error);
+        self.waiting = None;
+        self.wake_at = None;
+    }
 }
 
 /// Why an input was refused; the state is unchanged.

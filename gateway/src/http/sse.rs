@@ -29,6 +29,7 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiQuery};
 use crate::bus::BusEvent;
+use crate::store::Store;
 
 /// Open streams per principal.
 #[derive(Clone)]
@@ -184,57 +185,9 @@ pub(crate) async fn run_stream(
 ) -> Result<Response, ApiError> {
     let after = cursor(&q, &headers)?;
     let slot = app.streams.acquire(&who)?;
-    let mut rx = app.store.bus().subscribe();
+    let rx = app.store.bus().subscribe();
     app.store.run(&id).await?;
-    let store = app.store.clone();
-    let mut down = app.shutdown.clone();
-    let keep_alive = app.keep_alive;
-    let s = stream! {
-        let _slot = slot;
-        yield Ok(Bytes::from_static(HELLO.as_bytes()));
-        let mut cur = after;
-        'outer: loop {
-            // Catch up from the store, a page per write, framed on the reading thread.
-            loop {
-                let Ok((text, next, any)) = store.ledger_frames(&id, cur, PAGE, step).await else { break 'outer };
-                if !any { break; }
-                cur = next;
-                yield Ok(Bytes::from(text));
-            }
-            let Ok(run) = store.run(&id).await else { break };
-            if run.status.is_terminal() && cur >= run.ledger_len {
-                yield Ok(done(run.status.as_str()));
-                break;
-            }
-            // Follow the live tail.
-            loop {
-                match next(&mut rx, &mut down, keep_alive).await {
-                    Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
-                    Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
-                    Next::Msg(Ok(BusEvent::Record(r))) if r.run_id == id => {
-                        if r.seq <= cur { continue; }
-                        if r.seq > cur + 1 { continue 'outer; }
-                        cur = r.seq;
-                        let mut one = Vec::new();
-                        step(&mut one, r.seq, r.json.as_bytes());
-                        yield Ok(Bytes::from(one));
-                        if let Some(status) = r.end {
-                            yield Ok(done(status));
-                            break 'outer;
-                        }
-                    }
-                    Next::Msg(Ok(BusEvent::Delta(d))) if d.run_id == id => {
-                        if let Ok(data) = serde_json::to_string(&*d) {
-                            yield Ok(event("llm.delta", &data));
-                        }
-                    }
-                    Next::Msg(Ok(_)) => {}
-                    Next::Msg(Err(_)) => break 'outer,
-                }
-            }
-        }
-    };
-    Ok(sse_response(s))
+    Ok(sse_response(follow(&app, Feed::Run(id), after, rx, slot)))
 }
 
 /// The newest global cursor: a client that wants only what happens from now on streams
@@ -256,42 +209,125 @@ pub(crate) async fn global_stream(
 ) -> Result<Response, ApiError> {
     let after = cursor(&q, &headers)?;
     let slot = app.streams.acquire(&who)?;
-    let mut rx = app.store.bus().subscribe();
+    let rx = app.store.bus().subscribe();
+    Ok(sse_response(follow(&app, Feed::Global, after, rx, slot)))
+}
+
+/// What a stream follows: one run's ledger (cursor = its `seq`) or every run's (cursor =
+/// the global `gseq`).
+enum Feed {
+    Run(String),
+    Global,
+}
+
+impl Feed {
+    /// The next stored page after `cur`, framed: its text and the cursor after it, or
+    /// `None` once caught up.
+    async fn page(&self, store: &Store, cur: u64) -> Result<Option<(Vec<u8>, u64)>, ()> {
+        match self {
+            Self::Run(id) => match store.ledger_frames(id, cur, PAGE, step).await {
+                Ok((text, next, true)) => Ok(Some((text, next))),
+                Ok(_) => Ok(None),
+                Err(_) => Err(()),
+            },
+            Self::Global => match store.global_frames(cur, PAGE, step).await {
+                Ok((text, Some(last))) => Ok(Some((text, last))),
+                Ok(_) => Ok(None),
+                Err(_) => Err(()),
+            },
+        }
+    }
+
+    /// A run's end, when the run is over and everything was sent (a run's stream only).
+    async fn ended(&self, store: &Store, cur: u64) -> Result<Option<&'static str>, ()> {
+        let Self::Run(id) = self else {
+            return Ok(None);
+        };
+        let run = store.run(id).await.map_err(|_| ())?;
+        Ok((run.status.is_terminal() && cur >= run.ledger_len).then(|| run.status.as_str()))
+    }
+
+    /// A committed record's cursor in this feed, if the feed shows it.
+    fn cursor_of(&self, r: &crate::bus::RecordEvent) -> Option<u64> {
+        match self {
+            Self::Run(id) => (r.run_id == *id).then_some(r.seq),
+            Self::Global => Some(r.gseq),
+        }
+    }
+
+    fn shows_delta(&self, d: &protocol::LlmDelta) -> bool {
+        match self {
+            Self::Run(id) => d.run_id == *id,
+            Self::Global => true,
+        }
+    }
+
+    /// Whether `r` ends what this feed follows (a run's stream closes with `done`).
+    fn ends_with(&self, r: &crate::bus::RecordEvent) -> Option<&'static str> {
+        match self {
+            Self::Run(_) => r.end,
+            Self::Global => None,
+        }
+    }
+}
+
+/// The one follow loop of both streams: catch up from the store (a page per write), then
+/// the live tail from the bus (subscribed before the catch-up, so nothing is missed),
+/// skipping what was sent and going back to the store over a gap. A lagging receiver ends
+/// the stream (the client resumes from its cursor); so does shutdown, with a retry hint.
+fn follow(
+    app: &AppState,
+    feed: Feed,
+    after: u64,
+    mut rx: tokio::sync::broadcast::Receiver<BusEvent>,
+    slot: Option<StreamSlot>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
     let keep_alive = app.keep_alive;
-    let s = stream! {
+    stream! {
         let _slot = slot;
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
         let mut cur = after;
         'outer: loop {
             loop {
-                let Ok((text, last)) = store.global_frames(cur, PAGE, step).await else { break 'outer };
-                let Some(last) = last else { break };
-                cur = last;
-                yield Ok(Bytes::from(text));
+                match feed.page(&store, cur).await {
+                    Ok(Some((text, next))) => { cur = next; yield Ok(Bytes::from(text)); }
+                    Ok(None) => break,
+                    Err(()) => break 'outer,
+                }
+            }
+            match feed.ended(&store, cur).await {
+                Ok(Some(status)) => { yield Ok(done(status)); break; }
+                Ok(None) => {}
+                Err(()) => break,
             }
             loop {
                 match next(&mut rx, &mut down, keep_alive).await {
                     Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
                     Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                     Next::Msg(Ok(BusEvent::Record(r))) => {
-                        if r.gseq <= cur { continue; }
-                        if r.gseq > cur + 1 { continue 'outer; }
-                        cur = r.gseq;
+                        let Some(at) = feed.cursor_of(&r) else { continue };
+                        if at <= cur { continue; }
+                        if at > cur + 1 { continue 'outer; }
+                        cur = at;
                         let mut one = Vec::new();
-                        step(&mut one, r.gseq, r.json.as_bytes());
+                        step(&mut one, at, r.json.as_bytes());
                         yield Ok(Bytes::from(one));
+                        if let Some(status) = feed.ends_with(&r) {
+                            yield Ok(done(status));
+                            break 'outer;
+                        }
                     }
-                    Next::Msg(Ok(BusEvent::Delta(d))) => {
+                    Next::Msg(Ok(BusEvent::Delta(d))) if feed.shows_delta(&d) => {
                         if let Ok(data) = serde_json::to_string(&*d) {
                             yield Ok(event("llm.delta", &data));
                         }
                     }
+                    Next::Msg(Ok(_)) => {}
                     Next::Msg(Err(_)) => break 'outer,
                 }
             }
         }
-    };
-    Ok(sse_response(s))
+    }
 }

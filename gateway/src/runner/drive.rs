@@ -257,27 +257,10 @@ impl Runner {
 }
 
 /// A transition that fails the run (outside any step).
+/// A transition that fails the run: the runner could not drive it.
 fn failure(error: String) -> Transition {
-    let now = chrono::Utc::now();
     let mut t = Transition::default();
-    t.records.push(engine::Draft {
-        step_id: "run".into(),
-        node_id: "end".into(),
-        status: protocol::RecordStatus::Failed,
-        effect: Some(protocol::Effect {
-            kind: "run_failed".into(),
-            payload: Value::Null,
-        }),
-        result: None,
-        error: Some(error.clone()),
-        started_at: now,
-        ended_at: Some(now),
-        attempt: 1,
-        idempotency_key: None,
-        actor: Actor::runner(),
-    });
-    t.status = Some(RunStatus::Failed);
-    t.error = Some(error);
+    t.fail_run(error, chrono::Utc::now());
     t
 }
 
