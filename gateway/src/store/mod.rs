@@ -3,9 +3,13 @@
 //! Owns the schema (`schema`), the single writer thread with group commit (`writer`), a small
 //! pool of read connections, and the operations the rest of the gateway needs: runs
 //! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`),
-//! trigger deliveries and the webhook outbox (`hooks`).
+//! trigger deliveries, webhooks, the webhook outbox and session history (`hooks`),
+//! schedules and their firings (`schedules`), credentials and settings (`tokens`), and
+//! following another process's commits and the runner lease (`follow`).
 //! Every write returns only after its transaction is on disk; bus events of a write are
-//! published only after it committed. It knows run rows and JSON, not flows or the engine.
+//! published only after it committed. It persists what the engine produces (a
+//! `Transition`, its record drafts, a run's `RunState`) as data; it never runs the engine,
+//! reads a flow, or decides what a run does next.
 
 mod commands;
 mod flows;

@@ -35,7 +35,11 @@ use crate::auth::Scope;
 use crate::engine::ChatMessage;
 use follow::{End, Piece};
 
-/// Serialises requests of one session (a second waits for the first's run to stop).
+/// Serialises requests of one session (a second waits for the first's run to stop). This
+/// is the one lock held across `.await`s, deliberately: a request holds its session's
+/// (async) lock for its whole life, from picking the run to the reply, so two requests of a
+/// session never answer the same prompt. It is per session, never the map's: the map's own
+/// `std` mutex is held only to fetch the session's lock.
 #[derive(Default, Clone)]
 pub(crate) struct SessionLocks(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
 
