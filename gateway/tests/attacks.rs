@@ -5,16 +5,14 @@
 //! oversized payloads, too many streams, and 500s that leak internals. Requests from
 //! flows and webhooks to private addresses are in `outbound.rs`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Opts, TOKEN, spawn_app, spawn_with};
+use e2e::app::{Opts, TOKEN, spawn_app, spawn_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// A scoped API key made with the admin token.
-async fn key(app: &common::TestApp, name: &str, scopes: &[&str]) -> String {
+async fn key(app: &e2e::app::TestApp, name: &str, scopes: &[&str]) -> String {
     let (st, b) = app
         .post(
             "/api/gateway/keys",
@@ -25,7 +23,7 @@ async fn key(app: &common::TestApp, name: &str, scopes: &[&str]) -> String {
     b["token"].as_str().unwrap().to_owned()
 }
 
-async fn get_as(app: &common::TestApp, token: &str, xff: Option<&str>) -> (u16, Value) {
+async fn get_as(app: &e2e::app::TestApp, token: &str, xff: Option<&str>) -> (u16, Value) {
     let mut rb = app
         .http
         .get(app.url("/api/gateway/runs"))
@@ -164,7 +162,7 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() {
 }
 
 /// Publishes a channel's allowlist (what a bridge does at start) with the admin token.
-async fn publish(app: &common::TestApp, channel: &str, allow: &[&str]) {
+async fn publish(app: &e2e::app::TestApp, channel: &str, allow: &[&str]) {
     let (st, _, b) = app
         .call(
             Method::PUT,
@@ -176,7 +174,7 @@ async fn publish(app: &common::TestApp, channel: &str, allow: &[&str]) {
     assert_eq!(st, 200, "{b}");
 }
 
-async fn start_as(app: &common::TestApp, token: &str, body: Value) -> (u16, Value) {
+async fn start_as(app: &e2e::app::TestApp, token: &str, body: Value) -> (u16, Value) {
     let (st, _, b) = app
         .call(
             Method::POST,
@@ -422,7 +420,7 @@ async fn rotating_the_admin_token_leaves_an_owner_only_file() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let addr = common::ready_line(&mut child, "switchboard listening on ").await;
+    let addr = e2e::app::ready_line(&mut child, "switchboard listening on ").await;
     let r = reqwest::Client::new()
         .post(format!("{addr}/api/gateway/token/rotate"))
         .bearer_auth("sb_0123456789abcdef0123456789abcdef")

@@ -1,18 +1,16 @@
 //! Bad input gets the right 4xx with a message naming what is wrong, and nothing is stored.
 
-mod common;
-
-use common::{TOKEN, spawn_app};
+use e2e::app::{TOKEN, spawn_app};
 use serde_json::{Value, json};
 
-async fn run_count(app: &common::TestApp) -> usize {
+async fn run_count(app: &e2e::app::TestApp) -> usize {
     app.get("/api/gateway/runs?limit=1000").await.1["items"]
         .as_array()
         .unwrap()
         .len()
 }
 
-async fn raw(app: &common::TestApp, path: &str, body: &str) -> (u16, Value) {
+async fn raw(app: &e2e::app::TestApp, path: &str, body: &str) -> (u16, Value) {
     let r = app
         .http
         .post(app.url(path))

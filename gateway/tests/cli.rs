@@ -1,13 +1,11 @@
 //! The terminal client (`switchboard runs|start|answer|tail`) against the real server.
 
-mod common;
+use e2e::app::{TOKEN, spawn_app};
 
-use common::{TOKEN, spawn_app};
-
-fn cli(app: &common::TestApp, args: &[&str]) -> (bool, String, String) {
+fn cli(app: &e2e::app::TestApp, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
-        .env("SWITCHBOARD_URL", &app.addr)
+        .env("SWITCHBOARD_URL", &app.url)
         .env("SWITCHBOARD_TOKEN", TOKEN)
         .output()
         .expect("run the CLI");

@@ -1,9 +1,7 @@
 //! Commands: idempotency, refusals with reasons, pause/resume/cancel in every live state,
 //! cascades, events, and each command's fate.
 
-mod common;
-
-use common::spawn_app;
+use e2e::app::spawn_app;
 use serde_json::json;
 
 #[tokio::test]
@@ -161,8 +159,8 @@ async fn a_due_timer_does_not_move_a_paused_run() {
 
 #[tokio::test]
 async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
-    let (url, _fake) = common::llm_fake::start().await;
-    let app = common::spawn_with(common::Opts {
+    let (url, _fake) = e2e::llm_fake::start().await;
+    let app = e2e::app::spawn_with(e2e::app::Opts {
         llm_url: Some(url),
         ..Default::default()
     })
@@ -175,13 +173,13 @@ async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
     let evs = app
         .sse(&path, None, |e| {
-            common::records(e)
+            e2e::app::records(e)
                 .iter()
                 .any(|r| r["step_id"] == "r.1" && r["status"] == "completed")
         })
         .await;
     assert!(
-        common::records(&evs)
+        e2e::app::records(&evs)
             .iter()
             .any(|r| r["step_id"] == "r.1" && r["status"] == "completed")
     );

@@ -1,13 +1,11 @@
 //! `kill -9` the server with 200 runs in flight and 50 waiting, restart it on the same data
 //! dir, and check that nothing acknowledged was lost and nothing was recorded twice.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::spawn_app;
+use e2e::app::spawn_app;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -44,7 +42,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     // waiting runs, while the server is killed part-way through.
     let acked_runs = Arc::new(Mutex::new(Vec::<String>::new()));
     let acked_cmds = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-    let base = app.addr.clone();
+    let base = app.url.clone();
     let http = app.http.clone();
     let mut tasks = Vec::new();
     for (i, (run, key)) in waiting.iter().zip(&keys).enumerate().take(25) {
@@ -56,7 +54,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
                 "payload": {"wait_key": key, "payload": {"response": format!("a{i}")}}});
             let r = http
                 .post(format!("{base}/api/gateway/commands"))
-                .bearer_auth(common::TOKEN)
+                .bearer_auth(e2e::app::TOKEN)
                 .json(&body)
                 .send()
                 .await;
@@ -72,7 +70,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
         tasks.push(tokio::spawn(async move {
             let r = http
                 .post(format!("{base}/api/gateway/runs/start"))
-                .bearer_auth(common::TOKEN)
+                .bearer_auth(e2e::app::TOKEN)
                 .json(&json!({"bundle_id": "tick", "input_data": {"i": i}}))
                 .send()
                 .await;
@@ -110,7 +108,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
         acked_runs.len()
     );
 
-    app.start().await;
+    app.restart().await;
 
     // Every acknowledged start and command is there.
     for r in &acked_runs {

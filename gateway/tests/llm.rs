@@ -1,14 +1,12 @@
 //! LLM steps against a loopback OpenAI-compatible fake: streaming deltas over SSE, recorded
 //! replies, session history, provider errors and retries.
 
-mod common;
-
-use common::{Opts, records, spawn_app, spawn_with};
+use e2e::app::{Opts, records, spawn_app, spawn_with};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
-    let (url, fake) = common::llm_fake::start().await;
+    let (url, fake) = e2e::llm_fake::start().await;
     let app = spawn_with(Opts {
         llm_url: Some(url),
         ..Default::default()
@@ -110,7 +108,7 @@ async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
 
 #[tokio::test]
 async fn http_steps_call_out_with_an_idempotency_key() {
-    let (url, _fake) = common::llm_fake::start().await;
+    let (url, _fake) = e2e::llm_fake::start().await;
     let echo = url.replace("/v1", "/echo");
     // The fake listens on loopback, which flows reach only when the operator allows it.
     let app = spawn_with(Opts {
@@ -148,7 +146,7 @@ async fn http_steps_call_out_with_an_idempotency_key() {
 
 #[tokio::test]
 async fn provider_errors_fail_the_step_with_a_clear_message() {
-    let (url, _fake) = common::llm_fake::start().await;
+    let (url, _fake) = e2e::llm_fake::start().await;
     let app = spawn_with(Opts {
         llm_url: Some(url),
         ..Default::default()
@@ -167,7 +165,7 @@ async fn provider_errors_fail_the_step_with_a_clear_message() {
 
 #[tokio::test]
 async fn a_flaky_provider_is_retried_when_the_flow_asks() {
-    let (url, _fake) = common::llm_fake::start().await;
+    let (url, _fake) = e2e::llm_fake::start().await;
     let app = spawn_with(Opts {
         llm_url: Some(url),
         ..Default::default()

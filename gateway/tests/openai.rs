@@ -3,9 +3,7 @@
 //! behind the `chat` flow: models, a plain and a streamed completion, history seeding, an
 //! `ask` answered by the next request of the session, and OpenAI-shaped errors.
 
-mod common;
-
-use common::{Opts, TOKEN, spawn_with};
+use e2e::app::{Opts, TOKEN, spawn_with};
 use serde_json::{Value, json};
 
 /// The virtualenv's Python: `SWITCHBOARD_VENV` (scripts/test sets it), else the first
@@ -53,7 +51,7 @@ fn python() -> std::path::PathBuf {
 #[tokio::test]
 async fn the_official_openai_client_works_against_switchboard() {
     let py = python();
-    let (url, fake) = common::llm_fake::start().await;
+    let (url, fake) = e2e::llm_fake::start().await;
     let app = spawn_with(Opts {
         llm_url: Some(url),
         ..Default::default()

@@ -1,8 +1,6 @@
 //! The API description is served, is OpenAPI 3, and covers the whole client contract.
 
-mod common;
-
-use common::spawn_app;
+use e2e::app::spawn_app;
 
 #[tokio::test]
 async fn the_openapi_document_covers_every_route() {

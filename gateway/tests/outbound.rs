@@ -5,12 +5,10 @@
 //! capped; values put into a URL are encoded; a flow's headers never follow a redirect to
 //! another origin.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Opts, spawn_app, spawn_with};
+use e2e::app::{Opts, spawn_app, spawn_with};
 use serde_json::{Value, json};
 
 /// A loopback HTTP server on `ip` standing in for the outside world: `/echo` shows the
@@ -64,7 +62,7 @@ const FETCH: &str =
 const KEYED: &str = "steps:\n  - id: h\n    http:\n      url: \"{{ input.url }}\"\n      headers: {x-api-key: secret}\n  - output: \"{{ steps.h.body }}\"\n";
 const SEARCH: &str = "steps:\n  - id: h\n    http: \"{{ input.base | safe }}/echo?q={{ input.q }}&n=1\"\n  - id: i\n    http: \"{{ input.base | safe }}/items/{{ input.id }}\"\n  - output: {search: \"{{ steps.h.body }}\", item: \"{{ steps.i.body }}\"}\n";
 
-async fn fetch(app: &common::TestApp, url: &str) -> Value {
+async fn fetch(app: &e2e::app::TestApp, url: &str) -> Value {
     let run = app.start_run("fetch", json!({"url": url})).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -99,14 +97,14 @@ async fn flows_reach_only_public_addresses_unless_allowed() {
     .await;
     assert_eq!(app.upload("fetch.yaml", FETCH).await.0, 200);
     assert_eq!(app.upload("search.yaml", SEARCH).await.0, 200);
-    let own_api = format!("{}/api/gateway/runs", app.addr);
+    let own_api = format!("{}/api/gateway/runs", app.url);
     // The gateway's own API on loopback, cloud metadata, a name that resolves to loopback.
     refused(&fetch(&app, &own_api).await, "127.0.0.1");
     refused(
         &fetch(&app, "http://169.254.169.254/latest/meta-data/").await,
         "169.254.169.254",
     );
-    let port = app.addr.rsplit(':').next().unwrap();
+    let port = app.url.rsplit(':').next().unwrap();
     refused(
         &fetch(&app, &format!("http://localhost:{port}/api/health")).await,
         "localhost",
@@ -195,7 +193,7 @@ async fn webhooks_reach_only_public_addresses_unless_allowed() {
             .contains("SWITCHBOARD_HTTP_ALLOW")
     );
     // A name is checked as it resolves, at each delivery: `localhost` is refused.
-    let port = app.addr.rsplit(':').next().unwrap();
+    let port = app.url.rsplit(':').next().unwrap();
     let (st, b) = app
         .post(
             "/api/gateway/webhooks",

@@ -1,11 +1,9 @@
 //! Replay: pages, per-run and global SSE, Last-Event-ID, `done`.
 
-mod common;
-
-use common::{records, spawn_app};
+use e2e::app::{records, spawn_app};
 use serde_json::{Value, json};
 
-async fn finished_approval(app: &common::TestApp) -> String {
+async fn finished_approval(app: &e2e::app::TestApp) -> String {
     let run = app.start_run("approval", json!({"text": "ship it"})).await;
     let s = app.wait_for_status(&run, "waiting").await;
     app.answer(
@@ -235,7 +233,7 @@ async fn read_all(
 
 #[tokio::test]
 async fn idle_streams_get_keep_alive_comments() {
-    let app = common::spawn_with(common::Opts {
+    let app = e2e::app::spawn_with(e2e::app::Opts {
         env: vec![("SWITCHBOARD_SSE_KEEPALIVE", "200ms".into())],
         ..Default::default()
     })
@@ -245,7 +243,7 @@ async fn idle_streams_get_keep_alive_comments() {
     let resp = app
         .http
         .get(app.url(&format!("/api/gateway/runs/{run}/ledger/stream")))
-        .bearer_auth(common::TOKEN)
+        .bearer_auth(e2e::app::TOKEN)
         .send()
         .await
         .unwrap();
@@ -255,7 +253,7 @@ async fn idle_streams_get_keep_alive_comments() {
 
 #[tokio::test]
 async fn a_reader_that_falls_behind_is_dropped_without_slowing_the_run_and_resumes() {
-    let app = common::spawn_with(common::Opts {
+    let app = e2e::app::spawn_with(e2e::app::Opts {
         env: vec![("SWITCHBOARD_BUS_CAPACITY", "16".into())],
         ..Default::default()
     })
@@ -274,7 +272,7 @@ async fn a_reader_that_falls_behind_is_dropped_without_slowing_the_run_and_resum
         .get(app.url(&format!(
             "/api/gateway/runs/{run}/ledger/stream?after={after}"
         )))
-        .bearer_auth(common::TOKEN)
+        .bearer_auth(e2e::app::TOKEN)
         .send()
         .await
         .unwrap();
@@ -308,7 +306,7 @@ async fn a_reader_that_falls_behind_is_dropped_without_slowing_the_run_and_resum
     let rest = app
         .http
         .get(app.url(&format!("/api/gateway/runs/{run}/ledger/stream")))
-        .bearer_auth(common::TOKEN)
+        .bearer_auth(e2e::app::TOKEN)
         .header("Last-Event-ID", last.to_string())
         .send()
         .await

@@ -1,9 +1,7 @@
 //! The client contract end to end: start → waiting → resume → completed, with the request
 //! shapes AbstractGateway clients send.
 
-mod common;
-
-use common::spawn_app;
+use e2e::app::spawn_app;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -160,7 +158,7 @@ async fn a_start_repeated_with_its_idempotency_key_answers_the_same_run() {
     let start = |key: &'static str| {
         app.http
             .post(app.url("/api/gateway/runs/start"))
-            .bearer_auth(common::TOKEN)
+            .bearer_auth(e2e::app::TOKEN)
             .header("Idempotency-Key", key)
             .json(&json!({"bundle_id": "echo", "input_data": {"text": "once"}}))
             .send()

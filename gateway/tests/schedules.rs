@@ -2,20 +2,18 @@
 //! is unit-tested with fixed clocks in `schedule.rs`; these tests use the shortest interval
 //! allowed, 1 s.
 
-mod common;
-
 use std::time::Duration;
 
-use common::spawn_app;
+use e2e::app::spawn_app;
 use serde_json::{Value, json};
 
-async fn schedule(app: &common::TestApp, body: Value) -> String {
+async fn schedule(app: &e2e::app::TestApp, body: Value) -> String {
     let (st, b) = app.post("/api/gateway/runs/schedule", &body).await;
     assert_eq!(st, 200, "{b}");
     b["run_id"].as_str().unwrap().to_owned()
 }
 
-async fn info(app: &common::TestApp, id: &str) -> Value {
+async fn info(app: &e2e::app::TestApp, id: &str) -> Value {
     let (_, b) = app.get("/api/gateway/schedules?limit=100").await;
     b["items"]
         .as_array()
@@ -26,14 +24,14 @@ async fn info(app: &common::TestApp, id: &str) -> Value {
         .expect("listed")
 }
 
-async fn children(app: &common::TestApp, id: &str) -> Vec<Value> {
+async fn children(app: &e2e::app::TestApp, id: &str) -> Vec<Value> {
     let (_, b) = app
         .get(&format!("/api/gateway/runs/{id}/history_bundle"))
         .await;
     b["children"].as_array().unwrap().clone()
 }
 
-async fn wait_fired(app: &common::TestApp, id: &str, n: u64) -> Value {
+async fn wait_fired(app: &e2e::app::TestApp, id: &str, n: u64) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let s = info(app, id).await;
@@ -230,7 +228,7 @@ async fn a_restart_fires_a_missed_firing_once_not_in_a_burst() {
     tokio::time::sleep(Duration::from_millis(3000)).await; // about three firings missed
     let before = fired_on_disk(&app.data_dir, &id);
     let restart = chrono::Utc::now();
-    app.start().await;
+    app.restart().await;
     wait_fired(&app, &id, before + 2).await; // the catch-up, then a regular firing
     // Since the restart, exactly one firing was for a due time before it: one catch-up,
     // not one per missed tick; every later firing was planned after the restart.

@@ -1,12 +1,10 @@
 //! The security baseline and operability rules, each against the real server.
 
-mod common;
-
-use common::{Opts, TOKEN, spawn_app, spawn_with};
+use e2e::app::{Opts, TOKEN, spawn_app, spawn_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-async fn pair(app: &common::TestApp, code: &str, name: &str) -> (u16, Value) {
+async fn pair(app: &e2e::app::TestApp, code: &str, name: &str) -> (u16, Value) {
     let (s, _, b) = app
         .call(
             Method::POST,
@@ -332,7 +330,7 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
             path.display()
         );
         assert!(
-            !text.contains(&common::normalize(&code)),
+            !text.contains(&e2e::app::normalize(&code)),
             "a plain pairing code in {}",
             path.display()
         );
@@ -350,7 +348,7 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
         );
     }
     // Restarted, the token is not printed again; the admin token rotates.
-    app.start().await;
+    app.restart().await;
     let printed = app
         .stdout
         .lock()
@@ -432,7 +430,7 @@ async fn a_paused_gateway_starts_no_runs_but_finishes_the_ones_it_has() {
     .await;
     app.wait_for_status(&run, "completed").await;
     app.kill9().await;
-    app.start().await;
+    app.restart().await;
     assert_eq!(
         app.get("/api/health").await.1["paused"],
         true,

@@ -1,9 +1,7 @@
 //! Split mode: the API (`serve --no-runner`) and the runner (`runner`) as two processes on
 //! one data dir, one runner at a time, and a runner restart that loses nothing.
 
-mod common;
-
-use common::{Opts, records, spawn_with};
+use e2e::app::{Opts, records, spawn_with};
 use serde_json::json;
 
 #[tokio::test]
@@ -78,7 +76,7 @@ async fn api_and_runner_processes_share_a_data_dir() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--port", "0", "--data-dir"])
         .arg(&app.data_dir)
-        .env("SWITCHBOARD_AUTH_TOKEN", common::TOKEN)
+        .env("SWITCHBOARD_AUTH_TOKEN", e2e::app::TOKEN)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -143,7 +141,7 @@ async fn api_and_runner_processes_share_a_data_dir() {
     assert_eq!(fires, 2);
 }
 
-async fn futures_join(app: &common::TestApp, flow: &str, n: usize) -> Vec<String> {
+async fn futures_join(app: &e2e::app::TestApp, flow: &str, n: usize) -> Vec<String> {
     let mut v = Vec::new();
     for _ in 0..n {
         v.push(app.start_run(flow, json!({})).await);

@@ -3,9 +3,7 @@
 //! with the `run` scope; bad signatures, stale timestamps and replayed delivery ids are
 //! refused with clear 4xx and start nothing.
 
-mod common;
-
-use common::{Opts, TOKEN, spawn_with};
+use e2e::app::{Opts, TOKEN, spawn_with};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -22,7 +20,7 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn app() -> common::TestApp {
+async fn app() -> e2e::app::TestApp {
     spawn_with(Opts {
         env: vec![
             ("SWITCHBOARD_TRIGGER_SECRET_DEPLOY", SECRET.into()),
@@ -36,7 +34,7 @@ async fn app() -> common::TestApp {
 
 /// Posts `body` to a trigger with the given signature headers.
 async fn fire(
-    app: &common::TestApp,
+    app: &e2e::app::TestApp,
     name: &str,
     body: &str,
     headers: &[(&str, String)],
@@ -65,7 +63,7 @@ fn signed(body: &str, delivery: &str) -> Headers {
     ]
 }
 
-async fn run_count(app: &common::TestApp) -> usize {
+async fn run_count(app: &e2e::app::TestApp) -> usize {
     app.get("/api/gateway/runs?limit=1000").await.1["items"]
         .as_array()
         .unwrap()

@@ -2,14 +2,12 @@
 //! from the durable outbox while the receiver is down (delivered once when it is back), and
 //! the delivery log.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::{Opts, spawn_with};
+use e2e::app::{Opts, spawn_with};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -53,7 +51,7 @@ fn verify(secret: &str, h: &HeaderMap, body: &str) -> bool {
 
 /// A gateway whose webhooks may reach the receivers these tests run on loopback (by
 /// default only public addresses are reached: see `attacks.rs`).
-async fn app() -> common::TestApp {
+async fn app() -> e2e::app::TestApp {
     spawn_with(Opts {
         env: vec![
             ("SWITCHBOARD_WEBHOOK_RETRY_BASE", "200ms".into()),
@@ -170,7 +168,7 @@ async fn a_receiver_that_is_down_gets_the_delivery_once_it_is_back() {
 
     // The gateway restarts in between: the outbox is durable.
     app.terminate().await;
-    app.start().await;
+    app.restart().await;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
@@ -231,7 +229,7 @@ async fn bad_webhook_requests_name_the_field() {
         .call(
             reqwest::Method::DELETE,
             "/api/gateway/webhooks/wh_none",
-            Some(common::TOKEN),
+            Some(e2e::app::TOKEN),
             None,
         )
         .await;

@@ -1,10 +1,12 @@
-//! Support for the workspace's end-to-end tests (`tests/tests/*.rs`): the real `switchboard`
-//! binary started as a process on a temporary data dir, and loopback fakes for what this
-//! machine cannot reach: Telegram's Bot API ([`telegram_fake`]) and an OpenAI-compatible
-//! LLM ([`llm_fake`], shared with the gateway's own tests); and real parts started for a
-//! test: Postfix + Dovecot ([`mail_server`]).
+//! The one test harness of the workspace, used by every integration and end-to-end test
+//! (the gateway's, the web app's, the tray's, and `tests/tests/*.rs`): the real
+//! `switchboard` binary started as a process on a temporary data dir ([`app`], with
+//! standalone bridges in [`process`]), loopback fakes for what this machine cannot reach
+//! (Telegram's Bot API: [`telegram_fake`]; an OpenAI-compatible LLM: [`llm_fake`]), real
+//! parts started for a test (Postfix + Dovecot: [`mail_server`]), and the architecture's
+//! invariants as checks ([`tidy`]).
 
-#[path = "../../gateway/tests/common/llm_fake.rs"]
+pub mod app;
 pub mod llm_fake;
 pub mod mail_server;
 pub mod process;

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The admin token every test gateway uses.
-pub const TOKEN: &str = "e2e-admin-token-0123456789";
+use crate::app::TestApp;
+
+pub use crate::app::TOKEN;
 
 /// The `switchboard` binary next to this test's executable (`target/<profile>/`).
 pub fn binary() -> PathBuf {
@@ -35,7 +35,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 
 /// The repository's shipped flows.
 pub fn flows_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows")
+    crate::app::shipped_flows()
 }
 
 fn command(args: &[&str], env: &[(&str, String)]) -> Command {
@@ -54,75 +54,27 @@ fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     cmd
 }
 
-/// Spawns `cmd` and waits (30 s at most) for a stdout line containing `ready`; returns the
-/// child and that line.
-async fn launch(mut cmd: Command, ready: &str) -> (Child, String) {
-    let mut child = cmd.spawn().expect("spawn switchboard");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(l)) = lines.next_line().await {
-            if l.contains(ready) {
-                return l;
-            }
-        }
-        panic!("switchboard exited before printing `{ready}`");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("switchboard did not print `{ready}` within 30 s"));
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, line)
-}
+/// A gateway for end-to-end tests: the harness's [`TestApp`] serving the shipped flows.
+pub type Gateway = TestApp;
 
-/// A running `switchboard serve`.
-pub struct Gateway {
-    pub url: String,
-    pub data_dir: PathBuf,
-    child: Child,
-    _tmp: tempfile::TempDir,
-}
-
-impl Gateway {
-    /// Starts `serve` with `env` (e.g. `SWITCHBOARD_TELEGRAM_*`, the LLM fake's URL).
-    pub async fn start(env: &[(&str, String)]) -> Self {
+impl TestApp {
+    /// Starts `serve` with `env` (e.g. `SWITCHBOARD_TELEGRAM_*`, the LLM fake's URL) and
+    /// the shipped flows.
+    pub async fn start(env: &[(&'static str, String)]) -> Self {
         Self::start_with_flows(env, &flows_dir()).await
     }
 
     /// Starts `serve` with the flows in `flows`.
-    pub async fn start_with_flows(env: &[(&str, String)], flows: &Path) -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let data_dir = tmp.path().join("data");
-        let mut all = vec![
-            ("SWITCHBOARD_AUTH_TOKEN", TOKEN.to_owned()),
-            ("SWITCHBOARD_LLM_MODEL", "fake-model".to_owned()),
-        ];
-        all.extend(env.iter().cloned());
-        let data = data_dir.to_string_lossy().into_owned();
-        let flows = flows.to_string_lossy().into_owned();
-        let args = [
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            &data,
-            "--flows-dir",
-            &flows,
-        ];
-        let (child, line) = launch(command(&args, &all), "switchboard listening on").await;
-        let url = line
-            .rsplit(' ')
-            .next()
-            .expect("listening line ends with the URL")
-            .to_owned();
-        Self {
-            url,
-            data_dir,
-            child,
-            _tmp: tmp,
-        }
+    pub async fn start_with_flows(env: &[(&'static str, String)], flows: &Path) -> Self {
+        crate::app::spawn_with(crate::app::Opts {
+            env: env.to_vec(),
+            flows_dir: Some(flows.to_path_buf()),
+            ..Default::default()
+        })
+        .await
     }
 
-    /// A client of this gateway with the admin token.
+    /// A JSON client of this gateway with the admin token.
     pub fn client(&self) -> Api {
         Api {
             base: self.url.clone(),
@@ -132,7 +84,7 @@ impl Gateway {
 
     /// SIGKILLs the process.
     pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+        self.kill9().await;
     }
 }
 

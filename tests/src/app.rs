@@ -1,8 +1,10 @@
-//! Test harness: starts the real `switchboard` binary on 127.0.0.1:0 with a fresh data dir
-//! and talks to it over HTTP. Logs are hidden unless TEST_LOG=1.
-#![allow(dead_code)]
-
-pub mod llm_fake;
+//! The test harness every integration test uses: [`spawn_app`] starts the real
+//! `switchboard serve` on 127.0.0.1:0 with a fresh data dir (the shipped flows plus the test
+//! flows below, or a flows dir of the test's choosing, on the store [`TestStore`] names) and
+//! returns a [`TestApp`] that talks to it over HTTP: raw calls, run starts, answers, waits
+//! with deadlines, ledgers, SSE reads, restarts and `kill -9`. Logs are hidden unless
+//! `TEST_LOG=1`. [`crate::process`] adds standalone bridges; [`crate::llm_fake`] and
+//! [`crate::telegram_fake`] stand in for what this machine cannot reach.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// The admin token every test gateway uses.
+pub const TOKEN: &str = "test-admin-token-0123456789";
 
 /// Flows the tests use besides the shipped examples.
 const TEST_FLOWS: &[(&str, &str)] = &[
@@ -54,14 +57,42 @@ const TEST_FLOWS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The store a test gateway runs on: `SWITCHBOARD_TEST_STORE` (default `sqlite`, the
+/// embedded store in the data dir). The PostgreSQL store of the scale-out issue plugs in
+/// here, so one suite runs against both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TestStore {
+    #[default]
+    Sqlite,
+}
+
+impl TestStore {
+    /// The store `SWITCHBOARD_TEST_STORE` names.
+    pub fn from_env() -> Self {
+        match std::env::var("SWITCHBOARD_TEST_STORE").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Self::Sqlite,
+            Ok(other) => panic!("SWITCHBOARD_TEST_STORE `{other}` must be `sqlite`"),
+        }
+    }
+
+    /// The `serve` arguments that select it.
+    fn args(self) -> Vec<String> {
+        match self {
+            Self::Sqlite => Vec::new(),
+        }
+    }
+}
+
 pub struct TestApp {
-    pub addr: String,
+    /// The gateway's base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
     pub http: reqwest::Client,
     pub data_dir: PathBuf,
     pub flows_dir: PathBuf,
     pub llm_url: Option<String>,
     pub env: Vec<(&'static str, String)>,
     pub args: Vec<&'static str>,
+    pub store: TestStore,
     /// Everything the server printed on stdout (token, pairing code, address).
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
@@ -75,38 +106,52 @@ pub struct Opts {
     pub env: Vec<(&'static str, String)>,
     /// Extra `serve` arguments (e.g. `--no-runner`).
     pub args: Vec<&'static str>,
+    /// Serve exactly these flows (default: the shipped ones plus the test flows).
+    pub flows_dir: Option<PathBuf>,
+    pub store: TestStore,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_with(Opts::default()).await
 }
 
+/// The repository's shipped flows.
+pub fn shipped_flows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows")
+}
+
 pub async fn spawn_with(opts: Opts) -> TestApp {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data_dir = tmp.path().join("data");
-    let flows_dir = tmp.path().join("flows");
-    std::fs::create_dir_all(&flows_dir).expect("flows dir");
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows");
-    for e in std::fs::read_dir(shipped).expect("shipped flows") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, flows_dir.join(p.file_name().expect("name"))).expect("copy flow");
-    }
-    for (name, src) in TEST_FLOWS {
-        std::fs::write(flows_dir.join(format!("{name}.yaml")), src).expect("write flow");
-    }
+    let flows_dir = match opts.flows_dir {
+        Some(dir) => dir,
+        None => {
+            let dir = tmp.path().join("flows");
+            std::fs::create_dir_all(&dir).expect("flows dir");
+            for e in std::fs::read_dir(shipped_flows()).expect("shipped flows") {
+                let p = e.expect("entry").path();
+                std::fs::copy(&p, dir.join(p.file_name().expect("name"))).expect("copy flow");
+            }
+            for (name, src) in TEST_FLOWS {
+                std::fs::write(dir.join(format!("{name}.yaml")), src).expect("write flow");
+            }
+            dir
+        }
+    };
     let mut app = TestApp {
-        addr: String::new(),
+        url: String::new(),
         http: reqwest::Client::new(),
         data_dir,
         flows_dir,
         llm_url: opts.llm_url,
         env: opts.env,
         args: opts.args,
+        store: opts.store,
         stdout: Default::default(),
         child: None,
         _tmp: tmp,
     };
-    app.start().await;
+    app.restart().await;
     app
 }
 
@@ -114,15 +159,19 @@ impl TestApp {
     /// `switchboard SUBCOMMAND` on this app's data and flows dirs, with test logging.
     fn process(&self, sub: &str) -> Command {
         let log = std::env::var("TEST_LOG").is_ok();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        let mut cmd = Command::new(crate::process::binary());
         cmd.arg(sub)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--flows-dir")
             .arg(&self.flows_dir)
+            .args(self.store.args())
+            // Nothing of the host's SWITCHBOARD_* settings leaks into a test.
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
             .env("SWITCHBOARD_AUTH_TOKEN", TOKEN)
             .env("SWITCHBOARD_LLM_MODEL", "fake-model")
-            .env_remove("SWITCHBOARD_LLM_BASE_URL")
             .env("RUST_LOG", if log { "debug" } else { "error" })
             .stdout(Stdio::piped())
             .stderr(if log { Stdio::inherit() } else { Stdio::null() })
@@ -145,11 +194,11 @@ impl TestApp {
     }
 
     /// Starts (or restarts) the server process on the same data dir.
-    pub async fn start(&mut self) {
+    pub async fn restart(&mut self) {
         let mut cmd = self.process("serve");
         cmd.arg("--port").arg("0").args(&self.args);
-        let (child, addr) = self.launch(cmd, "switchboard listening on ").await;
-        self.addr = addr;
+        let (child, url) = self.launch(cmd, "switchboard listening on ").await;
+        self.url = url;
         self.child = Some(child);
     }
 
@@ -217,8 +266,9 @@ impl TestApp {
         }
     }
 
+    /// The full URL of `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.addr)
+        format!("{}{path}", self.url)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
