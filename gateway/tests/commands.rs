@@ -107,8 +107,6 @@ async fn pause_resume_and_cancel_from_waiting_and_paused() {
     );
     // An answer to a paused run is recorded and takes effect on resume.
     assert_eq!(app.answer("a1", &run, &key, json!("approve")).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(app.run(&run).await["status"], "paused");
     assert_eq!(
         app.get("/api/gateway/commands/a1").await.1["status"],
         "pending"
@@ -120,6 +118,14 @@ async fn pause_resume_and_cancel_from_waiting_and_paused() {
         app.get("/api/gateway/commands/a1").await.1["status"],
         "applied"
     );
+    // The ledger shows the order: the answer was applied only after the resume.
+    let resumed = app
+        .position(&run, |r| r["effect"]["type"] == "resume")
+        .await;
+    let answered = app
+        .position(&run, |r| r["result"].get("response").is_some())
+        .await;
+    assert!(resumed < answered, "applied while paused");
     assert_eq!(
         app.command("r2", &run, "resume", json!({})).await.0,
         409,
@@ -149,27 +155,51 @@ async fn pause_resume_and_cancel_from_waiting_and_paused() {
 async fn a_due_timer_does_not_move_a_paused_run() {
     let app = spawn_app().await;
     let run = app.start_run("tick", json!({})).await; // waits on a 2 s timer
-    app.wait_for_status(&run, "waiting").await;
+    let w = app.wait_for_status(&run, "waiting").await;
     app.command("p", &run, "pause", json!({})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    // Past the timer's due time (the one wait a timer test cannot avoid: the clock's), the
+    // run is still paused; resumed, it goes on, and its ledger puts the timer after the resume.
+    let due =
+        chrono::DateTime::parse_from_rfc3339(w["waiting"]["until"].as_str().unwrap()).unwrap();
+    let left = (due.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_millis(100)).await;
     assert_eq!(app.run(&run).await["status"], "paused");
     app.command("r", &run, "resume", json!({})).await;
     app.wait_for_status(&run, "completed").await;
+    let resumed = app
+        .position(&run, |r| r["effect"]["type"] == "resume")
+        .await;
+    let key = w["waiting"]["wait_key"].clone();
+    let fired = app
+        .position(&run, |r| r["step_id"] == key && r["status"] == "completed")
+        .await;
+    assert!(
+        resumed < fired,
+        "the timer moved the run while it was paused"
+    );
 }
 
 #[tokio::test]
 async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
-    let (url, _fake) = e2e::llm_fake::start().await;
+    let (url, fake) = e2e::llm_fake::start().await;
     let app = e2e::app::spawn_with(e2e::app::Opts {
         llm_url: Some(url),
         ..Default::default()
     })
     .await;
+    let in_flight = || {
+        e2e::app::eventually(10, "the LLM call in flight", || async {
+            (fake.held() == 1).then_some(())
+        })
+    };
     // Paused mid-call: the reply is recorded, the run stays paused until resumed.
-    let run = app.start_run("slowllm", json!({"text": "SLOW one"})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let run = app.start_run("slowllm", json!({"text": "HOLD one"})).await;
+    in_flight().await;
     assert_eq!(app.run(&run).await["status"], "running");
     assert_eq!(app.command("p", &run, "pause", json!({})).await.0, 200);
+    fake.release();
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
     let evs = app
         .sse(&path, None, |e| {
@@ -183,7 +213,6 @@ async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
             .iter()
             .any(|r| r["step_id"] == "r.1" && r["status"] == "completed")
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
         app.run(&run).await["status"],
         "paused",
@@ -192,15 +221,19 @@ async fn pause_and_cancel_a_run_in_the_middle_of_an_llm_call() {
     app.command("r", &run, "resume", json!({})).await;
     assert_eq!(
         app.wait_for_status(&run, "completed").await["output"],
-        "echo: SLOW one"
+        "echo: HOLD one"
     );
 
-    // Cancelled mid-call: the call is abandoned and nothing follows the cancellation.
-    let run = app.start_run("slowllm", json!({"text": "SLOW two"})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Cancelled mid-call: the call is abandoned (the runner hangs up: the fake sees its
+    // caller leave) and nothing follows the cancellation.
+    let run = app.start_run("slowllm", json!({"text": "HOLD two"})).await;
+    in_flight().await;
     assert_eq!(app.command("x", &run, "cancel", json!({})).await.0, 200);
     assert_eq!(app.run(&run).await["status"], "cancelled");
-    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    e2e::app::eventually(10, "the abandoned call to hang up", || async {
+        (fake.held() == 0).then_some(())
+    })
+    .await;
     let last = app.ledger(&run).await.pop().unwrap();
     assert_eq!(last["status"], "cancelled");
     assert_eq!(app.run(&run).await["status"], "cancelled");

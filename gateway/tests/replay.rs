@@ -101,11 +101,12 @@ async fn live_stream_and_global_stream_deliver_the_same_records() {
     let s = app.wait_for_status(&run, "waiting").await;
     let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
+    let before = app.streams().await;
     let live = {
         let app_ref = &app;
         let listen = app_ref.sse(&path, None, |e| e.last().is_some_and(|e| e.event == "done"));
         let act = async {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app_ref.wait_streams(before + 1).await;
             app_ref.answer("c-live", &run, &key, json!("reject")).await
         };
         let (evs, (st, _)) = tokio::join!(listen, act);

@@ -95,7 +95,12 @@ async fn pairing_codes_expire() {
     .await;
     let (_, b) = app.post("/api/gateway/pair/codes", &json!({})).await;
     let code = b["code"].as_str().unwrap().to_owned();
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Waits for the clock to pass the code's expiry (the event this test is about).
+    let expires = chrono::DateTime::parse_from_rfc3339(b["expires_at"].as_str().unwrap()).unwrap();
+    let left = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_millis(50)).await;
     let (st, b) = pair(&app, &code, "late").await;
     assert_eq!(st, 401);
     assert!(
@@ -512,6 +517,7 @@ async fn sigterm_closes_streams_with_a_retry_hint_and_exits_cleanly() {
     let mut app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;
     app.wait_for_status(&run, "waiting").await;
+    let before = app.streams().await;
     let resp = app
         .http
         .get(app.url(&format!("/api/gateway/runs/{run}/ledger/stream")))
@@ -520,7 +526,7 @@ async fn sigterm_closes_streams_with_a_retry_hint_and_exits_cleanly() {
         .await
         .unwrap();
     let reader = tokio::spawn(async move { resp.text().await.unwrap_or_default() });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.wait_streams(before + 1).await;
     let status = app.terminate().await;
     assert_eq!(status.code(), Some(0));
     let body = tokio::time::timeout(std::time::Duration::from_secs(5), reader)

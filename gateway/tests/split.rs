@@ -15,7 +15,6 @@ async fn api_and_runner_processes_share_a_data_dir() {
     assert_eq!(h["runner"]["enabled"], false);
     // With no runner, a run is accepted (durably) but does not move.
     let early = app.start_run("ask", json!({"text": "early?"})).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(app.run(&early).await["status"], "running");
 
     let mut runner = app.spawn_runner().await;
@@ -31,10 +30,11 @@ async fn api_and_runner_processes_share_a_data_dir() {
     let s = app.wait_for_status(&run, "waiting").await;
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
     let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let before = app.streams().await;
     let (evs, _) = tokio::join!(
         app.sse(&path, None, |e| e.last().is_some_and(|e| e.event == "done")),
         async {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.wait_streams(before + 1).await;
             app.answer("split-a", &run, &key, json!("approve")).await
         }
     );

@@ -3,7 +3,6 @@
 //! the delivery log.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
@@ -63,13 +62,17 @@ async fn app() -> e2e::app::TestApp {
 }
 
 async fn until<F: Fn() -> bool>(what: &str, f: F) {
-    for _ in 0..300 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+    e2e::app::eventually(15, what, || async { f().then_some(()) }).await
+}
+
+/// The delivery log (filtered by `query`) once its first item satisfies `ok`.
+async fn deliveries(app: &e2e::app::TestApp, query: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/gateway/webhooks/deliveries{query}");
+    e2e::app::eventually(10, "the delivery log", || async {
+        let log = app.get(&path).await.1;
+        ok(&log["items"][0]).then_some(log)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -149,14 +152,7 @@ async fn a_receiver_that_is_down_gets_the_delivery_once_it_is_back() {
     app.wait_for_status(&run, "completed").await;
 
     // Attempts fail and are logged.
-    let mut log = Value::Null;
-    for _ in 0..100 {
-        log = app.get("/api/gateway/webhooks/deliveries").await.1;
-        if log["items"][0]["attempts"].as_i64().unwrap_or(0) >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = deliveries(&app, "", |d| d["attempts"].as_i64().unwrap_or(0) >= 2).await;
     let d = &log["items"][0];
     assert_eq!(d["status"], "pending", "{log}");
     assert!(d["attempts"].as_i64().unwrap() >= 2, "{log}");
@@ -179,23 +175,12 @@ async fn a_receiver_that_is_down_gets_the_delivery_once_it_is_back() {
     })
     .await;
     // The sender records the attempt after the receiver answered: wait for the log.
-    let mut log = Value::Null;
-    for _ in 0..100 {
-        log = app
-            .get("/api/gateway/webhooks/deliveries?status=delivered")
-            .await
-            .1;
-        if log["items"][0].is_object() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = deliveries(&app, "?status=delivered", Value::is_object).await;
     let d = &log["items"][0];
     assert_eq!(d["status"], "delivered");
     assert_eq!(d["last_status"], 200);
     assert!(d["attempts"].as_i64().unwrap() >= 3);
-    // Nothing more arrives: delivered once.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Delivered once: the delivery is marked delivered, so the sender never takes it again.
     assert_eq!(rx.bodies().len(), 1);
     let v: Value = serde_json::from_str(&rx.bodies()[0].1).unwrap();
     assert_eq!(v["run"]["output"]["text"], "hi");

@@ -355,18 +355,39 @@ impl TestApp {
 
     /// Polls the summary until `status` (10 s at most).
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        let what = format!("run {id} to become {status}");
+        eventually(10, &what, || async {
             let r = self.run(id).await;
-            if r["status"] == status {
-                return r;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "run {id} never became {status}: {r}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (r["status"] == status).then_some(r)
+        })
+        .await
+    }
+
+    /// How many followers the gateway's bus has now (event streams, plus its own
+    /// followers such as the webhook dispatcher).
+    pub async fn streams(&self) -> u64 {
+        self.get("/api/health").await.1["streams"]
+            .as_u64()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the gateway has at least `n` followers (so a stream a test opened is
+    /// following before the test acts): take [`TestApp::streams`] before opening it, and
+    /// wait for one more.
+    pub async fn wait_streams(&self, n: u64) {
+        eventually(10, "the event stream to open", || async {
+            (self.streams().await >= n).then_some(())
+        })
+        .await
+    }
+
+    /// The position (0-based) of the first ledger record of `run` that `matches`.
+    pub async fn position(&self, run: &str, matches: impl Fn(&Value) -> bool) -> usize {
+        let ledger = self.ledger(run).await;
+        ledger
+            .iter()
+            .position(matches)
+            .unwrap_or_else(|| panic!("no such record in {run}'s ledger: {ledger:#?}"))
     }
 
     /// The whole ledger, read page by page.
@@ -452,6 +473,27 @@ pub async fn read_until(
 /// [`read_until`] for a process whose output is not kept.
 pub async fn ready_line(child: &mut Child, ready: &str) -> String {
     read_until(child, ready, Default::default()).await
+}
+
+/// Polls `check` every 20 ms until it gives a value, for at most `secs` seconds (then the
+/// test fails, naming `what`). Tests wait for what they need to see (a status, a record, a
+/// call a fake recorded), never for a fixed time.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {secs} s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[derive(Debug, Clone)]

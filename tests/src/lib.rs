@@ -9,6 +9,7 @@
 pub mod app;
 pub mod llm_fake;
 pub mod mail_server;
+pub mod peek;
 pub mod process;
 pub mod telegram_fake;
 pub mod tidy;

@@ -1,9 +1,11 @@
 //! A loopback server speaking OpenAI's chat-completions format (JSON and streaming SSE).
 //! It replies `echo: <last user message>`; a message containing FAIL gets a 500 with an
-//! OpenAI error body; SLOW answers after 1.5 s; FLAKY fails the first attempt of each idempotency key;
-//! DRIP streams one word every 300 ms.
+//! OpenAI error body; HOLD waits at a gate until the test [`Fake::release`]s it (so a test
+//! knows a call is in flight, and chooses when it ends); FLAKY fails the first attempt of
+//! each idempotency key; DRIP streams one word every 300 ms (for watching a reply grow).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
@@ -13,15 +15,62 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Fake {
     pub requests: Arc<Mutex<Vec<Value>>>,
     seen_keys: Arc<Mutex<HashSet<String>>>,
+    /// HOLD calls wait here for a permit.
+    gate: Arc<tokio::sync::Semaphore>,
+    held: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Self {
+            requests: Arc::default(),
+            seen_keys: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            held: Arc::default(),
+            answered: Arc::default(),
+        }
+    }
 }
 
 impl Fake {
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().expect("lock").clone()
+    }
+
+    /// Calls waiting at the gate now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets one HOLD call through.
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+
+    /// Calls answered so far (their reply was handed to the connection).
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
+    }
+}
+
+/// One call waiting at the gate (the count goes down when it leaves, however it leaves).
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        Self(n)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -58,9 +107,20 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
             .lock()
             .expect("lock")
             .insert(key.rsplit_once(':').map(|k| k.0.to_owned()).unwrap_or(key));
-    if last.contains("SLOW") {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    if last.contains("HOLD") {
+        // Counted while waiting; a caller that hangs up (the run was cancelled) drops this
+        // future, and the guard takes the call off the count.
+        let _waiting = Held::new(&f.held);
+        if let Ok(p) = f.gate.acquire().await {
+            p.forget();
+        }
     }
+    let reply = answer(&body, &last, flaky_first);
+    f.answered.fetch_add(1, Ordering::SeqCst);
+    reply
+}
+
+fn answer(body: &Value, last: &str, flaky_first: bool) -> Response {
     if last.contains("FAIL") || flaky_first {
         let err =
             json!({"error": {"message": "the fake model is overloaded", "type": "server_error"}});

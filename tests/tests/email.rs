@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use e2e::mail_server::MailServer;
+use e2e::peek;
 use e2e::process::{Bridge, Gateway};
 use serde_json::{Value, json};
 
@@ -139,12 +140,9 @@ async fn an_approval_prompt_is_mailed_and_a_reply_completes_the_run_once() {
     send(&mail, "alice", &answer).await;
     mail.wait_all_seen("bot", 2, 30).await;
     assert_eq!(gw.client().answers(&id).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        mail.inbox("alice").await.len(),
-        1,
-        "only the prompt was mailed"
-    );
+    // A message is marked seen only after what it caused was queued: only the prompt was.
+    let queued = peek::email_outbox(&gw.data_dir.join("email.sqlite"));
+    assert_eq!(queued.len(), 1, "only the prompt was mailed: {queued:?}");
 }
 
 #[tokio::test]
@@ -284,12 +282,14 @@ async fn the_standalone_bridge_restarted_between_prompt_and_reply_loses_and_repe
     .await;
     // While the bridge is down another run asks alice something.
     let other = start(&gw, "ask", "Anything else?", "alice@example.test").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(run(&gw, &id).await["status"], "waiting");
     let _bridge = Bridge::email(&gw, &state, &env(&mail)).await;
     wait_status(&gw, &id, "completed").await;
     prompt_for(&mail, "alice", "Anything else?").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each prompt was queued once (one outbox row per prompt) and sent once.
+    let queued = peek::email_outbox(&state);
+    assert_eq!(queued.len(), 2, "each prompt once: {queued:?}");
+    assert!(queued.iter().all(|q| q.sent), "{queued:?}");
     let inbox = mail.inbox("alice").await;
     assert_eq!(inbox.len(), 2, "each prompt once: {inbox:?}");
     assert_eq!(run(&gw, &other).await["status"], "waiting");
@@ -349,7 +349,14 @@ async fn a_prompt_is_mailed_once_smtp_is_back() {
     mail.stop_smtp().await;
     let id = start(&gw, "approval", "after the outage", "alice@example.test").await;
     // The bridge tries, fails and backs off while SMTP is down.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outbox = gw.data_dir.join("email.sqlite");
+    e2e::app::eventually(30, "a failed attempt to send the prompt", || async {
+        peek::email_outbox(&outbox)
+            .iter()
+            .any(|q| q.attempts >= 1 && q.last_error.is_some() && !q.sent)
+            .then_some(())
+    })
+    .await;
     assert!(mail.inbox("alice").await.is_empty());
     mail.start_smtp().await;
     let prompt = prompt_for(&mail, "alice", "Approve or reject: after the outage").await;

@@ -259,9 +259,12 @@ async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
     let env = telegram_env(&fake);
     let mut bridge = Bridge::telegram(&gw, &state, &env).await;
     let (msg, kb) = approval_prompt(&fake, "across a restart").await;
-    // Killed while idle: the prompt's send and its state commit are milliseconds apart, and
-    // a kill between the two would repeat that one message (the documented window).
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Killed while idle, once the bridge committed the prompt it sent (a kill between the
+    // send and that commit would repeat that one message: the documented window).
+    e2e::app::eventually(20, "the prompt recorded as sent", || async {
+        e2e::peek::telegram_prompt_sent(&state, "Approve or reject: across a restart").then_some(())
+    })
+    .await;
     bridge.kill().await;
 
     // While the bridge is down: the tap waits in Telegram's queue, and a run started

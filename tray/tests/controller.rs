@@ -184,7 +184,7 @@ async fn runs_started_before_the_tray_are_in_its_first_menu() {
     let (s, r) = gw.client().post("/api/gateway/runs/start", body).await;
     assert_eq!(s, 200, "{r}");
     let run = r["run_id"].as_str().unwrap_or_default().to_owned();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.client().wait_status(&run, "waiting", 10).await;
     let mut t = Tray::attach(gw);
     t.until("the early prompt", |c| {
         c.run(&run).is_some_and(|r| r.prompt.is_some())

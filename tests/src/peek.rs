@@ -1,0 +1,55 @@
+//! Read-only looks into a bridge's own state file, so a test can wait for what the bridge
+//! committed (a mail queued, a prompt's message recorded) instead of sleeping and hoping.
+
+use std::path::Path;
+
+/// A row of the email bridge's outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub key: String,
+    pub to: String,
+    pub attempts: u32,
+    pub sent: bool,
+    pub last_error: Option<String>,
+}
+
+fn open(path: &Path) -> Option<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()
+}
+
+/// Every mail the email bridge queued (sent or not), oldest first; empty before the file
+/// exists.
+pub fn email_outbox(state: &Path) -> Vec<Queued> {
+    let Some(c) = open(state) else {
+        return Vec::new();
+    };
+    let rows = c
+        .prepare("SELECT key, to_addr, attempts, sent_at IS NOT NULL, last_error FROM outbox ORDER BY id")
+        .and_then(|mut st| {
+            st.query_map([], |r| {
+                Ok(Queued {
+                    key: r.get(0)?,
+                    to: r.get(1)?,
+                    attempts: r.get::<_, i64>(2)? as u32,
+                    sent: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        });
+    rows.unwrap_or_default()
+}
+
+/// Whether the Telegram bridge recorded the message it sent for a prompt whose text starts
+/// with `text` (the send and this record are one step of the bridge).
+pub fn telegram_prompt_sent(state: &Path, text: &str) -> bool {
+    let Some(c) = open(state) else {
+        return false;
+    };
+    c.query_row(
+        "SELECT count(*) FROM prompts WHERE message_id IS NOT NULL AND substr(text, 1, length(?1)) = ?1",
+        [text],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
