@@ -203,3 +203,5 @@ fn choices_match_loosely() {
         json!("later")
     );
 }
+
+mod table;
