@@ -2,8 +2,10 @@
 //! `synchronous=FULL` (what a bridge commits survives a crash), its schema applied, and
 //! every call run on the blocking pool so no lock is held across an `.await`. Plus the
 //! `meta` key/value table both bridges keep cursors and offsets in. What the tables mean is
-//! each bridge's business (`telegram::state`, `email::state`).
+//! each bridge's business: it plugs its [`Tables`] into [`State`] and adds its queries in
+//! `telegram::state` and `email::state`.
 
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -60,15 +62,21 @@ impl Db {
         .map_err(|e| DbError::Task(e.to_string()))?
     }
 
+    /// The first column of the row `sql` selects with `params`, or `None` when no row
+    /// matches.
+    pub async fn value<T, P>(&self, sql: &'static str, params: P) -> Result<Option<T>, DbError>
+    where
+        T: rusqlite::types::FromSql + Send + 'static,
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.call(move |c| Ok(c.query_row(sql, params, |r| r.get(0)).optional()?))
+            .await
+    }
+
     /// The `meta` value under `key`.
     pub async fn meta(&self, key: &'static str) -> Result<Option<String>, DbError> {
-        self.call(move |c| {
-            Ok(
-                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                    .optional()?,
-            )
-        })
-        .await
+        self.value("SELECT value FROM meta WHERE key = ?1", (key,))
+            .await
     }
 
     /// A numeric `meta` value (0 when unset).
@@ -111,6 +119,60 @@ impl Db {
             Ok(())
         })
         .await
+    }
+}
+
+/// A bridge's own tables: their schema, and how the changes one ledger record causes
+/// apply to them.
+pub trait Tables {
+    /// The `CREATE TABLE IF NOT EXISTS` statements; must include the `meta` table.
+    const SCHEMA: &'static str;
+    type Change: Send + 'static;
+    type Error: From<DbError> + From<rusqlite::Error> + Send + 'static;
+    fn apply(c: &Connection, change: Self::Change) -> Result<(), Self::Error>;
+}
+
+/// A bridge's state file; cheap to clone. Its generic parts (the connection, `meta`, the
+/// ledger cursor) are the [`Db`]'s, which it derefs to; what the tables `T` mean each
+/// bridge says in its own `impl State<T>`.
+pub struct State<T> {
+    db: Db,
+    tables: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            tables: PhantomData,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for State<T> {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl<T: Tables> State<T> {
+    /// Opens (or creates) the state file at `path`.
+    pub fn open(path: &Path) -> Result<Self, T::Error> {
+        Ok(Self {
+            db: Db::open(path, T::SCHEMA)?,
+            tables: PhantomData,
+        })
+    }
+
+    /// Applies a record's changes and moves the ledger cursor past it, in one transaction.
+    pub async fn commit_record(
+        &self,
+        cursor: u64,
+        changes: Vec<T::Change>,
+    ) -> Result<(), T::Error> {
+        self.db.commit_record(cursor, changes, T::apply).await
     }
 }
 

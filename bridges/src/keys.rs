@@ -34,7 +34,7 @@ impl MacKey {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
-        match create_private(path, &hex::encode(&key)) {
+        match protocol::secret_file::create_private(path, &hex::encode(&key)) {
             Ok(()) => Ok(Self(key)),
             // Another process made it first: use that one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -87,28 +87,6 @@ impl MacKey {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
-}
-
-/// Creates `path` with mode 0600, whole or not at all: the text goes to a temporary file
-/// that is then linked into place (which fails if `path` exists, so two processes racing
-/// keep one key, and a crash never leaves an empty key file).
-fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let nonce: u64 = rand::random();
-    let tmp = path.with_extension(format!("tmp{nonce:016x}"));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
-    drop(f);
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    linked
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<Dispat
             .filter(|h| it.gseq > h.from_gseq && h.wants(event, &run.bundle_id))
         {
             items.push(NewDelivery {
-                webhook_id: h.id.clone(),
+                webhook_id: h.info.id.clone(),
                 event: event.into(),
                 run_id: it.run_id.clone(),
                 gseq: it.gseq,
@@ -316,14 +316,17 @@ pub(crate) fn new_webhook(body: &Value, net: &crate::net::NetPolicy) -> Result<W
         ));
     }
     let secret: [u8; 24] = rand::random();
-    Ok(Webhook {
+    let info = protocol::WebhookInfo {
         id: format!("wh_{}", uuid::Uuid::new_v4().simple()),
         url: url.to_owned(),
-        secret: format!("whsec_{}", hex::encode(secret)),
         events,
         flows: list("flows")?,
-        from_gseq: 0,
         created_at: crate::engine::ts(chrono::Utc::now()),
+    };
+    Ok(Webhook {
+        info,
+        secret: format!("whsec_{}", hex::encode(secret)),
+        from_gseq: 0,
     })
 }
 
@@ -356,7 +359,7 @@ mod tests {
         let metadata = e(json!({"url": "http://169.254.169.254/latest/meta-data"}));
         assert!(metadata.contains("SWITCHBOARD_HTTP_ALLOW"), "{metadata}");
         let w = new_webhook(&json!({"url": "http://x/hook", "flows": ["chat"]}), &net).unwrap();
-        assert_eq!(w.events.len(), 4);
+        assert_eq!(w.info.events.len(), 4);
         assert!(w.wants("run.failed", "chat") && !w.wants("run.failed", "echo"));
     }
 }

@@ -5,46 +5,33 @@
 //! oversized payloads, too many streams, and 500s that leak internals. Requests from
 //! flows and webhooks to private addresses are in `outbound.rs`.
 
-use std::time::Duration;
-
-use e2e::app::{Opts, TOKEN, spawn_app, spawn_with};
+use e2e::app::{Opts, TOKEN, assert_refused, eventually, spawn_app, spawn_with, spawn_with_env};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// A scoped API key made with the admin token.
 async fn key(app: &e2e::app::TestApp, name: &str, scopes: &[&str]) -> String {
-    let (st, b) = app
-        .post(
-            "/api/gateway/keys",
-            &json!({"name": name, "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
-    b["token"].as_str().unwrap().to_owned()
+    let created = app.create_key(name, scopes).await;
+    created["token"].as_str().unwrap().to_owned()
 }
 
+/// `GET /api/gateway/runs` with `token`, through a proxy that forwarded `xff` if any.
 async fn get_as(app: &e2e::app::TestApp, token: &str, xff: Option<&str>) -> (u16, Value) {
-    let mut rb = app
-        .http
-        .get(app.url("/api/gateway/runs"))
-        .bearer_auth(token);
-    if let Some(x) = xff {
-        rb = rb.header("x-forwarded-for", x);
+    let caller = app.with_token(token);
+    match xff {
+        Some(x) => caller.header("x-forwarded-for", x),
+        None => caller,
     }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
+    .get("/api/gateway/runs")
+    .await
 }
 
 #[tokio::test]
 async fn bad_credentials_lock_out_failures_never_valid_tokens() {
-    let app = spawn_with(Opts {
-        env: vec![
-            ("SWITCHBOARD_LOCKOUT_AFTER", "3".into()),
-            ("SWITCHBOARD_LOCKOUT_BASE", "60s".into()),
-        ],
-        ..Default::default()
-    })
+    let app = spawn_with_env(&[
+        ("SWITCHBOARD_LOCKOUT_AFTER", "3"),
+        ("SWITCHBOARD_LOCKOUT_BASE", "60s"),
+    ])
     .await;
     let device_key = key(&app, "ci", &["read"]).await;
     for _ in 0..3 {
@@ -60,14 +47,10 @@ async fn bad_credentials_lock_out_failures_never_valid_tokens() {
     let pair = |code: String| {
         let app = &app;
         async move {
-            app.call(
-                Method::POST,
-                "/api/gateway/pair",
-                None,
-                Some(json!({"code": code, "name": "phone"})),
-            )
-            .await
-            .0
+            app.anonymous()
+                .post("/api/gateway/pair", &json!({"code": code, "name": "phone"}))
+                .await
+                .0
         }
     };
     assert_eq!(pair("AAAA-AAAA".into()).await, 429);
@@ -75,8 +58,7 @@ async fn bad_credentials_lock_out_failures_never_valid_tokens() {
     // (the web app and the Telegram bridge pair people from one address).
     assert_eq!(get_as(&app, TOKEN, None).await.0, 200);
     assert_eq!(get_as(&app, &device_key, None).await.0, 200);
-    let (_, code) = app.post("/api/gateway/pair/codes", &json!({})).await;
-    assert_eq!(pair(code["code"].as_str().unwrap().to_owned()).await, 200);
+    assert_eq!(pair(app.pairing_code().await).await, 200);
 }
 
 #[tokio::test]
@@ -144,11 +126,7 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() {
     let big = format!("steps:\n  - say: \"{}\"\n", "x".repeat(1024 * 1024));
     std::fs::write(app.flows_dir.join("bomb.yaml"), &big).unwrap();
     let (st, b) = app.post("/api/gateway/bundles/reload", &json!({})).await;
-    assert_eq!(st, 400, "{b}");
-    assert!(
-        b["error"]["message"].as_str().unwrap().contains("bytes"),
-        "{b}"
-    );
+    assert_refused(st, &b, 400, "bytes");
     let (st, b) = app.upload("big.yaml", &big).await;
     assert_eq!(st, 400, "{b}");
     // A legitimate flow still uploads and runs; the gateway is alive and small.
@@ -163,25 +141,20 @@ async fn a_yaml_alias_bomb_is_refused_before_it_expands() {
 
 /// Publishes a channel's allowlist (what a bridge does at start) with the admin token.
 async fn publish(app: &e2e::app::TestApp, channel: &str, allow: &[&str]) {
-    let (st, _, b) = app
-        .call(
-            Method::PUT,
+    let (st, b) = app
+        .with_token(TOKEN)
+        .put(
             &format!("/api/gateway/channels/{channel}"),
-            Some(TOKEN),
-            Some(json!({ "allow": allow })),
+            &json!({ "allow": allow }),
         )
         .await;
     assert_eq!(st, 200, "{b}");
 }
 
 async fn start_as(app: &e2e::app::TestApp, token: &str, body: Value) -> (u16, Value) {
-    let (st, _, b) = app
-        .call(
-            Method::POST,
-            "/api/gateway/runs/start",
-            Some(token),
-            Some(body),
-        )
+    let (st, b) = app
+        .with_token(token)
+        .post("/api/gateway/runs/start", &body)
         .await;
     (st, b)
 }
@@ -193,22 +166,12 @@ async fn a_scoped_key_cannot_make_the_gateway_message_strangers() {
     let ask = |notify: &[&str]| json!({"bundle_id": "ask", "input_data": {"text": "?"}, "notify": notify});
     // No bridge has registered: a notify to the channel is a clear 400, for anyone.
     let (st, b) = start_as(&app, &k, ask(&["telegram:999999"])).await;
-    assert_eq!(st, 400, "{b}");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not configured")
-    );
+    assert_refused(st, &b, 400, "not configured");
     publish(&app, "telegram", &["4242"]).await;
     publish(&app, "email", &["alice@example.com", "@corp.test"]).await;
     for target in ["email:outsider@evil.test?all", "telegram:999999"] {
         let (st, b) = start_as(&app, &k, ask(&[target])).await;
-        assert_eq!(st, 403, "{target}: {b}");
-        assert!(
-            b["error"]["message"].as_str().unwrap().contains(target),
-            "{b}"
-        );
+        assert_refused(st, &b, 403, target);
     }
     // A key may not start runs in a channel's conversation either.
     let (st, b) = start_as(
@@ -230,12 +193,11 @@ async fn a_scoped_key_cannot_make_the_gateway_message_strangers() {
     let (st, b) = start_as(&app, TOKEN, ask(&["email:outsider@evil.test"])).await;
     assert_eq!(st, 200, "{b}");
     // Only a bridge (the `channel` scope) or an admin publishes an allowlist.
-    let (st, _, _) = app
-        .call(
-            Method::PUT,
+    let (st, _) = app
+        .with_token(&k)
+        .put(
             "/api/gateway/channels/email",
-            Some(&k),
-            Some(json!({"allow": ["@evil.test"]})),
+            &json!({"allow": ["@evil.test"]}),
         )
         .await;
     assert_eq!(st, 403);
@@ -281,9 +243,7 @@ async fn openai_sessions_are_namespaced_by_caller() {
         .filter(|r| r["run_id"] != chat_run.as_str())
         .collect();
     assert_eq!(mine.len(), 1);
-    let (_, _, who) = app
-        .call(Method::GET, "/api/gateway/whoami", Some(&k), None)
-        .await;
+    let (_, who) = app.with_token(&k).get("/api/gateway/whoami").await;
     let session = format!("openai:{}:telegram:4242", who["id"].as_str().unwrap());
     assert_eq!(mine[0]["session_id"], session);
     // Nobody else may start runs in that namespace through the main API.
@@ -299,24 +259,13 @@ async fn openai_sessions_are_namespaced_by_caller() {
 
 #[tokio::test]
 async fn answers_and_events_are_capped() {
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_MAX_PAYLOAD", "1000".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_MAX_PAYLOAD", "1000")]).await;
     let run = app.start_run("ask", json!({"text": "?"})).await;
-    let w = app.wait_for_status(&run, "waiting").await;
-    let wait_key = w["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let wait_key = app.wait_key(&run).await;
     let (st, b) = app
         .answer("big", &run, &wait_key, json!("x".repeat(2000)))
         .await;
-    assert_eq!(st, 413, "{b}");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("SWITCHBOARD_MAX_PAYLOAD")
-    );
+    assert_refused(st, &b, 413, "SWITCHBOARD_MAX_PAYLOAD");
     let (st, b) = app
         .command(
             "ev",
@@ -333,11 +282,7 @@ async fn answers_and_events_are_capped() {
 
 #[tokio::test]
 async fn each_caller_has_a_cap_on_open_streams() {
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_MAX_STREAMS", "2".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_MAX_STREAMS", "2")]).await;
     let k = key(&app, "watcher", &["read"]).await;
     let open = || async {
         app.http
@@ -369,18 +314,10 @@ async fn each_caller_has_a_cap_on_open_streams() {
     }
     // A closed stream frees its place.
     drop(first);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = open().await;
-        if r.status().as_u16() == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the place was never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(10, "the stream's place to be freed", || async {
+        (open().await.status().as_u16() == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -470,8 +407,7 @@ async fn only_a_bridge_speaks_for_a_channels_people() {
     let app = spawn_app().await;
     let k = key(&app, "svc", &["read", "run", "command"]).await;
     let run = app.start_run("ask", json!({"text": "?"})).await;
-    let w = app.wait_for_status(&run, "waiting").await;
-    let wait_key = w["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let wait_key = app.wait_key(&run).await;
     let answer = |command_id: &str, client_id: Option<&str>, channel: Option<&str>| {
         json!({"command_id": command_id, "run_id": run, "type": "resume", "client_id": client_id,
                "channel": channel, "payload": {"wait_key": wait_key, "payload": {"response": "x"}}})

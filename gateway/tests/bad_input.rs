@@ -1,6 +1,6 @@
 //! Bad input gets the right 4xx with a message naming what is wrong, and nothing is stored.
 
-use e2e::app::{TOKEN, spawn_app};
+use e2e::app::{TOKEN, assert_refused, spawn_app};
 use serde_json::{Value, json};
 
 async fn run_count(app: &e2e::app::TestApp) -> usize {
@@ -38,79 +38,33 @@ async fn malformed_json_is_a_400_with_the_position() {
     assert_eq!(run_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn unknown_and_missing_fields_are_named() {
-    let app = spawn_app().await;
-    let (st, b) = app
-        .post(
-            "/api/gateway/runs/start",
-            &json!({"bundle_id": "echo", "inputs": {}}),
-        )
-        .await;
-    assert_eq!(st, 400, "{b}");
-    assert!(
-        b["error"]["message"].as_str().unwrap().contains("inputs"),
-        "{b}"
-    );
-    let (st, b) = app
-        .post(
-            "/api/gateway/commands",
-            &json!({"run_id": "x", "type": "pause"}),
-        )
-        .await;
-    assert_eq!(st, 400, "{b}");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("command_id"),
-        "{b}"
-    );
-    let (st, b) = app.get("/api/gateway/runs?status=sleeping").await;
-    assert_eq!(st, 400);
-    assert!(b["error"]["message"].as_str().unwrap().contains("sleeping"));
-    assert_eq!(run_count(&app).await, 0);
+/// Requests the gateway must refuse: where each goes, what it carries, the status, the
+/// error code, and what the message must name for the caller to fix it.
+#[rustfmt::skip]
+fn refusals() -> Vec<(&'static str, Value, u16, &'static str, &'static str)> {
+    let start = "/api/gateway/runs/start";
+    vec![
+        (start, json!({"bundle_id": "echo", "inputs": {}}), 400, "invalid_json", "inputs"),
+        (start, json!({"bundle_id": "nope"}), 404, "not_found", "nope"),
+        (start, json!({"bundle_id": "typed", "input_data": {"n": 0}}), 400, "invalid_input", "input_data/n"),
+        (start, json!({"bundle_id": "typed", "input_data": {}}), 400, "invalid_input", "input_data"),
+        (start, json!({"bundle_id": "echo", "notify": ["pigeon:42"]}), 400, "invalid_target", "pigeon"),
+        ("/api/gateway/commands", json!({"run_id": "x", "type": "pause"}), 400, "invalid_json", "command_id"),
+    ]
 }
 
 #[tokio::test]
-async fn unknown_flow_is_404_and_bad_input_is_400() {
+async fn bad_requests_are_refused_with_what_to_fix_and_store_nothing() {
     let app = spawn_app().await;
-    let (st, b) = app
-        .post("/api/gateway/runs/start", &json!({"bundle_id": "nope"}))
-        .await;
-    assert_eq!(st, 404);
-    assert!(b["error"]["message"].as_str().unwrap().contains("nope"));
-    let (st, b) = app
-        .post(
-            "/api/gateway/runs/start",
-            &json!({"bundle_id": "typed", "input_data": {"n": 0}}),
-        )
-        .await;
-    assert_eq!(st, 400, "{b}");
-    assert_eq!(b["error"]["code"], "invalid_input");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("input_data/n"),
-        "{b}"
-    );
-    let (st, _) = app
-        .post(
-            "/api/gateway/runs/start",
-            &json!({"bundle_id": "typed", "input_data": {}}),
-        )
-        .await;
-    assert_eq!(st, 400);
-    let (st, b) = app
-        .post(
-            "/api/gateway/runs/start",
-            &json!({"bundle_id": "echo", "notify": ["pigeon:42"]}),
-        )
-        .await;
-    assert_eq!(st, 400);
-    assert!(b["error"]["message"].as_str().unwrap().contains("pigeon"));
+    for (path, body, status, code, names) in refusals() {
+        let (st, b) = app.post(path, &body).await;
+        assert_refused(st, &b, status, names);
+        assert_eq!(b["error"]["code"], code, "{path} {body}: {b}");
+    }
+    let (st, b) = app.get("/api/gateway/runs?status=sleeping").await;
+    assert_refused(st, &b, 400, "sleeping");
     assert_eq!(run_count(&app).await, 0);
+    // The same flow with good input runs.
     let run = app.start_run("typed", json!({"n": 3})).await;
     assert_eq!(app.wait_for_status(&run, "completed").await["output"], 3);
 }
@@ -156,33 +110,20 @@ async fn broken_yaml_upload_reports_line_and_column_and_changes_nothing() {
 #[tokio::test]
 async fn missing_or_wrong_token_is_401_but_health_is_open() {
     let app = spawn_app().await;
-    let r = app
-        .http
-        .get(app.url("/api/gateway/runs"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let b: Value = r.json().await.unwrap();
-    assert!(b["error"]["message"].as_str().unwrap().contains("Bearer"));
-    let r = app
-        .http
-        .get(app.url("/api/gateway/runs"))
-        .bearer_auth("wrong-token-wrong-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = app
-        .http
-        .post(app.url("/api/gateway/runs/start"))
-        .json(&json!({"bundle_id": "echo"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = app.http.get(app.url("/api/health")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    let (st, b) = app.anonymous().get("/api/gateway/runs").await;
+    assert_refused(st, &b, 401, "Bearer");
+    let (st, _) = app
+        .with_token("wrong-token-wrong-token")
+        .get("/api/gateway/runs")
+        .await;
+    assert_eq!(st, 401);
+    let start = json!({"bundle_id": "echo"});
+    let (st, _) = app
+        .anonymous()
+        .post("/api/gateway/runs/start", &start)
+        .await;
+    assert_eq!(st, 401);
+    assert_eq!(app.anonymous().get("/api/health").await.0, 200);
     assert_eq!(run_count(&app).await, 0);
     let (st, b) = app.get("/api/gateway/nothing-here").await;
     assert_eq!((st, b["error"]["code"].as_str()), (404, Some("not_found")));

@@ -61,12 +61,11 @@ async fn pair_devices_and_keys_from_the_terminal() {
         .unwrap()
         .to_owned();
     assert!(out.contains("/app/pair?code="), "{out}");
-    let (st, _, b) = app
-        .call(
-            reqwest::Method::POST,
+    let (st, b) = app
+        .anonymous()
+        .post(
             "/api/gateway/pair",
-            None,
-            Some(serde_json::json!({"code": code, "name": "tablet"})),
+            &serde_json::json!({"code": code, "name": "tablet"}),
         )
         .await;
     assert_eq!(st, 200, "{b}");
@@ -82,14 +81,7 @@ async fn pair_devices_and_keys_from_the_terminal() {
     let (ok, out, err) = cli(&app, &["keys", "--create", "ci", "--scope", "read,run"]);
     assert!(ok, "{err}");
     let token = out.lines().nth(1).unwrap().trim().to_owned();
-    let (st, _, _) = app
-        .call(
-            reqwest::Method::GET,
-            "/api/gateway/runs",
-            Some(&token),
-            None,
-        )
-        .await;
+    let (st, _) = app.with_token(&token).get("/api/gateway/runs").await;
     assert_eq!(st, 200);
     assert!(cli(&app, &["keys"]).1.contains("read,run"));
     let (ok, _, err) = cli(&app, &["token", "rotate"]);

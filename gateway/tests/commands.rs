@@ -1,15 +1,14 @@
 //! Commands: idempotency, refusals with reasons, pause/resume/cancel in every live state,
 //! cascades, events, and each command's fate.
 
-use e2e::app::spawn_app;
+use e2e::app::{assert_refused, spawn_app};
 use serde_json::json;
 
 #[tokio::test]
 async fn same_command_twice_is_a_duplicate_applied_once() {
     let app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let key = s["waiting"]["wait_key"].as_str().unwrap();
+    let key = &app.wait_key(&run).await;
     let (s1, b1) = app.answer("dup-1", &run, key, json!("once")).await;
     let (s2, b2) = app.answer("dup-1", &run, key, json!("once")).await;
     assert_eq!((s1, s2), (200, 200));
@@ -21,7 +20,7 @@ async fn same_command_twice_is_a_duplicate_applied_once() {
         .ledger(&run)
         .await
         .into_iter()
-        .filter(|r| r["step_id"] == key && r["status"] == "completed")
+        .filter(|r| r["step_id"] == key.as_str() && r["status"] == "completed")
         .count();
     assert_eq!(answers, 1);
     let (st, c) = app.get("/api/gateway/commands/dup-1").await;
@@ -33,8 +32,7 @@ async fn same_command_twice_is_a_duplicate_applied_once() {
 async fn same_command_id_with_another_payload_is_a_conflict() {
     let app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let key = s["waiting"]["wait_key"].as_str().unwrap();
+    let key = &app.wait_key(&run).await;
     app.answer("c-x", &run, key, json!("a")).await;
     let (st, b) = app.answer("c-x", &run, key, json!("b")).await;
     assert_eq!(st, 409, "{b}");
@@ -48,13 +46,7 @@ async fn command_for_an_unknown_run_is_not_found_and_not_stored() {
     let (st, b) = app
         .command("c-404", "no-such-run", "pause", json!({}))
         .await;
-    assert_eq!(st, 404, "{b}");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no-such-run")
-    );
+    assert_refused(st, &b, 404, "no-such-run");
     let (st, _) = app.get("/api/gateway/commands/c-404").await;
     assert_eq!(st, 404);
 }
@@ -63,11 +55,9 @@ async fn command_for_an_unknown_run_is_not_found_and_not_stored() {
 async fn stale_wait_key_is_a_conflict_naming_the_current_one() {
     let app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let key = s["waiting"]["wait_key"].as_str().unwrap();
+    let key = &app.wait_key(&run).await;
     let (st, b) = app.answer("c-stale", &run, "question.0", json!("x")).await;
-    assert_eq!(st, 409, "{b}");
-    assert!(b["error"]["message"].as_str().unwrap().contains(key), "{b}");
+    assert_refused(st, &b, 409, key);
     app.answer("c-ok", &run, key, json!("x")).await;
     app.wait_for_status(&run, "completed").await;
     let (st, b) = app.answer("c-late", &run, key, json!("y")).await;
@@ -78,15 +68,7 @@ async fn stale_wait_key_is_a_conflict_naming_the_current_one() {
 async fn an_answer_that_is_not_a_choice_is_refused_with_the_choices() {
     let app = spawn_app().await;
     let run = app.start_run("approval", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let (st, b) = app
-        .answer(
-            "c-bad",
-            &run,
-            s["waiting"]["wait_key"].as_str().unwrap(),
-            json!("maybe"),
-        )
-        .await;
+    let (st, b) = app.answer_waiting("c-bad", &run, json!("maybe")).await;
     assert_eq!(st, 400, "{b}");
     let msg = b["error"]["message"].as_str().unwrap();
     assert!(msg.contains("approve") && msg.contains("reject"), "{msg}");
@@ -96,8 +78,7 @@ async fn an_answer_that_is_not_a_choice_is_refused_with_the_choices() {
 async fn pause_resume_and_cancel_from_waiting_and_paused() {
     let app = spawn_app().await;
     let run = app.start_run("approval", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let key = &app.wait_key(&run).await;
     assert_eq!(app.command("p1", &run, "pause", json!({})).await.0, 200);
     assert_eq!(app.run(&run).await["status"], "paused");
     assert_eq!(
@@ -106,7 +87,7 @@ async fn pause_resume_and_cancel_from_waiting_and_paused() {
         "already paused"
     );
     // An answer to a paused run is recorded and takes effect on resume.
-    assert_eq!(app.answer("a1", &run, &key, json!("approve")).await.0, 200);
+    assert_eq!(app.answer("a1", &run, key, json!("approve")).await.0, 200);
     assert_eq!(
         app.get("/api/gateway/commands/a1").await.1["status"],
         "pending"
@@ -257,12 +238,11 @@ async fn cancelling_a_parent_cancels_its_children() {
 async fn answers_left_in_the_inbox_when_the_run_ends_are_rejected_with_it() {
     let app = spawn_app().await;
     let run = app.start_run("approval", json!({"text": "ship it"})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let key = &app.wait_key(&run).await;
     // Paused, the run takes no answer, so two queue up for the same question.
     assert_eq!(app.command("p1", &run, "pause", json!({})).await.0, 200);
-    assert_eq!(app.answer("a1", &run, &key, json!("approve")).await.0, 200);
-    assert_eq!(app.answer("a2", &run, &key, json!("reject")).await.0, 200);
+    assert_eq!(app.answer("a1", &run, key, json!("approve")).await.0, 200);
+    assert_eq!(app.answer("a2", &run, key, json!("reject")).await.0, 200);
     let (_, a2) = app.get("/api/gateway/commands/a2").await;
     assert_eq!(a2["status"], "pending");
     assert_eq!(app.command("r1", &run, "resume", json!({})).await.0, 200);
@@ -298,13 +278,7 @@ async fn emit_event_wakes_a_run_waiting_on_it() {
     let (_, c) = app.get("/api/gateway/commands/ev1").await;
     assert_eq!(c["result"]["delivered"], 1);
     let (st, b) = app.command("ev2", &other, "emit_event", json!({})).await;
-    assert_eq!(st, 400);
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("payload.name")
-    );
+    assert_refused(st, &b, 400, "payload.name");
 }
 
 #[tokio::test]
@@ -325,6 +299,5 @@ async fn unknown_command_type_names_the_valid_ones() {
     let app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;
     let (st, b) = app.command("u1", &run, "explode", json!({})).await;
-    assert_eq!(st, 400);
-    assert!(b["error"]["message"].as_str().unwrap().contains("pause"));
+    assert_refused(st, &b, 400, "pause");
 }

@@ -21,12 +21,7 @@ async fn kill_9_loses_no_acknowledged_write_and_records_no_step_twice() {
     }
     let mut keys = Vec::new();
     for r in &waiting {
-        keys.push(
-            app.wait_for_status(r, "waiting").await["waiting"]["wait_key"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        keys.push(app.wait_key(r).await);
     }
 
     // Timers armed before the crash (2 s, so they fall due around the restart).

@@ -1,7 +1,7 @@
 //! LLM steps against a loopback OpenAI-compatible fake: streaming deltas over SSE, recorded
 //! replies, session history, provider errors and retries.
 
-use e2e::app::{Opts, records, spawn_app, spawn_with};
+use e2e::app::{Opts, records, spawn_app, spawn_with, spawn_with_env};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -47,14 +47,7 @@ async fn chat_streams_deltas_records_the_reply_and_keeps_history() {
     assert_eq!(said["effect"]["payload"]["text"], "echo: hello there");
 
     // The next turn sees the session's history.
-    let s = app.wait_for_status(&run, "waiting").await;
-    app.answer(
-        "t2",
-        &run,
-        s["waiting"]["wait_key"].as_str().unwrap(),
-        json!("and again"),
-    )
-    .await;
+    app.answer_waiting("t2", &run, json!("and again")).await;
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
     app.sse(&path, None, |e| {
         records(e)
@@ -111,11 +104,7 @@ async fn http_steps_call_out_with_an_idempotency_key() {
     let (url, _fake) = e2e::llm_fake::start().await;
     let echo = url.replace("/v1", "/echo");
     // The fake listens on loopback, which flows reach only when the operator allows it.
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1")]).await;
     let run = app.start_run("caller", json!({"url": echo, "x": 3})).await;
     let s = app.wait_for_status(&run, "completed").await;
     assert_eq!(s["output"]["status"], 200);

@@ -6,9 +6,8 @@
 //! another origin.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use e2e::app::{Opts, spawn_app, spawn_with};
+use e2e::app::{assert_refused, eventually, spawn_app, spawn_with_env};
 use serde_json::{Value, json};
 
 /// A loopback HTTP server on `ip` standing in for the outside world: `/echo` shows the
@@ -64,15 +63,11 @@ const SEARCH: &str = "steps:\n  - id: h\n    http: \"{{ input.base | safe }}/ech
 
 async fn fetch(app: &e2e::app::TestApp, url: &str) -> Value {
     let run = app.start_run("fetch", json!({"url": url})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(20, "the fetch to end", || async {
         let r = app.run(&run).await;
-        if r["status"] == "completed" || r["status"] == "failed" {
-            return r;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{r}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (r["status"] == "completed" || r["status"] == "failed").then_some(r)
+    })
+    .await
 }
 
 fn refused(r: &Value, addr: &str) {
@@ -87,13 +82,10 @@ fn refused(r: &Value, addr: &str) {
 #[tokio::test]
 async fn flows_reach_only_public_addresses_unless_allowed() {
     let allowed = target([127, 0, 0, 2]).await;
-    let app = spawn_with(Opts {
-        env: vec![
-            ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.2".into()),
-            ("SWITCHBOARD_HTTP_MAX_BODY", "1000".into()),
-        ],
-        ..Default::default()
-    })
+    let app = spawn_with_env(&[
+        ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.2"),
+        ("SWITCHBOARD_HTTP_MAX_BODY", "1000"),
+    ])
     .await;
     assert_eq!(app.upload("fetch.yaml", FETCH).await.0, 200);
     assert_eq!(app.upload("search.yaml", SEARCH).await.0, 200);
@@ -156,11 +148,7 @@ async fn flows_reach_only_public_addresses_unless_allowed() {
 async fn a_flows_headers_do_not_follow_a_redirect_to_another_origin() {
     let first = target([127, 0, 0, 2]).await;
     let other = target([127, 0, 0, 3]).await;
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_HTTP_ALLOW", "127.0.0.2,127.0.0.3".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_HTTP_ALLOW", "127.0.0.2,127.0.0.3")]).await;
     assert_eq!(app.upload("keyed.yaml", KEYED).await.0, 200);
     let keyed = |url: String| {
         let app = &app;
@@ -185,13 +173,7 @@ async fn webhooks_reach_only_public_addresses_unless_allowed() {
             &json!({"url": "http://169.254.169.254/latest/meta-data/"}),
         )
         .await;
-    assert_eq!(st, 400, "{b}");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("SWITCHBOARD_HTTP_ALLOW")
-    );
+    assert_refused(st, &b, 400, "SWITCHBOARD_HTTP_ALLOW");
     // A name is checked as it resolves, at each delivery: `localhost` is refused.
     let port = app.url.rsplit(':').next().unwrap();
     let (st, b) = app
@@ -203,15 +185,11 @@ async fn webhooks_reach_only_public_addresses_unless_allowed() {
     assert_eq!(st, 201, "{b}");
     let run = app.start_run("echo", json!({"text": "x"})).await;
     app.wait_for_status(&run, "completed").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let error = loop {
+    let error = eventually(10, "a failed delivery attempt", || async {
         let (_, d) = app.get("/api/gateway/webhooks/deliveries").await;
-        if let Some(e) = d["items"][0]["last_error"].as_str() {
-            break e.to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{d}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        d["items"][0]["last_error"].as_str().map(str::to_owned)
+    })
+    .await;
     assert!(
         error.contains("refused") && error.contains("localhost"),
         "{error}"

@@ -5,14 +5,7 @@ use serde_json::{Value, json};
 
 async fn finished_approval(app: &e2e::app::TestApp) -> String {
     let run = app.start_run("approval", json!({"text": "ship it"})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    app.answer(
-        "c-a",
-        &run,
-        s["waiting"]["wait_key"].as_str().unwrap(),
-        json!("approve"),
-    )
-    .await;
+    app.answer_waiting("c-a", &run, json!("approve")).await;
     app.wait_for_status(&run, "completed").await;
     run
 }
@@ -98,8 +91,7 @@ async fn run_stream_replays_with_ids_resumes_after_last_event_id_and_ends_with_d
 async fn live_stream_and_global_stream_deliver_the_same_records() {
     let app = spawn_app().await;
     let run = app.start_run("approval", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    let key = s["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let key = app.wait_key(&run).await;
     let path = format!("/api/gateway/runs/{run}/ledger/stream?after=0");
     let before = app.streams().await;
     let live = {
@@ -278,13 +270,7 @@ async fn a_reader_that_falls_behind_is_dropped_without_slowing_the_run_and_resum
         .await
         .unwrap();
     // The reader does not read while the run writes every record.
-    app.answer(
-        "go",
-        &run,
-        s["waiting"]["wait_key"].as_str().unwrap(),
-        json!("go"),
-    )
-    .await;
+    app.answer_waiting("go", &run, json!("go")).await;
     let done = app.wait_for_status(&run, "completed").await;
     let total = done["ledger_len"].as_u64().unwrap();
     assert!(total > 20_000);

@@ -141,13 +141,7 @@ async fn call_runs_a_child_and_waits_for_it() {
     let c = app.wait_for_status(&child, "waiting").await;
     assert_eq!(c["parent_run_id"], parent.as_str());
     assert_eq!(c["waiting"]["prompt"], "from parent");
-    app.answer(
-        "c-child",
-        &child,
-        c["waiting"]["wait_key"].as_str().unwrap(),
-        json!("ok"),
-    )
-    .await;
+    app.answer_waiting("c-child", &child, json!("ok")).await;
     let p = app.wait_for_status(&parent, "completed").await;
     assert_eq!(p["output"], json!({"answer": "ok"}));
 }

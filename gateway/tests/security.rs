@@ -1,17 +1,13 @@
 //! The security baseline and operability rules, each against the real server.
 
-use e2e::app::{Opts, TOKEN, spawn_app, spawn_with};
+use e2e::app::{Opts, TOKEN, assert_refused, spawn_app, spawn_with, spawn_with_env};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 async fn pair(app: &e2e::app::TestApp, code: &str, name: &str) -> (u16, Value) {
-    let (s, _, b) = app
-        .call(
-            Method::POST,
-            "/api/gateway/pair",
-            None,
-            Some(json!({"code": code, "name": name})),
-        )
+    let (s, b) = app
+        .anonymous()
+        .post("/api/gateway/pair", &json!({"code": code, "name": name}))
         .await;
     (s, b)
 }
@@ -25,22 +21,14 @@ async fn pairing_trades_a_printed_code_for_a_device_token_once() {
     let device = b["token"].as_str().unwrap().to_owned();
     assert_eq!(b["scopes"], json!(["read", "run", "command"]));
     // The device can start, read and answer runs, but not administer.
-    let (st, _, r) = app
-        .call(
-            Method::POST,
-            "/api/gateway/runs/start",
-            Some(&device),
-            Some(json!({"bundle_id": "ask"})),
-        )
+    let (st, r) = app
+        .with_token(&device)
+        .post("/api/gateway/runs/start", &json!({"bundle_id": "ask"}))
         .await;
     assert_eq!(st, 200, "{r}");
-    let (st, _, _) = app
-        .call(Method::GET, "/api/gateway/runs", Some(&device), None)
-        .await;
+    let (st, _) = app.with_token(&device).get("/api/gateway/runs").await;
     assert_eq!(st, 200);
-    let (st, _, b) = app
-        .call(Method::GET, "/api/gateway/devices", Some(&device), None)
-        .await;
+    let (st, b) = app.with_token(&device).get("/api/gateway/devices").await;
     assert_eq!(st, 403, "{b}");
     // The run's ledger says which device started it.
     let run = r["run_id"].as_str().unwrap();
@@ -50,20 +38,9 @@ async fn pairing_trades_a_printed_code_for_a_device_token_once() {
     );
     // A code works once.
     let (st, b) = pair(&app, &code, "again").await;
-    assert_eq!(st, 401);
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already used"),
-        "{b}"
-    );
+    assert_refused(st, &b, 401, "already used");
     let (st, b) = pair(&app, "ZZZZ-ZZZZ", "guess").await;
-    assert_eq!(st, 401);
-    assert!(
-        b["error"]["message"].as_str().unwrap().contains("unknown"),
-        "{b}"
-    );
+    assert_refused(st, &b, 401, "unknown");
     // Admins list devices and revoke them; a revoked token is refused at once.
     let (_, list) = app.get("/api/gateway/devices").await;
     let d = &list["items"][0];
@@ -80,19 +57,13 @@ async fn pairing_trades_a_printed_code_for_a_device_token_once() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (st, _, b) = app
-        .call(Method::GET, "/api/gateway/runs", Some(&device), None)
-        .await;
+    let (st, b) = app.with_token(&device).get("/api/gateway/runs").await;
     assert_eq!(st, 401, "{b}");
 }
 
 #[tokio::test]
 async fn pairing_codes_expire() {
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_PAIRING_TTL", "1s".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_PAIRING_TTL", "1s")]).await;
     let (_, b) = app.post("/api/gateway/pair/codes", &json!({})).await;
     let code = b["code"].as_str().unwrap().to_owned();
     // Waits for the clock to pass the code's expiry (the event this test is about).
@@ -102,53 +73,30 @@ async fn pairing_codes_expire() {
         .unwrap_or_default();
     tokio::time::sleep(left + std::time::Duration::from_millis(50)).await;
     let (st, b) = pair(&app, &code, "late").await;
-    assert_eq!(st, 401);
-    assert!(
-        b["error"]["message"].as_str().unwrap().contains("expired"),
-        "{b}"
-    );
+    assert_refused(st, &b, 401, "expired");
 }
 
 #[tokio::test]
 async fn scoped_keys_are_refused_outside_their_scope() {
     let app = spawn_app().await;
-    let (st, b) = app
-        .post(
-            "/api/gateway/keys",
-            &json!({"name": "dashboard", "scopes": ["read"]}),
-        )
-        .await;
-    assert_eq!(st, 200, "{b}");
+    let b = app.create_key("dashboard", &["read"]).await;
     let key = b["token"].as_str().unwrap().to_owned();
-    let (st, _, _) = app
-        .call(Method::GET, "/api/gateway/runs", Some(&key), None)
-        .await;
+    let (st, _) = app.with_token(&key).get("/api/gateway/runs").await;
     assert_eq!(st, 200);
-    let (st, _, b) = app
-        .call(
-            Method::POST,
-            "/api/gateway/runs/start",
-            Some(&key),
-            Some(json!({"bundle_id": "echo"})),
-        )
+    let (st, b) = app
+        .with_token(&key)
+        .post("/api/gateway/runs/start", &json!({"bundle_id": "echo"}))
         .await;
-    assert_eq!(st, 403);
-    assert!(
-        b["error"]["message"].as_str().unwrap().contains("`run`"),
-        "{b}"
-    );
-    let (st, _, _) = app
-        .call(
-            Method::POST,
+    assert_refused(st, &b, 403, "`run`");
+    let (st, _) = app
+        .with_token(&key)
+        .post(
             "/api/gateway/commands",
-            Some(&key),
-            Some(json!({"command_id": "c", "run_id": "r", "type": "pause"})),
+            &json!({"command_id": "c", "run_id": "r", "type": "pause"}),
         )
         .await;
     assert_eq!(st, 403);
-    let (st, _, _) = app
-        .call(Method::POST, "/api/gateway/pause", Some(&key), None)
-        .await;
+    let (st, _) = app.with_token(&key).post_empty("/api/gateway/pause").await;
     assert_eq!(st, 403);
     let (st, b) = app
         .post(
@@ -156,8 +104,7 @@ async fn scoped_keys_are_refused_outside_their_scope() {
             &json!({"name": "x", "scopes": ["root"]}),
         )
         .await;
-    assert_eq!(st, 400);
-    assert!(b["error"]["message"].as_str().unwrap().contains("root"));
+    assert_refused(st, &b, 400, "root");
     let (_, list) = app.get("/api/gateway/keys").await;
     let items = list["items"].as_array().unwrap();
     let dashboard = items.iter().find(|k| k["name"] == "dashboard").unwrap();
@@ -168,9 +115,7 @@ async fn scoped_keys_are_refused_outside_their_scope() {
         .send()
         .await
         .unwrap();
-    let (st, _, _) = app
-        .call(Method::GET, "/api/gateway/runs", Some(&key), None)
-        .await;
+    let (st, _) = app.with_token(&key).get("/api/gateway/runs").await;
     assert_eq!(st, 401);
 }
 
@@ -208,11 +153,7 @@ async fn a_disallowed_origin_is_forbidden_and_responses_carry_security_headers()
 
 #[tokio::test]
 async fn an_oversized_body_is_413() {
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_BODY_LIMIT", "4096".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_BODY_LIMIT", "4096")]).await;
     let big = json!({"bundle_id": "echo", "input_data": {"text": "x".repeat(8192)}});
     let (st, b) = app.post("/api/gateway/runs/start", &big).await;
     assert_eq!(st, 413, "{b}");
@@ -228,17 +169,8 @@ async fn an_oversized_body_is_413() {
 
 #[tokio::test]
 async fn clients_over_their_rate_get_429_with_retry_after() {
-    let app = spawn_with(Opts {
-        env: vec![("SWITCHBOARD_RATE_LIMIT", "2".into())],
-        ..Default::default()
-    })
-    .await;
-    let (_, b) = app
-        .post(
-            "/api/gateway/keys",
-            &json!({"name": "busy", "scopes": ["read"]}),
-        )
-        .await;
+    let app = spawn_with_env(&[("SWITCHBOARD_RATE_LIMIT", "2")]).await;
+    let b = app.create_key("busy", &["read"]).await;
     let key = b["token"].as_str().unwrap().to_owned();
     let mut limited = None;
     for _ in 0..10 {
@@ -310,12 +242,11 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, _, k) = app
-        .call(
-            Method::POST,
+    let (_, k) = app
+        .with_token(&admin)
+        .post(
             "/api/gateway/keys",
-            Some(&admin),
-            Some(json!({"name": "ci", "scopes": ["run"]})),
+            &json!({"name": "ci", "scopes": ["run"]}),
         )
         .await;
     let key = k["token"].as_str().unwrap().to_owned();
@@ -362,28 +293,14 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
         .filter(|l| l.contains(&admin))
         .count();
     assert_eq!(printed, 1, "the admin token is printed at first start only");
-    let (st, _, b) = app
-        .call(
-            Method::POST,
-            "/api/gateway/token/rotate",
-            Some(&admin),
-            None,
-        )
+    let (st, b) = app
+        .with_token(&admin)
+        .post_empty("/api/gateway/token/rotate")
         .await;
     assert_eq!(st, 200, "{b}");
     let new = b["token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        app.call(Method::GET, "/api/gateway/runs", Some(&admin), None)
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        app.call(Method::GET, "/api/gateway/runs", Some(&new), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(app.with_token(&admin).get("/api/gateway/runs").await.0, 401);
+    assert_eq!(app.with_token(&new).get("/api/gateway/runs").await.0, 200);
     assert_eq!(
         std::fs::read_to_string(app.data_dir.join("token"))
             .unwrap()
@@ -391,9 +308,7 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
         new
     );
     assert_eq!(
-        app.call(Method::GET, "/api/gateway/runs", Some(&device), None)
-            .await
-            .0,
+        app.with_token(&device).get("/api/gateway/runs").await.0,
         200,
         "devices survive"
     );
@@ -403,13 +318,7 @@ async fn tokens_are_stored_hashed_and_the_admin_token_rotates() {
 async fn a_configured_admin_token_cannot_be_rotated_through_the_api() {
     let app = spawn_app().await;
     let (st, b) = app.post("/api/gateway/token/rotate", &json!({})).await;
-    assert_eq!(st, 409);
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("SWITCHBOARD_AUTH_TOKEN")
-    );
+    assert_refused(st, &b, 409, "SWITCHBOARD_AUTH_TOKEN");
 }
 
 #[tokio::test]
@@ -480,14 +389,7 @@ async fn flows_reload_without_a_restart_and_a_broken_file_changes_nothing() {
 async fn metrics_expose_runs_commands_appends_streams_latency_and_commits() {
     let app = spawn_app().await;
     let run = app.start_run("ask", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
-    app.answer(
-        "m1",
-        &run,
-        s["waiting"]["wait_key"].as_str().unwrap(),
-        json!("x"),
-    )
-    .await;
+    app.answer_waiting("m1", &run, json!("x")).await;
     app.wait_for_status(&run, "completed").await;
     let r = app
         .http
@@ -509,7 +411,7 @@ async fn metrics_expose_runs_commands_appends_streams_latency_and_commits() {
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
-    assert_eq!(app.call(Method::GET, "/metrics", None, None).await.0, 401);
+    assert_eq!(app.anonymous().get("/metrics").await.0, 401);
 }
 
 #[tokio::test]

@@ -94,12 +94,7 @@ async fn api_and_runner_processes_share_a_data_dir() {
     let waiting: Vec<String> = futures_join(&app, "ask", 3).await;
     let mut keys = Vec::new();
     for w in &waiting {
-        keys.push(
-            app.wait_for_status(w, "waiting").await["waiting"]["wait_key"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        keys.push(app.wait_key(w).await);
     }
     runner.start_kill().unwrap();
     runner.wait().await.unwrap();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use e2e::app::{Opts, spawn_with};
+use e2e::app::{assert_refused, spawn_with_env};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -51,13 +51,10 @@ fn verify(secret: &str, h: &HeaderMap, body: &str) -> bool {
 /// A gateway whose webhooks may reach the receivers these tests run on loopback (by
 /// default only public addresses are reached: see `attacks.rs`).
 async fn app() -> e2e::app::TestApp {
-    spawn_with(Opts {
-        env: vec![
-            ("SWITCHBOARD_WEBHOOK_RETRY_BASE", "200ms".into()),
-            ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1".into()),
-        ],
-        ..Default::default()
-    })
+    spawn_with_env(&[
+        ("SWITCHBOARD_WEBHOOK_RETRY_BASE", "200ms"),
+        ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1"),
+    ])
     .await
 }
 
@@ -94,15 +91,8 @@ async fn deliveries_are_signed_and_filtered_by_event_and_flow() {
     // `echo` is filtered out; `approval` asks, then completes.
     app.start_run("echo", json!({})).await;
     let run = app.start_run("approval", json!({})).await;
-    let s = app.wait_for_status(&run, "waiting").await;
     until("the run.waiting delivery", || rx.bodies().len() == 1).await;
-    app.answer(
-        "a1",
-        &run,
-        s["waiting"]["wait_key"].as_str().unwrap(),
-        json!("approve"),
-    )
-    .await;
+    app.answer_waiting("a1", &run, json!("approve")).await;
     app.wait_for_status(&run, "completed").await;
     until("the run.completed delivery", || rx.bodies().len() == 2).await;
 
@@ -202,21 +192,13 @@ async fn bad_webhook_requests_name_the_field() {
         ),
     ] {
         let (st, b) = app.post("/api/gateway/webhooks", &body).await;
-        assert_eq!(st, 400, "{b}");
-        assert!(
-            b["error"]["message"].as_str().unwrap().contains(needle),
-            "{b}"
-        );
+        assert_refused(st, &b, 400, needle);
     }
     let (st, _) = app.get("/api/gateway/webhooks/deliveries?status=odd").await;
     assert_eq!(st, 400);
-    let (st, _, _) = app
-        .call(
-            reqwest::Method::DELETE,
-            "/api/gateway/webhooks/wh_none",
-            Some(e2e::app::TOKEN),
-            None,
-        )
+    let (st, _) = app
+        .with_token(e2e::app::TOKEN)
+        .delete("/api/gateway/webhooks/wh_none")
         .await;
     assert_eq!(st, 404);
 }

@@ -90,6 +90,12 @@ impl WaitReason {
             Self::Other => "other",
         }
     }
+
+    /// Whether a `resume` command with the wait's key answers it: a person's answer, or
+    /// the awaited event delivered by hand. Timers, children and schedules resume on their own.
+    pub fn takes_an_answer(self) -> bool {
+        matches!(self, Self::User | Self::Event)
+    }
 }
 
 /// Why a run waits, and how to answer it (`wait_key` goes into a `resume` command).
@@ -242,6 +248,51 @@ impl LedgerRecord {
         const NULL: &Value = &Value::Null;
         self.effect.as_ref().map_or(NULL, |e| &e.payload)
     }
+
+    /// How the run ended, for the record that ends it (`run_completed`, `run_failed`,
+    /// `run_cancelled`); `None` for any other record.
+    pub fn run_end(&self) -> Option<RunStatus> {
+        match self.effect_kind() {
+            "run_completed" => Some(RunStatus::Completed),
+            "run_failed" => Some(RunStatus::Failed),
+            "run_cancelled" => Some(RunStatus::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// The question an `ask` record poses; `None` for any other record. What a gateway
+    /// left out means what it would have: the step id is the wait key, and an answer is
+    /// free text when there are no choices.
+    pub fn question(&self) -> Option<Question> {
+        if self.effect_kind() != "ask" {
+            return None;
+        }
+        let p = self.effect_payload();
+        let choices: Vec<String> = p["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        Some(Question {
+            wait_key: p["wait_key"].as_str().unwrap_or(&self.step_id).to_owned(),
+            prompt: p["prompt"].as_str().map(str::to_owned),
+            allow_free_text: p["allow_free_text"].as_bool().unwrap_or(choices.is_empty()),
+            choices,
+        })
+    }
+}
+
+/// What an `ask` record asks (its effect's payload, read by [`LedgerRecord::question`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// Goes into the `resume` command that answers it.
+    pub wait_key: String,
+    pub prompt: Option<String>,
+    /// The answers offered (empty: free text).
+    pub choices: Vec<String>,
+    /// Whether an answer outside `choices` is taken.
+    pub allow_free_text: bool,
 }
 
 /// `GET /api/gateway/runs/{id}/ledger`.
@@ -455,4 +506,57 @@ pub struct HistoryBundle {
     pub ledger_next_after: u64,
     pub children: Vec<RunSummary>,
     pub children_truncated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(kind: &str, payload: Value) -> LedgerRecord {
+        serde_json::from_value(json!({
+            "seq": 3, "run_id": "r", "step_id": "q.1", "node_id": "q", "status": "waiting",
+            "effect": {"type": kind, "payload": payload},
+            "started_at": "2026-11-30T00:00:00Z", "attempt": 1, "actor": {"kind": "runner"},
+            "prev_hash": "", "record_hash": ""
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_ask_record_reads_as_its_question() {
+        let r = record(
+            "ask",
+            json!({"wait_key": "q.1", "prompt": "Ship?", "choices": ["yes", "no"], "allow_free_text": false}),
+        );
+        let q = Question {
+            wait_key: "q.1".into(),
+            prompt: Some("Ship?".into()),
+            choices: vec!["yes".into(), "no".into()],
+            allow_free_text: false,
+        };
+        assert_eq!(r.question(), Some(q));
+    }
+
+    #[test]
+    fn what_a_gateway_left_out_means_what_it_would_have() {
+        let q = record("ask", json!({})).question();
+        let expected = Question {
+            wait_key: "q.1".into(),
+            prompt: None,
+            choices: Vec::new(),
+            allow_free_text: true,
+        };
+        assert_eq!(q, Some(expected));
+        assert_eq!(record("say", json!({"text": "hi"})).question(), None);
+    }
+
+    #[test]
+    fn the_records_that_end_a_run_say_how() {
+        let end = |kind: &str| record(kind, json!({})).run_end();
+        assert_eq!(end("run_completed"), Some(RunStatus::Completed));
+        assert_eq!(end("run_failed"), Some(RunStatus::Failed));
+        assert_eq!(end("run_cancelled"), Some(RunStatus::Cancelled));
+        assert_eq!(end("run_started"), None);
+    }
 }

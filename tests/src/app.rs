@@ -116,6 +116,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The repository's shipped flows.
+/// Starts the gateway with these environment variables set (on top of the harness's).
+pub async fn spawn_with_env(env: &[(&'static str, &str)]) -> TestApp {
+    let env = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    spawn_with(Opts {
+        env,
+        ..Default::default()
+    })
+    .await
+}
+
 pub fn shipped_flows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows")
 }
@@ -271,29 +281,51 @@ impl TestApp {
         format!("{}{path}", self.url)
     }
 
+    /// `GET path` as the admin.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.with_token(TOKEN).get(path).await
     }
 
+    /// `POST path` with a JSON body, as the admin.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(TOKEN)
-            .json(body)
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.with_token(TOKEN).post(path, body).await
+    }
+
+    /// A fresh pairing code, minted by the admin.
+    pub async fn pairing_code(&self) -> String {
+        let (st, b) = self.post("/api/gateway/pair/codes", &json!({})).await;
+        assert_eq!(st, 200, "mint a pairing code: {b}");
+        b["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Creates an API key with `scopes` as the admin; the created key (its `token`, `id`).
+    pub async fn create_key(&self, name: &str, scopes: &[&str]) -> Value {
+        let (st, b) = self
+            .post(
+                "/api/gateway/keys",
+                &json!({"name": name, "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(st, 200, "create key {name}: {b}");
+        b
+    }
+
+    /// Requests made with `token` instead of the admin's.
+    pub fn with_token<'a>(&'a self, token: &'a str) -> Caller<'a> {
+        Caller {
+            app: self,
+            token: Some(token),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Requests made with no token at all.
+    pub fn anonymous(&self) -> Caller<'_> {
+        Caller {
+            app: self,
+            token: None,
+            headers: Vec::new(),
+        }
     }
 
     pub async fn start_run(&self, bundle: &str, input: Value) -> String {
@@ -331,20 +363,27 @@ impl TestApp {
         .await
     }
 
+    /// Waits until `run` waits; the key its wait is answered with.
+    pub async fn wait_key(&self, run: &str) -> String {
+        let s = self.wait_for_status(run, "waiting").await;
+        s["waiting"]["wait_key"]
+            .as_str()
+            .expect("wait_key")
+            .to_owned()
+    }
+
+    /// Waits until `run` waits, then answers its wait with `response`.
+    pub async fn answer_waiting(&self, id: &str, run: &str, response: Value) -> (u16, Value) {
+        let key = self.wait_key(run).await;
+        self.answer(id, run, &key, response).await
+    }
+
     /// `POST /api/gateway/bundles/upload` with `src` as the multipart `file` named `name`.
     pub async fn upload(&self, name: &str, src: &str) -> (u16, Value) {
         let part = reqwest::multipart::Part::text(src.to_owned()).file_name(name.to_owned());
         let form = reqwest::multipart::Form::new().part("file", part);
-        let r = self
-            .http
-            .post(self.url("/api/gateway/bundles/upload"))
-            .bearer_auth(TOKEN)
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let url = self.url("/api/gateway/bundles/upload");
+        reply(self.http.post(url).bearer_auth(TOKEN).multipart(form)).await
     }
 
     pub async fn run(&self, id: &str) -> Value {
@@ -355,12 +394,34 @@ impl TestApp {
 
     /// Polls the summary until `status` (10 s at most).
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        self.wait_status(id, status, 10).await
+    }
+
+    /// Polls the summary until `status`, `secs` seconds at most. Runs advance on the
+    /// gateway's own tasks: a test reading a run right after starting it waits for the
+    /// state it is about to check.
+    pub async fn wait_status(&self, id: &str, status: &str, secs: u64) -> Value {
         let what = format!("run {id} to become {status}");
-        eventually(10, &what, || async {
+        eventually(secs, &what, || async {
             let r = self.run(id).await;
             (r["status"] == status).then_some(r)
         })
         .await
+    }
+
+    /// The runs of `flow` (among the newest 100).
+    pub async fn runs_of(&self, flow: &str) -> Vec<Value> {
+        let list = self.get("/api/gateway/runs?limit=100").await.1;
+        let items = list["items"].as_array().into_iter().flatten();
+        items.filter(|r| r["bundle_id"] == flow).cloned().collect()
+    }
+
+    /// The answers (records with a `response` result) in a run's ledger.
+    pub async fn answers(&self, run: &str) -> Vec<Value> {
+        let ledger = self.ledger(run).await.into_iter();
+        ledger
+            .filter(|r| r["result"].get("response").is_some())
+            .collect()
     }
 
     /// How many followers the gateway's bus has now (event streams, plus its own
@@ -518,4 +579,68 @@ pub fn normalize(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
         .collect()
+}
+
+/// Someone calling the gateway: a token (or none), and requests that return the status and
+/// the JSON body (`null` when the body is not JSON).
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    token: Option<&'a str>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Caller<'_> {
+    /// Sends `name: value` with each request (e.g. `x-forwarded-for`).
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.app.http.request(method, self.app.url(path));
+        if let Some(t) = self.token {
+            rb = rb.bearer_auth(t);
+        }
+        for (name, value) in &self.headers {
+            rb = rb.header(*name, value);
+        }
+        rb
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        reply(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        reply(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// `POST path` with no body.
+    pub async fn post_empty(&self, path: &str) -> (u16, Value) {
+        reply(self.request(reqwest::Method::POST, path)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        reply(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        reply(self.request(reqwest::Method::DELETE, path)).await
+    }
+}
+
+/// Sends `rb`: the status and the JSON body (`null` when the body is not JSON).
+async fn reply(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = rb.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts a refusal: the reply has `status` and an error message that names `needle`
+/// (the field, value or setting the caller must fix).
+#[track_caller]
+pub fn assert_refused(st: u16, body: &Value, status: u16, needle: &str) {
+    assert_eq!(st, status, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {body}");
 }

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -74,14 +73,6 @@ impl TestApp {
         .await
     }
 
-    /// A JSON client of this gateway with the admin token.
-    pub fn client(&self) -> Api {
-        Api {
-            base: self.url.clone(),
-            http: reqwest::Client::new(),
-        }
-    }
-
     /// SIGKILLs the process.
     pub async fn kill(&mut self) {
         self.kill9().await;
@@ -119,15 +110,12 @@ impl Bridge {
         let mut cmd = command(&["bridge", channel], &all);
         cmd.stdout(Stdio::null());
         let child = cmd.spawn().expect("spawn the bridge");
-        let api = gateway.client();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while api.get("/api/gateway/channels").await["channels"][channel].is_null() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the {channel} bridge did not register with the gateway within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("the {channel} bridge to register with the gateway");
+        crate::app::eventually(30, &what, || async {
+            let listed = gateway.get("/api/gateway/channels").await.1;
+            (!listed["channels"][channel].is_null()).then_some(())
+        })
+        .await;
         Self { child }
     }
 
@@ -135,82 +123,5 @@ impl Bridge {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
-    }
-}
-
-/// A tiny JSON client with the admin token (tests assert on raw JSON).
-pub struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    pub async fn get(&self, path: &str) -> serde_json::Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON")
-    }
-
-    /// The runs of `flow` (the newest 100 runs).
-    pub async fn runs_of(&self, flow: &str) -> Vec<serde_json::Value> {
-        let list = self.get("/api/gateway/runs?limit=100").await;
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["bundle_id"] == flow)
-            .cloned()
-            .collect()
-    }
-
-    /// Polls the run until its status is `status`; panics with the last answer after
-    /// `secs` seconds. Runs advance on the gateway's own tasks, so a test that reads a run
-    /// right after starting it must wait for the state it is about to check.
-    pub async fn wait_status(&self, run_id: &str, status: &str, secs: u64) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
-            let run = self.get(&format!("/api/gateway/runs/{run_id}")).await;
-            if run["status"] == status {
-                return run;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "run {run_id} is not {status} after {secs} s: {run}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The answers (`resume` records with a response) in a run's ledger.
-    pub async fn answers(&self, run_id: &str) -> Vec<serde_json::Value> {
-        let page = self
-            .get(&format!("/api/gateway/runs/{run_id}/ledger?limit=1000"))
-            .await;
-        page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["result"].get("response").is_some())
-            .cloned()
-            .collect()
-    }
-
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 }

@@ -32,17 +32,17 @@ async fn setup() -> (MailServer, Gateway) {
 async fn start(gw: &Gateway, flow: &str, text: &str, to: &str) -> String {
     let body =
         json!({"bundle_id": flow, "input_data": {"text": text}, "notify": [format!("email:{to}")]});
-    let (status, run) = gw.client().post("/api/gateway/runs/start", body).await;
+    let (status, run) = gw.post("/api/gateway/runs/start", &body).await;
     assert_eq!(status, 200, "{run}");
     run["run_id"].as_str().unwrap_or_default().to_owned()
 }
 
 async fn run(gw: &Gateway, id: &str) -> Value {
-    gw.client().get(&format!("/api/gateway/runs/{id}")).await
+    gw.get(&format!("/api/gateway/runs/{id}")).await.1
 }
 
 async fn wait_status(gw: &Gateway, id: &str, status: &str) -> Value {
-    gw.client().wait_status(id, status, 30).await
+    gw.wait_status(id, status, 30).await
 }
 
 /// A received mail's header value (unfolded).
@@ -131,7 +131,7 @@ async fn an_approval_prompt_is_mailed_and_a_reply_completes_the_run_once() {
     send(&mail, "alice", &answer).await;
     let done = wait_status(&gw, &id, "completed").await;
     assert_eq!(done["output"]["decision"], "approve", "{done}");
-    let a = gw.client().answers(&id).await;
+    let a = gw.answers(&id).await;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["actor"]["channel"], "email");
     assert_eq!(a[0]["actor"]["client_id"], "email:alice@example.test");
@@ -139,7 +139,7 @@ async fn an_approval_prompt_is_mailed_and_a_reply_completes_the_run_once() {
     // The same reply delivered again (a client resending, or a duplicate delivery).
     send(&mail, "alice", &answer).await;
     mail.wait_all_seen("bot", 2, 30).await;
-    assert_eq!(gw.client().answers(&id).await.len(), 1);
+    assert_eq!(gw.answers(&id).await.len(), 1);
     // A message is marked seen only after what it caused was queued: only the prompt was.
     let queued = peek::email_outbox(&gw.data_dir.join("email.sqlite"));
     assert_eq!(queued.len(), 1, "only the prompt was mailed: {queued:?}");
@@ -181,7 +181,7 @@ async fn a_reply_after_the_prompt_was_answered_over_http_is_told_who_answered() 
     let wait_key = run(&gw, &id).await["waiting"]["wait_key"].clone();
     let cmd = json!({"command_id": "web-1", "run_id": id, "type": "resume", "client_id": "carol",
         "channel": "web", "payload": {"wait_key": wait_key, "payload": {"response": "reject"}}});
-    let (s, body_) = gw.client().post("/api/gateway/commands", cmd).await;
+    let (s, body_) = gw.post("/api/gateway/commands", &cmd).await;
     assert_eq!(s, 200, "{body_}");
     wait_status(&gw, &id, "completed").await;
     send(
@@ -201,7 +201,7 @@ async fn a_reply_after_the_prompt_was_answered_over_http_is_told_who_answered() 
         "{text}"
     );
     assert_eq!(header(&late, "In-Reply-To"), "<late1@client.test>");
-    let a = gw.client().answers(&id).await;
+    let a = gw.answers(&id).await;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["result"]["response"], "reject");
 }
@@ -262,7 +262,7 @@ async fn forged_unknown_and_invalid_replies_are_not_applied() {
     .await;
     let done = wait_status(&gw, &id, "completed").await;
     assert_eq!(done["output"]["decision"], "reject");
-    assert_eq!(gw.client().answers(&id).await.len(), 1);
+    assert_eq!(gw.answers(&id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -339,7 +339,7 @@ async fn a_new_mail_from_an_allowed_sender_starts_the_default_flow_in_its_thread
     let stranger = "From: mallory@example.test\r\nTo: bot@example.test\r\nSubject: hi\r\nMessage-ID: <evil1@client.test>\r\n\r\nrun something\r\n";
     send(&mail, "mallory", stranger).await;
     mail.wait_all_seen("bot", 3, 30).await;
-    let runs = gw.client().get("/api/gateway/runs?limit=100").await;
+    let runs = gw.get("/api/gateway/runs?limit=100").await.1;
     assert_eq!(runs["items"].as_array().map(Vec::len), Some(1), "{runs}");
 }
 
@@ -375,7 +375,7 @@ async fn a_run_notifying_two_addresses_asks_both_and_the_first_answer_wins() {
     let (mail, gw) = setup().await;
     let start = json!({"bundle_id": "approval", "input_data": {"text": "two people"},
         "notify": ["email:alice@example.test", "email:bob@example.test"]});
-    let (s, run) = gw.client().post("/api/gateway/runs/start", start).await;
+    let (s, run) = gw.post("/api/gateway/runs/start", &start).await;
     assert_eq!(s, 200, "{run}");
     let id = run["run_id"].as_str().unwrap_or_default().to_owned();
     let to_alice = prompt_for(&mail, "alice", "Approve or reject: two people").await;
@@ -408,7 +408,7 @@ async fn a_run_notifying_two_addresses_asks_both_and_the_first_answer_wins() {
         "{}",
         body(&late)
     );
-    assert_eq!(gw.client().answers(&id).await.len(), 1);
+    assert_eq!(gw.answers(&id).await.len(), 1);
 }
 
 #[tokio::test]
@@ -479,7 +479,7 @@ async fn a_spoofed_from_counts_only_with_the_servers_authentication_results() {
     .await;
     mail.wait_all_seen("bot", 4, 30).await;
     assert!(
-        gw.client().runs_of("approval").await.len() == 1,
+        gw.runs_of("approval").await.len() == 1,
         "no run started by a spoof"
     );
     assert_eq!(run(&gw, &id).await["status"], "waiting");
@@ -514,7 +514,7 @@ async fn run_input_cannot_thread_a_prompt_into_someone_elses_conversation() {
     // admin, only the bridge's own signature makes a thread).
     let body = json!({"bundle_id": "ask", "session_id": "email:alice@example.test",
         "input_data": {"text": "Your password?", "email": {"message_id": "payroll-thread@corp.test", "subject": "Payroll"}}});
-    let (status, r) = gw.client().post("/api/gateway/runs/start", body).await;
+    let (status, r) = gw.post("/api/gateway/runs/start", &body).await;
     assert_eq!(status, 200, "{r}");
     let prompt = prompt_for(&mail, "alice", "Your password?").await;
     assert!(!prompt.contains("payroll-thread@corp.test"), "{prompt}");

@@ -58,7 +58,7 @@ async fn free_text_chats_with_the_chat_flow_in_one_session() {
     fake.wait_until(20, "the second reply", |f| has_text(f, "echo: and again"))
         .await;
 
-    let runs = gw.client().runs_of("chat").await;
+    let runs = gw.runs_of("chat").await;
     assert_eq!(
         runs.len(),
         1,
@@ -115,13 +115,10 @@ async fn an_approval_is_answered_by_button() {
     let acks = fake.calls("answerCallbackQuery");
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0]["text"], "Answered: approve");
-    let run = &gw.client().runs_of("approval").await[0];
+    let run = &gw.runs_of("approval").await[0];
     assert_eq!(run["status"], "completed");
     assert_eq!(run["output"]["decision"], "approve");
-    let a = gw
-        .client()
-        .answers(run["run_id"].as_str().unwrap_or_default())
-        .await;
+    let a = gw.answers(run["run_id"].as_str().unwrap_or_default()).await;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0]["actor"]["channel"], "telegram");
     assert_eq!(a[0]["actor"]["client_id"], format!("telegram:{ALICE}"));
@@ -131,12 +128,12 @@ async fn an_approval_is_answered_by_button() {
 async fn a_prompt_answered_over_http_first_is_edited_to_say_so() {
     let (gw, fake, _llm) = setup().await;
     let (msg, kb) = approval_prompt(&fake, "from the web").await;
-    let run = gw.client().runs_of("approval").await.remove(0);
+    let run = gw.runs_of("approval").await.remove(0);
     let run_id = run["run_id"].as_str().unwrap_or_default().to_owned();
     let wait_key = run["waiting"]["wait_key"].clone();
     let cmd = json!({"command_id": "web-1", "run_id": run_id, "type": "resume", "channel": "web",
         "payload": {"wait_key": wait_key, "payload": {"response": "reject"}}});
-    let (status, body) = gw.client().post("/api/gateway/commands", cmd).await;
+    let (status, body) = gw.post("/api/gateway/commands", &cmd).await;
     assert_eq!(status, 200, "{body}");
     let edited = "Approve or reject: from the web\n\n✅ reject (answered by someone via web)";
     fake.wait_until(20, "the prompt edited", |f| has_text(f, edited))
@@ -150,7 +147,7 @@ async fn a_prompt_answered_over_http_first_is_edited_to_say_so() {
     .await;
     let ack = &fake.calls("answerCallbackQuery")[0];
     assert_eq!(ack["text"], "That question was already answered elsewhere.");
-    assert_eq!(gw.client().answers(&run_id).await.len(), 1);
+    assert_eq!(gw.answers(&run_id).await.len(), 1);
     fake.wait_until(20, "the outcome", |f| has_text(f, "Rejected: from the web"))
         .await;
     assert_eq!(count_sent(&fake, "Approved: from the web"), 0);
@@ -177,7 +174,7 @@ async fn an_unknown_user_is_refused_once_until_paired() {
         "{}",
         sent[0]
     );
-    assert!(gw.client().runs_of("approval").await.is_empty());
+    assert!(gw.runs_of("approval").await.is_empty());
 
     fake.message(EVE, "Eve", "/pair WRONG-CODE");
     fake.wait_until(20, "the bad code refused", |f| {
@@ -186,9 +183,7 @@ async fn an_unknown_user_is_refused_once_until_paired() {
             .any(|t| t.starts_with("Pairing failed"))
     })
     .await;
-    let (status, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
-    assert_eq!(status, 200, "{code}");
-    let code = code["code"].as_str().unwrap_or_default().to_owned();
+    let code = gw.pairing_code().await;
     fake.message(EVE, "Eve", &format!("/pair {code}"));
     fake.wait_until(20, "paired", |f| {
         f.sent_texts(chat).iter().any(|t| t.starts_with("Paired."))
@@ -221,12 +216,12 @@ async fn a_duplicate_update_is_applied_once() {
     .await;
     assert!(polls > start);
 
-    assert_eq!(gw.client().runs_of("approval").await.len(), 1);
-    let run_id = gw.client().runs_of("approval").await[0]["run_id"]
+    assert_eq!(gw.runs_of("approval").await.len(), 1);
+    let run_id = gw.runs_of("approval").await[0]["run_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert_eq!(gw.client().answers(&run_id).await.len(), 1);
+    assert_eq!(gw.answers(&run_id).await.len(), 1);
     assert_eq!(count_sent(&fake, "Approved: once"), 1);
     assert_eq!(count_sent(&fake, "Approve or reject: once"), 1);
     assert_eq!(fake.calls("answerCallbackQuery").len(), 1);
@@ -272,7 +267,7 @@ async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
     fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "approve"));
     let start = json!({"bundle_id": "ask", "input_data": {"text": "Your name?"},
         "notify": [format!("telegram:{CHAT}")]});
-    let (status, body) = gw.client().post("/api/gateway/runs/start", start).await;
+    let (status, body) = gw.post("/api/gateway/runs/start", &start).await;
     assert_eq!(status, 200, "{body}");
 
     let _bridge = Bridge::telegram(&gw, &state, &env).await;
@@ -308,9 +303,9 @@ async fn a_bridge_restart_mid_conversation_loses_and_repeats_nothing() {
         .find(CHAT, "Approve or reject: across a restart")
         .unwrap_or_default();
     assert!(prompt.ends_with("(answered by @alice)"), "{prompt}");
-    assert_eq!(gw.client().runs_of("approval").await.len(), 1);
+    assert_eq!(gw.runs_of("approval").await.len(), 1);
     assert_eq!(
-        gw.client().runs_of("chat").await.len(),
+        gw.runs_of("chat").await.len(),
         0,
         "\"Bob\" answered the ask, started nothing"
     );
@@ -336,7 +331,7 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
         f.find(CHAT, prompt).is_some()
     })
     .await;
-    let run_id = gw.client().runs_of("approval").await[0]["run_id"]
+    let run_id = gw.runs_of("approval").await[0]["run_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -362,10 +357,7 @@ async fn commands_start_list_pause_resume_and_cancel_this_chats_run() {
     let closed = format!("{prompt}\n\n(the run is cancelled; no answer needed)");
     fake.wait_until(20, "the prompt closed", |f| has_text(f, &closed))
         .await;
-    assert_eq!(
-        gw.client().runs_of("approval").await[0]["status"],
-        "cancelled"
-    );
+    assert_eq!(gw.runs_of("approval").await[0]["status"], "cancelled");
 
     fake.message(ALICE, "Alice", "/cancel");
     let none = "No matching active run in this chat (see /runs).";
@@ -391,7 +383,7 @@ async fn forged_button_data_answers_and_controls_nothing() {
     let gw = Gateway::start(&env).await;
     let (msg, kb) = approval_prompt(&fake, "payroll").await;
     let approve = button(&kb, "approve");
-    let run = gw.client().runs_of("approval").await[0]["run_id"]
+    let run = gw.runs_of("approval").await[0]["run_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -416,13 +408,13 @@ async fn forged_button_data_answers_and_controls_nothing() {
         assert_eq!(ack["text"], "This button is no longer valid.", "{ack}");
     }
     assert_eq!(
-        gw.client().get(&format!("/api/gateway/runs/{run}")).await["status"],
+        gw.get(&format!("/api/gateway/runs/{run}")).await.1["status"],
         "waiting",
         "neither answered nor cancelled"
     );
-    assert!(gw.client().answers(&run).await.is_empty());
+    assert!(gw.answers(&run).await.is_empty());
     // Alice's own press in her chat works.
     fake.tap(ALICE, "Alice", CHAT, msg, &approve);
-    let done = gw.client().wait_status(&run, "completed", 20).await;
+    let done = gw.wait_status(&run, "completed", 20).await;
     assert_eq!(done["output"]["decision"], "approve");
 }

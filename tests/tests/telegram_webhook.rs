@@ -61,24 +61,17 @@ async fn webhook_mode_registers_and_answers_a_prompt_by_button_once() {
             .is_some_and(|m| m.1.contains("✅ approve (answered by @alice)"))
     })
     .await;
-    let runs = gw.client().runs_of("approval").await;
+    let runs = gw.runs_of("approval").await;
     assert_eq!(runs.len(), 1);
     let run_id = runs[0]["run_id"].as_str().unwrap_or_default().to_owned();
     let done = |r: &Value| r["status"] == "completed";
     for _ in 0..100 {
-        if done(
-            &gw.client()
-                .get(&format!("/api/gateway/runs/{run_id}"))
-                .await,
-        ) {
+        if done(&gw.get(&format!("/api/gateway/runs/{run_id}")).await.1) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let run = gw
-        .client()
-        .get(&format!("/api/gateway/runs/{run_id}"))
-        .await;
+    let run = gw.get(&format!("/api/gateway/runs/{run_id}")).await.1;
     assert_eq!(run["output"]["decision"], "approve", "{run}");
 
     // Telegram delivers the tap again: it is acknowledged and has no second effect.
@@ -94,7 +87,7 @@ async fn webhook_mode_registers_and_answers_a_prompt_by_button_once() {
         .map(|p| p.1)
         .collect();
     assert_eq!(statuses, vec![200, 200]);
-    assert_eq!(gw.client().answers(&run_id).await.len(), 1);
+    assert_eq!(gw.answers(&run_id).await.len(), 1);
     assert_eq!(fake.calls("answerCallbackQuery").len(), 1);
     assert!(
         fake.calls("getUpdates").is_empty(),
@@ -137,11 +130,11 @@ async fn webhook_refuses_strangers_and_is_answered_only_after_the_gateway_accept
             .is_some_and(|m| m.contains("not a Telegram Update")),
         "{body}"
     );
-    assert!(gw.client().runs_of("echo").await.is_empty());
+    assert!(gw.runs_of("echo").await.is_empty());
 
     // While the gateway refuses new runs (paused: 503), the update is answered 503 and
     // delivered again; once it accepts, the run starts exactly once.
-    let (s, _) = gw.client().post("/api/gateway/pause", json!({})).await;
+    let (s, _) = gw.post("/api/gateway/pause", &json!({})).await;
     assert_eq!(s, 200);
     let id = fake.message(ALICE, "Alice", "/run echo hello");
     fake.wait_until(20, "refused deliveries", |f| {
@@ -152,12 +145,12 @@ async fn webhook_refuses_strangers_and_is_answered_only_after_the_gateway_accept
             >= 2
     })
     .await;
-    assert!(gw.client().runs_of("echo").await.is_empty());
-    let (s, _) = gw.client().post("/api/gateway/resume", json!({})).await;
+    assert!(gw.runs_of("echo").await.is_empty());
+    let (s, _) = gw.post("/api/gateway/resume", &json!({})).await;
     assert_eq!(s, 200);
     fake.wait_until(20, "the accepted delivery", |f| {
         f.pushes().contains(&(id, 200)) && f.pending() == 0
     })
     .await;
-    assert_eq!(gw.client().runs_of("echo").await.len(), 1);
+    assert_eq!(gw.runs_of("echo").await.len(), 1);
 }

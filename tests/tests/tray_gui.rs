@@ -142,15 +142,9 @@ async fn inner() {
     std::fs::write(flows.path().join("remind.yaml"), REMIND).expect("write remind.yaml");
     let gw = Gateway::start_with_flows(&[], flows.path()).await;
     let start = |flow: &str| json!({"bundle_id": flow, "input_data": {"text": "deploy v2"}});
-    let (s, waiting) = gw
-        .client()
-        .post("/api/gateway/runs/start", start("approval"))
-        .await;
+    let (s, waiting) = gw.post("/api/gateway/runs/start", &start("approval")).await;
     assert_eq!(s, 200, "{waiting}");
-    let (s, running) = gw
-        .client()
-        .post("/api/gateway/runs/start", start("remind"))
-        .await;
+    let (s, running) = gw.post("/api/gateway/runs/start", &start("remind")).await;
     assert_eq!(s, 200, "{running}");
     let run = running["run_id"].as_str().unwrap_or_default().to_owned();
 
@@ -223,7 +217,7 @@ async fn inner() {
     gdbus(&click).await.expect("the clicked event");
     let mut status = String::new();
     for _ in 0..100 {
-        let r = gw.client().get(&format!("/api/gateway/runs/{run}")).await;
+        let r = gw.get(&format!("/api/gateway/runs/{run}")).await.1;
         status = r["status"].as_str().unwrap_or_default().to_owned();
         if status == "paused" {
             break;
@@ -244,7 +238,7 @@ async fn inner() {
 
     // A new prompt is announced on the desktop (the one waiting at start is not).
     let text = json!({"bundle_id": "approval", "input_data": {"text": "notify me"}});
-    let (s, _) = gw.client().post("/api/gateway/runs/start", text).await;
+    let (s, _) = gw.post("/api/gateway/runs/start", &text).await;
     assert_eq!(s, 200);
     let mut log = String::new();
     for _ in 0..100 {

@@ -28,7 +28,7 @@ async fn the_web_app_works_in_headless_chromium_on_a_phone() {
     );
     let (llm_url, _llm) = e2e::llm_fake::start().await;
     let gw = Gateway::start(&[("SWITCHBOARD_LLM_BASE_URL", llm_url)]).await;
-    let (status, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
+    let (status, code) = gw.post("/api/gateway/pair/codes", &json!({})).await;
     assert_eq!(status, 200, "{code}");
     let shots = screenshots();
     let _ = std::fs::remove_dir_all(&shots);

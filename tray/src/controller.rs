@@ -209,7 +209,7 @@ impl Controller {
                 });
                 None
             }
-            (_, "run_completed" | "run_failed" | "run_cancelled") => {
+            _ if r.run_end().is_some() => {
                 self.runs.remove(id);
                 None
             }
@@ -250,16 +250,11 @@ impl Controller {
     }
 
     fn asked(&mut self, r: &LedgerRecord, now: i64) -> Option<Notice> {
-        let p = r.effect_payload();
+        let q = r.question()?;
         let prompt = Prompt {
-            wait_key: p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned(),
-            text: p["prompt"].as_str().unwrap_or("A question").to_owned(),
-            choices: p["choices"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.as_str().map(str::to_owned))
-                .collect(),
+            wait_key: q.wait_key,
+            text: q.prompt.unwrap_or_else(|| "A question".into()),
+            choices: q.choices,
         };
         let run = self.runs.entry(r.run_id.clone()).or_insert(RunView {
             run_id: r.run_id.clone(),

@@ -56,7 +56,7 @@ impl Tray {
 
     async fn start_run(&self, flow: &str, text: &str) -> String {
         let body = json!({"bundle_id": flow, "input_data": {"text": text}});
-        let (s, r) = self.gw.client().post("/api/gateway/runs/start", body).await;
+        let (s, r) = self.gw.post("/api/gateway/runs/start", &body).await;
         assert_eq!(s, 200, "{r}");
         r["run_id"].as_str().unwrap_or_default().to_owned()
     }
@@ -73,16 +73,12 @@ impl Tray {
     }
 
     async fn status(&self, run: &str) -> String {
-        let r = self
-            .gw
-            .client()
-            .get(&format!("/api/gateway/runs/{run}"))
-            .await;
+        let r = self.gw.get(&format!("/api/gateway/runs/{run}")).await.1;
         r["status"].as_str().unwrap_or_default().to_owned()
     }
 
     async fn wait_status(&self, run: &str, want: &str) {
-        self.gw.client().wait_status(run, want, 10).await;
+        self.gw.wait_status(run, want, 10).await;
     }
 }
 
@@ -116,7 +112,7 @@ async fn a_waiting_prompt_appears_and_answering_it_from_the_menu_completes_the_r
     let menu = t.ctl.menu();
     assert_eq!(menu.icon, Icon::Idle);
     assert_eq!(menu.items[0].label, "0 running · 0 waiting");
-    let answers = t.gw.client().answers(&run).await;
+    let answers = t.gw.answers(&run).await;
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0]["result"]["response"], "approve");
     assert_eq!(answers[0]["actor"]["channel"], "tray");
@@ -165,7 +161,7 @@ async fn a_prompt_answered_elsewhere_disappears() {
         .map(|p| p.wait_key);
     let cmd = json!({"command_id": "web-1", "run_id": run, "type": "resume", "channel": "web",
         "payload": {"wait_key": wait_key, "payload": {"response": "reject"}}});
-    let (s, body) = t.gw.client().post("/api/gateway/commands", cmd).await;
+    let (s, body) = t.gw.post("/api/gateway/commands", &cmd).await;
     assert_eq!(s, 200, "{body}");
     t.until("the prompt gone", |c| {
         c.run(&run).is_none_or(|r| r.prompt.is_none())
@@ -181,10 +177,10 @@ async fn a_prompt_answered_elsewhere_disappears() {
 async fn runs_started_before_the_tray_are_in_its_first_menu() {
     let gw = Gateway::start(&[]).await;
     let body = json!({"bundle_id": "approval", "input_data": {"text": "early"}});
-    let (s, r) = gw.client().post("/api/gateway/runs/start", body).await;
+    let (s, r) = gw.post("/api/gateway/runs/start", &body).await;
     assert_eq!(s, 200, "{r}");
     let run = r["run_id"].as_str().unwrap_or_default().to_owned();
-    gw.client().wait_status(&run, "waiting", 10).await;
+    gw.wait_status(&run, "waiting", 10).await;
     let mut t = Tray::attach(gw);
     t.until("the early prompt", |c| {
         c.run(&run).is_some_and(|r| r.prompt.is_some())
@@ -196,7 +192,7 @@ async fn runs_started_before_the_tray_are_in_its_first_menu() {
 #[tokio::test]
 async fn pairing_once_saves_a_device_token_that_works() {
     let gw = Gateway::start(&[]).await;
-    let (s, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
+    let (s, code) = gw.post("/api/gateway/pair/codes", &json!({})).await;
     assert_eq!(s, 200, "{code}");
     let code = code["code"].as_str().unwrap_or_default().to_owned();
     let dir = tempfile::tempdir().expect("config dir");

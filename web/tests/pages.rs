@@ -45,7 +45,7 @@ async fn a_flow_starts_from_its_form_and_the_run_list_filters() {
         .to_owned();
     assert!(run_page.starts_with("/app/runs/"), "{run_page}");
     let run_id = run_page.trim_start_matches("/app/runs/");
-    gw.client().wait_status(run_id, "waiting", 10).await;
+    gw.wait_status(run_id, "waiting", 10).await;
     let html = page(&gw, &cookie, &run_page).await;
     assert!(html.contains("Approve or reject: from a form"), "{html}");
     let waiting = page(&gw, &cookie, "/app/runs?status=waiting").await;
@@ -64,7 +64,7 @@ async fn a_flow_starts_from_its_form_and_the_run_list_filters() {
         .await
         .expect("start");
     assert_eq!(r.status().as_u16(), 403);
-    assert_eq!(gw.client().runs_of("approval").await.len(), 1);
+    assert_eq!(gw.runs_of("approval").await.len(), 1);
 }
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn a_schedule_is_listed_and_paused_from_its_page() {
     let gw = Gateway::start(&[]).await;
     let body = json!({"bundle_id": "echo", "input_data": {"text": "tick"}, "start_at": "now",
         "interval": "1h", "repeat_count": 3});
-    let (s, sched) = gw.client().post("/api/gateway/runs/schedule", body).await;
+    let (s, sched) = gw.post("/api/gateway/runs/schedule", &body).await;
     assert_eq!(s, 200, "{sched}");
     let id = sched["run_id"].as_str().unwrap_or_default().to_owned();
     let (cookie, _) = sign_in(&gw).await;
@@ -94,7 +94,7 @@ async fn a_schedule_is_listed_and_paused_from_its_page() {
         .expect("pause");
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/app/schedules");
-    let run = gw.client().get(&format!("/api/gateway/runs/{id}")).await;
+    let run = gw.get(&format!("/api/gateway/runs/{id}")).await.1;
     assert_eq!(run["status"], "paused", "{run}");
     let html = page(&gw, &cookie, "/app/schedules").await;
     assert!(html.contains(">Resume</button>"), "{html}");
@@ -132,5 +132,5 @@ async fn a_bad_start_form_names_each_field_and_keeps_what_was_typed() {
         "{html}"
     );
     assert!(html.contains(r#"name="replicas" value="many""#), "{html}");
-    assert!(gw.client().runs_of("deploy").await.is_empty());
+    assert!(gw.runs_of("deploy").await.is_empty());
 }

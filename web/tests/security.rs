@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{csrf_in, http, sign_in};
+use common::{csrf_in, http, login, sign_in};
 use e2e::process::Gateway;
 use serde_json::json;
 use sha2::Digest;
@@ -87,12 +87,7 @@ async fn the_cookie_is_locked_down_and_pages_allow_no_inline_script() {
         "no inline script"
     );
     // Bad sign-ins say why.
-    let r = http()
-        .post(format!("{}/app/login", gw.url))
-        .form(&[("code", "NOPE-NOPE")])
-        .send()
-        .await
-        .expect("login");
+    let r = login(&gw, &[("code", "NOPE-NOPE")]).await;
     assert_eq!(r.status().as_u16(), 401);
     assert!(
         r.text()
@@ -107,10 +102,9 @@ async fn forms_need_their_csrf_token_and_sign_out_revokes_the_device() {
     let gw = Gateway::start(&[]).await;
     let (cookie, _) = sign_in(&gw).await;
     let (s, run) = gw
-        .client()
         .post(
             "/api/gateway/runs/start",
-            json!({"bundle_id": "approval", "input_data": {"text": "x"}}),
+            &json!({"bundle_id": "approval", "input_data": {"text": "x"}}),
         )
         .await;
     assert_eq!(s, 200);
@@ -149,13 +143,13 @@ async fn forms_need_their_csrf_token_and_sign_out_revokes_the_device() {
         403
     );
     assert_ne!(
-        gw.client().get(&format!("/api/gateway/runs/{id}")).await["status"],
+        gw.get(&format!("/api/gateway/runs/{id}")).await.1["status"],
         "paused"
     );
     let ok = post(pause, csrf.clone()).await;
     assert_eq!(ok.status().as_u16(), 303);
     assert_eq!(
-        gw.client().get(&format!("/api/gateway/runs/{id}")).await["status"],
+        gw.get(&format!("/api/gateway/runs/{id}")).await.1["status"],
         "paused"
     );
 
@@ -204,29 +198,22 @@ struct Targets {
 }
 
 async fn targets(gw: &Gateway) -> Targets {
-    let api = gw.client();
-    let (st, w) = api
+    let (st, w) = gw
         .post(
             "/api/gateway/webhooks",
-            json!({"url": "https://hooks.example.test/x"}),
+            &json!({"url": "https://hooks.example.test/x"}),
         )
         .await;
     assert_eq!(st, 201, "{w}");
-    let (_, code) = api.post("/api/gateway/pair/codes", json!({})).await;
-    let (st, d) = api
+    let (_, code) = gw.post("/api/gateway/pair/codes", &json!({})).await;
+    let (st, d) = gw
         .post(
             "/api/gateway/pair",
-            json!({"code": code["code"], "name": "phone"}),
+            &json!({"code": code["code"], "name": "phone"}),
         )
         .await;
     assert_eq!(st, 200, "{d}");
-    let (st, k) = api
-        .post(
-            "/api/gateway/keys",
-            json!({"name": "ci", "scopes": ["read"]}),
-        )
-        .await;
-    assert_eq!(st, 200, "{k}");
+    let k = gw.create_key("ci", &["read"]).await;
     let s = |v: &serde_json::Value, f: &str| v[f].as_str().unwrap_or_default().to_owned();
     Targets {
         webhook: s(&w, "id"),
@@ -252,7 +239,7 @@ async fn a_forged_sign_out_deletes_nothing() {
     let gw = Gateway::start(&[]).await;
     let t = targets(&gw).await;
     // The web app holds no credential of its own.
-    let keys = gw.client().get("/api/gateway/keys").await;
+    let keys = gw.get("/api/gateway/keys").await.1;
     let live_web_keys = keys["items"]
         .as_array()
         .into_iter()
@@ -287,7 +274,7 @@ async fn a_forged_sign_out_deletes_nothing() {
             );
         }
     }
-    let hooks = gw.client().get("/api/gateway/webhooks").await;
+    let hooks = gw.get("/api/gateway/webhooks").await.1;
     assert_eq!(hooks["items"][0]["id"], t.webhook.as_str(), "{hooks}");
     assert_eq!(api_status(&gw, &t.device_token).await, 200);
     assert_eq!(api_status(&gw, &t.key_token).await, 200);
@@ -296,36 +283,23 @@ async fn a_forged_sign_out_deletes_nothing() {
 #[tokio::test]
 async fn an_admin_token_cannot_sign_in_but_a_scoped_one_can() {
     let gw = Gateway::start(&[]).await;
-    let login = |token: String| {
-        let url = format!("{}/app/login", gw.url);
-        async move {
-            http()
-                .post(url)
-                .form(&[("token", token.as_str())])
-                .send()
-                .await
-                .expect("login")
-        }
+    let with_token = |token: String| {
+        let gw = &gw;
+        async move { login(gw, &[("token", token.as_str())]).await }
     };
-    let r = login(e2e::process::TOKEN.to_owned()).await;
+    let r = with_token(e2e::process::TOKEN.to_owned()).await;
     assert_eq!(r.status().as_u16(), 403);
     assert!(r.headers().get("set-cookie").is_none());
     assert!(r.text().await.unwrap_or_default().contains("admin token"));
-    let (_, k) = gw
-        .client()
-        .post(
-            "/api/gateway/keys",
-            json!({"name": "root", "scopes": ["read", "admin"]}),
-        )
-        .await;
-    let r = login(k["token"].as_str().unwrap_or_default().to_owned()).await;
+    let k = gw.create_key("root", &["read", "admin"]).await;
+    let r = with_token(k["token"].as_str().unwrap_or_default().to_owned()).await;
     assert_eq!(
         r.status().as_u16(),
         403,
         "a key with the admin scope is refused too"
     );
     let t = targets(&gw).await;
-    let r = login(t.key_token.clone()).await;
+    let r = with_token(t.key_token.clone()).await;
     assert_eq!(r.status().as_u16(), 303);
     // Signing out with a typed key ends the session but does not revoke the key.
     let cookie = r.headers()["set-cookie"]
@@ -356,8 +330,7 @@ async fn an_admin_token_cannot_sign_in_but_a_scoped_one_can() {
 #[tokio::test]
 async fn the_pairing_link_opens_a_filled_in_form() {
     let gw = Gateway::start(&[]).await;
-    let (_, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
-    let code = code["code"].as_str().unwrap_or_default().to_owned();
+    let code = gw.pairing_code().await;
     let r = http()
         .get(format!("{}/app/pair?code={code}", gw.url))
         .send()
@@ -367,12 +340,7 @@ async fn the_pairing_link_opens_a_filled_in_form() {
     let html = r.text().await.unwrap_or_default();
     assert!(html.contains(&format!("value=\"{code}\"")), "{html}");
     // Fetching the link used nothing up: the form signs in with the code.
-    let r = http()
-        .post(format!("{}/app/login", gw.url))
-        .form(&[("code", code.as_str()), ("name", "phone")])
-        .send()
-        .await
-        .expect("login");
+    let r = login(&gw, &[("code", code.as_str()), ("name", "phone")]).await;
     assert_eq!(r.status().as_u16(), 303);
 }
 
@@ -405,8 +373,7 @@ async fn guessing_at_sign_in_is_limited_per_visitor() {
     }
     assert_eq!(attempt("203.0.113.5", "AAAA-AAAA".into()).await, 429);
     // … and nobody else: another visitor pairs with a good code.
-    let (_, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
-    let code = code["code"].as_str().unwrap_or_default().to_owned();
+    let code = gw.pairing_code().await;
     assert_eq!(attempt("203.0.113.6", code).await, 303);
     // The sign-in form has its own limit per visitor as well (10 at once).
     let mut statuses = Vec::new();

@@ -232,16 +232,12 @@ mod tests {
     }
 
     fn run() -> EmailRun {
-        EmailRun {
-            run_id: "0123456789abcdef".into(),
-            address: "alice@example.test".into(),
-            flow: "approval".into(),
-            mode: "asks_only".into(),
-            thread_id: None,
-            thread_subject: None,
-            last_message_id: None,
-            pending: None,
-        }
+        EmailRun::new(
+            "0123456789abcdef",
+            "alice@example.test",
+            "approval",
+            "asks_only",
+        )
     }
 
     fn prompt() -> Prompt {

@@ -9,84 +9,55 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use protocol::{LedgerRecord, RecordStatus, StepEvent, StreamItem};
+use protocol::{LedgerRecord, RecordStatus, RunStatus, StepEvent};
 use serde_json::Value;
 
-use super::state::{Change, EmailRun, Prompt};
+use super::state::{Change, EmailRun, MailTables, Prompt};
 use super::{Ctx, EmailError, Mode, compose, inbound};
-
-const CURSOR: &str = crate::db::LEDGER_CURSOR;
-/// Records of runs that mail nobody move the stored cursor only this often.
-const IDLE_COMMIT_EVERY: u64 = 256;
 
 struct Follower {
     ctx: Arc<Ctx>,
-    committed: u64,
+    /// Whether the record being committed queued mail.
+    mails: bool,
 }
 
 /// Follows the ledger forever, reconnecting with back-off when the stream fails.
 pub(crate) async fn follow(ctx: Arc<Ctx>) {
-    let mut f = Follower { ctx, committed: 0 };
-    crate::reconnect::forever("email bridge: ledger follower", &mut f).await
+    let (client, state) = (ctx.client.clone(), ctx.state.clone());
+    let mut f = Follower { ctx, mails: false };
+    crate::reconnect::follow_ledger("email bridge: ledger follower", &client, &state, &mut f).await
 }
 
-impl crate::reconnect::Session for Follower {
-    type Error = EmailError;
+/// A record's mails are outbox rows, committed with the cursor; the sender is woken after.
+impl crate::reconnect::LedgerFollower for Follower {
+    type Tables = MailTables;
 
-    fn session(&mut self) -> impl std::future::Future<Output = Result<(), EmailError>> + Send {
-        self.follow_once()
-    }
-}
-
-impl Follower {
-    async fn follow_once(&mut self) -> Result<(), EmailError> {
-        let cursor = self.ctx.state.meta_u64(CURSOR).await?;
-        self.committed = cursor;
-        let mut stream = Box::pin(self.ctx.client.stream_global(cursor).await?);
-        while let Some(item) = stream.next().await {
-            if let StreamItem::Step(ev) = item? {
-                self.on_record(*ev).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn on_record(&mut self, ev: StepEvent) -> Result<(), EmailError> {
+    async fn on_record(&mut self, ev: &StepEvent) -> Result<Option<Vec<Change>>, EmailError> {
         let r = &ev.record;
-        let changes = if r.effect_kind() == "run_started" {
+        let changes: Vec<Change> = if r.effect_kind() == "run_started" {
             self.bind(r).await?
         } else {
             let runs = self.ctx.state.runs(r.run_id.clone()).await?;
             runs.into_iter().flat_map(|run| self.show(r, run)).collect()
         };
-        if changes.is_empty() && ev.cursor - self.committed < IDLE_COMMIT_EVERY {
-            return Ok(());
-        }
-        let mails = !changes.is_empty();
-        self.ctx.state.commit_record(ev.cursor, changes).await?;
-        self.committed = ev.cursor;
-        if mails {
-            self.ctx.outbox.notify_one();
-        }
-        Ok(())
+        self.mails = !changes.is_empty();
+        Ok(self.mails.then_some(changes))
     }
 
+    fn committed(&mut self) {
+        if std::mem::take(&mut self.mails) {
+            self.ctx.outbox.notify_one();
+        }
+    }
+}
+
+impl Follower {
     /// A new run: binds it to each address of its `notify`, to the address of its session
     /// (a run started by mail), or to its parent's addresses.
     async fn bind(&self, r: &LedgerRecord) -> Result<Vec<Change>, EmailError> {
         let p = r.effect_payload();
         let flow = p["bundle_id"].as_str().unwrap_or("run").to_owned();
-        let base = EmailRun {
-            run_id: r.run_id.clone(),
-            address: String::new(),
-            flow: flow.clone(),
-            mode: self.ctx.cfg.mode_of(&flow).as_str().into(),
-            thread_id: None,
-            thread_subject: None,
-            last_message_id: None,
-            pending: None,
-        };
+        let base = EmailRun::new(&r.run_id, "", &flow, self.ctx.cfg.mode_of(&flow).as_str());
         let mut runs: Vec<EmailRun> = Vec::new();
         let notified = p["notify"]
             .as_array()
@@ -215,27 +186,23 @@ impl Follower {
                     status: "running".into(),
                 },
             ],
-            (_, "run_completed" | "run_failed" | "run_cancelled") => self.ended(r, run, all),
+            _ if r.run_end().is_some() => self.ended(r, run, all),
             _ => Vec::new(),
         }
     }
 
     fn ask(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
-        let p = r.effect_payload();
-        let choices: Vec<String> = p["choices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect();
+        let Some(q) = r.question() else {
+            return Vec::new();
+        };
         let prompt = Prompt {
             id: 0,
             run_id: r.run_id.clone(),
-            wait_key: p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned(),
+            wait_key: q.wait_key,
             address: run.address.clone(),
-            question: p["prompt"].as_str().unwrap_or("Your answer?").to_owned(),
-            allow_free_text: p["allow_free_text"].as_bool().unwrap_or(choices.is_empty()),
-            choices,
+            question: q.prompt.unwrap_or_else(|| "Your answer?".into()),
+            allow_free_text: q.allow_free_text,
+            choices: q.choices,
             message_id: None,
             answered: false,
         };
@@ -266,21 +233,12 @@ impl Follower {
     }
 
     fn ended(&self, r: &LedgerRecord, run: EmailRun, all: bool) -> Vec<Change> {
-        let status = match r.effect_kind() {
-            "run_failed" => "failed",
-            "run_cancelled" => "cancelled",
-            _ => "completed",
-        };
-        let mut changes = vec![
-            Change::Answered {
-                run_id: r.run_id.clone(),
-                wait_key: None,
-            },
-            Change::Status {
-                run_id: r.run_id.clone(),
-                status: status.into(),
-            },
-        ];
+        let status = r.run_end().unwrap_or(RunStatus::Completed).as_str();
+        let (run_id, ended) = (r.run_id.clone(), status.to_owned());
+        let mut changes = vec![Change::Ended {
+            run_id,
+            status: ended,
+        }];
         if all {
             let output = match &run.pending {
                 Some(said) => Some(said.clone()),

@@ -4,12 +4,9 @@
 //! per mail, keyed so a record replayed after a crash enqueues nothing twice) and the
 //! Message-IDs of replies already handled. It never talks to IMAP, SMTP or the gateway.
 
-use std::path::Path;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::EmailError;
-use crate::db::Db;
 
 type Result<T> = std::result::Result<T, EmailError>;
 
@@ -100,6 +97,22 @@ pub struct EmailRun {
     pub pending: Option<String>,
 }
 
+impl EmailRun {
+    /// A run newly bound to `address`: no thread yet, nothing sent or pending.
+    pub fn new(run_id: &str, address: &str, flow: &str, mode: &str) -> Self {
+        Self {
+            run_id: run_id.into(),
+            address: address.into(),
+            flow: flow.into(),
+            mode: mode.into(),
+            thread_id: None,
+            thread_subject: None,
+            last_message_id: None,
+            pending: None,
+        }
+    }
+}
+
 /// A question sent by mail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
@@ -135,6 +148,11 @@ pub enum Change {
         run_id: String,
         status: String,
     },
+    /// The run ended with `status`: nothing of it is waiting any more.
+    Ended {
+        run_id: String,
+        status: String,
+    },
     /// What the run said since its last mail to `address`.
     Pending {
         run_id: String,
@@ -143,40 +161,23 @@ pub enum Change {
     },
 }
 
-/// Handle to the state file; cheap to clone. Every call runs on the blocking pool.
-#[derive(Clone)]
-pub struct State {
-    db: Db,
+/// The email bridge's tables.
+pub struct MailTables;
+
+impl crate::db::Tables for MailTables {
+    const SCHEMA: &'static str = SCHEMA;
+    type Change = Change;
+    type Error = EmailError;
+
+    fn apply(c: &Connection, change: Change) -> Result<()> {
+        apply(c, change)
+    }
 }
 
+/// Handle to the state file; cheap to clone. Every call runs on the blocking pool.
+pub type State = crate::db::State<MailTables>;
+
 impl State {
-    pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-        })
-    }
-
-    async fn call<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
-    {
-        self.db.call(f).await
-    }
-
-    pub async fn meta_u64(&self, key: &'static str) -> Result<u64> {
-        Ok(self.db.meta_u64(key).await?)
-    }
-
-    pub async fn set_meta(&self, key: &'static str, value: String) -> Result<()> {
-        Ok(self.db.set_meta(key, value).await?)
-    }
-
-    /// Applies a record's changes and moves the ledger cursor, in one transaction.
-    pub async fn commit_record(&self, cursor: u64, changes: Vec<Change>) -> Result<()> {
-        self.db.commit_record(cursor, changes, apply).await
-    }
-
     /// The addresses a run mails, one row each (in the order they were bound).
     pub async fn runs(&self, run_id: String) -> Result<Vec<EmailRun>> {
         self.call(move |c| {
@@ -229,15 +230,8 @@ impl State {
 
     /// How a reply with this Message-ID was handled before, if it was.
     pub async fn handled(&self, message_id: String) -> Result<Option<String>> {
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT outcome FROM handled WHERE message_id = ?1",
-                [message_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
+        let sql = "SELECT outcome FROM handled WHERE message_id = ?1";
+        Ok(self.value(sql, (message_id,)).await?)
     }
 
     /// Records how a mail was handled and enqueues the answer to it, together.
@@ -419,6 +413,17 @@ fn apply(tx: &Connection, ch: Change) -> Result<()> {
                 "UPDATE runs SET status = ?2 WHERE run_id = ?1",
                 params![run_id, status],
             )?;
+        }
+        Change::Ended { run_id, status } => {
+            let wait_key = None;
+            apply(
+                tx,
+                Change::Answered {
+                    run_id: run_id.clone(),
+                    wait_key,
+                },
+            )?;
+            apply(tx, Change::Status { run_id, status })?;
         }
     }
     Ok(())

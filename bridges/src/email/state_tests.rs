@@ -7,16 +7,12 @@ fn open() -> (tempfile::TempDir, State) {
 }
 
 fn bind() -> Change {
-    Change::Bind(EmailRun {
-        run_id: "r1".into(),
-        address: "alice@example.test".into(),
-        flow: "approval".into(),
-        mode: "asks_only".into(),
-        thread_id: None,
-        thread_subject: None,
-        last_message_id: None,
-        pending: None,
-    })
+    Change::Bind(EmailRun::new(
+        "r1",
+        "alice@example.test",
+        "approval",
+        "asks_only",
+    ))
 }
 
 fn prompt() -> Change {

@@ -93,7 +93,7 @@ pub(crate) async fn apply(ctx: &Ctx, u: &Update, offset: &mut u64) -> bool {
         tracing::warn!(update = id, %why, "update not applied yet; it will be tried again");
         return false;
     }
-    if let Err(e) = ctx.state.set_meta_u64(OFFSET, id + 1).await {
+    if let Err(e) = ctx.state.set_meta(OFFSET, (id + 1).to_string()).await {
         tracing::error!(error = %e, "cannot store the telegram offset");
         return false;
     }

@@ -10,17 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use protocol::{LedgerRecord, LlmDelta, RecordStatus, StepEvent, StreamItem};
+use protocol::{LedgerRecord, LlmDelta, RecordStatus, RunStatus, StepEvent};
 use serde_json::Value;
 
-use super::state::{Change, ChatRun, Prompt};
+use super::state::{Change, ChatRun, ChatTables, Prompt};
 use super::{BridgeError, Ctx, api, render};
-
-const CURSOR: &str = crate::db::LEDGER_CURSOR;
-/// Records that concern no chat move the stored cursor only this often (they have no
-/// effect to repeat, so replaying a few after a restart costs nothing).
-const IDLE_COMMIT_EVERY: u64 = 256;
 
 /// A streamed LLM reply being shown.
 struct Live {
@@ -33,65 +27,41 @@ struct Live {
 struct Follower {
     ctx: Arc<Ctx>,
     live: HashMap<(String, String), Live>,
-    committed: u64,
 }
 
 /// Follows the ledger forever, reconnecting with back-off when the stream or Telegram fails.
 pub(crate) async fn follow(ctx: Arc<Ctx>) {
+    let (client, state) = (ctx.client.clone(), ctx.state.clone());
     let mut f = Follower {
         ctx,
         live: HashMap::new(),
-        committed: 0,
     };
-    crate::reconnect::forever("telegram bridge: ledger follower", &mut f).await
+    crate::reconnect::follow_ledger("telegram bridge: ledger follower", &client, &state, &mut f)
+        .await
 }
 
-impl crate::reconnect::Session for Follower {
-    type Error = BridgeError;
+/// A record's messages are sent first; what it changed commits after.
+impl crate::reconnect::LedgerFollower for Follower {
+    type Tables = ChatTables;
 
-    fn session(&mut self) -> impl std::future::Future<Output = Result<(), BridgeError>> + Send {
-        self.follow_once()
+    async fn on_record(&mut self, ev: &StepEvent) -> Result<Option<Vec<Change>>, BridgeError> {
+        let r = &ev.record;
+        if r.effect_kind() == "run_started" {
+            return Ok(Some(self.bind(r).await?));
+        }
+        let chats = self.ctx.state.chat_runs(r.run_id.clone()).await?;
+        if chats.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.show(r, &chats).await?))
+    }
+
+    async fn on_delta(&mut self, d: LlmDelta) -> Result<(), BridgeError> {
+        self.delta(d).await
     }
 }
 
 impl Follower {
-    async fn follow_once(&mut self) -> Result<(), BridgeError> {
-        let cursor = self.ctx.state.meta_u64(CURSOR).await?;
-        self.committed = cursor;
-        let mut stream = Box::pin(self.ctx.client.stream_global(cursor).await?);
-        while let Some(item) = stream.next().await {
-            match item? {
-                StreamItem::Step(ev) => self.on_record(*ev).await?,
-                StreamItem::Delta(d) => self.on_delta(d).await?,
-                StreamItem::Done | StreamItem::Other(_) => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn on_record(&mut self, ev: StepEvent) -> Result<(), BridgeError> {
-        let r = &ev.record;
-        let changes = if r.effect_kind() == "run_started" {
-            self.bind(r).await?
-        } else {
-            let chats = self.ctx.state.chat_runs(r.run_id.clone()).await?;
-            if chats.is_empty() {
-                if ev.cursor - self.committed >= IDLE_COMMIT_EVERY {
-                    self.commit(ev.cursor, Vec::new()).await?;
-                }
-                return Ok(());
-            }
-            self.show(r, &chats).await?
-        };
-        self.commit(ev.cursor, changes).await
-    }
-
-    async fn commit(&mut self, cursor: u64, changes: Vec<Change>) -> Result<(), BridgeError> {
-        self.ctx.state.commit_record(cursor, changes).await?;
-        self.committed = cursor;
-        Ok(())
-    }
-
     /// A new run: binds it to the chats of its session, its `notify` list and its parent.
     async fn bind(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
         let p = r.effect_payload();
@@ -160,7 +130,7 @@ impl Follower {
                 self.notice(chats, "▶️", "resumed").await?;
                 Ok(vec![status("running")])
             }
-            (_, "run_completed" | "run_failed" | "run_cancelled") => self.ended(r, chats).await,
+            _ if r.run_end().is_some() => self.ended(r, chats).await,
             _ => Ok(Vec::new()),
         }
     }
@@ -247,16 +217,11 @@ impl Follower {
         r: &LedgerRecord,
         chats: &[ChatRun],
     ) -> Result<Vec<Change>, BridgeError> {
-        let p = r.effect_payload();
-        let choices: Vec<String> = p["choices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect();
-        let allow_free_text = p["allow_free_text"].as_bool().unwrap_or(choices.is_empty());
-        let text = p["prompt"].as_str().unwrap_or("Your answer?").to_owned();
-        let wait_key = p["wait_key"].as_str().unwrap_or(&r.step_id).to_owned();
+        let Some(q) = r.question() else {
+            return Ok(Vec::new());
+        };
+        let (choices, allow_free_text, wait_key) = (q.choices, q.allow_free_text, q.wait_key);
+        let text = q.prompt.unwrap_or_else(|| "Your answer?".into());
         let mut changes = vec![Change::Status {
             run_id: r.run_id.clone(),
             status: "waiting".into(),
@@ -355,11 +320,7 @@ impl Follower {
         r: &LedgerRecord,
         chats: &[ChatRun],
     ) -> Result<Vec<Change>, BridgeError> {
-        let status = match r.effect_kind() {
-            "run_failed" => "failed",
-            "run_cancelled" => "cancelled",
-            _ => "completed",
-        };
+        let status = r.run_end().unwrap_or(RunStatus::Completed).as_str();
         for p in self.ctx.state.prompts_of(r.run_id.clone(), None).await? {
             if let Some(msg) = p.message_id {
                 let text = render::prompt_closed(&p.text, status);
@@ -376,16 +337,9 @@ impl Follower {
             let text = render::run_end(&c.flow, status, error, out.as_deref());
             self.send(c.chat_id, &text, None).await?;
         }
-        Ok(vec![
-            Change::Answered {
-                run_id: r.run_id.clone(),
-                wait_key: None,
-            },
-            Change::Status {
-                run_id: r.run_id.clone(),
-                status: status.into(),
-            },
-        ])
+        let run_id = r.run_id.clone();
+        let status = status.to_owned();
+        Ok(vec![Change::Ended { run_id, status }])
     }
 
     async fn notice(
@@ -406,7 +360,7 @@ impl Follower {
     }
 
     /// A live LLM token: grows one message per chat, edited at most every `edit_every`.
-    async fn on_delta(&mut self, d: LlmDelta) -> Result<(), BridgeError> {
+    async fn delta(&mut self, d: LlmDelta) -> Result<(), BridgeError> {
         let key = (d.run_id.clone(), d.step_id.clone());
         if !self.live.contains_key(&key) {
             let chats = self.ctx.state.chat_runs(d.run_id.clone()).await?;

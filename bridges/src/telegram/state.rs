@@ -3,12 +3,9 @@
 //! run is shown in, the prompts sent (for buttons and edits) and the messages that show a
 //! streamed LLM reply growing. It never talks to Telegram or the gateway.
 
-use std::path::Path;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::BridgeError;
-use crate::db::Db;
 
 type Result<T> = std::result::Result<T, BridgeError>;
 
@@ -80,49 +77,28 @@ pub struct ChatRun {
     pub last_llm: Option<String>,
 }
 
-/// Handle to the state file; cheap to clone. Every call runs on the blocking pool.
-#[derive(Clone)]
-pub struct State {
-    db: Db,
+/// The Telegram bridge's tables.
+pub struct ChatTables;
+
+impl crate::db::Tables for ChatTables {
+    const SCHEMA: &'static str = SCHEMA;
+    type Change = Change;
+    type Error = BridgeError;
+
+    fn apply(c: &Connection, change: Change) -> Result<()> {
+        apply(c, change)?;
+        Ok(())
+    }
 }
 
+/// Handle to the state file; cheap to clone. Every call runs on the blocking pool.
+pub type State = crate::db::State<ChatTables>;
+
 impl State {
-    pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self {
-            db: Db::open(path, SCHEMA)?,
-        })
-    }
-
-    /// Runs `f` with the connection on the blocking pool (the lock is never held across an
-    /// `.await`).
-    pub async fn call<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
-    {
-        self.db.call(f).await
-    }
-
-    pub async fn meta_u64(&self, key: &'static str) -> Result<u64> {
-        Ok(self.db.meta_u64(key).await?)
-    }
-
-    pub async fn set_meta_u64(&self, key: &'static str, v: u64) -> Result<()> {
-        Ok(self.db.set_meta(key, v.to_string()).await?)
-    }
-
     /// Whether the user may use the bot: allowlisted by config, or paired.
     pub async fn is_paired(&self, user_id: u64) -> Result<bool> {
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT paired_at IS NOT NULL FROM users WHERE user_id = ?1",
-                [user_id as i64],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(false))
-        })
-        .await
+        let sql = "SELECT paired_at IS NOT NULL FROM users WHERE user_id = ?1";
+        Ok(self.value(sql, (user_id as i64,)).await?.unwrap_or(false))
     }
 
     /// Every paired user's id.
@@ -163,15 +139,8 @@ impl State {
     }
 
     pub async fn user_name(&self, user_id: u64) -> Result<Option<String>> {
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT name FROM users WHERE user_id = ?1",
-                [user_id as i64],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
+        let sql = "SELECT name FROM users WHERE user_id = ?1";
+        Ok(self.value(sql, (user_id as i64,)).await?)
     }
 
     /// Records a refusal; true only the first time (so a stranger is told once).
@@ -281,15 +250,9 @@ impl State {
         step_id: String,
         chat_id: i64,
     ) -> Result<Option<i32>> {
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT message_id FROM streams WHERE run_id = ?1 AND step_id = ?2 AND chat_id = ?3",
-                params![run_id, step_id, chat_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
+        let sql =
+            "SELECT message_id FROM streams WHERE run_id = ?1 AND step_id = ?2 AND chat_id = ?3";
+        Ok(self.value(sql, (run_id, step_id, chat_id)).await?)
     }
 
     pub async fn set_stream_message(
@@ -308,13 +271,6 @@ impl State {
         })
         .await
     }
-
-    /// Applies what one ledger record changed and moves the ledger cursor past it, in one
-    /// transaction.
-    pub async fn commit_record(&self, cursor: u64, changes: Vec<Change>) -> Result<()> {
-        let apply: fn(&Connection, Change) -> Result<()> = |c, ch| Ok(apply(c, ch).map(|_| ())?);
-        self.db.commit_record(cursor, changes, apply).await
-    }
 }
 
 /// A change to the state caused by one ledger record.
@@ -327,6 +283,11 @@ pub enum Change {
         via_session: bool,
     },
     Status {
+        run_id: String,
+        status: String,
+    },
+    /// The run ended with `status`: none of its prompts waits any more.
+    Ended {
         run_id: String,
         status: String,
     },
@@ -376,6 +337,11 @@ fn apply(c: &Connection, ch: Change) -> rusqlite::Result<usize> {
             "UPDATE prompts SET answered = 1 WHERE run_id = ?1 AND (?2 IS NULL OR wait_key = ?2)",
             params![run_id, wait_key],
         ),
+        Change::Ended { run_id, status } => {
+            let wait_key = None;
+            let n = apply(c, Change::Answered { run_id: run_id.clone(), wait_key })?;
+            Ok(n + apply(c, Change::Status { run_id, status })?)
+        }
         Change::StreamDone { run_id, step_id } => c.execute(
             "DELETE FROM streams WHERE run_id = ?1 AND step_id = ?2",
             params![run_id, step_id],

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{
     ChildSpec, Ctx, Draft, EffectRequest, EmitSpec, Pending, RunState, STEP_BUDGET, Transition,
 };
-use crate::flows::{Flow, Instr, Scope, Step, StepKind, WaitSpec};
+use crate::flows::{Flow, Instr, Step, StepKind, WaitSpec};
 
 pub(super) struct Machine<'a> {
     pub(crate) flow: &'a Flow,
@@ -217,7 +217,7 @@ impl Machine<'_> {
                 let name = f.render(*event, cx)?;
                 let payload = f.eval(payload, cx)?;
                 let key = self.event_key(*scope, &name);
-                let p = json!({"name": name, "scope": scope, "payload": payload});
+                let p = json!({"name": name, "scope": scope.as_str(), "payload": payload});
                 self.complete(&step_id, node, "emit", p, json!({"name": name}));
                 self.t.emits.push(EmitSpec { key, name, payload });
             }
@@ -360,12 +360,8 @@ impl Machine<'_> {
         }
     }
 
-    pub(crate) fn event_key(&self, scope: Scope, name: &str) -> String {
-        match scope {
-            Scope::Run => format!("run:{}:{name}", self.ctx.run_id),
-            Scope::Session => format!("session:{}:{name}", self.ctx.session_key()),
-            Scope::Global => format!("global:{name}"),
-        }
+    pub(crate) fn event_key(&self, scope: protocol::EventScope, name: &str) -> String {
+        super::event_key(scope, name, self.ctx.run_id, self.ctx.session_id)
     }
 
     /// Records a step that finished at once and stores its result under `steps.<node>`.

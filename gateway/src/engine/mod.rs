@@ -35,11 +35,23 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: DateTime<Utc>,
 }
 
-impl Ctx<'_> {
-    /// The session an event of scope `session` travels in (the run itself when it has none).
-    pub(crate) fn session_key(&self) -> String {
-        self.session_id
-            .map_or_else(|| format!("run:{}", self.run_id), str::to_owned)
+/// The key an event named `name` travels under, emitted (or awaited) by `run_id` in
+/// `session_id` with `scope`: a waiting run wakes when the keys match. The engine and the
+/// store's `emit_event` command both use it, so the two cannot drift.
+pub(crate) fn event_key(
+    scope: protocol::EventScope,
+    name: &str,
+    run_id: &str,
+    session_id: Option<&str>,
+) -> String {
+    use protocol::EventScope;
+    match scope {
+        EventScope::Run => format!("run:{run_id}:{name}"),
+        EventScope::Session => match session_id {
+            Some(s) => format!("session:{s}:{name}"),
+            None => format!("session:run:{run_id}:{name}"),
+        },
+        EventScope::Global => format!("global:{name}"),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use protocol::EventScope;
 use serde_json::Value;
 
 /// A compiled template in the flow's template environment: its index, and whether it
@@ -37,26 +38,6 @@ pub(crate) enum ValueTpl {
     Expr(TplId),
     Array(Vec<ValueTpl>),
     Object(Vec<(String, ValueTpl)>),
-}
-
-/// Where an event travels: the emitting run only, its session, or every run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Scope {
-    Run,
-    Session,
-    Global,
-}
-
-impl Scope {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "run" => Some(Self::Run),
-            "session" => Some(Self::Session),
-            "global" => Some(Self::Global),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,11 +82,11 @@ pub(crate) enum StepKind {
     Wait(WaitSpec),
     WaitEvent {
         event: TplId,
-        scope: Scope,
+        scope: EventScope,
     },
     Emit {
         event: TplId,
-        scope: Scope,
+        scope: EventScope,
         payload: ValueTpl,
     },
     Set(Vec<(String, ValueTpl)>),

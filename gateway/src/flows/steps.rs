@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use protocol::EventScope;
 use serde_json::Value;
 
 use super::*;
@@ -99,12 +100,12 @@ impl Cx<'_> {
             .map(Option::unwrap_or_default)
     }
 
-    fn scope(&self, opts: &StepOpts) -> Result<Scope, FlowError> {
+    fn scope(&self, opts: &StepOpts) -> Result<EventScope, FlowError> {
         let Some(n) = opts.get("scope") else {
-            return Ok(Scope::Session);
+            return Ok(EventScope::Session);
         };
         let s = self.string(n)?;
-        Scope::parse(&s)
+        EventScope::parse(&s)
             .ok_or_else(|| self.err(n.pos, format!("scope `{s}` must be run, session or global")))
     }
 

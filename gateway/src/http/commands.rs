@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use protocol::{Actor, CommandRequest, CommandResponse, CommandStatus};
+use protocol::{Actor, Command, CommandRequest, CommandResponse, CommandStatus};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -11,7 +11,6 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson};
 use crate::auth::reach;
-use crate::flows::Scope;
 use crate::store::{CommandKind, NewCommand};
 
 #[utoipa::path(post, path = "/api/gateway/commands", tag = "commands", request_body = protocol::CommandRequest, responses((status = 200, body = protocol::CommandResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown run", body = protocol::ErrorBody), (status = 409, description = "reused command_id, stale wait_key, terminal run", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
@@ -60,20 +59,23 @@ pub(super) async fn submit_command(
             app.max_payload
         )));
     }
-    let kind = match store_kind(req.command().map_err(ApiError::bad)?) {
-        Ok(kind) => kind,
-        Err(fields) => schedule_update(app, &req.run_id, &fields).await?,
+    let kind = match req.command().map_err(ApiError::bad)? {
+        Command::UpdateSchedule(fields) => schedule_update(app, &req.run_id, &fields).await?,
+        Command::Answer { wait_key, response } => {
+            check_choice(app, &req.run_id, &wait_key, &response).await?;
+            CommandKind::Client(Command::Answer { wait_key, response })
+        }
+        c => {
+            if let Command::EmitEvent {
+                session_id: Some(s),
+                ..
+            } = &c
+            {
+                reach::check_session(who, s)?;
+            }
+            CommandKind::Client(c)
+        }
     };
-    if let CommandKind::Answer { wait_key, response } = &kind {
-        check_choice(app, &req.run_id, wait_key, response).await?;
-    }
-    if let CommandKind::EmitEvent {
-        session_id: Some(s),
-        ..
-    } = &kind
-    {
-        reach::check_session(who, s)?;
-    }
     let hash = Sha256::new()
         .chain_update(req.kind.as_bytes())
         .chain_update([0])
@@ -114,35 +116,6 @@ pub(crate) async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<CommandStatus>, ApiError> {
     Ok(Json(app.store.command_status(&id).await?))
-}
-
-/// The store's form of a typed command; a schedule update's fields come back as `Err`, to
-/// be checked against its schedule first ([`schedule_update`]).
-fn store_kind(c: protocol::Command) -> Result<CommandKind, serde_json::Map<String, Value>> {
-    use protocol::{Command, EventScope};
-    Ok(match c {
-        Command::Pause => CommandKind::Pause,
-        Command::Unpause => CommandKind::Unpause,
-        Command::Answer { wait_key, response } => CommandKind::Answer { wait_key, response },
-        Command::Cancel => CommandKind::Cancel,
-        Command::EmitEvent {
-            name,
-            scope,
-            payload,
-            session_id,
-        } => CommandKind::EmitEvent {
-            name,
-            scope: match scope {
-                EventScope::Run => Scope::Run,
-                EventScope::Session => Scope::Session,
-                EventScope::Global => Scope::Global,
-            },
-            payload,
-            session_id,
-        },
-        Command::CompactMemory { keep_last } => CommandKind::CompactMemory { keep_last },
-        Command::UpdateSchedule(fields) => return Err(fields),
-    })
 }
 
 /// An answer to the current prompt must be one of its choices (unless free text is allowed).

@@ -172,7 +172,7 @@ pub(crate) async fn create_webhook(
         .map_err(|m| ApiError::BadRequest("invalid_webhook", m))?;
     let w = app.store.create_webhook(w).await?;
     let created = WebhookCreated {
-        webhook: w.info(),
+        webhook: w.info,
         secret: w.secret,
     };
     Ok((StatusCode::CREATED, Json(created)))
@@ -186,8 +186,8 @@ pub(crate) async fn list_webhooks(
         .store
         .webhooks()
         .await?
-        .iter()
-        .map(|w| w.info())
+        .into_iter()
+        .map(|w| w.info)
         .collect();
     Ok(Json(WebhookList { items }))
 }

@@ -183,11 +183,26 @@ pub(crate) async fn run_stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let after = cursor(&q, &headers)?;
-    let slot = app.streams.acquire(&who)?;
+    open(&app, &who, Feed::Run(id), &q, &headers).await
+}
+
+/// Opens a stream of `feed` for `who`: the cursor from the query or `Last-Event-ID`, a
+/// stream slot, and the bus subscribed before the store is read (so nothing committed in
+/// between is missed).
+async fn open(
+    app: &AppState,
+    who: &Principal,
+    feed: Feed,
+    q: &StreamQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = cursor(q, headers)?;
+    let slot = app.streams.acquire(who)?;
     let rx = app.store.bus().subscribe();
-    app.store.run(&id).await?;
-    Ok(sse_response(follow(&app, Feed::Run(id), after, rx, slot)))
+    if let Feed::Run(id) = &feed {
+        app.store.run(id).await?;
+    }
+    Ok(sse_response(follow(app, feed, after, rx, slot)))
 }
 
 /// The newest global cursor: a client that wants only what happens from now on streams
@@ -207,10 +222,7 @@ pub(crate) async fn global_stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let after = cursor(&q, &headers)?;
-    let slot = app.streams.acquire(&who)?;
-    let rx = app.store.bus().subscribe();
-    Ok(sse_response(follow(&app, Feed::Global, after, rx, slot)))
+    open(&app, &who, Feed::Global, &q, &headers).await
 }
 
 /// What a stream follows: one run's ledger (cursor = its `seq`) or every run's (cursor =

@@ -6,38 +6,23 @@
 //! (pause, unpause, cancel with its cascade, emit_event, compact_memory) on the spot. Answers
 //! and event deliveries stay `pending` for the runner, which marks them applied or rejected.
 
-use protocol::{Actor, CommandStatus, RecordStatus, RunStatus};
+use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReason};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
 use super::runs::{run_draft, save_chain};
 use super::{Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::Draft;
-use crate::flows::Scope;
 
 /// A validated command.
 #[derive(Debug, Clone)]
 pub(crate) enum CommandKind {
-    Pause,
-    /// `resume` with no `wait_key`.
-    Unpause,
-    /// `resume` with a `wait_key`.
-    Answer {
-        wait_key: String,
-        response: Value,
-    },
-    Cancel,
-    EmitEvent {
-        name: String,
-        scope: Scope,
-        payload: Value,
-        session_id: Option<String>,
-    },
-    CompactMemory {
-        keep_last: u32,
-    },
-    /// A new schedule spec, and the new due time when it applies now.
+    /// Any command but `update_schedule`, as the client's typed command says.
+    Client(Command),
+    /// `update_schedule`, checked against the schedule: the new spec, and the new due time
+    /// when it applies now.
     UpdateSchedule {
         spec: Value,
         next: Option<chrono::DateTime<chrono::Utc>>,
@@ -154,7 +139,7 @@ fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Sub
     }
     let run = load_run(conn, &cmd.run_id)?;
     check(&cmd, &run)?;
-    let pending = matches!(cmd.kind, CommandKind::Answer { .. });
+    let pending = matches!(cmd.kind, CommandKind::Client(Command::Answer { .. }));
     conn.prepare_cached(
         "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, client_id, actor, status, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -211,27 +196,29 @@ fn check(cmd: &NewCommand, run: &RunRow) -> Result<()> {
     let conflict = |m: String| Err(StoreError::Conflict(m));
     let st = run.status.as_str();
     match &cmd.kind {
-        CommandKind::EmitEvent { .. } | CommandKind::CompactMemory { .. } => Ok(()),
+        CommandKind::Client(Command::EmitEvent { .. } | Command::CompactMemory { .. }) => Ok(()),
         _ if run.status.is_terminal() => conflict(format!("run `{}` is already {st}", cmd.run_id)),
-        CommandKind::Pause if run.status == RunStatus::Paused => {
+        CommandKind::Client(Command::Pause) if run.status == RunStatus::Paused => {
             conflict("the run is already paused".into())
         }
-        CommandKind::Unpause if run.status != RunStatus::Paused => conflict(format!(
-            "the run is {st}, not paused; to answer a prompt send `wait_key` and `payload.response`"
-        )),
-        CommandKind::Answer { wait_key, .. } => {
+        CommandKind::Client(Command::Unpause) if run.status != RunStatus::Paused => {
+            conflict(format!(
+                "the run is {st}, not paused; to answer a prompt send `wait_key` and `payload.response`"
+            ))
+        }
+        CommandKind::Client(Command::Answer { wait_key, .. }) => {
             let reason = run
                 .waiting
                 .as_ref()
-                .and_then(|w| w.get("reason"))
-                .and_then(Value::as_str);
+                .and_then(|w| WaitReason::deserialize(&w["reason"]).ok());
             match (&run.wait_key, reason) {
-                (Some(cur), Some("user" | "event")) if cur == wait_key => Ok(()),
-                (Some(cur), Some("user" | "event")) => conflict(format!(
+                (Some(cur), Some(r)) if r.takes_an_answer() && cur == wait_key => Ok(()),
+                (Some(cur), Some(r)) if r.takes_an_answer() => conflict(format!(
                     "wait_key `{wait_key}` is not current: the run now waits on `{cur}`"
                 )),
                 (Some(cur), Some(r)) => conflict(format!(
-                    "the run waits on `{cur}` ({r}), which cannot be answered"
+                    "the run waits on `{cur}` ({}), which cannot be answered",
+                    r.as_str()
                 )),
                 _ => conflict(format!(
                     "wait_key `{wait_key}` is not current: the run is {st} and waits for no answer"
@@ -277,36 +264,36 @@ fn apply(
         app.append(conn, &d, out)?;
         save_chain(conn, &app)
     };
-    match &cmd.kind {
-        CommandKind::Answer { .. } => out.wake.push(cmd.run_id.clone()),
-        CommandKind::Pause => {
+    let client = match &cmd.kind {
+        CommandKind::Client(c) => c,
+        CommandKind::UpdateSchedule { spec, next } => {
+            let result = super::schedules::update(conn, &cmd.run_id, spec, *next)?;
+            record(conn, out, Some(result.clone()))?;
+            out.wake.push(cmd.run_id.clone());
+            return Ok(Some(result));
+        }
+    };
+    match client {
+        Command::Answer { .. } => out.wake.push(cmd.run_id.clone()),
+        Command::Pause => {
             record(conn, out, None)?;
             set_status(conn, &cmd.run_id, "paused", Some(run.status.as_str()))?;
         }
-        CommandKind::Unpause => {
+        Command::Unpause => {
             record(conn, out, None)?;
             let back = run.paused_from.clone().unwrap_or_else(|| "running".into());
             set_status(conn, &cmd.run_id, &back, None)?;
             out.wake.push(cmd.run_id.clone());
         }
-        CommandKind::Cancel => cancel_tree(conn, cmd, seq, out)?,
-        CommandKind::EmitEvent {
+        Command::Cancel => cancel_tree(conn, cmd, seq, out)?,
+        Command::EmitEvent {
             name,
             scope,
             payload,
             session_id,
         } => {
-            let key = match scope {
-                Scope::Run => format!("run:{}:{name}", cmd.run_id),
-                Scope::Session => {
-                    let s = session_id.clone().or_else(|| run.session_id.clone());
-                    format!(
-                        "session:{}:{name}",
-                        s.unwrap_or_else(|| format!("run:{}", cmd.run_id))
-                    )
-                }
-                Scope::Global => format!("global:{name}"),
-            };
+            let session = session_id.as_deref().or(run.session_id.as_deref());
+            let key = crate::engine::event_key(*scope, name, &cmd.run_id, session);
             let n = deliver_event(conn, &key, name, payload, &cmd.actor, out)?;
             let result = json!({"delivered": n});
             if !run.status.is_terminal() {
@@ -314,7 +301,7 @@ fn apply(
             }
             return Ok(Some(result));
         }
-        CommandKind::CompactMemory { keep_last } => {
+        Command::CompactMemory { keep_last } => {
             let key = run
                 .session_id
                 .clone()
@@ -330,11 +317,11 @@ fn apply(
             }
             return Ok(Some(result));
         }
-        CommandKind::UpdateSchedule { spec, next } => {
-            let result = super::schedules::update(conn, &cmd.run_id, spec, *next)?;
-            record(conn, out, Some(result.clone()))?;
-            out.wake.push(cmd.run_id.clone());
-            return Ok(Some(result));
+        Command::UpdateSchedule(_) => {
+            // Built only as `CommandKind::UpdateSchedule`, after its check.
+            return Err(StoreError::Invalid(
+                "update_schedule must be checked against its schedule".into(),
+            ));
         }
     }
     Ok(None)

@@ -27,33 +27,19 @@ const CURSOR_KEY: &str = "webhooks.cursor";
 /// A webhook subscription.
 #[derive(Debug, Clone)]
 pub(crate) struct Webhook {
-    pub(crate) id: String,
-    pub(crate) url: String,
+    /// The subscription as the API shows it (its events, and the flows it is limited to).
+    pub(crate) info: protocol::WebhookInfo,
+    /// Signs each delivery; shown once, when the webhook is created.
     pub(crate) secret: String,
-    /// `run.waiting`, `run.completed`, `run.failed`, `run.cancelled`.
-    pub(crate) events: Vec<String>,
-    /// Flow ids to limit it to; empty means every flow.
-    pub(crate) flows: Vec<String>,
     /// Only records after this global cursor are delivered (set at creation).
     pub(crate) from_gseq: u64,
-    pub(crate) created_at: String,
 }
 
 impl Webhook {
-    /// The subscription as the API shows it (never with its secret).
-    pub(crate) fn info(&self) -> protocol::WebhookInfo {
-        protocol::WebhookInfo {
-            id: self.id.clone(),
-            url: self.url.clone(),
-            events: self.events.clone(),
-            flows: self.flows.clone(),
-            created_at: self.created_at.clone(),
-        }
-    }
-
     pub(crate) fn wants(&self, event: &str, flow: &str) -> bool {
-        self.events.iter().any(|e| e == event)
-            && (self.flows.is_empty() || self.flows.iter().any(|f| f == flow))
+        let w = &self.info;
+        w.events.iter().any(|e| e == event)
+            && (w.flows.is_empty() || w.flows.iter().any(|f| f == flow))
     }
 }
 
@@ -96,13 +82,16 @@ fn strings(text: &str) -> Vec<String> {
 }
 
 fn webhook(r: &rusqlite::Row) -> rusqlite::Result<Webhook> {
-    Ok(Webhook {
+    let info = protocol::WebhookInfo {
         id: r.get(0)?,
         url: r.get(1)?,
-        secret: r.get(2)?,
         events: strings(&r.get::<_, String>(3)?),
         flows: strings(&r.get::<_, String>(4)?),
         created_at: r.get(5)?,
+    };
+    Ok(Webhook {
+        info,
+        secret: r.get(2)?,
         from_gseq: r.get::<_, i64>(6)? as u64,
     })
 }
@@ -172,8 +161,8 @@ impl super::Store {
             w.from_gseq = super::ledger::global_head(c)?;
             c.execute(
                 "INSERT INTO webhooks (id, url, secret, events, flows, created_at, from_gseq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![w.id, w.url, w.secret, serde_json::to_string(&w.events)?,
-                        serde_json::to_string(&w.flows)?, w.created_at, w.from_gseq as i64],
+                params![w.info.id, w.info.url, w.secret, serde_json::to_string(&w.info.events)?,
+                        serde_json::to_string(&w.info.flows)?, w.info.created_at, w.from_gseq as i64],
             )?;
             Ok(w)
         })

@@ -4,7 +4,6 @@
 
 use e2e::process::Gateway;
 use reqwest::redirect::Policy;
-use serde_json::json;
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -13,16 +12,20 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
-/// Signs in with a fresh pairing code; returns the cookie (`name=value`) and its Set-Cookie.
-pub async fn sign_in(gw: &Gateway) -> (String, String) {
-    let (_, code) = gw.client().post("/api/gateway/pair/codes", json!({})).await;
-    let code = code["code"].as_str().unwrap_or_default().to_owned();
-    let r = http()
+/// Posts the sign-in form with `fields` (`code` and `name`, or `token`).
+pub async fn login(gw: &Gateway, fields: &[(&str, &str)]) -> reqwest::Response {
+    http()
         .post(format!("{}/app/login", gw.url))
-        .form(&[("code", code.as_str()), ("name", "test phone")])
+        .form(fields)
         .send()
         .await
-        .expect("login");
+        .expect("login")
+}
+
+/// Signs in with a fresh pairing code; returns the cookie (`name=value`) and its Set-Cookie.
+pub async fn sign_in(gw: &Gateway) -> (String, String) {
+    let code = gw.pairing_code().await;
+    let r = login(gw, &[("code", code.as_str()), ("name", "test phone")]).await;
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/app/inbox");
     let set = r.headers()["set-cookie"]

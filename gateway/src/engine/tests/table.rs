@@ -3,11 +3,11 @@
 //! each a short script of inputs with what each transition must show. Then determinism: the
 //! same script over flows that ask, wait and call an LLM gives the same transitions twice.
 
-use chrono::{TimeZone, Utc};
 use protocol::{Actor, RunStatus, WaitReason};
 use serde_json::{Value, json};
 
 use super::super::*;
+use super::ctx;
 use crate::flows::parse::compile;
 
 /// What one input gives.
@@ -225,17 +225,6 @@ const CASES: &[Case] = &[
         ],
     },
 ];
-
-fn ctx<'a>(input: &'a Value, now_s: i64) -> Ctx<'a> {
-    Ctx {
-        run_id: "r1",
-        bundle_id: "t",
-        session_id: Some("s1"),
-        input,
-        history: &[],
-        now: Utc.timestamp_opt(1_700_000_000 + now_s, 0).unwrap(),
-    }
-}
 
 fn check(case: &Case, turn: usize, expect: &Expect, got: &Result<Transition, Reject>) {
     let at = format!("{} (turn {turn}: {expect:?})", case.name);
