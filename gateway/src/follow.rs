@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::bus::{BusEvent, RecordEvent};
 use crate::runner::Runner;
-use crate::store::{Store, StoreError, run_end};
+use crate::store::{Store, StoreError};
 
 const POLL: Duration = Duration::from_millis(3);
 pub(crate) const LEASE: &str = "runner";
@@ -64,7 +64,8 @@ pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
                 for it in items {
                     let end = serde_json::from_str::<LedgerRecord>(&it.json)
                         .ok()
-                        .and_then(|r| run_end(&r.step_id, r.status));
+                        .and_then(|r| r.run_end())
+                        .map(protocol::RunStatus::as_str);
                     last = it.gseq;
                     store.bus().publish(BusEvent::Record(Arc::new(RecordEvent {
                         gseq: it.gseq,

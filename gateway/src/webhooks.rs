@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::{LedgerRecord, RecordStatus};
+use protocol::{LedgerRecord, RecordStatus, WebhookRequest};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -271,33 +271,21 @@ async fn send_one(
     }
 }
 
-/// Builds a subscription from an API request body (checked; names the bad field).
-/// `net` refuses a literal private address at once (names are checked at each delivery).
-pub(crate) fn new_webhook(body: &Value, net: &crate::net::NetPolicy) -> Result<Webhook, String> {
-    let url = body["url"]
-        .as_str()
-        .ok_or("`url` is required: the http(s) URL to post events to")?;
+/// Builds a subscription from an API request (its shape already checked by serde; here
+/// what serde cannot say: the URL, the event names). `net` refuses a literal private
+/// address at once (names are checked at each delivery).
+pub(crate) fn new_webhook(
+    req: WebhookRequest,
+    net: &crate::net::NetPolicy,
+) -> Result<Webhook, String> {
+    let url = req.url.as_str();
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
             net.check_url(&u).map_err(|e| format!("`url`: {e}"))?;
         }
         _ => return Err(format!("`url` `{url}` is not an http(s) URL")),
     }
-    let list = |field: &str| -> Result<Vec<String>, String> {
-        match &body[field] {
-            Value::Null => Ok(Vec::new()),
-            Value::Array(a) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or(format!("`{field}` must be a list of strings"))
-                })
-                .collect(),
-            _ => Err(format!("`{field}` must be a list of strings")),
-        }
-    };
-    let mut events = list("events")?;
+    let mut events = req.events;
     if events.is_empty() {
         events = EVENTS.iter().map(|e| (*e).to_owned()).collect();
     }
@@ -307,20 +295,12 @@ pub(crate) fn new_webhook(body: &Value, net: &crate::net::NetPolicy) -> Result<W
             EVENTS.join(", ")
         ));
     }
-    if let Some(k) = body.as_object().and_then(|o| {
-        o.keys()
-            .find(|k| !["url", "events", "flows"].contains(&k.as_str()))
-    }) {
-        return Err(format!(
-            "unknown field `{k}`; a webhook has url, events, flows"
-        ));
-    }
     let secret: [u8; 24] = rand::random();
     let info = protocol::WebhookInfo {
         id: format!("wh_{}", uuid::Uuid::new_v4().simple()),
-        url: url.to_owned(),
+        url: req.url,
         events,
-        flows: list("flows")?,
+        flows: req.flows,
         created_at: crate::engine::ts(chrono::Utc::now()),
     };
     Ok(Webhook {
@@ -350,15 +330,18 @@ mod tests {
     #[test]
     fn a_webhook_request_names_its_bad_field() {
         let net = crate::net::NetPolicy::default();
-        let e = |v: Value| new_webhook(&v, &net).unwrap_err();
-        assert!(e(json!({})).contains("`url`"));
+        let req = |v: Value| serde_json::from_value::<WebhookRequest>(v);
+        let e = |v: Value| new_webhook(req(v).unwrap(), &net).unwrap_err();
+        let shape = |v: Value| req(v).unwrap_err().to_string();
+        assert!(shape(json!({})).contains("`url`"));
         assert!(e(json!({"url": "ftp://x"})).contains("http(s)"));
         assert!(e(json!({"url": "http://x", "events": ["run.done"]})).contains("run.done"));
-        assert!(e(json!({"url": "http://x", "flows": "chat"})).contains("`flows`"));
-        assert!(e(json!({"url": "http://x", "colour": 1})).contains("colour"));
+        assert!(shape(json!({"url": "http://x", "flows": "chat"})).contains("sequence"));
+        assert!(shape(json!({"url": "http://x", "colour": 1})).contains("colour"));
         let metadata = e(json!({"url": "http://169.254.169.254/latest/meta-data"}));
         assert!(metadata.contains("SWITCHBOARD_HTTP_ALLOW"), "{metadata}");
-        let w = new_webhook(&json!({"url": "http://x/hook", "flows": ["chat"]}), &net).unwrap();
+        let hook = json!({"url": "http://x/hook", "flows": ["chat"]});
+        let w = new_webhook(req(hook).unwrap(), &net).unwrap();
         assert_eq!(w.info.events.len(), 4);
         assert!(w.wants("run.failed", "chat") && !w.wants("run.failed", "echo"));
     }

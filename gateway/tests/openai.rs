@@ -3,7 +3,7 @@
 //! behind the `chat` flow: models, a plain and a streamed completion, history seeding, an
 //! `ask` answered by the next request of the session, and OpenAI-shaped errors.
 
-use e2e::app::{Opts, TOKEN, spawn_with};
+use e2e::app::{Opts, TOKEN, eventually, spawn_with};
 use serde_json::{Value, json};
 
 /// The virtualenv's Python: `SWITCHBOARD_VENV` (scripts/test sets it), else the first
@@ -153,16 +153,12 @@ async fn the_official_openai_client_works_against_switchboard() {
     assert_eq!(approval[0]["session_id"], "openai:admin:alice");
     // Sessionless chat runs are cancelled once answered (nothing could answer their next
     // prompt); the one in session s-42 waits for its next turn.
-    let mut waiting = Vec::new();
-    for _ in 0..100 {
+    let waiting = eventually(10, "one waiting run", || async {
         let (_, w) = app.get("/api/gateway/runs?status=waiting").await;
-        waiting = w["items"].as_array().unwrap().clone();
-        if waiting.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(waiting.len(), 1, "{waiting:?}");
+        let waiting = w["items"].as_array().cloned().unwrap_or_default();
+        (waiting.len() == 1).then_some(waiting)
+    })
+    .await;
     assert_eq!(waiting[0]["session_id"], "openai:admin:s-42");
     let (_, c) = app.get("/api/gateway/runs?status=cancelled").await;
     assert_eq!(

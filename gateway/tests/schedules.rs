@@ -174,6 +174,15 @@ async fn a_paused_schedule_does_not_fire_until_resumed() {
     );
     assert_eq!(app.command("r", &id, "resume", json!({})).await.0, 200);
     wait_fired(&app, &id, before + 2).await;
+    // The ledger's order says the same (a late scheduler would not pass this): no firing
+    // between the pause and the resume.
+    let ledger = app.ledger(&id).await;
+    let at = |kind: &str| ledger.iter().position(|r| r["effect"]["type"] == kind);
+    let (paused, resumed) = (at("pause").unwrap(), at("resume").unwrap());
+    let fired_between = ledger[paused..resumed]
+        .iter()
+        .any(|r| r["effect"]["type"] == "schedule_fire");
+    assert!(!fired_between, "{ledger:#?}");
 }
 
 #[tokio::test]
@@ -306,17 +315,7 @@ async fn fixed_delay_counts_from_the_end_of_the_previous_child() {
         "fixed_delay",
         "the default for intervals"
     );
-    let done = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            let r = app.run(&id).await;
-            if r["status"] == "completed" {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("completes within 15 s");
+    let done = app.wait_status(&id, "completed", 15).await;
     assert_eq!(done["output"]["fired"], 2);
     let kids = children(&app, &id).await;
     let t =

@@ -11,8 +11,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::call::reply;
+pub use crate::call::{Caller, assert_refused};
+pub use crate::wait::{eventually, read_until, ready_line};
 
 /// The admin token every test gateway uses.
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -115,7 +118,6 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(Opts::default()).await
 }
 
-/// The repository's shipped flows.
 /// Starts the gateway with these environment variables set (on top of the harness's).
 pub async fn spawn_with_env(env: &[(&'static str, &str)]) -> TestApp {
     let env = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
@@ -126,6 +128,7 @@ pub async fn spawn_with_env(env: &[(&'static str, &str)]) -> TestApp {
     .await
 }
 
+/// The repository's shipped flows.
 pub fn shipped_flows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../flows")
 }
@@ -404,6 +407,12 @@ impl TestApp {
         let what = format!("run {id} to become {status}");
         eventually(secs, &what, || async {
             let r = self.run(id).await;
+            let ended =
+                ["completed", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or(""));
+            assert!(
+                r["status"] == status || !ended,
+                "run {id} ended, not {status}: {r}"
+            );
             (r["status"] == status).then_some(r)
         })
         .await
@@ -411,7 +420,8 @@ impl TestApp {
 
     /// The runs of `flow` (among the newest 100).
     pub async fn runs_of(&self, flow: &str) -> Vec<Value> {
-        let list = self.get("/api/gateway/runs?limit=100").await.1;
+        let (st, list) = self.get("/api/gateway/runs?limit=100").await;
+        assert_eq!(st, 200, "{list}");
         let items = list["items"].as_array().into_iter().flatten();
         items.filter(|r| r["bundle_id"] == flow).cloned().collect()
     }
@@ -508,55 +518,6 @@ impl TestApp {
     }
 }
 
-/// Reads `child`'s stdout (30 s at most) until a line starts with `ready`; returns the rest
-/// of that line. Every line goes into `seen`; later ones are drained in the background.
-pub async fn read_until(
-    child: &mut Child,
-    ready: &str,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) -> String {
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let rest = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            seen.lock().expect("lock").push(line.clone());
-            if let Some(rest) = line.strip_prefix(ready) {
-                return rest.to_owned();
-            }
-        }
-        panic!("switchboard exited before printing `{ready}`");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("switchboard did not print `{ready}` within 30 s"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    rest
-}
-
-/// [`read_until`] for a process whose output is not kept.
-pub async fn ready_line(child: &mut Child, ready: &str) -> String {
-    read_until(child, ready, Default::default()).await
-}
-
-/// Polls `check` every 20 ms until it gives a value, for at most `secs` seconds (then the
-/// test fails, naming `what`). Tests wait for what they need to see (a status, a record, a
-/// call a fake recorded), never for a fixed time.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {secs} s for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Sse {
     pub id: String,
@@ -579,68 +540,4 @@ pub fn normalize(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_uppercase())
         .collect()
-}
-
-/// Someone calling the gateway: a token (or none), and requests that return the status and
-/// the JSON body (`null` when the body is not JSON).
-pub struct Caller<'a> {
-    app: &'a TestApp,
-    token: Option<&'a str>,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Caller<'_> {
-    /// Sends `name: value` with each request (e.g. `x-forwarded-for`).
-    pub fn header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((name, value.to_owned()));
-        self
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.app.http.request(method, self.app.url(path));
-        if let Some(t) = self.token {
-            rb = rb.bearer_auth(t);
-        }
-        for (name, value) in &self.headers {
-            rb = rb.header(*name, value);
-        }
-        rb
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        reply(self.request(reqwest::Method::GET, path)).await
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        reply(self.request(reqwest::Method::POST, path).json(body)).await
-    }
-
-    /// `POST path` with no body.
-    pub async fn post_empty(&self, path: &str) -> (u16, Value) {
-        reply(self.request(reqwest::Method::POST, path)).await
-    }
-
-    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        reply(self.request(reqwest::Method::PUT, path).json(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> (u16, Value) {
-        reply(self.request(reqwest::Method::DELETE, path)).await
-    }
-}
-
-/// Sends `rb`: the status and the JSON body (`null` when the body is not JSON).
-async fn reply(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let r = rb.send().await.expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Asserts a refusal: the reply has `status` and an error message that names `needle`
-/// (the field, value or setting the caller must fix).
-#[track_caller]
-pub fn assert_refused(st: u16, body: &Value, status: u16, needle: &str) {
-    assert_eq!(st, status, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "{needle:?} not in {body}");
 }

@@ -7,9 +7,11 @@
 //! invariants as checks ([`tidy`]).
 
 pub mod app;
+pub mod call;
 pub mod llm_fake;
 pub mod mail_server;
 pub mod peek;
 pub mod process;
 pub mod telegram_fake;
 pub mod tidy;
+pub mod wait;

@@ -14,7 +14,22 @@ pub struct Queued {
 }
 
 fn open(path: &Path) -> Option<rusqlite::Connection> {
-    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()
+    if !path.exists() {
+        return None;
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let c = rusqlite::Connection::open_with_flags(path, flags);
+    Some(c.unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display())))
+}
+
+/// A query's answer; "nothing yet" while the bridge has not created its tables, and a
+/// failed test for any other error (a broken query must not read as "not yet").
+fn or_nothing<T: Default>(r: rusqlite::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such table") => T::default(),
+        Err(e) => panic!("peek: {e}"),
+    }
 }
 
 /// Every mail the email bridge queued (sent or not), oldest first; empty before the file
@@ -37,7 +52,7 @@ pub fn email_outbox(state: &Path) -> Vec<Queued> {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
         });
-    rows.unwrap_or_default()
+    or_nothing(rows)
 }
 
 /// Whether the Telegram bridge recorded the message it sent for a prompt whose text starts
@@ -46,10 +61,10 @@ pub fn telegram_prompt_sent(state: &Path, text: &str) -> bool {
     let Some(c) = open(state) else {
         return false;
     };
-    c.query_row(
+    let n = c.query_row(
         "SELECT count(*) FROM prompts WHERE message_id IS NOT NULL AND substr(text, 1, length(?1)) = ?1",
         [text],
         |r| r.get::<_, i64>(0),
-    )
-    .is_ok_and(|n| n > 0)
+    );
+    or_nothing(n) > 0
 }

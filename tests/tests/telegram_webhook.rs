@@ -64,14 +64,7 @@ async fn webhook_mode_registers_and_answers_a_prompt_by_button_once() {
     let runs = gw.runs_of("approval").await;
     assert_eq!(runs.len(), 1);
     let run_id = runs[0]["run_id"].as_str().unwrap_or_default().to_owned();
-    let done = |r: &Value| r["status"] == "completed";
-    for _ in 0..100 {
-        if done(&gw.get(&format!("/api/gateway/runs/{run_id}")).await.1) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let run = gw.get(&format!("/api/gateway/runs/{run_id}")).await.1;
+    let run = gw.wait_status(&run_id, "completed", 10).await;
     assert_eq!(run["output"]["decision"], "approve", "{run}");
 
     // Telegram delivers the tap again: it is acknowledged and has no second effect.

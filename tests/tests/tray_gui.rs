@@ -5,8 +5,8 @@
 //! The test re-runs itself under `dbus-run-session -- xvfb-run -a` when it is not already
 //! inside one (scripts/test installs xvfb, xauth, dbus-daemon and libglib2.0-bin).
 
+use e2e::app::eventually;
 use std::process::Stdio;
-use std::time::Duration;
 
 use e2e::process::{Gateway, TOKEN, flows_dir, workspace_binary};
 use serde_json::json;
@@ -166,23 +166,19 @@ async fn inner() {
         .expect("start switchboard-tray");
     let pid = tray.id().expect("tray pid");
 
-    let mut found = None;
-    let mut last = String::new();
-    'find: for _ in 0..100 {
+    let (name, path, last) = eventually(20, "the tray's menu to show the runs", || async {
         for name in bus_names_of(pid).await {
             let Some(path) = menu_path(&name).await else {
                 continue;
             };
-            last = layout(&name, &path, 0).await;
-            if last.contains("'label': <'1 running · 1 waiting'>") {
-                found = Some((name, path));
-                break 'find;
+            let menu = layout(&name, &path, 0).await;
+            if menu.contains("'label': <'1 running · 1 waiting'>") {
+                return Some((name, path, menu));
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (name, path) =
-        found.unwrap_or_else(|| panic!("the tray's menu never showed the runs: {last}"));
+        None
+    })
+    .await;
     for label in [
         "Waiting for you",
         "approval: Approve or reject: deploy v2",
@@ -215,39 +211,25 @@ async fn inner() {
     ];
     eprintln!("clicking Pause ({pause}) of {entry}");
     gdbus(&click).await.expect("the clicked event");
-    let mut status = String::new();
-    for _ in 0..100 {
-        let r = gw.get(&format!("/api/gateway/runs/{run}")).await.1;
-        status = r["status"].as_str().unwrap_or_default().to_owned();
-        if status == "paused" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "paused");
+    gw.wait_status(&run, "paused", 10).await;
     let paused = format!("remind ({}) · paused", &run[..8]);
-    let mut shown = false;
-    for _ in 0..100 {
-        if layout(&name, &path, 0).await.contains(&paused) {
-            shown = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(shown, "the menu never showed `{paused}`");
+    eventually(10, &format!("the menu to show `{paused}`"), || async {
+        layout(&name, &path, 0)
+            .await
+            .contains(&paused)
+            .then_some(())
+    })
+    .await;
 
     // A new prompt is announced on the desktop (the one waiting at start is not).
     let text = json!({"bundle_id": "approval", "input_data": {"text": "notify me"}});
     let (s, _) = gw.post("/api/gateway/runs/start", &text).await;
     assert_eq!(s, 200);
-    let mut log = String::new();
-    for _ in 0..100 {
-        log = std::fs::read_to_string(&notes).unwrap_or_default();
-        if log.contains("Approve or reject: notify me") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = eventually(10, "the desktop notification", || async {
+        let log = std::fs::read_to_string(&notes).unwrap_or_default();
+        log.contains("Approve or reject: notify me").then_some(log)
+    })
+    .await;
     assert!(log.contains("member=Notify"), "no notification call: {log}");
     assert!(log.contains("approval is waiting for you"), "{log}");
     assert!(

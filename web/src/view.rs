@@ -3,7 +3,7 @@
 //! output, timers, errors) and a form generated from a flow's input schema, with the
 //! submitted form turned back into `input_data`. Pure: no I/O.
 
-use protocol::{LedgerRecord, RecordStatus};
+use protocol::{LedgerRecord, RecordStatus, RunStatus};
 use serde_json::{Map, Value};
 
 /// One line of a run's timeline.
@@ -47,33 +47,36 @@ pub fn who(r: &LedgerRecord) -> Option<String> {
 /// The timeline entry of a record, if it shows anything.
 pub fn entry(r: &LedgerRecord) -> Option<Entry> {
     let p = r.effect_payload();
-    let (kind, text) = match (r.status, r.effect_kind()) {
-        (_, "run_started") => ("status", "Started".to_owned()),
-        (_, "run_completed") => ("status", "Completed".to_owned()),
-        (_, "run_cancelled") => ("status", "Cancelled".to_owned()),
-        (_, "run_failed") => (
+    let (kind, text) = match (r.status, r.effect_kind(), r.run_end()) {
+        (_, "run_started", _) => ("status", "Started".to_owned()),
+        (_, _, Some(RunStatus::Failed)) => (
             "error",
             format!("Failed: {}", r.error.as_deref().unwrap_or("unknown error")),
         ),
-        (RecordStatus::Completed, "say") => ("say", text_of(&p["text"])),
-        (RecordStatus::Waiting, "ask") => ("ask", text_of(&p["prompt"])),
-        (RecordStatus::Waiting, "wait") => {
+        (_, _, Some(RunStatus::Cancelled)) => ("status", "Cancelled".to_owned()),
+        (_, _, Some(_)) => ("status", "Completed".to_owned()),
+        (RecordStatus::Completed, "say", _) => ("say", text_of(&p["text"])),
+        (RecordStatus::Waiting, "ask", _) => {
+            let q = r.question().and_then(|q| q.prompt).unwrap_or_default();
+            ("ask", q)
+        }
+        (RecordStatus::Waiting, "wait", _) => {
             ("timer", format!("Waiting until {}", text_of(&p["until"])))
         }
-        (RecordStatus::Waiting, "wait_event") => (
+        (RecordStatus::Waiting, "wait_event", _) => (
             "timer",
             format!("Waiting for event {}", text_of(&p["event"])),
         ),
-        (RecordStatus::Completed, "pause") => ("status", "Paused".to_owned()),
-        (RecordStatus::Completed, "resume") => ("status", "Resumed".to_owned()),
-        (RecordStatus::Completed, "") => match r.result.as_ref() {
+        (RecordStatus::Completed, "pause", _) => ("status", "Paused".to_owned()),
+        (RecordStatus::Completed, "resume", _) => ("status", "Resumed".to_owned()),
+        (RecordStatus::Completed, "", _) => match r.result.as_ref() {
             Some(v) if v.get("response").is_some() => ("answer", text_of(&v["response"])),
             Some(v) if r.idempotency_key.is_some() && v.get("text").is_some() => {
                 ("llm", text_of(&v["text"]))
             }
             _ => return None,
         },
-        (RecordStatus::Failed, _) => (
+        (RecordStatus::Failed, _, _) => (
             "error",
             r.error.clone().unwrap_or_else(|| "A step failed".into()),
         ),

@@ -239,7 +239,8 @@ async fn a_forged_sign_out_deletes_nothing() {
     let gw = Gateway::start(&[]).await;
     let t = targets(&gw).await;
     // The web app holds no credential of its own.
-    let keys = gw.get("/api/gateway/keys").await.1;
+    let (st, keys) = gw.get("/api/gateway/keys").await;
+    assert_eq!(st, 200, "{keys}");
     let live_web_keys = keys["items"]
         .as_array()
         .into_iter()

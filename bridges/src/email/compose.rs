@@ -5,6 +5,7 @@
 
 use super::state::{EmailRun, OutMail, Prompt};
 use super::token::{self, Token};
+use protocol::RunStatus;
 
 /// How mails are addressed and linked.
 #[derive(Debug, Clone)]
@@ -138,14 +139,14 @@ pub fn say(style: &Style, run: &EmailRun, key: &str, text: &str) -> OutMail {
 pub fn ended(
     style: &Style,
     run: &EmailRun,
-    status: &str,
+    status: RunStatus,
     error: Option<&str>,
     output: Option<&str>,
 ) -> OutMail {
     let text = match (status, error, output) {
-        ("failed", Some(e), _) => format!("{} failed: {e}", run.flow),
-        ("failed", None, _) => format!("{} failed.", run.flow),
-        ("cancelled", ..) => format!("{} was cancelled.", run.flow),
+        (RunStatus::Failed, Some(e), _) => format!("{} failed: {e}", run.flow),
+        (RunStatus::Failed, None, _) => format!("{} failed.", run.flow),
+        (RunStatus::Cancelled, ..) => format!("{} was cancelled.", run.flow),
         (_, _, Some(out)) => format!("{} finished.\n\n{out}", run.flow),
         _ => format!("{} finished.", run.flow),
     };
@@ -156,7 +157,7 @@ pub fn ended(
         &text,
     );
     if run.thread_subject.is_none() {
-        m.subject = format!("{}: {status}", run.flow);
+        m.subject = format!("{}: {}", run.flow, status.as_str());
     }
     m
 }
@@ -331,13 +332,13 @@ mod tests {
 
     #[test]
     fn run_ends_say_how() {
-        let e = ended(&style(), &run(), "failed", Some("boom"), None);
+        let e = ended(&style(), &run(), RunStatus::Failed, Some("boom"), None);
         assert!(e.body.starts_with("approval failed: boom"));
         assert_eq!(e.subject, "approval: failed");
         let e = ended(
             &style(),
             &run(),
-            "completed",
+            RunStatus::Completed,
             None,
             Some("decision: approve"),
         );

@@ -183,7 +183,7 @@ impl Follower {
                 },
                 Change::Status {
                     run_id,
-                    status: "running".into(),
+                    status: RunStatus::Running,
                 },
             ],
             _ if r.run_end().is_some() => self.ended(r, run, all),
@@ -227,18 +227,15 @@ impl Follower {
             },
             Change::Status {
                 run_id: r.run_id.clone(),
-                status: "waiting".into(),
+                status: RunStatus::Waiting,
             },
         ]
     }
 
     fn ended(&self, r: &LedgerRecord, run: EmailRun, all: bool) -> Vec<Change> {
-        let status = r.run_end().unwrap_or(RunStatus::Completed).as_str();
-        let (run_id, ended) = (r.run_id.clone(), status.to_owned());
-        let mut changes = vec![Change::Ended {
-            run_id,
-            status: ended,
-        }];
+        let status = r.run_end().unwrap_or(RunStatus::Completed);
+        let run_id = r.run_id.clone();
+        let mut changes = vec![Change::Ended { run_id, status }];
         if all {
             let output = match &run.pending {
                 Some(said) => Some(said.clone()),

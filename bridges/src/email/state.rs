@@ -4,6 +4,7 @@
 //! per mail, keyed so a record replayed after a crash enqueues nothing twice) and the
 //! Message-IDs of replies already handled. It never talks to IMAP, SMTP or the gateway.
 
+use protocol::RunStatus;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::EmailError;
@@ -146,12 +147,12 @@ pub enum Change {
     },
     Status {
         run_id: String,
-        status: String,
+        status: RunStatus,
     },
     /// The run ended with `status`: nothing of it is waiting any more.
     Ended {
         run_id: String,
-        status: String,
+        status: RunStatus,
     },
     /// What the run said since its last mail to `address`.
     Pending {
@@ -411,7 +412,7 @@ fn apply(tx: &Connection, ch: Change) -> Result<()> {
         Change::Status { run_id, status } => {
             tx.execute(
                 "UPDATE runs SET status = ?2 WHERE run_id = ?1",
-                params![run_id, status],
+                params![run_id, status.as_str()],
             )?;
         }
         Change::Ended { run_id, status } => {

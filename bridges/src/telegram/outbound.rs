@@ -105,9 +105,9 @@ impl Follower {
         chats: &[ChatRun],
     ) -> Result<Vec<Change>, BridgeError> {
         let run = r.run_id.clone();
-        let status = |s: &str| Change::Status {
+        let status = |status: RunStatus| Change::Status {
             run_id: run.clone(),
-            status: s.into(),
+            status,
         };
         match (r.status, r.effect_kind()) {
             (RecordStatus::Completed, "say") => {
@@ -124,11 +124,11 @@ impl Follower {
             (RecordStatus::Completed, "") => self.answered(r).await,
             (RecordStatus::Completed, "pause") => {
                 self.notice(chats, "⏸", "paused").await?;
-                Ok(vec![status("paused")])
+                Ok(vec![status(RunStatus::Paused)])
             }
             (RecordStatus::Completed, "resume") => {
                 self.notice(chats, "▶️", "resumed").await?;
-                Ok(vec![status("running")])
+                Ok(vec![status(RunStatus::Running)])
             }
             _ if r.run_end().is_some() => self.ended(r, chats).await,
             _ => Ok(Vec::new()),
@@ -224,7 +224,7 @@ impl Follower {
         let text = q.prompt.unwrap_or_else(|| "Your answer?".into());
         let mut changes = vec![Change::Status {
             run_id: r.run_id.clone(),
-            status: "waiting".into(),
+            status: RunStatus::Waiting,
         }];
         for c in chats {
             let prompt = Prompt {
@@ -291,7 +291,7 @@ impl Follower {
             },
             Change::Status {
                 run_id: r.run_id.clone(),
-                status: "running".into(),
+                status: RunStatus::Running,
             },
         ])
     }
@@ -320,10 +320,10 @@ impl Follower {
         r: &LedgerRecord,
         chats: &[ChatRun],
     ) -> Result<Vec<Change>, BridgeError> {
-        let status = r.run_end().unwrap_or(RunStatus::Completed).as_str();
+        let status = r.run_end().unwrap_or(RunStatus::Completed);
         for p in self.ctx.state.prompts_of(r.run_id.clone(), None).await? {
             if let Some(msg) = p.message_id {
-                let text = render::prompt_closed(&p.text, status);
+                let text = render::prompt_closed(&p.text, status.as_str());
                 api::edit(&self.ctx.bot, p.chat_id, msg, &text, None).await?;
             }
         }
@@ -338,7 +338,6 @@ impl Follower {
             self.send(c.chat_id, &text, None).await?;
         }
         let run_id = r.run_id.clone();
-        let status = status.to_owned();
         Ok(vec![Change::Ended { run_id, status }])
     }
 

@@ -2,6 +2,7 @@
 //! texts of prompts, answers and run ends, the commands a user types, and the callback data
 //! carried by inline buttons (≤ 64 bytes, signed for their chat). No I/O.
 
+use protocol::RunStatus;
 use serde_json::Value;
 
 use crate::keys::MacKey;
@@ -269,10 +270,15 @@ pub fn short(run_id: &str) -> &str {
 }
 
 /// The brief report of a run's end; `output_text` is shown when the run showed nothing.
-pub fn run_end(flow: &str, status: &str, error: Option<&str>, output_text: Option<&str>) -> String {
+pub fn run_end(
+    flow: &str,
+    status: RunStatus,
+    error: Option<&str>,
+    output_text: Option<&str>,
+) -> String {
     match status {
-        "failed" => format!("❌ {flow} failed: {}", error.unwrap_or("no reason given")),
-        "cancelled" => format!("⏹ {flow} was cancelled."),
+        RunStatus::Failed => format!("❌ {flow} failed: {}", error.unwrap_or("no reason given")),
+        RunStatus::Cancelled => format!("⏹ {flow} was cancelled."),
         _ => match output_text {
             Some(t) if !t.is_empty() => format!("✅ {flow} finished: {t}"),
             _ => format!("✅ {flow} finished."),
@@ -418,11 +424,11 @@ mod tests {
     #[test]
     fn run_ends_are_brief_and_failures_say_why() {
         assert_eq!(
-            run_end("x", "failed", Some("boom"), None),
+            run_end("x", RunStatus::Failed, Some("boom"), None),
             "❌ x failed: boom"
         );
         assert_eq!(
-            run_end("x", "completed", None, Some("ok")),
+            run_end("x", RunStatus::Completed, None, Some("ok")),
             "✅ x finished: ok"
         );
         let out = serde_json::json!({"decision": "approve"});

@@ -3,6 +3,7 @@
 //! run is shown in, the prompts sent (for buttons and edits) and the messages that show a
 //! streamed LLM reply growing. It never talks to Telegram or the gateway.
 
+use protocol::RunStatus;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::BridgeError;
@@ -284,12 +285,12 @@ pub enum Change {
     },
     Status {
         run_id: String,
-        status: String,
+        status: RunStatus,
     },
     /// The run ended with `status`: none of its prompts waits any more.
     Ended {
         run_id: String,
-        status: String,
+        status: RunStatus,
     },
     Shown {
         run_id: String,
@@ -320,7 +321,7 @@ fn apply(c: &Connection, ch: Change) -> rusqlite::Result<usize> {
             params![run_id, chat_id, flow, via_session],
         ),
         Change::Status { run_id, status } => {
-            c.execute("UPDATE runs SET status = ?2 WHERE run_id = ?1", params![run_id, status])
+            c.execute("UPDATE runs SET status = ?2 WHERE run_id = ?1", params![run_id, status.as_str()])
         }
         Change::Shown { run_id, chat_id } => c.execute(
             "UPDATE runs SET shown = 1 WHERE run_id = ?1 AND chat_id = ?2",

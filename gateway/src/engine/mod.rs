@@ -35,6 +35,12 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: DateTime<Utc>,
 }
 
+/// The session a run belongs to: its `session_id`, or (without one) a session of its own,
+/// `run:<run_id>`. Its chat history and session-scoped events live under this key.
+pub(crate) fn session_key(run_id: &str, session_id: Option<&str>) -> String {
+    session_id.map_or_else(|| format!("run:{run_id}"), str::to_owned)
+}
+
 /// The key an event named `name` travels under, emitted (or awaited) by `run_id` in
 /// `session_id` with `scope`: a waiting run wakes when the keys match. The engine and the
 /// store's `emit_event` command both use it, so the two cannot drift.
@@ -47,10 +53,7 @@ pub(crate) fn event_key(
     use protocol::EventScope;
     match scope {
         EventScope::Run => format!("run:{run_id}:{name}"),
-        EventScope::Session => match session_id {
-            Some(s) => format!("session:{s}:{name}"),
-            None => format!("session:run:{run_id}:{name}"),
-        },
+        EventScope::Session => format!("session:{}:{name}", session_key(run_id, session_id)),
         EventScope::Global => format!("global:{name}"),
     }
 }

@@ -166,9 +166,9 @@ pub(crate) async fn fire(
 #[utoipa::path(post, path = "/api/gateway/webhooks", tag = "webhooks", request_body = protocol::WebhookRequest, responses((status = 201, description = "the subscription, with its signing `secret` (shown only here)", body = protocol::WebhookCreated), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn create_webhook(
     State(app): State<AppState>,
-    super::error::ApiJson(body): super::error::ApiJson<Value>,
+    super::error::ApiJson(req): super::error::ApiJson<protocol::WebhookRequest>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
-    let w = crate::webhooks::new_webhook(&body, &app.net)
+    let w = crate::webhooks::new_webhook(req, &app.net)
         .map_err(|m| ApiError::BadRequest("invalid_webhook", m))?;
     let w = app.store.create_webhook(w).await?;
     let created = WebhookCreated {

@@ -1,7 +1,7 @@
 //! Driving one run: apply its inbox, check what it waits for, perform its effect, feed the
 //! engine, commit the transition; repeat until the run blocks, pauses or ends.
 
-use protocol::{Actor, RunStatus};
+use protocol::{Actor, Command, RunStatus};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -105,11 +105,8 @@ impl Runner {
         };
         let mut state = row.state.clone();
         let result = match inbox_input(row, item.kind.as_str(), &item.payload, item.actor.clone()) {
-            Some(input) => self.step(flow, row, &mut state, input).await?,
-            None => Err(format!(
-                "command type `{}` cannot be applied by the runner",
-                item.kind
-            )),
+            Ok(input) => self.step(flow, row, &mut state, input).await?,
+            Err(reason) => Err(reason),
         };
         match result {
             Ok(t) => {
@@ -186,10 +183,7 @@ impl Runner {
         input: Input,
     ) -> Result<Result<Transition, String>, StoreError> {
         let history = if flow.uses_history {
-            let key = row
-                .session_id
-                .clone()
-                .unwrap_or_else(|| format!("run:{}", row.run_id));
+            let key = engine::session_key(&row.run_id, row.session_id.as_deref());
             self.inner.store.history(&key, HISTORY_LIMIT).await?
         } else {
             Vec::new()
@@ -256,29 +250,22 @@ impl Runner {
     }
 }
 
-/// A transition that fails the run (outside any step).
-/// A transition that fails the run: the runner could not drive it.
+/// A transition that fails the run: the runner could not drive it (outside any step).
 fn failure(error: String) -> Transition {
     let mut t = Transition::default();
     t.fail_run(error, chrono::Utc::now());
     t
 }
 
-/// The engine input for an inbox command (`resume` answers, event deliveries).
-fn inbox_input(row: &DriveRow, kind: &str, payload: &Value, actor: Actor) -> Option<Input> {
-    let wait_key = payload
-        .get("wait_key")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+/// The engine input for an inbox item: a `resume` answer (the client's command, read by
+/// the one command parser) or an event delivery (the store's own item); why not, else.
+fn inbox_input(row: &DriveRow, kind: &str, payload: &Value, actor: Actor) -> Result<Input, String> {
     match kind {
         "resume" => {
-            let response = payload
-                .pointer("/payload/response")
-                .or_else(|| payload.get("response"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            Some(match &row.state.pending {
+            let Command::Answer { wait_key, response } = Command::parse(kind, payload)? else {
+                return Err("a resume without `wait_key` answers nothing".into());
+            };
+            Ok(match &row.state.pending {
                 Some(Pending::Event { event, .. }) => Input::Event {
                     wait_key,
                     name: event.clone(),
@@ -292,16 +279,14 @@ fn inbox_input(row: &DriveRow, kind: &str, payload: &Value, actor: Actor) -> Opt
                 },
             })
         }
-        "event" => Some(Input::Event {
-            wait_key,
-            name: payload
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+        "event" => Ok(Input::Event {
+            wait_key: payload["wait_key"].as_str().unwrap_or_default().to_owned(),
+            name: payload["name"].as_str().unwrap_or_default().to_owned(),
             payload: payload.get("payload").cloned().unwrap_or(Value::Null),
             actor,
         }),
-        _ => None,
+        other => Err(format!(
+            "command type `{other}` cannot be applied by the runner"
+        )),
     }
 }

@@ -302,10 +302,7 @@ fn apply(
             return Ok(Some(result));
         }
         Command::CompactMemory { keep_last } => {
-            let key = run
-                .session_id
-                .clone()
-                .unwrap_or_else(|| format!("run:{}", cmd.run_id));
+            let key = crate::engine::session_key(&cmd.run_id, run.session_id.as_deref());
             let removed = conn.execute(
                 "DELETE FROM session_messages WHERE session_id = ?1 AND id NOT IN
                    (SELECT id FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2)",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use protocol::{LedgerRecord, RecordStatus};
+use protocol::LedgerRecord;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -73,7 +73,7 @@ impl Appender {
         conn.prepare_cached("INSERT INTO ledger (run_id, seq, record) VALUES (?1, ?2, ?3)")?
             .execute(params![self.run_id, rec.seq as i64, json])?;
         let gseq = conn.last_insert_rowid() as u64;
-        let end = run_end(&rec.step_id, rec.status);
+        let end = rec.run_end().map(protocol::RunStatus::as_str);
         out.events.push(BusEvent::Record(Arc::new(RecordEvent {
             gseq,
             run_id: self.run_id.clone(),
@@ -84,16 +84,6 @@ impl Appender {
         self.last_seq = rec.seq;
         self.last_hash = rec.record_hash.clone();
         Ok(rec)
-    }
-}
-
-/// The run's final status when a record ends its run.
-pub(crate) fn run_end(step_id: &str, status: RecordStatus) -> Option<&'static str> {
-    match status {
-        RecordStatus::Completed if step_id == "run" => Some("completed"),
-        RecordStatus::Failed if step_id == "run" => Some("failed"),
-        RecordStatus::Cancelled if step_id == "run" => Some("cancelled"),
-        _ => None,
     }
 }
 

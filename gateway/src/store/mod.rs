@@ -37,7 +37,7 @@ pub(crate) use follow::this_host;
 pub(crate) use hooks::{
     Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms,
 };
-pub(crate) use ledger::{GlobalItem, run_end};
+pub(crate) use ledger::GlobalItem;
 pub(crate) use runs::{Commit, DriveRow, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
 pub(crate) use tokens::TokenRow;

@@ -414,7 +414,7 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
         super::commands::deliver_event(conn, &e.key, &e.name, &e.payload, &Actor::runner(), out)?;
     }
     if !t.history.is_empty() {
-        let key = session.unwrap_or_else(|| format!("run:{}", c.run_id));
+        let key = crate::engine::session_key(&c.run_id, session.as_deref());
         append_history(conn, &key, &c.run_id, &t.history)?;
     }
     if let Some((seq, reason)) = &c.command {

@@ -180,3 +180,14 @@ fn choices_match_loosely() {
 }
 
 mod table;
+
+#[test]
+fn event_keys_name_their_scope_and_a_run_without_a_session_is_its_own() {
+    use protocol::EventScope::{Global, Run, Session};
+    let key = |scope, session| event_key(scope, "go", "r1", session);
+    assert_eq!(key(Run, Some("s1")), "run:r1:go");
+    assert_eq!(key(Session, Some("s1")), "session:s1:go");
+    assert_eq!(key(Session, None), "session:run:r1:go");
+    assert_eq!(key(Global, None), "global:go");
+    assert_eq!(session_key("r1", None), "run:r1");
+}
