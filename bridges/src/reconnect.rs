@@ -43,7 +43,7 @@ pub trait LedgerFollower: Send {
         async { Ok(()) }
     }
 
-    /// Called after a record's changes committed.
+    /// Called after the changes of a record it acted on committed.
     fn committed(&mut self) {}
 }
 
@@ -83,14 +83,17 @@ where
     while let Some(item) = stream.next().await {
         match item? {
             StreamItem::Step(ev) => {
-                let changes = match f.on_record(&ev).await? {
-                    Some(changes) => changes,
-                    None if ev.cursor - committed >= IDLE_COMMIT_EVERY => Vec::new(),
+                match f.on_record(&ev).await? {
+                    Some(changes) => {
+                        state.commit_record(ev.cursor, changes).await?;
+                        f.committed();
+                    }
+                    None if ev.cursor - committed >= IDLE_COMMIT_EVERY => {
+                        state.commit_record(ev.cursor, Vec::new()).await?;
+                    }
                     None => continue,
-                };
-                state.commit_record(ev.cursor, changes).await?;
+                }
                 committed = ev.cursor;
-                f.committed();
             }
             StreamItem::Delta(d) => f.on_delta(d).await?,
             StreamItem::Done | StreamItem::Other(_) => {}

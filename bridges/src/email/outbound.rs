@@ -17,14 +17,12 @@ use super::{Ctx, EmailError, Mode, compose, inbound};
 
 struct Follower {
     ctx: Arc<Ctx>,
-    /// Whether the record being committed queued mail.
-    mails: bool,
 }
 
 /// Follows the ledger forever, reconnecting with back-off when the stream fails.
 pub(crate) async fn follow(ctx: Arc<Ctx>) {
     let (client, state) = (ctx.client.clone(), ctx.state.clone());
-    let mut f = Follower { ctx, mails: false };
+    let mut f = Follower { ctx };
     crate::reconnect::follow_ledger("email bridge: ledger follower", &client, &state, &mut f).await
 }
 
@@ -40,14 +38,11 @@ impl crate::reconnect::LedgerFollower for Follower {
             let runs = self.ctx.state.runs(r.run_id.clone()).await?;
             runs.into_iter().flat_map(|run| self.show(r, run)).collect()
         };
-        self.mails = !changes.is_empty();
-        Ok(self.mails.then_some(changes))
+        Ok((!changes.is_empty()).then_some(changes))
     }
 
     fn committed(&mut self) {
-        if std::mem::take(&mut self.mails) {
-            self.ctx.outbox.notify_one();
-        }
+        self.ctx.outbox.notify_one();
     }
 }
 
