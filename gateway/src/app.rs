@@ -17,7 +17,7 @@ use crate::flows::{Registry, parse, registry};
 use crate::http::{self, AppState, Gate};
 use crate::llm::Llm;
 use crate::runner::Runner;
-use crate::store::{MakeCurrent, Store};
+use crate::store::{Location, MakeCurrent, Store};
 
 /// Name of the admin token file in the data dir (mode 0600).
 pub const TOKEN_FILE: &str = "token";
@@ -26,8 +26,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::telemetry::install();
     create_private_dir(&cfg.data_dir)?;
-    let store = Store::open(&cfg.data_dir, Bus::new(cfg.bus_capacity))
-        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let store = open_store(&cfg)?;
     let registry = Registry::default();
     load_flows(&store, &cfg.flows_dir, &registry).await?;
     let (token, generated) = admin_token(&cfg.data_dir, cfg.auth_token.as_deref())?;
@@ -41,6 +40,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     publish_hosted_channels(&store, &reach, &cfg).await?;
     let runner = if cfg.no_runner {
         crate::follow::api_follower(store.clone()).await?;
+        None
+    } else if store.is_shared() {
+        standby_runner(&store, &registry, &cfg).await?;
         None
     } else {
         crate::follow::hold_lease(&store, false).await?;
@@ -175,11 +177,50 @@ async fn start_runner(
     Ok(runner)
 }
 
+/// Opens the store the config names.
+fn open_store(cfg: &ServeConfig) -> anyhow::Result<Store> {
+    Store::open(&cfg.store, Bus::new(cfg.bus_capacity)).with_context(|| match &cfg.store {
+        Location::Sqlite(dir) => format!("cannot open the store in {}", dir.display()),
+        Location::Postgres(url) => format!(
+            "cannot open the PostgreSQL store at {}",
+            crate::store::redact_url(url)
+        ),
+    })
+}
+
+/// A node of a shared store: follows every node's commits at once, and starts its runner
+/// when it wins the runner lease (at once, or when the node holding it dies).
+async fn standby_runner(
+    store: &Store,
+    registry: &Registry,
+    cfg: &ServeConfig,
+) -> anyhow::Result<()> {
+    let slot = crate::follow::RunnerSlot::default();
+    crate::follow::follow(store.clone(), true, slot.clone()).await?;
+    let (store, registry, cfg) = (store.clone(), registry.clone(), cfg.clone());
+    tokio::spawn(async move {
+        let started = async {
+            crate::follow::hold_lease(&store, true).await?;
+            start_runner(&store, &registry, &cfg).await
+        };
+        match started.await {
+            Ok(runner) => {
+                tracing::info!("this node holds the runner lease: runner started");
+                let _ = slot.set(runner);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the runner; stopping");
+                std::process::exit(3);
+            }
+        }
+    });
+    Ok(())
+}
+
 /// `switchboard runner`: the runner alone, beside `serve --no-runner` on the same data dir.
 /// Waits for the runner lease (a previous runner's lapses within seconds of its death).
 pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.data_dir, Bus::new(cfg.bus_capacity))
-        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let store = open_store(&cfg)?;
     let registry = Registry::default();
     load_flows(&store, &cfg.flows_dir, &registry).await?;
     crate::follow::hold_lease(&store, true).await?;

@@ -1,9 +1,11 @@
-//! Split mode: an API process (`serve --no-runner`) and a runner process (`runner`) on one
-//! data dir. Neither can see the other's in-memory bus, so each follows the database: a
-//! thread polls `PRAGMA data_version` (a read of shared memory, every few milliseconds) and,
-//! when another process committed, the API process republishes new ledger rows on its bus
-//! (for SSE) and the runner process wakes the runs that new commands or client records name.
-//! Also the runner lease: one runner per data dir.
+//! Several processes on one store: an API process (`serve --no-runner`) and a runner process
+//! (`runner`) on one data dir, or gateway nodes on one PostgreSQL database. None can see the
+//! others' in-memory bus, so each follows the database: a thread watches for commits
+//! (`PRAGMA data_version` every few milliseconds, or PostgreSQL notifications with a fallback
+//! poll) and then the process republishes new ledger rows on its bus (for SSE) and its runner
+//! wakes the runs that new commands or client records name. On PostgreSQL every record
+//! reaches the bus this way, a node's own included, so every node's bus carries the same
+//! records in global cursor order. Also the runner lease: one runner per store at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,6 @@ use crate::bus::{BusEvent, RecordEvent};
 use crate::runner::Runner;
 use crate::store::{Store, StoreError};
 
-const POLL: Duration = Duration::from_millis(3);
 pub(crate) const LEASE: &str = "runner";
 const LEASE_TTL: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
@@ -28,7 +29,6 @@ fn watch(store: &Store) -> Result<mpsc::Receiver<()>, StoreError> {
         .name("store-follow".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(POLL);
                 match w.changed() {
                     Ok(true) => {
                         if tx.blocking_send(()).is_err() {
@@ -44,14 +44,24 @@ fn watch(store: &Store) -> Result<mpsc::Receiver<()>, StoreError> {
     Ok(rx)
 }
 
-/// API process: republish ledger rows committed by the runner process.
-pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
+/// Where a follower finds the runner to wake, once this process has one (a node of a shared
+/// PostgreSQL store starts its runner when it wins the runner lease).
+pub(crate) type RunnerSlot = Arc<std::sync::OnceLock<Runner>>;
+
+/// Follows the database: on each tick republishes new ledger rows on this process's bus
+/// (`publish`) and wakes the runs that records or commands from other writers name (once a
+/// runner is in `slot`). Records reach the bus in global cursor order.
+pub(crate) async fn follow(
+    store: Store,
+    publish: bool,
+    slot: RunnerSlot,
+) -> Result<(), StoreError> {
     let mut ticks = watch(&store)?;
-    let mut last = store.global_head().await?;
+    let (mut last_g, mut last_c) = (store.global_head().await?, store.command_head().await?);
     tokio::spawn(async move {
         while ticks.recv().await.is_some() {
             loop {
-                let items = match store.ledger_since(last).await {
+                let items = match store.ledger_since(last_g).await {
                     Ok(i) => i,
                     Err(e) => {
                         tracing::warn!(error = %e, "follow: cannot read new records");
@@ -62,18 +72,24 @@ pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
                     break;
                 }
                 for it in items {
-                    let end = serde_json::from_str::<LedgerRecord>(&it.json)
-                        .ok()
-                        .and_then(|r| r.run_end())
-                        .map(protocol::RunStatus::as_str);
-                    last = it.gseq;
-                    store.bus().publish(BusEvent::Record(Arc::new(RecordEvent {
-                        gseq: it.gseq,
-                        run_id: it.run_id,
-                        seq: it.seq,
-                        json: it.json,
-                        end,
-                    })));
+                    last_g = it.gseq;
+                    if let Some(r) = slot.get()
+                        && !it.json.contains("\"actor\":{\"kind\":\"runner\"")
+                    {
+                        r.wake(&it.run_id);
+                    }
+                    if publish {
+                        republish(&store, it);
+                    }
+                }
+            }
+            if let Some(r) = slot.get() {
+                match store.commands_since(last_c).await {
+                    Ok((ids, c)) => {
+                        last_c = c;
+                        r.wake_all(ids);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "follow: cannot read new commands"),
                 }
             }
         }
@@ -81,27 +97,32 @@ pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Runner process: wake runs that the API process started or sent commands to.
+fn republish(store: &Store, it: crate::store::GlobalItem) {
+    let end = serde_json::from_str::<LedgerRecord>(&it.json)
+        .ok()
+        .and_then(|r| r.run_end())
+        .map(protocol::RunStatus::as_str);
+    store.bus().publish(BusEvent::Record(Arc::new(RecordEvent {
+        gseq: it.gseq,
+        run_id: it.run_id,
+        seq: it.seq,
+        json: it.json,
+        end,
+    })));
+}
+
+/// API process: republish ledger rows committed by other processes.
+pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
+    follow(store, true, RunnerSlot::default()).await
+}
+
+/// Runner process: wake runs that other processes started or sent commands to (on a shared
+/// store it also republishes records, which wakes its webhook sender).
 pub(crate) async fn runner_follower(store: Store, runner: Runner) -> Result<(), StoreError> {
-    let mut ticks = watch(&store)?;
-    let (mut last_g, mut last_c) = (store.global_head().await?, store.command_head().await?);
-    tokio::spawn(async move {
-        while ticks.recv().await.is_some() {
-            if let Ok(items) = store.ledger_since(last_g).await {
-                for it in items {
-                    last_g = it.gseq;
-                    if !it.json.contains("\"actor\":{\"kind\":\"runner\"") {
-                        runner.wake(&it.run_id);
-                    }
-                }
-            }
-            if let Ok((ids, c)) = store.commands_since(last_c).await {
-                last_c = c;
-                runner.wake_all(ids);
-            }
-        }
-    });
-    Ok(())
+    let slot = RunnerSlot::default();
+    let _ = slot.set(runner);
+    let publish = store.is_shared();
+    follow(store, publish, slot).await
 }
 
 /// This process's lease holder name: `host:pid`.

@@ -1,6 +1,6 @@
 //! Replay: pages, per-run and global SSE, Last-Event-ID, `done`.
 
-use e2e::app::{records, spawn_app};
+use e2e::app::{TestStore, records, spawn_app};
 use serde_json::{Value, json};
 
 async fn finished_approval(app: &e2e::app::TestApp) -> String {
@@ -127,10 +127,15 @@ async fn live_stream_and_global_stream_deliver_the_same_records() {
         .filter(|e| e.event == "step")
         .map(|e| e.id.parse().unwrap())
         .collect();
+    // Increasing, each record once (contiguous on SQLite; on PostgreSQL a cursor also
+    // carries the writing transaction, so numbers are skipped, never records).
     assert!(
-        cursors.windows(2).all(|w| w[1] == w[0] + 1),
-        "global cursors are contiguous"
+        cursors.windows(2).all(|w| w[1] > w[0]),
+        "global cursors increase"
     );
+    if app.store == TestStore::Sqlite {
+        assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1), "contiguous");
+    }
     // Resuming the global stream after a cursor gives exactly what follows it.
     let from = cursors[1];
     let rest = app
@@ -140,7 +145,7 @@ async fn live_stream_and_global_stream_deliver_the_same_records() {
         .await;
     assert_eq!(
         rest.iter().find(|e| e.event == "step").unwrap().id,
-        (from + 1).to_string()
+        cursors[2].to_string()
     );
 }
 
@@ -177,7 +182,10 @@ async fn a_catch_up_longer_than_a_page_arrives_whole_and_in_order() {
         .filter(|e| e.event == "step")
         .map(|e| e.id.parse().unwrap())
         .collect();
-    assert_eq!(cursors, (1..=cursors.len() as u64).collect::<Vec<_>>());
+    assert!(cursors.windows(2).all(|w| w[1] > w[0]), "{cursors:?}");
+    if app.store == TestStore::Sqlite {
+        assert_eq!(cursors, (1..=cursors.len() as u64).collect::<Vec<_>>());
+    }
     let mine: Vec<Value> = records(&global)
         .into_iter()
         .filter(|r| r["run_id"] == run.as_str())

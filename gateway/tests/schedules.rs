@@ -220,7 +220,7 @@ async fn a_restart_fires_a_missed_firing_once_not_in_a_burst() {
     wait_fired(&app, &id, 1).await;
     app.kill9().await;
     tokio::time::sleep(Duration::from_millis(3000)).await; // about three firings missed
-    let before = fired_on_disk(&app.data_dir, &id);
+    let before = fired_on_disk(&app, &id).await;
     let restart = chrono::Utc::now();
     app.restart().await;
     wait_fired(&app, &id, before + 2).await; // the catch-up, then a regular firing
@@ -242,9 +242,13 @@ async fn a_restart_fires_a_missed_firing_once_not_in_a_burst() {
     assert!(fires.len() >= 2);
 }
 
-/// Firings recorded on disk while the server is down.
-fn fired_on_disk(dir: &std::path::Path, id: &str) -> u64 {
-    let c = rusqlite::Connection::open(dir.join("switchboard.db")).unwrap();
+/// Firings recorded in the store while the server is down.
+async fn fired_on_disk(app: &e2e::app::TestApp, id: &str) -> u64 {
+    if let Some(url) = &app.database_url {
+        let sql = format!("SELECT fired::text FROM schedules WHERE run_id = '{id}'");
+        return e2e::pg::query_texts(url, &sql).await[0].parse().unwrap();
+    }
+    let c = rusqlite::Connection::open(app.data_dir.join("switchboard.db")).unwrap();
     c.query_row("SELECT fired FROM schedules WHERE run_id = ?1", [id], |r| {
         r.get::<_, i64>(0)
     })

@@ -1,7 +1,7 @@
 //! Split mode: the API (`serve --no-runner`) and the runner (`runner`) as two processes on
 //! one data dir, one runner at a time, and a runner restart that loses nothing.
 
-use e2e::app::{Opts, records, spawn_with};
+use e2e::app::{Opts, TestStore, records, spawn_with};
 use serde_json::json;
 
 #[tokio::test]
@@ -45,17 +45,7 @@ async fn api_and_runner_processes_share_a_data_dir() {
     );
 
     // A second runner is refused while the first holds the lease... (it waits, so give up on it)
-    let mut second = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("runner")
-        .arg("--data-dir")
-        .arg(&app.data_dir)
-        .arg("--flows-dir")
-        .arg(&app.flows_dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut second = app.process("runner").spawn().unwrap();
     let started = tokio::time::timeout(std::time::Duration::from_millis(1500), async {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(second.stdout.take().unwrap()).lines();
@@ -72,19 +62,11 @@ async fn api_and_runner_processes_share_a_data_dir() {
         "a second runner must not start while the lease is held"
     );
     second.kill().await.unwrap();
-    // ...and a serve with its own runner is refused outright.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--port", "0", "--data-dir"])
-        .arg(&app.data_dir)
-        .env("SWITCHBOARD_AUTH_TOKEN", e2e::app::TOKEN)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("lease"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // ...and on the embedded store a serve with its own runner is refused outright (on a
+    // shared store it waits for the lease: see the two-node tests).
+    if app.store == TestStore::Sqlite {
+        serve_is_refused(&app);
+    }
 
     // kill -9 the runner with timers armed and answers pending; a new runner loses nothing.
     let ticks: Vec<String> = futures_join(&app, "tick", 5).await;
@@ -142,4 +124,19 @@ async fn futures_join(app: &e2e::app::TestApp, flow: &str, n: usize) -> Vec<Stri
         v.push(app.start_run(flow, json!({})).await);
     }
     v
+}
+
+fn serve_is_refused(app: &e2e::app::TestApp) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&app.data_dir)
+        .env("SWITCHBOARD_AUTH_TOKEN", e2e::app::TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lease"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -61,12 +61,19 @@ const TEST_FLOWS: &[(&str, &str)] = &[
 ];
 
 /// The store a test gateway runs on: `SWITCHBOARD_TEST_STORE` (default `sqlite`, the
-/// embedded store in the data dir). The PostgreSQL store of the scale-out issue plugs in
-/// here, so one suite runs against both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// embedded store in the data dir; `postgres`, a fresh database per app on the throwaway
+/// cluster at `SWITCHBOARD_TEST_PG_URL`, which `scripts/test` starts). One suite runs
+/// against both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestStore {
-    #[default]
     Sqlite,
+    Postgres,
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        Self::from_env()
+    }
 }
 
 impl TestStore {
@@ -74,14 +81,16 @@ impl TestStore {
     pub fn from_env() -> Self {
         match std::env::var("SWITCHBOARD_TEST_STORE").as_deref() {
             Err(_) | Ok("" | "sqlite") => Self::Sqlite,
-            Ok(other) => panic!("SWITCHBOARD_TEST_STORE `{other}` must be `sqlite`"),
+            Ok("postgres") => Self::Postgres,
+            Ok(other) => panic!("SWITCHBOARD_TEST_STORE `{other}` must be `sqlite` or `postgres`"),
         }
     }
 
-    /// The `serve` arguments that select it.
-    fn args(self) -> Vec<String> {
+    /// A new database for one app: its URL (`None` for SQLite, which lives in the data dir).
+    pub async fn create_database(self) -> Option<String> {
         match self {
-            Self::Sqlite => Vec::new(),
+            Self::Sqlite => None,
+            Self::Postgres => Some(crate::pg::create_database().await),
         }
     }
 }
@@ -96,6 +105,8 @@ pub struct TestApp {
     pub env: Vec<(&'static str, String)>,
     pub args: Vec<&'static str>,
     pub store: TestStore,
+    /// The PostgreSQL database of this app (`None` on SQLite).
+    pub database_url: Option<String>,
     /// Everything the server printed on stdout (token, pairing code, address).
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
@@ -160,6 +171,7 @@ pub async fn spawn_with(opts: Opts) -> TestApp {
         env: opts.env,
         args: opts.args,
         store: opts.store,
+        database_url: opts.store.create_database().await,
         stdout: Default::default(),
         child: None,
         _tmp: tmp,
@@ -169,8 +181,9 @@ pub async fn spawn_with(opts: Opts) -> TestApp {
 }
 
 impl TestApp {
-    /// `switchboard SUBCOMMAND` on this app's data and flows dirs, with test logging.
-    fn process(&self, sub: &str) -> Command {
+    /// `switchboard SUBCOMMAND` on this app's data and flows dirs and store, with test
+    /// logging.
+    pub fn process(&self, sub: &str) -> Command {
         let log = std::env::var("TEST_LOG").is_ok();
         let mut cmd = Command::new(crate::process::binary());
         cmd.arg(sub)
@@ -178,7 +191,11 @@ impl TestApp {
             .arg(&self.data_dir)
             .arg("--flows-dir")
             .arg(&self.flows_dir)
-            .args(self.store.args())
+            .args(
+                self.database_url
+                    .iter()
+                    .flat_map(|u| ["--database-url".to_owned(), u.clone()]),
+            )
             // Nothing of the host's SWITCHBOARD_* settings leaks into a test.
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -11,6 +11,7 @@ pub mod call;
 pub mod llm_fake;
 pub mod mail_server;
 pub mod peek;
+pub mod pg;
 pub mod process;
 pub mod telegram_fake;
 pub mod tidy;

@@ -147,9 +147,13 @@ pub struct ClientArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
-    /// Serve the API without a runner (run `switchboard runner` on the same data dir).
+    /// Serve the API without a runner (run `switchboard runner` on the same store).
     #[arg(long)]
     pub(crate) no_runner: bool,
+    /// A `postgres://user@host:port/db` URL: the store several gateway nodes share
+    /// (default: the embedded SQLite file in the data dir).
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
     #[arg(long, env = "SWITCHBOARD_HOST")]
     pub(crate) host: Option<String>,
     #[arg(long, env = "SWITCHBOARD_PORT")]
@@ -223,6 +227,7 @@ pub struct ServeArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    database_url: Option<String>,
     host: Option<String>,
     port: Option<u16>,
     data_dir: Option<PathBuf>,
@@ -277,6 +282,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub(crate) no_runner: bool,
+    /// Where runs are stored: the data dir's SQLite file or a shared PostgreSQL database.
+    pub(crate) store: crate::store::Location,
     pub(crate) addr: SocketAddr,
     pub(crate) data_dir: PathBuf,
     pub(crate) flows_dir: PathBuf,
@@ -530,6 +537,18 @@ impl ServeConfig {
                 "SWITCHBOARD_BUS_CAPACITY {bus_capacity} must be from 16 to 1000000"
             ));
         }
+        let database_url = args
+            .database_url
+            .or(f.database_url)
+            .filter(|u| !u.is_empty());
+        if let Some(u) = &database_url
+            && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "SWITCHBOARD_DATABASE_URL `{}` must be a postgres:// URL (leave it unset for the embedded SQLite store)",
+                crate::store::redact_url(u)
+            ));
+        }
         let public_url = args.public_url.or(f.public_url).filter(|u| !u.is_empty());
         if let Some(u) = &public_url
             && url::Url::parse(u).is_err()
@@ -539,7 +558,15 @@ impl ServeConfig {
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
+        let data_dir: PathBuf = args
+            .data_dir
+            .or(f.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         Ok(Self {
+            store: match database_url {
+                Some(url) => crate::store::Location::Postgres(url),
+                None => crate::store::Location::Sqlite(data_dir.clone()),
+            },
             triggers: more.triggers,
             webhook_retry: more.webhook_retry,
             openai_timeout: more.openai_timeout,
@@ -554,10 +581,7 @@ impl ServeConfig {
             body_limit,
             public_url,
             addr: SocketAddr::new(ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port),
-            data_dir: args
-                .data_dir
-                .or(f.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            data_dir,
             flows_dir: args
                 .flows_dir
                 .or(f.flows_dir)

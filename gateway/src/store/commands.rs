@@ -6,8 +6,8 @@
 //! (pause, unpause, cancel with its cascade, emit_event, compact_memory) on the spot. Answers
 //! and event deliveries stay `pending` for the runner, which marks them applied or rejected.
 
+use super::sql::{Db, DbResult, Optional, args};
 use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReason};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -72,11 +72,11 @@ impl Store {
                     command_id: r.get(0)?,
                     run_id: r.get(1)?,
                     kind: r.get(2)?,
-                    payload: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
-                    seq: r.get::<_, i64>(4)? as u64,
+                    payload: serde_json::from_str(&r.get::<String>(3)?).unwrap_or(Value::Null),
+                    seq: r.get::<i64>(4)? as u64,
                     status: r.get(5)?,
                     reason: r.get(6)?,
-                    result: r.get::<_, Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
+                    result: r.get::<Option<String>>(7)?.and_then(|s| serde_json::from_str(&s).ok()),
                     created_at: r.get(8)?,
                     applied_at: r.get(9)?,
                 })
@@ -97,7 +97,7 @@ impl Store {
 
 /// Marks a command applied (`reason` None) or rejected.
 pub(super) fn finish(
-    conn: &Connection,
+    conn: &Db,
     seq: u64,
     reason: Option<&str>,
     result: Option<&Value>,
@@ -110,7 +110,7 @@ pub(super) fn finish(
     conn.prepare_cached(
         "UPDATE commands SET status = ?2, reason = ?3, result = ?4, applied_at = ?5 WHERE seq = ?1",
     )?
-    .execute(params![
+    .execute(args![
         seq as i64,
         status,
         reason,
@@ -120,7 +120,7 @@ pub(super) fn finish(
     Ok(())
 }
 
-fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> {
+fn submit_tx(conn: &Db, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> {
     let prev: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, payload_hash FROM commands WHERE command_id = ?1")?
         .query_row([&cmd.command_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -140,11 +140,11 @@ fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Sub
     let run = load_run(conn, &cmd.run_id)?;
     check(&cmd, &run)?;
     let pending = matches!(cmd.kind, CommandKind::Client(Command::Answer { .. }));
-    conn.prepare_cached(
+    let seq = conn.prepare_cached(
         "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, client_id, actor, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq",
     )?
-    .execute(params![
+    .query_row(args![
         cmd.command_id,
         cmd.run_id,
         cmd.type_name,
@@ -154,16 +154,11 @@ fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Sub
         serde_json::to_string(&cmd.actor)?,
         if pending { "pending" } else { "applied" },
         ts(now())
-    ])?;
-    let seq = conn.last_insert_rowid() as u64;
+    ], |r| r.get::<i64>(0))? as u64;
     let result = apply(conn, &cmd, &run, seq, out)?;
     if !pending {
         conn.prepare_cached("UPDATE commands SET result = ?2, applied_at = ?3 WHERE seq = ?1")?
-            .execute(params![
-                seq as i64,
-                result.map(|r| r.to_string()),
-                ts(now())
-            ])?;
+            .execute(args![seq as i64, result.map(|r| r.to_string()), ts(now())])?;
     }
     Ok(Submitted {
         seq,
@@ -171,7 +166,7 @@ fn submit_tx(conn: &Connection, cmd: NewCommand, out: &mut Outbox) -> Result<Sub
     })
 }
 
-fn load_run(conn: &Connection, run_id: &str) -> Result<RunRow> {
+fn load_run(conn: &Db, run_id: &str) -> Result<RunRow> {
     conn.prepare_cached(
         "SELECT status, paused_from, wait_key, waiting, session_id FROM runs WHERE run_id = ?1",
     )?
@@ -182,7 +177,7 @@ fn load_run(conn: &Connection, run_id: &str) -> Result<RunRow> {
             paused_from: r.get(1)?,
             wait_key: r.get(2)?,
             waiting: r
-                .get::<_, Option<String>>(3)?
+                .get::<Option<String>>(3)?
                 .and_then(|w| serde_json::from_str(&w).ok()),
             session_id: r.get(4)?,
         })
@@ -251,13 +246,13 @@ fn command_draft(cmd: &NewCommand, seq: u64, status: RecordStatus) -> Draft {
 
 /// Applies a control command; returns its result for the command's status.
 fn apply(
-    conn: &Connection,
+    conn: &Db,
     cmd: &NewCommand,
     run: &RunRow,
     seq: u64,
     out: &mut Outbox,
 ) -> Result<Option<Value>> {
-    let record = |conn: &Connection, out: &mut Outbox, result: Option<Value>| -> Result<()> {
+    let record = |conn: &Db, out: &mut Outbox, result: Option<Value>| -> Result<()> {
         let mut app = Appender::load(conn, &cmd.run_id)?;
         let mut d = command_draft(cmd, seq, RecordStatus::Completed);
         d.result = result;
@@ -306,7 +301,7 @@ fn apply(
             let removed = conn.execute(
                 "DELETE FROM session_messages WHERE session_id = ?1 AND id NOT IN
                    (SELECT id FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2)",
-                params![key, *keep_last as i64],
+                args![key, *keep_last as i64],
             )?;
             let result = json!({"removed": removed, "kept": keep_last});
             if !run.status.is_terminal() {
@@ -324,21 +319,16 @@ fn apply(
     Ok(None)
 }
 
-fn set_status(
-    conn: &Connection,
-    run_id: &str,
-    status: &str,
-    paused_from: Option<&str>,
-) -> Result<()> {
+fn set_status(conn: &Db, run_id: &str, status: &str, paused_from: Option<&str>) -> Result<()> {
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, paused_from = ?3, updated_at = ?4 WHERE run_id = ?1",
     )?
-    .execute(params![run_id, status, paused_from, ts(now())])?;
+    .execute(args![run_id, status, paused_from, ts(now())])?;
     Ok(())
 }
 
 /// Cancels a run and every non-terminal descendant; their pending commands are rejected.
-fn cancel_tree(conn: &Connection, cmd: &NewCommand, seq: u64, out: &mut Outbox) -> Result<()> {
+fn cancel_tree(conn: &Db, cmd: &NewCommand, seq: u64, out: &mut Outbox) -> Result<()> {
     let mut stack = vec![cmd.run_id.clone()];
     let parent: Option<String> = conn.query_row(
         "SELECT parent_run_id FROM runs WHERE run_id = ?1",
@@ -369,19 +359,19 @@ fn cancel_tree(conn: &Connection, cmd: &NewCommand, seq: u64, out: &mut Outbox) 
             "UPDATE runs SET status = 'cancelled', paused_from = NULL, waiting = NULL, wait_key = NULL, wake_at = NULL,
                 event_key = NULL, error = ?2, updated_at = ?3 WHERE run_id = ?1",
         )?
-        .execute(params![id, why, ts(now())])?;
+        .execute(args![id, why, ts(now())])?;
         conn.prepare_cached(
             "UPDATE commands SET status = 'rejected', reason = 'the run was cancelled', applied_at = ?2
              WHERE run_id = ?1 AND status = 'pending'",
         )?
-        .execute(params![id, ts(now())])?;
+        .execute(args![id, ts(now())])?;
         out.wake.push(id.clone());
         let kids = conn
             .prepare_cached(
                 "SELECT run_id FROM runs WHERE parent_run_id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled')",
             )?
-            .query_map([&id], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .query_map([&id], |r| r.get::<String>(0))?
+            .collect::<DbResult<Vec<_>>>()?;
         stack.extend(kids);
     }
     if let Some(p) = parent {
@@ -392,7 +382,7 @@ fn cancel_tree(conn: &Connection, cmd: &NewCommand, seq: u64, out: &mut Outbox) 
 
 /// Queues an event for every run waiting on `key`; returns how many.
 pub(super) fn deliver_event(
-    conn: &Connection,
+    conn: &Db,
     key: &str,
     name: &str,
     payload: &Value,
@@ -401,8 +391,8 @@ pub(super) fn deliver_event(
 ) -> Result<usize> {
     let targets = conn
         .prepare_cached("SELECT run_id, wait_key FROM runs WHERE event_key = ?1 AND status IN ('waiting', 'paused')")?
-        .query_map([key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([key], |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)))?
+        .collect::<DbResult<Vec<_>>>()?;
     let at = ts(now());
     let actor_json = serde_json::to_string(actor)?;
     for (run_id, wait_key) in &targets {
@@ -412,7 +402,7 @@ pub(super) fn deliver_event(
             "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, actor, status, created_at)
              VALUES (?1, ?2, 'event', ?3, '', ?4, 'pending', ?5)",
         )?
-        .execute(params![id, run_id, body.to_string(), actor_json, at])?;
+        .execute(args![id, run_id, body.to_string(), actor_json, at])?;
         out.wake.push(run_id.clone());
     }
     Ok(targets.len())

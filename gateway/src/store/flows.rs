@@ -2,7 +2,7 @@
 //! bundle, and which version is current. Runs are pinned to a hash, so an old version stays
 //! loadable for as long as the data dir lives.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Db, DbResult, Optional, args};
 
 use super::{Result, Store, StoreError, now, ts};
 
@@ -56,7 +56,7 @@ impl Store {
                     )?;
                     c.execute(
                         "INSERT INTO flow_versions (hash, bundle_id, version, source, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![h, b, v, s, o, at],
+                        args![h, b, v, s, o, at],
                     )?;
                     v
                 }
@@ -67,7 +67,7 @@ impl Store {
                 c.execute(
                     "INSERT INTO bundles (bundle_id, current_hash, updated_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (bundle_id) DO UPDATE SET current_hash = excluded.current_hash, updated_at = excluded.updated_at",
-                    params![b, h, at],
+                    args![b, h, at],
                 )?;
             }
             Ok(version as u32)
@@ -79,7 +79,7 @@ impl Store {
     /// Every stored version; `current` marks each bundle's current one.
     pub(crate) async fn flow_versions(&self) -> Result<Vec<StoredFlow>> {
         self.read(|c| {
-            Ok(c.prepare(
+            Ok(c.prepare_cached(
                 "SELECT f.hash, f.bundle_id, f.version, f.source, b.current_hash IS NOT NULL
                  FROM flow_versions f LEFT JOIN bundles b ON b.current_hash = f.hash ORDER BY f.bundle_id, f.version",
             )?
@@ -87,19 +87,19 @@ impl Store {
                 Ok(StoredFlow {
                     hash: r.get(0)?,
                     bundle_id: r.get(1)?,
-                    version: r.get::<_, i64>(2)? as u32,
+                    version: r.get::<i64>(2)? as u32,
                     source: r.get(3)?,
                     current: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?)
+            .collect::<DbResult<Vec<_>>>()?)
         })
         .await
     }
 }
 
 /// The current hash of a bundle, inside a write transaction.
-pub(super) fn current_hash(conn: &Connection, bundle_id: &str) -> Result<String> {
+pub(super) fn current_hash(conn: &Db, bundle_id: &str) -> Result<String> {
     conn.query_row(
         "SELECT current_hash FROM bundles WHERE bundle_id = ?1",
         [bundle_id],

@@ -2,25 +2,63 @@
 //! runner lease. A `Watcher` owns its own connection, because `PRAGMA data_version` only
 //! changes for commits made through *other* connections.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::time::Duration;
 
-use super::{GlobalItem, Result, Store, StoreError, now, open_conn, ts};
+use super::sql::{Conn, Db, DbResult, Optional, args};
+use super::{GlobalItem, Location, Result, Store, StoreError, now, ts};
 
-/// Tells whether anything was committed since the last look (by any other connection).
-pub(crate) struct Watcher {
-    conn: Connection,
-    last: i64,
+/// The channel every PostgreSQL write batch notifies once, after its jobs.
+pub(crate) const CHANNEL: &str = "switchboard";
+/// How often a PostgreSQL watcher looks without a notification (a lost one costs this much).
+const PG_FALLBACK: Duration = Duration::from_millis(500);
+/// How often a SQLite watcher reads `data_version` (a read of shared memory).
+const LITE_POLL: Duration = Duration::from_millis(3);
+
+/// Tells whether anything may have been committed since the last look, by another
+/// connection: SQLite's `PRAGMA data_version`, or PostgreSQL's notifications on
+/// [`CHANNEL`] with a fallback poll, since a notification is only a hint.
+pub(crate) enum Watcher {
+    Lite {
+        conn: rusqlite::Connection,
+        last: i64,
+    },
+    Pg {
+        conn: Option<Conn>,
+        location: Location,
+    },
 }
 
 impl Watcher {
+    /// Blocks a little (a few milliseconds, or until a notification) and says whether to
+    /// look for new rows.
     pub(crate) fn changed(&mut self) -> Result<bool> {
-        let v: i64 = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        let changed = v != self.last;
-        self.last = v;
-        Ok(changed)
+        match self {
+            Self::Lite { conn, last } => {
+                std::thread::sleep(LITE_POLL);
+                let v: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                let changed = v != *last;
+                *last = v;
+                Ok(changed)
+            }
+            Self::Pg { conn, location } => {
+                let listening = match conn.take() {
+                    Some(c) if !c.is_broken() => c,
+                    _ => listen(location)?,
+                };
+                if let Conn::Pg(pg) = &listening {
+                    pg.wait_notification(PG_FALLBACK)?;
+                }
+                *conn = Some(listening);
+                Ok(true)
+            }
+        }
     }
+}
+
+fn listen(location: &Location) -> Result<Conn> {
+    let conn = location.connect(false)?;
+    conn.db().execute_batch(&format!("LISTEN {CHANNEL}"))?;
+    Ok(conn)
 }
 
 /// Who holds a lease, and until when.
@@ -32,36 +70,54 @@ pub(crate) struct Lease {
 
 impl Store {
     pub(crate) fn watcher(&self) -> Result<Watcher> {
-        let conn = open_conn(&self.path, false)?;
-        let last = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        Ok(Watcher { conn, last })
+        super::off_runtime(|| self.open_watcher())
     }
 
-    /// Runs named by commands after `seq`, and the last command seq.
-    pub(crate) async fn commands_since(&self, seq: u64) -> Result<(Vec<String>, u64)> {
+    fn open_watcher(&self) -> Result<Watcher> {
+        match self.location.connect(false)? {
+            Conn::Lite(conn) => {
+                let last = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                Ok(Watcher::Lite { conn, last })
+            }
+            Conn::Pg(_) => Ok(Watcher::Pg {
+                conn: Some(listen(&self.location)?),
+                location: (*self.location).clone(),
+            }),
+        }
+    }
+
+    /// Runs named by commands after the cursor `after`, and the cursor to continue from.
+    /// On SQLite the cursor is the command seq. On PostgreSQL it is a transaction-id horizon:
+    /// this reads the commands of every transaction in `[after, xmin)`, all of them ended, so
+    /// a command that commits late is read on a later call, never passed over.
+    pub(crate) async fn commands_since(&self, after: u64) -> Result<(Vec<String>, u64)> {
         self.read(move |c| {
+            if c.is_pg() {
+                return pg_commands_since(c, after);
+            }
             let rows = c
                 .prepare_cached(
                     "SELECT seq, run_id FROM commands WHERE seq > ?1 ORDER BY seq LIMIT 5000",
                 )?
-                .query_map([seq as i64], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                .query_map([after as i64], |r| {
+                    Ok((r.get::<i64>(0)? as u64, r.get::<String>(1)?))
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let last = rows.last().map_or(seq, |r| r.0);
+                .collect::<DbResult<Vec<_>>>()?;
+            let last = rows.last().map_or(after, |r| r.0);
             Ok((rows.into_iter().map(|r| r.1).collect(), last))
         })
         .await
     }
 
-    /// The highest command seq so far.
+    /// Where [`Self::commands_since`] starts: the newest command seq, or PostgreSQL's horizon.
     pub(crate) async fn command_head(&self) -> Result<u64> {
         self.read(|c| {
-            Ok(
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM commands", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64,
-            )
+            let sql = if c.is_pg() {
+                XMIN
+            } else {
+                "SELECT COALESCE(MAX(seq), 0) FROM commands"
+            };
+            Ok(c.query_row(sql, [], |r| r.get::<i64>(0))? as u64)
         })
         .await
     }
@@ -91,7 +147,7 @@ impl Store {
             c.execute(
                 "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-                params![name, holder, expires_at],
+                args![name, holder, expires_at],
             )?;
             Ok(Lease { holder, expires_at })
         })
@@ -104,7 +160,7 @@ impl Store {
         self.write(move |c, _| {
             c.execute(
                 "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-                params![name, holder],
+                args![name, holder],
             )?;
             Ok(())
         })
@@ -148,6 +204,17 @@ impl Store {
     pub(crate) async fn ledger_since(&self, gseq: u64) -> Result<Vec<GlobalItem>> {
         self.global_page(gseq, 1000).await
     }
+}
+
+const XMIN: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+fn pg_commands_since(c: &Db, after: u64) -> Result<(Vec<String>, u64)> {
+    let horizon = c.query_row(XMIN, [], |r| r.get::<i64>(0))?;
+    let ids = c
+        .prepare_cached("SELECT DISTINCT run_id FROM commands WHERE xid >= ?1 AND xid < ?2")?
+        .query_map(args![after as i64, horizon], |r| r.get::<String>(0))?
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok((ids, horizon as u64))
 }
 
 /// `host:pid` of a process on this host that no longer exists.

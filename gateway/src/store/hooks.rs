@@ -3,7 +3,7 @@
 //! delivered or out of attempts). The dispatcher's ledger cursor is stored in the same
 //! transaction as the deliveries it enqueued, so a restart neither loses nor repeats one.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::sql::{Db, DbResult, Optional, Row, args};
 use serde_json::{Value, json};
 
 use super::runs::{NewRun, get_summary, insert_run};
@@ -81,18 +81,18 @@ fn strings(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn webhook(r: &rusqlite::Row) -> rusqlite::Result<Webhook> {
+fn webhook(r: &Row<'_, '_>) -> DbResult<Webhook> {
     let info = protocol::WebhookInfo {
         id: r.get(0)?,
         url: r.get(1)?,
-        events: strings(&r.get::<_, String>(3)?),
-        flows: strings(&r.get::<_, String>(4)?),
+        events: strings(&r.get::<String>(3)?),
+        flows: strings(&r.get::<String>(4)?),
         created_at: r.get(5)?,
     };
     Ok(Webhook {
         info,
         secret: r.get(2)?,
-        from_gseq: r.get::<_, i64>(6)? as u64,
+        from_gseq: r.get::<i64>(6)? as u64,
     })
 }
 
@@ -130,7 +130,7 @@ impl super::Store {
                     .prepare_cached(
                         "SELECT run_id FROM trigger_deliveries WHERE trigger_name = ?1 AND delivery_id = ?2",
                     )?
-                    .query_row(params![ns, key], |r| r.get(0))
+                    .query_row(args![ns, key], |r| r.get(0))
                     .optional()?;
                 if let Some(run_id) = earlier {
                     return Ok((false, get_summary(c, &run_id)?));
@@ -140,7 +140,7 @@ impl super::Store {
                 c.prepare_cached(
                     "INSERT INTO trigger_deliveries (trigger_name, delivery_id, run_id, created_at) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![ns, key, run.run_id, ts(now())])?;
+                .execute(args![ns, key, run.run_id, ts(now())])?;
             }
             insert_run(c, &run, out)?;
             Ok((true, get_summary(c, &run.run_id)?))
@@ -161,7 +161,7 @@ impl super::Store {
             w.from_gseq = super::ledger::global_head(c)?;
             c.execute(
                 "INSERT INTO webhooks (id, url, secret, events, flows, created_at, from_gseq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![w.info.id, w.info.url, w.secret, serde_json::to_string(&w.info.events)?,
+                args![w.info.id, w.info.url, w.secret, serde_json::to_string(&w.info.events)?,
                         serde_json::to_string(&w.info.flows)?, w.info.created_at, w.from_gseq as i64],
             )?;
             Ok(w)
@@ -177,7 +177,7 @@ impl super::Store {
                 "SELECT id, url, secret, events, flows, created_at, from_gseq FROM webhooks WHERE deleted_at IS NULL ORDER BY rowid",
             )?
             .query_map([], webhook)?
-            .collect::<rusqlite::Result<Vec<_>>>()?)
+            .collect::<DbResult<Vec<_>>>()?)
         })
         .await
     }
@@ -188,14 +188,14 @@ impl super::Store {
         self.write(move |c, _| {
             let n = c.execute(
                 "UPDATE webhooks SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-                params![id, ts(now())],
+                args![id, ts(now())],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("no webhook `{id}`")));
             }
             c.execute(
                 "UPDATE webhook_deliveries SET status = 'cancelled' WHERE webhook_id = ?1 AND status = 'pending'",
-                params![id],
+                args![id],
             )?;
             Ok(())
         })
@@ -226,8 +226,8 @@ impl super::Store {
             let at = ts(now());
             let due = now_ms();
             let mut ins = c.prepare_cached(
-                "INSERT OR IGNORE INTO webhook_deliveries (id, webhook_id, event, run_id, gseq, payload, status, next_attempt_ms, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+                "INSERT INTO webhook_deliveries (id, webhook_id, event, run_id, gseq, payload, status, next_attempt_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT DO NOTHING",
             )?;
             for d in &items {
                 let id = uuid::Uuid::new_v5(
@@ -237,12 +237,12 @@ impl super::Store {
                 .to_string();
                 let mut payload = d.payload.clone();
                 payload["delivery_id"] = json!(id);
-                ins.execute(params![id, d.webhook_id, d.event, d.run_id, d.gseq as i64,
+                ins.execute(args![id, d.webhook_id, d.event, d.run_id, d.gseq as i64,
                                     payload.to_string(), due, at])?;
             }
             c.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-                params![CURSOR_KEY, cursor.to_string()],
+                args![CURSOR_KEY, cursor.to_string()],
             )?;
             Ok(())
         })
@@ -263,17 +263,17 @@ impl super::Store {
                      JOIN webhooks w ON w.id = d.webhook_id
                      WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 ORDER BY d.next_attempt_ms LIMIT ?2",
                 )?
-                .query_map(params![at, limit as i64], |r| {
+                .query_map(args![at, limit as i64], |r| {
                     Ok(DueDelivery {
                         id: r.get(0)?,
                         event: r.get(1)?,
                         url: r.get(2)?,
                         secret: r.get(3)?,
                         payload: r.get(4)?,
-                        attempts: r.get::<_, i64>(5)? as u32,
+                        attempts: r.get::<i64>(5)? as u32,
                     })
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<DbResult<Vec<_>>>()?;
             let next: Option<i64> = c.query_row(
                 "SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_ms > ?1",
                 [at],
@@ -292,13 +292,13 @@ impl super::Store {
                 Attempt::Delivered { status } => c.execute(
                     "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = ?2,
                      last_error = NULL, delivered_at = ?3 WHERE id = ?1",
-                    params![id, status, ts(now())],
+                    args![id, status, ts(now())],
                 )?,
                 Attempt::Failed { status, error, retry_at_ms } => c.execute(
                     "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3,
-                     status = CASE WHEN ?4 IS NULL THEN 'failed' ELSE status END,
+                     status = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN 'failed' ELSE status END,
                      next_attempt_ms = COALESCE(?4, next_attempt_ms) WHERE id = ?1",
-                    params![id, status, error, retry_at_ms],
+                    args![id, status, error, retry_at_ms],
                 )?,
             };
             Ok(())
@@ -319,11 +319,11 @@ impl super::Store {
                 .prepare_cached(
                     "SELECT id, webhook_id, event, run_id, status, attempts, last_status, last_error,
                             next_attempt_ms, created_at, delivered_at
-                     FROM webhook_deliveries WHERE (?1 IS NULL OR status = ?1)
+                     FROM webhook_deliveries WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1)
                      ORDER BY rowid DESC LIMIT ?2 OFFSET ?3",
                 )?
-                .query_map(params![status, limit as i64 + 1, offset as i64], |r| {
-                    let pending = r.get::<_, String>(4)? == "pending";
+                .query_map(args![status, limit as i64 + 1, offset as i64], |r| {
+                    let pending = r.get::<String>(4)? == "pending";
                     let next_ms: i64 = r.get(8)?;
                     let next = pending
                         .then(|| chrono::DateTime::from_timestamp_millis(next_ms).map(ts))
@@ -334,15 +334,15 @@ impl super::Store {
                         event: r.get(2)?,
                         run_id: r.get(3)?,
                         status: r.get(4)?,
-                        attempts: r.get::<_, i64>(5)? as u32,
-                        last_status: r.get::<_, Option<i64>>(6)?.map(|s| s as u16),
+                        attempts: r.get::<i64>(5)? as u32,
+                        last_status: r.get::<Option<i64>>(6)?.map(|s| s as u16),
                         last_error: r.get(7)?,
                         next_attempt_at: next,
                         created_at: r.get(9)?,
                         delivered_at: r.get(10)?,
                     })
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<DbResult<Vec<_>>>()?;
             let more = items.len() > limit as usize;
             items.truncate(limit as usize);
             Ok((items, more))
@@ -361,7 +361,7 @@ impl super::Store {
             Ok(c.query_row(
                 "SELECT run_id FROM runs WHERE session_id = ?1 AND bundle_id = ?2 AND status = 'waiting'
                  ORDER BY rowid DESC LIMIT 1",
-                params![session, flow],
+                args![session, flow],
                 |r| r.get(0),
             )
             .optional()?)
@@ -382,7 +382,7 @@ impl super::Store {
     }
 }
 
-fn seed(c: &Connection, session: &str, turns: &[crate::engine::ChatMessage]) -> Result<()> {
+fn seed(c: &Db, session: &str, turns: &[crate::engine::ChatMessage]) -> Result<()> {
     let have: i64 = c.query_row(
         "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1",
         [session],
@@ -396,7 +396,7 @@ fn seed(c: &Connection, session: &str, turns: &[crate::engine::ChatMessage]) -> 
         "INSERT INTO session_messages (session_id, run_id, role, content, created_at) VALUES (?1, '', ?2, ?3, ?4)",
     )?;
     for m in turns {
-        ins.execute(params![session, m.role, m.content, at])?;
+        ins.execute(args![session, m.role, m.content, at])?;
     }
     Ok(())
 }

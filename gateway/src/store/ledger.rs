@@ -1,10 +1,19 @@
 //! The append-only ledger: hash-chained records per run, a global cursor across runs, and
 //! pages that cost O(page) (index on `(run_id, seq)` and on `gseq`).
+//!
+//! The global cursor (`gseq`) never skips a record. On SQLite one writer numbers rows in
+//! commit order. On PostgreSQL several nodes commit at once, and a number taken early can
+//! commit late, so a reader that trusted `gseq > cursor` could pass a record for good. There,
+//! a row's cursor is `xid << 24 | n`: the writing transaction's id (taken first, before any
+//! row) and the row's place in it. Readers serve only rows below `xmin << 24`, where `xmin`
+//! is the oldest transaction still running in the reading statement's snapshot: every
+//! transaction below it has ended, so every row that can still appear has a larger cursor
+//! than any row served. A record waits at most as long as the oldest write in progress.
 
 use std::sync::Arc;
 
+use super::sql::{Db, Optional, args};
 use protocol::LedgerRecord;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{Outbox, Result, StoreError, ts};
@@ -29,11 +38,11 @@ impl Appender {
         }
     }
 
-    pub(crate) fn load(conn: &Connection, run_id: &str) -> Result<Self> {
+    pub(crate) fn load(conn: &Db, run_id: &str) -> Result<Self> {
         let (last_seq, last_hash) = conn
             .prepare_cached("SELECT last_seq, last_hash FROM runs WHERE run_id = ?1")?
             .query_row([run_id], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                Ok((r.get::<i64>(0)? as u64, r.get::<String>(1)?))
             })
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}` not found")))?;
@@ -47,7 +56,7 @@ impl Appender {
     /// Appends one record, queues it for the bus, and returns it.
     pub(crate) fn append(
         &mut self,
-        conn: &Connection,
+        conn: &Db,
         d: &Draft,
         out: &mut Outbox,
     ) -> Result<LedgerRecord> {
@@ -70,9 +79,22 @@ impl Appender {
         };
         rec.record_hash = hash_record(&rec)?;
         let json = serde_json::to_string(&rec)?;
-        conn.prepare_cached("INSERT INTO ledger (run_id, seq, record) VALUES (?1, ?2, ?3)")?
-            .execute(params![self.run_id, rec.seq as i64, json])?;
-        let gseq = conn.last_insert_rowid() as u64;
+        let gseq = match conn.take_gseq() {
+            Some(g) => {
+                conn.prepare_cached(
+                    "INSERT INTO ledger (gseq, run_id, seq, record) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(args![g, self.run_id, rec.seq as i64, json])?;
+                g
+            }
+            None => conn
+                .prepare_cached(
+                    "INSERT INTO ledger (run_id, seq, record) VALUES (?1, ?2, ?3) RETURNING gseq",
+                )?
+                .query_row(args![self.run_id, rec.seq as i64, json], |r| {
+                    r.get::<i64>(0)
+                })?,
+        } as u64;
         let end = rec.run_end().map(protocol::RunStatus::as_str);
         out.events.push(BusEvent::Record(Arc::new(RecordEvent {
             gseq,
@@ -95,12 +117,7 @@ pub(crate) fn hash_record(rec: &LedgerRecord) -> Result<String> {
 }
 
 /// One page of a run's ledger as stored JSON texts, and the cursor to continue from.
-pub(crate) fn page(
-    conn: &Connection,
-    run_id: &str,
-    after: u64,
-    limit: u32,
-) -> Result<(Vec<String>, u64)> {
+pub(crate) fn page(conn: &Db, run_id: &str, after: u64, limit: u32) -> Result<(Vec<String>, u64)> {
     let mut items = Vec::new();
     let next = page_each(conn, run_id, after, limit, |_, json| {
         items.push(String::from_utf8_lossy(json).into_owned())
@@ -108,15 +125,21 @@ pub(crate) fn page(
     Ok((items, next))
 }
 
-/// Column `i` of a row as bytes borrowed from SQLite (a record's JSON, stored by us).
-fn bytes<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
-    row.get_ref(i)?.as_bytes().map_err(|e| {
-        StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            Box::new(e),
-        ))
-    })
+/// The first global cursor of a PostgreSQL write transaction with id `xid`.
+pub(crate) fn gseq_base(xid: i64) -> Result<i64> {
+    if !(0..1 << 39).contains(&xid) {
+        return Err(StoreError::Corrupt(format!(
+            "transaction id {xid} is past the global cursor's range"
+        )));
+    }
+    Ok(xid << 24)
+}
+
+/// The condition that keeps PostgreSQL readers below the cursor horizon.
+macro_rules! settled {
+    () => {
+        "gseq < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 24)"
+    };
 }
 
 /// A page of a run's ledger (every ledger page and SSE catch-up runs it).
@@ -126,7 +149,7 @@ pub(super) const PAGE_SQL: &str =
 /// Calls `f(seq, json)` for each record of a page, the JSON bytes borrowed from SQLite's row
 /// (no copy or UTF-8 check per record); returns the cursor to continue from.
 pub(crate) fn page_each(
-    conn: &Connection,
+    conn: &Db,
     run_id: &str,
     after: u64,
     limit: u32,
@@ -139,33 +162,41 @@ pub(crate) fn page_each(
     let Some(last) = last else {
         return Err(StoreError::NotFound(format!("run `{run_id}` not found")));
     };
-    let mut stmt = conn.prepare_cached(PAGE_SQL)?;
     let mut next = after.min(last as u64);
-    let mut rows = stmt.query(params![run_id, after as i64, limit as i64])?;
-    while let Some(row) = rows.next()? {
-        next = row.get::<_, i64>(0)? as u64;
-        f(next, bytes(row, 1)?);
-    }
+    conn.prepare_cached(PAGE_SQL)?
+        .for_each(args![run_id, after as i64, limit as i64], |row| {
+            next = row.get::<i64>(0)? as u64;
+            f(next, row.bytes(1)?);
+            Ok(())
+        })?;
     Ok(next)
 }
 
 /// Calls `f(gseq, json)` for each record of a page of the global ledger (JSON borrowed, as
 /// in [`page_each`]); returns the last global cursor it saw, if any.
 pub(crate) fn global_each(
-    conn: &Connection,
+    conn: &Db,
     after: u64,
     limit: u32,
     mut f: impl FnMut(u64, &[u8]),
 ) -> Result<Option<u64>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT gseq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2")?;
-    let mut rows = stmt.query(params![after as i64, limit as i64])?;
+    let sql = if conn.is_pg() {
+        concat!(
+            "SELECT gseq, record FROM ledger WHERE gseq > ?1 AND ",
+            settled!(),
+            " ORDER BY gseq LIMIT ?2"
+        )
+    } else {
+        "SELECT gseq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2"
+    };
     let mut last = None;
-    while let Some(row) = rows.next()? {
-        let gseq = row.get::<_, i64>(0)? as u64;
-        f(gseq, bytes(row, 1)?);
-        last = Some(gseq);
-    }
+    conn.prepare_cached(sql)?
+        .for_each(args![after as i64, limit as i64], |row| {
+            let gseq = row.get::<i64>(0)? as u64;
+            f(gseq, row.bytes(1)?);
+            last = Some(gseq);
+            Ok(())
+        })?;
     Ok(last)
 }
 
@@ -177,28 +208,40 @@ pub(crate) struct GlobalItem {
     pub(crate) json: String,
 }
 
-pub(crate) fn global_page(conn: &Connection, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT gseq, run_id, seq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
-        Ok(GlobalItem {
-            gseq: r.get::<_, i64>(0)? as u64,
-            run_id: r.get(1)?,
-            seq: r.get::<_, i64>(2)? as u64,
-            json: r.get(3)?,
-        })
-    })?;
+pub(crate) fn global_page(conn: &Db, after: u64, limit: u32) -> Result<Vec<GlobalItem>> {
+    let sql = if conn.is_pg() {
+        concat!(
+            "SELECT gseq, run_id, seq, record FROM ledger WHERE gseq > ?1 AND ",
+            settled!(),
+            " ORDER BY gseq LIMIT ?2"
+        )
+    } else {
+        "SELECT gseq, run_id, seq, record FROM ledger WHERE gseq > ?1 ORDER BY gseq LIMIT ?2"
+    };
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map(args![after as i64, limit as i64], |r| {
+            Ok(GlobalItem {
+                gseq: r.get::<i64>(0)? as u64,
+                run_id: r.get(1)?,
+                seq: r.get::<i64>(2)? as u64,
+                json: r.get(3)?,
+            })
+        })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The highest global cursor so far.
-pub(crate) fn global_head(conn: &Connection) -> Result<u64> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(gseq), 0) FROM ledger", [], |r| {
-            r.get::<_, i64>(0)
-        })? as u64,
-    )
+pub(crate) fn global_head(conn: &Db) -> Result<u64> {
+    let sql = if conn.is_pg() {
+        concat!(
+            "SELECT COALESCE(MAX(gseq), 0) FROM ledger WHERE ",
+            settled!()
+        )
+    } else {
+        "SELECT COALESCE(MAX(gseq), 0) FROM ledger"
+    };
+    Ok(conn.query_row(sql, [], |r| r.get::<i64>(0))? as u64)
 }
 
 impl super::Store {

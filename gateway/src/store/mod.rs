@@ -1,6 +1,8 @@
-//! The store: SQLite in WAL mode with `synchronous=FULL`, the only module that speaks SQL.
+//! The store: the embedded SQLite file (WAL, `synchronous=FULL`) or a shared PostgreSQL
+//! database (`synchronous_commit=on`), behind one handle; the only module that speaks SQL.
 //!
-//! Owns the schema (`schema`), the single writer thread with group commit (`writer`), a small
+//! Owns the SQL boundary both backends share (`sql`), PostgreSQL's connections (`pg`), the
+//! schema of each backend (`schema`), the single writer thread with group commit (`writer`), a small
 //! pool of read connections, and the operations the rest of the gateway needs: runs
 //! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`),
 //! trigger deliveries, webhooks, the webhook outbox and session history (`hooks`),
@@ -16,20 +18,22 @@ mod flows;
 mod follow;
 mod hooks;
 mod ledger;
+mod pg;
 mod runs;
 mod schedules;
 mod schema;
+mod sql;
 mod tokens;
 mod writer;
 
 #[cfg(test)]
 mod plan_tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use rusqlite::OpenFlags;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
 
 pub(crate) use commands::{CommandKind, NewCommand};
 pub(crate) use flows::MakeCurrent;
@@ -38,8 +42,11 @@ pub(crate) use hooks::{
     Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms,
 };
 pub(crate) use ledger::GlobalItem;
+pub(crate) use pg::redact as redact_url;
 pub(crate) use runs::{Commit, DriveRow, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
+pub(crate) use sql::DbError;
+use sql::{Conn, Db};
 pub(crate) use tokens::TokenRow;
 pub(crate) use writer::Outbox;
 
@@ -48,7 +55,7 @@ use crate::bus::Bus;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -61,11 +68,25 @@ pub(crate) enum StoreError {
     Closed,
     #[error("store data is damaged: {0}")]
     Corrupt(String),
+    #[error("cannot open the database: {0}")]
+    Open(String),
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         Self::Corrupt(format!("bad JSON in the store: {e}"))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(DbError::Sqlite(e))
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Db(DbError::Pg(e))
     }
 }
 
@@ -76,33 +97,59 @@ const READERS: usize = 4;
 /// rusqlite's default of 16, and a statement pushed out is parsed again on its next use.
 const STATEMENT_CACHE: usize = 256;
 
+/// Where the store lives: the embedded SQLite file in the data dir (the default), or a
+/// PostgreSQL database that several gateway nodes share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `DIR/switchboard.db`.
+    Sqlite(PathBuf),
+    /// A `postgres://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Opens one connection (`write`: the writer's, which may create the database).
+    fn connect(&self, write: bool) -> Result<Conn> {
+        match self {
+            Self::Sqlite(dir) => open_conn(&dir.join("switchboard.db"), write).map(Conn::Lite),
+            Self::Postgres(url) => pg::connect(url).map(|c| Conn::Pg(Box::new(c))),
+        }
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Store {
     writer: writer::Writer,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Arc<Mutex<Vec<Conn>>>,
     /// One permit per pooled reader: reads beyond that wait for a connection instead of
     /// opening one (an open parses the schema) on yet another blocking thread.
     reading: Arc<tokio::sync::Semaphore>,
-    path: Arc<Path>,
+    location: Arc<Location>,
     bus: Bus,
 }
 
 impl Store {
-    /// Opens (creating if needed) `dir/switchboard.db`, migrates it and starts the writer.
-    pub(crate) fn open(dir: &Path, bus: Bus) -> Result<Self> {
-        let path = dir.join("switchboard.db");
-        let mut conn = open_conn(&path, true)?;
-        schema::migrate(&mut conn)?;
-        let writer = writer::Writer::start(conn, bus.clone())?;
-        let readers = (0..READERS)
-            .map(|_| open_conn(&path, false))
-            .collect::<Result<Vec<_>>>()?;
+    /// Opens (creating if needed) the store at `location`, migrates it and starts the writer.
+    /// Connecting runs on a thread of its own: PostgreSQL's blocking client must not start
+    /// inside the async runtime.
+    pub(crate) fn open(location: &Location, bus: Bus) -> Result<Self> {
+        let loc = location.clone();
+        let (writer_conn, readers) = off_runtime(|| -> Result<(Conn, Vec<Conn>)> {
+            let mut conn = loc.connect(true)?;
+            schema::migrate(&mut conn)?;
+            let readers = (0..READERS)
+                .map(|_| loc.connect(false))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((conn, readers))
+        })?;
+        let location = Arc::new(loc);
+        let writer = writer::Writer::start(writer_conn, location.clone(), bus.clone())?;
         Ok(Self {
             writer,
             readers: Arc::new(Mutex::new(readers)),
             reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
-            path: path.into(),
+            location,
             bus,
         })
     }
@@ -111,14 +158,19 @@ impl Store {
         &self.bus
     }
 
+    /// A store that other gateway nodes may share (PostgreSQL).
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(*self.location, Location::Postgres(_))
+    }
+
     /// Runs a read on a pooled connection off the async threads.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Db) -> Result<T> + Send + 'static,
     {
         let readers = self.readers.clone();
-        let path = self.path.clone();
+        let location = self.location.clone();
         let permit = self
             .reading
             .clone()
@@ -129,12 +181,14 @@ impl Store {
             let taken = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match taken {
                 Some(c) => c,
-                // Only when opening a pooled reader failed earlier.
-                None => open_conn(&path, false)?,
+                // Only when opening a pooled reader failed earlier, or one was dropped after
+                // a connection error.
+                None => location.connect(false)?,
             };
-            let out = f(&conn);
+            let out = f(&conn.db());
+            let broken = matches!(&out, Err(StoreError::Db(DbError::Pg(e))) if e.is_closed());
             let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < READERS {
+            if pool.len() < READERS && !broken {
                 pool.push(conn);
             }
             drop(pool);
@@ -150,7 +204,7 @@ impl Store {
     async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>)>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Outbox) -> Result<T> + Send + 'static,
+        F: FnOnce(&Db, &mut Outbox) -> Result<T> + Send + 'static,
     {
         self.writer.write(f).await
     }
@@ -163,7 +217,17 @@ impl Store {
     }
 }
 
-fn open_conn(path: &Path, write: bool) -> Result<Connection> {
+/// Runs `f` on a thread of its own and waits for it: PostgreSQL's blocking client panics
+/// when it starts on a thread that drives async tasks. Only for opening connections.
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .map_err(|_| StoreError::Open("the connecting thread panicked".into()))?
+    })
+}
+
+fn open_conn(path: &Path, write: bool) -> Result<rusqlite::Connection> {
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -171,7 +235,7 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags)?;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Plans must not depend on bound values. Without this, SQLite (built with STAT4) marks
     // statements with ORDER BY and parameters to be compiled again whenever a value is

@@ -15,7 +15,7 @@ type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 fn reader() -> TestResult<(tempfile::TempDir, Connection)> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("switchboard.db");
-    let mut w = super::open_conn(&path, true)?;
+    let mut w = super::sql::Conn::Lite(super::open_conn(&path, true)?);
     super::schema::migrate(&mut w)?;
     let r = super::open_conn(&path, false)?;
     Ok((dir, r))

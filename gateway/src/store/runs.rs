@@ -2,8 +2,8 @@
 //! and the runner's side: loading a run to drive it, its inbox, and committing a transition
 //! (ledger records + run row + side effects on other runs) atomically.
 
+use super::sql::{Db, DbError, DbResult, Optional, Row, args};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
@@ -55,25 +55,23 @@ pub(crate) struct Commit {
 
 const SUMMARY_COLS: &str = "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
 
-fn status_of(s: &str) -> rusqlite::Result<RunStatus> {
-    RunStatus::parse(s).ok_or_else(|| {
-        rusqlite::Error::InvalidColumnType(0, format!("status {s}"), rusqlite::types::Type::Text)
-    })
+fn status_of(s: &str) -> DbResult<RunStatus> {
+    RunStatus::parse(s).ok_or_else(|| DbError::Column(3, format!("status {s}")))
 }
 
-fn json_col(r: &Row, i: usize) -> rusqlite::Result<Option<Value>> {
+fn json_col(r: &Row, i: usize) -> DbResult<Option<Value>> {
     let s: Option<String> = r.get(i)?;
     Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-fn summary(r: &Row) -> rusqlite::Result<RunSummary> {
+fn summary(r: &Row<'_, '_>) -> DbResult<RunSummary> {
     let bundle: String = r.get(1)?;
     Ok(RunSummary {
         run_id: r.get(0)?,
         flow_id: bundle.clone(),
         bundle_id: bundle,
         flow_hash: r.get(2)?,
-        status: status_of(&r.get::<_, String>(3)?)?,
+        status: status_of(&r.get::<String>(3)?)?,
         waiting: json_col(r, 4)?.and_then(|v| serde_json::from_value(v).ok()),
         output: json_col(r, 5)?,
         error: r.get(6)?,
@@ -82,13 +80,13 @@ fn summary(r: &Row) -> rusqlite::Result<RunSummary> {
         notify: json_col(r, 9)?
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default(),
-        ledger_len: r.get::<_, i64>(10)? as u64,
+        ledger_len: r.get::<i64>(10)? as u64,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
     })
 }
 
-pub(super) fn get_summary(conn: &Connection, run_id: &str) -> Result<RunSummary> {
+pub(super) fn get_summary(conn: &Db, run_id: &str) -> Result<RunSummary> {
     conn.prepare_cached(&format!(
         "SELECT {SUMMARY_COLS} FROM runs WHERE run_id = ?1"
     ))?
@@ -98,7 +96,7 @@ pub(super) fn get_summary(conn: &Connection, run_id: &str) -> Result<RunSummary>
 }
 
 /// Inserts a run and its `started` record.
-pub(super) fn insert_run(conn: &Connection, r: &NewRun, out: &mut Outbox) -> Result<()> {
+pub(super) fn insert_run(conn: &Db, r: &NewRun, out: &mut Outbox) -> Result<()> {
     let at = ts(now());
     let state = serde_json::to_string(&RunState::default())?;
     conn.prepare_cached(
@@ -106,7 +104,7 @@ pub(super) fn insert_run(conn: &Connection, r: &NewRun, out: &mut Outbox) -> Res
             notify, last_seq, last_hash, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, 0, '', ?9, ?9)",
     )?
-    .execute(params![
+    .execute(args![
         r.run_id,
         r.bundle_id,
         r.flow_hash,
@@ -136,9 +134,9 @@ pub(super) fn insert_run(conn: &Connection, r: &NewRun, out: &mut Outbox) -> Res
     Ok(())
 }
 
-pub(super) fn save_chain(conn: &Connection, app: &Appender) -> Result<()> {
+pub(super) fn save_chain(conn: &Db, app: &Appender) -> Result<()> {
     conn.prepare_cached("UPDATE runs SET last_seq = ?2, last_hash = ?3 WHERE run_id = ?1")?
-        .execute(params![app.run_id, app.last_seq as i64, app.last_hash])?;
+        .execute(args![app.run_id, app.last_seq as i64, app.last_hash])?;
     Ok(())
 }
 
@@ -197,12 +195,12 @@ impl Store {
                     .prepare_cached(&format!(
                         "SELECT {SUMMARY_COLS} FROM runs WHERE status = ?1 ORDER BY rowid DESC LIMIT ?2 OFFSET ?3"
                     ))?
-                    .query_map(params![s.as_str(), take, offset as i64], summary)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                    .query_map(args![s.as_str(), take, offset as i64], summary)?
+                    .collect::<DbResult<Vec<_>>>()?,
                 None => c
                     .prepare_cached(&format!("SELECT {SUMMARY_COLS} FROM runs ORDER BY rowid DESC LIMIT ?1 OFFSET ?2"))?
-                    .query_map(params![take, offset as i64], summary)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                    .query_map(args![take, offset as i64], summary)?
+                    .collect::<DbResult<Vec<_>>>()?,
             };
             let more = items.len() > limit as usize;
             items.truncate(limit as usize);
@@ -217,7 +215,7 @@ impl Store {
             let mut counts: Vec<(&'static str, u64)> =
                 RunStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
             let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))?;
             for row in rows {
                 let (s, n) = row?;
                 if let Some(e) = counts.iter_mut().find(|(k, _)| *k == s) {
@@ -252,8 +250,8 @@ impl Store {
             Ok(c.prepare_cached(&format!(
                 "SELECT {SUMMARY_COLS} FROM runs WHERE parent_run_id = ?1 ORDER BY rowid LIMIT ?2"
             ))?
-            .query_map(rusqlite::params![id, limit], summary)?
-            .collect::<rusqlite::Result<Vec<_>>>()?)
+            .query_map(args![id, limit], summary)?
+            .collect::<DbResult<Vec<_>>>()?)
         })
         .await
     }
@@ -267,14 +265,14 @@ impl Store {
                 )?
                 .query_row([id], |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        status_of(&r.get::<_, String>(3)?)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        status_of(&r.get::<String>(3)?)?,
+                        r.get::<Option<String>>(4)?,
+                        r.get::<String>(5)?,
+                        r.get::<String>(6)?,
+                        r.get::<String>(7)?,
                     ))
                 })
                 .optional()?;
@@ -309,8 +307,8 @@ impl Store {
         self.read(move |c| {
             let mut v = c
                 .prepare_cached("SELECT role, content FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2")?
-                .query_map(params![key, limit as i64], |r| Ok(ChatMessage { role: r.get(0)?, content: r.get(1)? }))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map(args![key, limit as i64], |r| Ok(ChatMessage { role: r.get(0)?, content: r.get(1)? }))?
+                .collect::<DbResult<Vec<_>>>()?;
             v.reverse();
             Ok(v)
         })
@@ -320,11 +318,11 @@ impl Store {
     /// Runs the runner must look at after a start: not terminal, not paused.
     pub(crate) async fn live_runs(&self) -> Result<Vec<String>> {
         self.read(|c| {
-            Ok(c.prepare(
+            Ok(c.prepare_cached(
                 "SELECT run_id FROM runs WHERE status IN ('running', 'waiting') ORDER BY rowid",
             )?
             .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?)
+            .collect::<DbResult<Vec<_>>>()?)
         })
         .await
     }
@@ -339,7 +337,7 @@ impl Store {
             let due = c
                 .prepare_cached("SELECT run_id FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting'")?
                 .query_map([&at], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+                .collect::<DbResult<Vec<String>>>()?;
             let next = c
                 .prepare_cached("SELECT MIN(wake_at) FROM runs WHERE wake_at > ?1 AND status = 'waiting'")?
                 .query_row([&at], |r| r.get(0))?;
@@ -355,11 +353,11 @@ impl Store {
     }
 }
 
-fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
+fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
     let (cur, parent, session): (RunStatus, Option<String>, Option<String>) = conn
         .prepare_cached("SELECT status, parent_run_id, session_id FROM runs WHERE run_id = ?1")?
         .query_row([&c.run_id], |r| {
-            Ok((status_of(&r.get::<_, String>(0)?)?, r.get(1)?, r.get(2)?))
+            Ok((status_of(&r.get::<String>(0)?)?, r.get(1)?, r.get(2)?))
         })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("run `{}` not found", c.run_id)))?;
@@ -392,7 +390,7 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
             event_key = ?8, output = COALESCE(?9, output), error = ?10, last_seq = ?11, last_hash = ?12, updated_at = ?13
          WHERE run_id = ?1",
     )?
-    .execute(params![
+    .execute(args![
         c.run_id,
         status.as_str(),
         paused_from,
@@ -431,11 +429,11 @@ fn commit_tx(conn: &Connection, c: Commit, out: &mut Outbox) -> Result<RunStatus
 
 /// Rejects the commands still waiting in the inbox of a run that just ended (answers and
 /// events that came too late), in the transaction that ended it.
-fn reject_pending(conn: &Connection, run_id: &str, status: RunStatus) -> Result<()> {
+fn reject_pending(conn: &Db, run_id: &str, status: RunStatus) -> Result<()> {
     let seqs = conn
         .prepare_cached("SELECT seq FROM commands WHERE run_id = ?1 AND status = 'pending'")?
-        .query_map([run_id], |r| r.get::<_, i64>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([run_id], |r| r.get::<i64>(0))?
+        .collect::<DbResult<Vec<_>>>()?;
     let why = format!("the run is {}", status.as_str());
     for seq in seqs {
         super::commands::finish(conn, seq as u64, Some(&why), None)?;
@@ -446,7 +444,7 @@ fn reject_pending(conn: &Connection, run_id: &str, status: RunStatus) -> Result<
 /// Creates the child run a `call` step asked for (once: a re-run after a crash finds it).
 /// A child whose flow is unknown is created failed, so its parent sees why.
 pub(super) fn spawn_child(
-    conn: &Connection,
+    conn: &Db,
     parent: &str,
     session: Option<String>,
     child: &crate::engine::ChildSpec,
@@ -486,24 +484,19 @@ pub(super) fn spawn_child(
     Ok(())
 }
 
-fn append_history(
-    conn: &Connection,
-    session: &str,
-    run_id: &str,
-    turns: &[ChatMessage],
-) -> Result<()> {
+fn append_history(conn: &Db, session: &str, run_id: &str, turns: &[ChatMessage]) -> Result<()> {
     let at = ts(now());
     let mut ins = conn.prepare_cached(
         "INSERT INTO session_messages (session_id, run_id, role, content, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for m in turns {
-        ins.execute(params![session, run_id, m.role, m.content, at])?;
+        ins.execute(args![session, run_id, m.role, m.content, at])?;
     }
     Ok(())
 }
 
 /// Fails a run that cannot start (its flow is missing), in the current transaction.
-fn fail_now(conn: &Connection, run_id: &str, error: &str, out: &mut Outbox) -> Result<()> {
+fn fail_now(conn: &Db, run_id: &str, error: &str, out: &mut Outbox) -> Result<()> {
     let mut app = Appender::load(conn, run_id)?;
     let mut d = run_draft(
         RecordStatus::Failed,
@@ -517,7 +510,7 @@ fn fail_now(conn: &Connection, run_id: &str, error: &str, out: &mut Outbox) -> R
     save_chain(conn, &app)?;
     conn.execute(
         "UPDATE runs SET status = 'failed', error = ?2, updated_at = ?3 WHERE run_id = ?1",
-        params![run_id, error, ts(now())],
+        args![run_id, error, ts(now())],
     )?;
     Ok(())
 }
@@ -527,15 +520,15 @@ pub(super) const INBOX_HEAD: &str = "SELECT seq, type, payload, actor FROM comma
     WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1";
 
 /// The oldest pending command of a run.
-fn inbox_head(c: &Connection, run_id: &str) -> Result<Option<InboxItem>> {
+fn inbox_head(c: &Db, run_id: &str) -> Result<Option<InboxItem>> {
     let row = c
         .prepare_cached(INBOX_HEAD)?
         .query_row([run_id], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
+                r.get::<i64>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
             ))
         })
         .optional()?;

@@ -3,9 +3,9 @@
 //! counters, the next due time (`runs.wake_at`, so timers survive restarts) and a record on
 //! the parent. An optimistic check on the firing count makes each tick fire once.
 
+use super::sql::{Db, DbError, DbResult, Optional, Row, args};
 use chrono::{DateTime, Utc};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
@@ -49,15 +49,15 @@ fn waiting(next: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 /// Points the parent run (and the timer) at the next due time.
-fn set_next(c: &Connection, run_id: &str, next: Option<DateTime<Utc>>) -> Result<()> {
+fn set_next(c: &Db, run_id: &str, next: Option<DateTime<Utc>>) -> Result<()> {
     c.execute(
         "UPDATE schedules SET next_fire_at = ?2 WHERE run_id = ?1",
-        params![run_id, next.map(ts)],
+        args![run_id, next.map(ts)],
     )?;
     c.execute(
-        "UPDATE runs SET waiting = ?2, wait_key = CASE WHEN ?2 IS NULL THEN NULL ELSE 'schedule' END, wake_at = ?3, updated_at = ?4
+        "UPDATE runs SET waiting = ?2, wait_key = CASE WHEN CAST(?2 AS TEXT) IS NULL THEN NULL ELSE 'schedule' END, wake_at = ?3, updated_at = ?4
          WHERE run_id = ?1",
-        params![run_id, waiting(next), next.map(ts), ts(now())],
+        args![run_id, waiting(next), next.map(ts), ts(now())],
     )?;
     Ok(())
 }
@@ -67,7 +67,7 @@ fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-pub(super) fn load(c: &Connection, run_id: &str) -> Result<Option<ScheduleRow>> {
+pub(super) fn load(c: &Db, run_id: &str) -> Result<Option<ScheduleRow>> {
     Ok(c.prepare_cached(
         "SELECT s.run_id, s.bundle_id, s.input_data, s.spec, s.share_context, s.fired, s.next_fire_at, s.last_child,
                 s.last_fired_at, r.session_id, r.status
@@ -76,14 +76,14 @@ pub(super) fn load(c: &Connection, run_id: &str) -> Result<Option<ScheduleRow>> 
     .query_row([run_id], |r| {
         Ok(ScheduleRow {
             bundle_id: r.get(1)?,
-            input: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
-            spec: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+            input: serde_json::from_str(&r.get::<String>(2)?).unwrap_or(Value::Null),
+            spec: serde_json::from_str(&r.get::<String>(3)?).unwrap_or(Value::Null),
             share_context: r.get(4)?,
-            fired: r.get::<_, i64>(5)? as u32,
+            fired: r.get::<i64>(5)? as u32,
             next_fire_at: parse_time(r.get(6)?),
             last_child: r.get(7)?,
             session_id: r.get(9)?,
-            status: RunStatus::parse(&r.get::<_, String>(10)?).unwrap_or(RunStatus::Failed),
+            status: RunStatus::parse(&r.get::<String>(10)?).unwrap_or(RunStatus::Failed),
         })
     })
     .optional()?)
@@ -99,7 +99,7 @@ impl Store {
             c.execute("UPDATE runs SET kind = 'schedule', status = 'waiting' WHERE run_id = ?1", [&s.run.run_id])?;
             c.execute(
                 "INSERT INTO schedules (run_id, bundle_id, input_data, spec, share_context, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.run.run_id, s.run.bundle_id, s.run.input_data.to_string(), s.spec.to_string(), s.share_context, ts(now())],
+                args![s.run.run_id, s.run.bundle_id, s.run.input_data.to_string(), s.spec.to_string(), s.share_context, ts(now())],
             )?;
             set_next(c, &s.run.run_id, Some(s.first))?;
             get_summary(c, &s.run.run_id)
@@ -127,7 +127,7 @@ impl Store {
             let n = s.fired + 1;
             c.execute(
                 "UPDATE schedules SET fired = ?2, last_child = ?3, last_fired_at = ?4 WHERE run_id = ?1",
-                params![f.run_id, n, f.child_run_id, ts(now())],
+                args![f.run_id, n, f.child_run_id, ts(now())],
             )?;
             set_next(c, &f.run_id, f.next)?;
             let mut app = Appender::load(c, &f.run_id)?;
@@ -179,7 +179,7 @@ impl Store {
             save_chain(c, &app)?;
             c.execute(
                 "UPDATE runs SET status = 'completed', output = ?2, updated_at = ?3 WHERE run_id = ?1",
-                params![id, output.to_string(), ts(now())],
+                args![id, output.to_string(), ts(now())],
             )?;
             Ok(())
         })
@@ -201,8 +201,8 @@ impl Store {
                  ORDER BY r.rowid DESC LIMIT ?1 OFFSET ?2",
             )?;
             let mut items = stmt
-                .query_map(params![limit as i64 + 1, offset as i64], schedule_info)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map(args![limit as i64 + 1, offset as i64], schedule_info)?
+                .collect::<DbResult<Vec<_>>>()?;
             let more = items.len() > limit as usize;
             items.truncate(limit as usize);
             Ok((items, more))
@@ -212,22 +212,20 @@ impl Store {
 }
 
 /// A row of [`Store::list_schedules`]'s query.
-fn schedule_info(r: &rusqlite::Row) -> rusqlite::Result<protocol::ScheduleInfo> {
-    let status = |i: usize| -> rusqlite::Result<Option<RunStatus>> {
-        Ok(r.get::<_, Option<String>>(i)?
+fn schedule_info(r: &Row<'_, '_>) -> DbResult<protocol::ScheduleInfo> {
+    let status = |i: usize| -> DbResult<Option<RunStatus>> {
+        Ok(r.get::<Option<String>>(i)?
             .as_deref()
             .and_then(RunStatus::parse))
     };
     let spec_text: String = r.get(2)?;
-    let spec = serde_json::from_str(&spec_text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-    })?;
-    let last_result = match r.get::<_, Option<String>>(5)? {
+    let spec = serde_json::from_str(&spec_text).map_err(|e| DbError::Column(2, e.to_string()))?;
+    let last_result = match r.get::<Option<String>>(5)? {
         Some(child) => Some(protocol::LastResult {
             run_id: child,
             status: status(10)?,
             output: r
-                .get::<_, Option<String>>(11)?
+                .get::<Option<String>>(11)?
                 .and_then(|o| serde_json::from_str(&o).ok()),
             error: r.get(12)?,
         }),
@@ -238,7 +236,7 @@ fn schedule_info(r: &rusqlite::Row) -> rusqlite::Result<protocol::ScheduleInfo> 
         bundle_id: r.get(1)?,
         status: status(8)?.unwrap_or(RunStatus::Failed),
         spec,
-        fired: r.get::<_, i64>(3)? as u32,
+        fired: r.get::<i64>(3)? as u32,
         next_fire_at: r.get(4)?,
         last_fired_at: r.get(6)?,
         share_context: r.get(7)?,
@@ -249,7 +247,7 @@ fn schedule_info(r: &rusqlite::Row) -> rusqlite::Result<protocol::ScheduleInfo> 
 
 /// `update_schedule`, inside the command transaction: a new spec, maybe a new due time.
 pub(super) fn update(
-    c: &Connection,
+    c: &Db,
     run_id: &str,
     spec: &Value,
     next: Option<DateTime<Utc>>,
@@ -261,7 +259,7 @@ pub(super) fn update(
     }
     c.execute(
         "UPDATE schedules SET spec = ?2 WHERE run_id = ?1",
-        params![run_id, spec.to_string()],
+        args![run_id, spec.to_string()],
     )?;
     if let Some(n) = next {
         set_next(c, run_id, Some(n))?;

@@ -1,10 +1,15 @@
-//! Versioned schema migrations. Each entry runs once, in order, inside one transaction;
-//! `PRAGMA user_version` records how far a data dir has come. Never edit a shipped entry:
-//! append a new one.
-
-use rusqlite::Connection;
+//! Versioned schema migrations, one list per backend. Each entry runs once, in order, inside
+//! one transaction; SQLite's `PRAGMA user_version` and PostgreSQL's `schema_migrations` table
+//! record how far a store has come. Never edit a shipped entry: append a new one (to both
+//! lists when the change applies to both).
+//!
+//! The PostgreSQL schema mirrors SQLite's with these differences: integers are `BIGINT`;
+//! `ledger.gseq` is assigned by the writer (the cursor horizon, see `ledger`), not by the
+//! database; tables listed in insertion order get a `rowid BIGSERIAL` (SQLite has one
+//! built in); `commands.xid` is the writing transaction's id, for followers (see `follow`).
 
 use super::StoreError;
+use super::sql::Conn;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
@@ -171,14 +176,181 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// Brings the schema up to date; refuses a data dir written by a newer Switchboard.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+const PG_MIGRATIONS: &[&str] = &[
+    // 1: the schema of SQLite's migrations 1 to 5.
+    r#"
+    CREATE TABLE flow_versions (
+        hash TEXT PRIMARY KEY,
+        bundle_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        source TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (bundle_id, version)
+    );
+    CREATE TABLE bundles (
+        bundle_id TEXT PRIMARY KEY,
+        current_hash TEXT NOT NULL REFERENCES flow_versions(hash),
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        rowid BIGSERIAL UNIQUE,
+        run_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL DEFAULT 'flow',
+        bundle_id TEXT NOT NULL,
+        flow_hash TEXT NOT NULL,
+        status TEXT NOT NULL,
+        paused_from TEXT,
+        session_id TEXT,
+        parent_run_id TEXT,
+        input_data TEXT NOT NULL,
+        state TEXT NOT NULL,
+        waiting TEXT,
+        wait_key TEXT,
+        output TEXT,
+        error TEXT,
+        notify TEXT NOT NULL DEFAULT '[]',
+        wake_at TEXT,
+        event_key TEXT,
+        last_seq BIGINT NOT NULL,
+        last_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_status ON runs (status, rowid);
+    CREATE INDEX runs_by_wake ON runs (wake_at) WHERE wake_at IS NOT NULL;
+    CREATE INDEX runs_by_event ON runs (event_key) WHERE event_key IS NOT NULL;
+    CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE INDEX runs_by_session ON runs (session_id, bundle_id, status);
+    CREATE TABLE ledger (
+        gseq BIGINT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (run_id, seq)
+    );
+    CREATE TABLE commands (
+        seq BIGSERIAL PRIMARY KEY,
+        command_id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        payload_hash TEXT NOT NULL,
+        client_id TEXT,
+        actor TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        result TEXT,
+        created_at TEXT NOT NULL,
+        applied_at TEXT
+    );
+    CREATE INDEX commands_pending ON commands (run_id, seq) WHERE status = 'pending';
+    ALTER TABLE commands ADD COLUMN xid BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint);
+    CREATE INDEX commands_by_xid ON commands (xid);
+    CREATE TABLE session_messages (
+        id BIGSERIAL PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX session_messages_by_session ON session_messages (session_id, id);
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE TABLE pairing_codes (
+        hash TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL,
+        used_at TEXT,
+        device_id TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE schedules (
+        run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+        bundle_id TEXT NOT NULL,
+        input_data TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        share_context BIGINT NOT NULL,
+        fired BIGINT NOT NULL DEFAULT 0,
+        next_fire_at TEXT,
+        last_child TEXT,
+        last_fired_at TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE trigger_deliveries (
+        trigger_name TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (trigger_name, delivery_id)
+    );
+    CREATE TABLE webhooks (
+        rowid BIGSERIAL UNIQUE,
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        flows TEXT NOT NULL,
+        from_gseq BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        deleted_at TEXT
+    );
+    CREATE TABLE webhook_deliveries (
+        rowid BIGSERIAL UNIQUE,
+        id TEXT PRIMARY KEY,
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id),
+        event TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        gseq BIGINT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        last_status BIGINT,
+        last_error TEXT,
+        next_attempt_ms BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT,
+        UNIQUE (webhook_id, gseq)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    "#,
+];
+
+/// Brings the schema up to date; refuses a store written by a newer Switchboard.
+pub(crate) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+    match conn {
+        Conn::Lite(c) => migrate_sqlite(c),
+        Conn::Pg(c) => super::pg::migrate(c, PG_MIGRATIONS),
+    }
+}
+
+pub(super) fn too_new(have: usize, known: usize) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the store has schema version {have}, newer than this build knows ({known}); use a newer switchboard"
+    ))
+}
+
+fn migrate_sqlite(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
     let have: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if have > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "the data dir has schema version {have}, newer than this build knows ({}); use a newer switchboard",
-            MIGRATIONS.len()
-        )));
+        return Err(too_new(have, MIGRATIONS.len()));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(have) {
         let tx = conn.transaction()?;
@@ -194,8 +366,8 @@ mod tests {
     #[test]
     fn migrating_twice_is_a_no_op() {
         let mut c = rusqlite::Connection::open_in_memory().unwrap();
-        super::migrate(&mut c).unwrap();
-        super::migrate(&mut c).unwrap();
+        super::migrate_sqlite(&mut c).unwrap();
+        super::migrate_sqlite(&mut c).unwrap();
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();

@@ -1,14 +1,18 @@
 //! The one writer: a thread that owns the write connection and group-commits.
 //!
 //! Callers send jobs; the thread takes every job waiting (up to a batch limit), runs each in
-//! its own SAVEPOINT inside one `BEGIN IMMEDIATE` transaction, commits once (one fsync with
-//! `synchronous=FULL`), and only then answers each caller and publishes their bus events. A
-//! job that fails is rolled back to its savepoint without touching the others.
+//! its own SAVEPOINT inside one transaction (`BEGIN IMMEDIATE` on SQLite), commits once (one
+//! fsync with `synchronous=FULL` or `synchronous_commit=on`), and only then answers each
+//! caller and publishes their bus events. A job that fails is rolled back to its savepoint
+//! without touching the others. On PostgreSQL the batch first takes its transaction id, the
+//! base of the global cursors its ledger rows get (see `ledger`).
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use std::sync::Arc;
+
+use super::sql::{Conn, Db, DbError};
+use super::{Location, StoreError};
 use crate::bus::{Bus, BusEvent};
 
 /// Events a job publishes if, and only if, its transaction commits.
@@ -19,8 +23,16 @@ pub(crate) struct Outbox {
     pub(crate) wake: Vec<String>,
 }
 
-type Finish = Box<dyn FnOnce(Result<(), String>, &Bus) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>, &Publish) + Send>;
+
+/// Where committed events go. On a shared (PostgreSQL) store records are not published here:
+/// the follower reads them back in global cursor order, so every node's bus carries the same
+/// records in the same order (see `crate::follow`).
+struct Publish {
+    bus: Bus,
+    records: bool,
+}
+type Job = Box<dyn FnOnce(&Db) -> Finish + Send>;
 
 const BATCH: usize = 512;
 
@@ -31,11 +43,17 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread; it ends when every `Writer` handle is dropped.
-    pub(crate) fn start(conn: Connection, bus: Bus) -> Result<Self, StoreError> {
+    pub(crate) fn start(conn: Conn, location: Arc<Location>, bus: Bus) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, rx, bus))
+            .spawn(move || {
+                let publish = Publish {
+                    bus,
+                    records: !matches!(*location, Location::Postgres(_)),
+                };
+                run(conn, location, rx, publish)
+            })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { tx })
     }
@@ -44,13 +62,13 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>), StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Outbox) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Db, &mut Outbox) -> Result<T, StoreError> + Send + 'static,
     {
         let (otx, orx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let mut outbox = Outbox::default();
             let result = in_savepoint(conn, |c| f(c, &mut outbox));
-            Box::new(move |committed, bus| {
+            Box::new(move |committed, publish| {
                 let out = match (committed, result) {
                     (Ok(()), Ok(v)) => {
                         let appended = outbox
@@ -61,7 +79,9 @@ impl Writer {
                         metrics::counter!("switchboard_ledger_appends_total")
                             .increment(appended as u64);
                         for ev in outbox.events {
-                            bus.publish(ev);
+                            if publish.records || !matches!(ev, BusEvent::Record(_)) {
+                                publish.bus.publish(ev);
+                            }
                         }
                         Ok((v, outbox.wake))
                     }
@@ -77,8 +97,8 @@ impl Writer {
 }
 
 fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    conn: &Db,
+    f: impl FnOnce(&Db) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     exec(conn, "SAVEPOINT job")?;
     match f(conn) {
@@ -96,11 +116,24 @@ fn in_savepoint<T>(
 
 /// Runs one statement from the connection's statement cache: the writer runs these few
 /// statements for every job and batch, and parsing them each time showed in profiles.
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+fn exec(conn: &Db, sql: &str) -> Result<(), DbError> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
+/// Opens the batch's transaction.
+fn begin(conn: &Db) -> Result<(), StoreError> {
+    if !conn.is_pg() {
+        return Ok(exec(conn, "BEGIN IMMEDIATE")?);
+    }
+    exec(conn, "BEGIN")?;
+    let xid = conn.query_row("SELECT pg_current_xact_id()::text::bigint", [], |r| {
+        r.get::<i64>(0)
+    })?;
+    conn.set_gseq_base(Some(super::ledger::gseq_base(xid)?));
+    Ok(())
+}
+
+fn run(mut conn: Conn, location: Arc<Location>, mut rx: mpsc::Receiver<Job>, bus: Publish) {
     let mut jobs = Vec::with_capacity(BATCH);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -110,25 +143,49 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, bus: Bus) {
                 Err(_) => break,
             }
         }
-        let t0 = std::time::Instant::now();
-        let batch = jobs.len();
-        let started = exec(&conn, "BEGIN IMMEDIATE");
-        if let Err(e) = started {
-            // Dropping the jobs answers their callers with `StoreError::Closed`.
-            tracing::error!(error = %e, "store: cannot begin a transaction");
-            jobs.clear();
-            continue;
+        if conn.is_broken() {
+            match location.connect(true) {
+                Ok(c) => conn = c,
+                Err(e) => {
+                    // Dropping the jobs answers their callers with `StoreError::Closed`.
+                    tracing::error!(error = %e, "store: cannot reconnect the writer");
+                    jobs.clear();
+                    continue;
+                }
+            }
         }
-        let finishes: Vec<Finish> = jobs.drain(..).map(|j| j(&conn)).collect();
-        let committed = exec(&conn, "COMMIT").map_err(|e| {
-            tracing::error!(error = %e, "store: commit failed");
-            let _ = exec(&conn, "ROLLBACK");
-            e.to_string()
-        });
-        metrics::histogram!("switchboard_store_commit_seconds").record(t0.elapsed().as_secs_f64());
-        metrics::histogram!("switchboard_store_commit_batch_size").record(batch as f64);
-        for f in finishes {
-            f(committed.clone(), &bus);
+        commit_batch(&conn.db(), &mut jobs, &bus);
+    }
+}
+
+/// Runs the jobs in one transaction and answers each after the commit.
+fn commit_batch(conn: &Db, jobs: &mut Vec<Job>, bus: &Publish) {
+    let t0 = std::time::Instant::now();
+    let batch = jobs.len();
+    if let Err(e) = begin(conn) {
+        tracing::error!(error = %e, "store: cannot begin a transaction");
+        let _ = exec(conn, "ROLLBACK");
+        conn.set_gseq_base(None);
+        jobs.clear();
+        return;
+    }
+    let finishes: Vec<Finish> = jobs.drain(..).map(|j| j(conn)).collect();
+    if conn.is_pg() {
+        // One notification per transaction (NOTIFY takes a global lock at commit): a hint
+        // for other nodes' followers, which also poll.
+        if let Err(e) = exec(conn, "NOTIFY switchboard") {
+            tracing::warn!(error = %e, "store: cannot notify other nodes");
         }
+    }
+    let committed = exec(conn, "COMMIT").map_err(|e| {
+        tracing::error!(error = %e, "store: commit failed");
+        let _ = exec(conn, "ROLLBACK");
+        e.to_string()
+    });
+    conn.set_gseq_base(None);
+    metrics::histogram!("switchboard_store_commit_seconds").record(t0.elapsed().as_secs_f64());
+    metrics::histogram!("switchboard_store_commit_batch_size").record(batch as f64);
+    for f in finishes {
+        f(committed.clone(), bus);
     }
 }
