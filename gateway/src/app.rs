@@ -45,8 +45,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         standby_runner(&store, &registry, &cfg).await?;
         None
     } else {
-        crate::follow::hold_lease(&store, false).await?;
-        Some(start_runner(&store, &registry, &cfg).await?)
+        let fence = crate::follow::hold_lease(&store, false).await?;
+        Some(start_runner(&store.fenced(fence), &registry, &cfg).await?)
     };
     let paused = store.meta("gateway_paused").await?.as_deref() == Some("1");
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
@@ -200,8 +200,8 @@ async fn standby_runner(
     let (store, registry, cfg) = (store.clone(), registry.clone(), cfg.clone());
     tokio::spawn(async move {
         let started = async {
-            crate::follow::hold_lease(&store, true).await?;
-            start_runner(&store, &registry, &cfg).await
+            let fence = crate::follow::hold_lease(&store, true).await?;
+            start_runner(&store.fenced(fence), &registry, &cfg).await
         };
         match started.await {
             Ok(runner) => {
@@ -223,8 +223,8 @@ pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&cfg)?;
     let registry = Registry::default();
     load_flows(&store, &cfg.flows_dir, &registry).await?;
-    crate::follow::hold_lease(&store, true).await?;
-    let runner = start_runner(&store, &registry, &cfg).await?;
+    let fence = crate::follow::hold_lease(&store, true).await?;
+    let runner = start_runner(&store.fenced(fence), &registry, &cfg).await?;
     crate::follow::runner_follower(store.clone(), runner).await?;
     println!("switchboard runner started on {}", cfg.data_dir.display());
     shutdown().await;

@@ -17,7 +17,7 @@ use crate::bus::{BusEvent, RecordEvent};
 use crate::runner::Runner;
 use crate::store::{Store, StoreError};
 
-pub(crate) const LEASE: &str = "runner";
+pub(crate) const LEASE: &str = crate::store::RUNNER_LEASE;
 const LEASE_TTL: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 
@@ -130,13 +130,14 @@ pub(crate) fn holder() -> String {
     format!("{}:{}", crate::store::this_host(), std::process::id())
 }
 
-/// Takes the runner lease (waiting for it when `wait`), then renews it in the background.
-/// Losing it later ends the process: two runners must never drive the same runs.
-pub(crate) async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<()> {
+/// Takes the runner lease (waiting for it when `wait`), then renews it in the background;
+/// returns its fencing number, for [`Store::fenced`]. Losing it later ends the process: two
+/// runners must never drive the same runs (and the fence refuses any write still on its way).
+pub(crate) async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<i64> {
     let me = holder();
-    loop {
+    let fence = loop {
         match store.acquire_lease(LEASE, &me, LEASE_TTL).await {
-            Ok(_) => break,
+            Ok(l) => break l.fence,
             Err(StoreError::Conflict(m)) if wait => {
                 tracing::info!("{m}; waiting for it");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -148,16 +149,25 @@ pub(crate) async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<()> 
             }
             Err(e) => return Err(e.into()),
         }
-    }
+    };
     let store = store.clone();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
-            if let Err(e) = store.acquire_lease(LEASE, &me, LEASE_TTL).await {
-                tracing::error!(error = %e, "lost the runner lease; stopping so two runners never overlap");
-                std::process::exit(3);
+            match store.acquire_lease(LEASE, &me, LEASE_TTL).await {
+                Ok(l) if l.fence == fence => {}
+                Ok(_) => lost("the lease changed hands in between"),
+                Err(e) => lost(&e.to_string()),
             }
         }
     });
-    Ok(())
+    Ok(fence)
+}
+
+fn lost(why: &str) -> ! {
+    tracing::error!(
+        why,
+        "lost the runner lease; stopping so two runners never overlap"
+    );
+    std::process::exit(3);
 }

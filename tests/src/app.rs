@@ -123,6 +123,8 @@ pub struct Opts {
     /// Serve exactly these flows (default: the shipped ones plus the test flows).
     pub flows_dir: Option<PathBuf>,
     pub store: TestStore,
+    /// Join this PostgreSQL database instead of creating one (another node of a cluster).
+    pub database_url: Option<String>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -171,7 +173,10 @@ pub async fn spawn_with(opts: Opts) -> TestApp {
         env: opts.env,
         args: opts.args,
         store: opts.store,
-        database_url: opts.store.create_database().await,
+        database_url: match opts.database_url {
+            Some(url) => Some(url),
+            None => opts.store.create_database().await,
+        },
         stdout: Default::default(),
         child: None,
         _tmp: tmp,
@@ -294,6 +299,20 @@ impl TestApp {
             c.start_kill().expect("kill");
             let _ = c.wait().await;
         }
+    }
+
+    /// The server process's id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Waits up to `secs` for the server to exit on its own; its status, if it did.
+    pub async fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = tokio::time::timeout(Duration::from_secs(secs), child.wait()).await;
+        let status = status.ok()?.ok()?;
+        self.child = None;
+        Some(status)
     }
 
     /// The full URL of `path` (which starts with `/`).

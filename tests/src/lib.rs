@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod call;
+pub mod cluster;
 pub mod llm_fake;
 pub mod mail_server;
 pub mod peek;

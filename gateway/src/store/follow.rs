@@ -66,6 +66,9 @@ fn listen(location: &Location) -> Result<Conn> {
 pub(crate) struct Lease {
     pub(crate) holder: String,
     pub(crate) expires_at: String,
+    /// Grows by one each time the lease changes hands; writes fenced with an older number
+    /// are refused (see `Store::fenced`).
+    pub(crate) fence: i64,
 }
 
 impl Store {
@@ -124,6 +127,8 @@ impl Store {
 
     /// Takes or renews the lease `name` for `holder` for `ttl`. Fails with the current holder
     /// when someone else holds it (a holder on this host whose process is gone loses it).
+    /// A lease changing hands gets the next fencing number; a renewal keeps it. One upsert
+    /// decides, so two nodes taking a lapsed lease at once cannot both win.
     pub(crate) async fn acquire_lease(
         &self,
         name: &str,
@@ -133,23 +138,35 @@ impl Store {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.write(move |c, _| {
             let cur: Option<(String, String)> = c
-                .query_row("SELECT holder, expires_at FROM leases WHERE name = ?1", [&name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(
+                    "SELECT holder, expires_at FROM leases WHERE name = ?1",
+                    [&name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
+            let gone = cur.as_ref().map(|(h, _)| h).filter(|h| holder_is_gone(h));
             let t = now();
-            if let Some((h, exp)) = &cur
-                && *h != holder
-                && *exp > ts(t)
-                && !holder_is_gone(h)
-            {
-                return Err(StoreError::Conflict(format!("the {name} lease is held by {h} until {exp}")));
-            }
             let expires_at = ts(t + ttl);
-            c.execute(
-                "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-                args![name, holder, expires_at],
-            )?;
-            Ok(Lease { holder, expires_at })
+            let fence = c
+                .query_row(
+                    "INSERT INTO leases (name, holder, expires_at, fence) VALUES (?1, ?2, ?3, 1)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+                        fence = CASE WHEN leases.holder = excluded.holder THEN leases.fence ELSE leases.fence + 1 END
+                     WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4 OR leases.holder = ?5
+                     RETURNING fence",
+                    args![name, holder, expires_at, ts(t), gone],
+                    |r| r.get::<i64>(0),
+                )
+                .optional()?;
+            match (fence, cur) {
+                (Some(fence), _) => Ok(Lease { holder, expires_at, fence }),
+                (None, Some((h, exp))) => Err(StoreError::Conflict(format!(
+                    "the {name} lease is held by {h} until {exp}"
+                ))),
+                (None, None) => Err(StoreError::Conflict(format!(
+                    "the {name} lease was just taken by another node"
+                ))),
+            }
         })
         .await
         .map(|(l, _)| l)
@@ -172,12 +189,13 @@ impl Store {
         let name = name.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT holder, expires_at FROM leases WHERE name = ?1",
+                "SELECT holder, expires_at, fence FROM leases WHERE name = ?1",
                 [name],
                 |r| {
                     Ok(Lease {
                         holder: r.get(0)?,
                         expires_at: r.get(1)?,
+                        fence: r.get(2)?,
                     })
                 },
             )

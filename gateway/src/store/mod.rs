@@ -27,6 +27,8 @@ mod tokens;
 mod writer;
 
 #[cfg(test)]
+mod fence_tests;
+#[cfg(test)]
 mod plan_tests;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +48,7 @@ pub(crate) use pg::redact as redact_url;
 pub(crate) use runs::{Commit, DriveRow, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
 pub(crate) use sql::DbError;
-use sql::{Conn, Db};
+use sql::{Conn, Db, args};
 pub(crate) use tokens::TokenRow;
 pub(crate) use writer::Outbox;
 
@@ -70,6 +72,8 @@ pub(crate) enum StoreError {
     Corrupt(String),
     #[error("cannot open the database: {0}")]
     Open(String),
+    #[error("this process no longer holds the runner lease (fence {0}): write refused")]
+    Fenced(i64),
 }
 
 impl From<serde_json::Error> for StoreError {
@@ -127,7 +131,13 @@ pub(crate) struct Store {
     reading: Arc<tokio::sync::Semaphore>,
     location: Arc<Location>,
     bus: Bus,
+    /// Set on the runner's handle: every write first checks that this process still holds
+    /// the runner lease with this fencing number (see [`Store::fenced`]).
+    fence: Option<i64>,
 }
+
+/// The lease one runner per store holds.
+pub(crate) const RUNNER_LEASE: &str = "runner";
 
 impl Store {
     /// Opens (creating if needed) the store at `location`, migrates it and starts the writer.
@@ -151,6 +161,7 @@ impl Store {
             reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
             location,
             bus,
+            fence: None,
         })
     }
 
@@ -200,13 +211,35 @@ impl Store {
     }
 
     /// Runs a write in the group-committed transaction; returns after it is on disk, with the
-    /// runs the runner should look at.
+    /// runs the runner should look at. On a fenced handle the write first checks the fence.
     async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>)>
     where
         T: Send + 'static,
         F: FnOnce(&Db, &mut Outbox) -> Result<T> + Send + 'static,
     {
-        self.writer.write(f).await
+        match self.fence {
+            None => self.writer.write(f).await,
+            Some(fence) => {
+                self.writer
+                    .write(move |db, out| {
+                        check_fence(db, fence)?;
+                        f(db, out)
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// This handle with every write fenced by `fence`, the runner lease's fencing number
+    /// when this process took it: once another process takes the lease (and its number
+    /// grows), each of these writes fails instead of committing. On PostgreSQL the check
+    /// holds a share lock on the lease row until the commit, so a takeover waits for writes
+    /// already checked and every later one sees the new number.
+    pub(crate) fn fenced(&self, fence: i64) -> Store {
+        Store {
+            fence: Some(fence),
+            ..self.clone()
+        }
     }
 }
 
@@ -214,6 +247,19 @@ impl Store {
     /// Returns once every write queued before it has committed (used at shutdown).
     pub(crate) async fn flush(&self) -> Result<()> {
         self.write(|_, _| Ok(())).await.map(|_| ())
+    }
+}
+
+fn check_fence(db: &Db, fence: i64) -> Result<()> {
+    let sql = if db.is_pg() {
+        "SELECT fence FROM leases WHERE name = ?1 AND fence = ?2 FOR SHARE"
+    } else {
+        "SELECT fence FROM leases WHERE name = ?1 AND fence = ?2"
+    };
+    match db.query_row(sql, args![RUNNER_LEASE, fence], |r| r.get::<i64>(0)) {
+        Ok(_) => Ok(()),
+        Err(DbError::NoRows) => Err(StoreError::Fenced(fence)),
+        Err(e) => Err(e.into()),
     }
 }
 

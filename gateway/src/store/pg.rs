@@ -27,9 +27,13 @@ pub(super) fn connect(url: &str) -> Result<PgConn> {
             redact(url)
         ))
     })?;
+    // A node that stops mid-transaction (a pause, a partition) must not hold its locks (the
+    // runner lease's row among them) for longer than the lease lives: the server ends such a
+    // session, and the node's next write reconnects and meets the fence.
     client.batch_execute(
         "SET synchronous_commit = on;
          SET default_transaction_isolation = 'read committed';
+         SET idle_in_transaction_session_timeout = '3s';
          SET application_name = 'switchboard'",
     )?;
     Ok(PgConn::new(client))

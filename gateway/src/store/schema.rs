@@ -174,10 +174,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
     CREATE INDEX runs_by_session ON runs (session_id, bundle_id, status);
     "#,
+    // 6: the runner lease's fencing number (writes of a node that lost the lease are refused).
+    r#"
+    ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 const PG_MIGRATIONS: &[&str] = &[
-    // 1: the schema of SQLite's migrations 1 to 5.
+    // 1: the schema of SQLite's migrations 1 to 5 (2 adds 6).
     r#"
     CREATE TABLE flow_versions (
         hash TEXT PRIMARY KEY,
@@ -330,6 +334,10 @@ const PG_MIGRATIONS: &[&str] = &[
         UNIQUE (webhook_id, gseq)
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    "#,
+    // 2: the runner lease's fencing number.
+    r#"
+    ALTER TABLE leases ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;
     "#,
 ];
 
