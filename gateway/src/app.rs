@@ -177,6 +177,31 @@ async fn start_runner(
     Ok(runner)
 }
 
+/// `switchboard migrate --from sqlite:PATH --to postgres://…`: copies the embedded store into
+/// an empty PostgreSQL database; returns what it copied. Blocking: call it off the runtime.
+pub fn migrate(from: &str, to: &str) -> anyhow::Result<String> {
+    let Some(path) = from.strip_prefix("sqlite:") else {
+        anyhow::bail!("--from `{from}` must be sqlite:PATH (a data dir or its switchboard.db)");
+    };
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--to `{}` must be a postgres:// URL",
+            crate::store::redact_url(to)
+        );
+    }
+    let copied = crate::store::migrate_to_postgres(std::path::Path::new(path), to)
+        .with_context(|| format!("cannot migrate {path} to {}", crate::store::redact_url(to)))?;
+    let mut out = format!(
+        "migrated {path} to {} (hash chains verified: {} records)",
+        crate::store::redact_url(to),
+        copied.verified
+    );
+    for (table, n) in copied.tables {
+        out.push_str(&format!("\n  {table}: {n}"));
+    }
+    Ok(out)
+}
+
 /// Opens the store the config names.
 fn open_store(cfg: &ServeConfig) -> anyhow::Result<Store> {
     Store::open(&cfg.store, Bus::new(cfg.bus_capacity)).with_context(|| match &cfg.store {

@@ -48,6 +48,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             init_logs(cfg.log_format);
             gateway::app::run_runner(cfg).await?;
         }
+        Command::Migrate { from, to } => {
+            let report = tokio::task::spawn_blocking(move || gateway::app::migrate(&from, &to))
+                .await
+                .context("the migration stopped")??;
+            println!("{report}");
+        }
         Command::Flows(FlowsCommand::Check { files }) => return Ok(check_flows(&files)),
         Command::Bridge(cmd) => {
             init_logs(LogFormat::Text);

@@ -2,7 +2,7 @@
 //! `tidy` tests. Each rule reads the source tree (no build) and names every place that
 //! breaks it:
 //!
-//! - [`sql_outside_store`]: only `gateway::store` speaks SQL or uses rusqlite;
+//! - [`sql_outside_store`]: only `gateway::store` speaks SQL or uses rusqlite or postgres;
 //! - [`clients_on_gateway`]: the thin clients (`bridges`, `web`, `tray`, `bench`) never
 //!   depend on the `gateway` crate;
 //! - [`engine_io`]: the engine imports no I/O (async runtime, network, files, processes,
@@ -98,7 +98,7 @@ pub fn sql_outside_store(root: &Path) -> Vec<Violation> {
     {
         for (n, line) in code_lines(&f) {
             let sql = line.contains('"') && SQL.iter().any(|s| line.contains(s));
-            if line.contains("rusqlite") || sql {
+            if line.contains("rusqlite") || line.contains("postgres::") || sql {
                 out.push(Violation {
                     rule: "sql-outside-store",
                     path: f.clone(),

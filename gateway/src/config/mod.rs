@@ -32,6 +32,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the runner, beside `serve --no-runner` on the same data dir.
     Runner(ServeArgs),
+    /// Copy an embedded store into an empty PostgreSQL database (stop the gateway first).
+    Migrate {
+        /// `sqlite:PATH`: a data dir, or its `switchboard.db`.
+        #[arg(long)]
+        from: String,
+        /// `postgres://user@host:port/db`.
+        #[arg(long)]
+        to: String,
+    },
     /// Work with flow files.
     #[command(subcommand)]
     Flows(FlowsCommand),
@@ -537,18 +546,6 @@ impl ServeConfig {
                 "SWITCHBOARD_BUS_CAPACITY {bus_capacity} must be from 16 to 1000000"
             ));
         }
-        let database_url = args
-            .database_url
-            .or(f.database_url)
-            .filter(|u| !u.is_empty());
-        if let Some(u) = &database_url
-            && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
-        {
-            problems.push(format!(
-                "SWITCHBOARD_DATABASE_URL `{}` must be a postgres:// URL (leave it unset for the embedded SQLite store)",
-                crate::store::redact_url(u)
-            ));
-        }
         let public_url = args.public_url.or(f.public_url).filter(|u| !u.is_empty());
         if let Some(u) = &public_url
             && url::Url::parse(u).is_err()
@@ -562,11 +559,10 @@ impl ServeConfig {
             .data_dir
             .or(f.data_dir)
             .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let store = crate::store::Location::new(args.database_url.or(f.database_url), &data_dir)
+            .map_err(|e| ConfigError(vec![e]))?;
         Ok(Self {
-            store: match database_url {
-                Some(url) => crate::store::Location::Postgres(url),
-                None => crate::store::Location::Sqlite(data_dir.clone()),
-            },
+            store,
             triggers: more.triggers,
             webhook_retry: more.webhook_retry,
             openai_timeout: more.openai_timeout,

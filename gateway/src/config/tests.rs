@@ -58,3 +58,34 @@ fn every_problem_is_listed() {
     };
     assert_eq!(e.0.len(), 3, "{e}");
 }
+
+#[test]
+fn the_store_is_the_data_dirs_file_unless_a_postgres_url_is_given()
+-> Result<(), Box<dyn std::error::Error>> {
+    let c = ServeConfig::resolve(ServeArgs::default(), None)?;
+    assert_eq!(
+        c.store,
+        crate::store::Location::Sqlite(PathBuf::from(DEFAULT_DATA_DIR))
+    );
+    let url = "postgres://sb@db.internal:5432/switchboard";
+    let args = ServeArgs {
+        database_url: Some(url.into()),
+        ..Default::default()
+    };
+    let c = ServeConfig::resolve(args, None)?;
+    assert_eq!(c.store, crate::store::Location::Postgres(url.into()));
+    let args = ServeArgs {
+        database_url: Some("mysql://root:hunter2@db/x".into()),
+        ..Default::default()
+    };
+    let Err(e) = ServeConfig::resolve(args, None) else {
+        panic!("a non-PostgreSQL URL must be refused");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("SWITCHBOARD_DATABASE_URL") && e.contains("postgres://"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "the password is not echoed: {e}");
+    Ok(())
+}

@@ -7,13 +7,15 @@
 //! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`),
 //! trigger deliveries, webhooks, the webhook outbox and session history (`hooks`),
 //! schedules and their firings (`schedules`), credentials and settings (`tokens`), and
-//! following another process's commits and the runner lease (`follow`).
+//! following another process's commits and the runner lease (`follow`), and copying an
+//! embedded store into PostgreSQL (`copy`).
 //! Every write returns only after its transaction is on disk; bus events of a write are
 //! published only after it committed. It persists what the engine produces (a
 //! `Transition`, its record drafts, a run's `RunState`) as data; it never runs the engine,
 //! reads a flow, or decides what a run does next.
 
 mod commands;
+mod copy;
 mod flows;
 mod follow;
 mod hooks;
@@ -38,6 +40,7 @@ use rusqlite::OpenFlags;
 use rusqlite::config::DbConfig;
 
 pub(crate) use commands::{CommandKind, NewCommand};
+pub(crate) use copy::migrate_to_postgres;
 pub(crate) use flows::MakeCurrent;
 pub(crate) use follow::this_host;
 pub(crate) use hooks::{
@@ -112,6 +115,21 @@ pub enum Location {
 }
 
 impl Location {
+    /// The store a configuration names: `SWITCHBOARD_DATABASE_URL` when set (it must be a
+    /// `postgres://` URL), else the data dir's SQLite file.
+    pub(crate) fn new(database_url: Option<String>, data_dir: &Path) -> Result<Self, String> {
+        match database_url.filter(|u| !u.is_empty()) {
+            None => Ok(Self::Sqlite(data_dir.to_owned())),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(Self::Postgres(u))
+            }
+            Some(u) => Err(format!(
+                "SWITCHBOARD_DATABASE_URL `{}` must be a postgres:// URL (leave it unset for the embedded SQLite store)",
+                redact_url(&u)
+            )),
+        }
+    }
+
     /// Opens one connection (`write`: the writer's, which may create the database).
     fn connect(&self, write: bool) -> Result<Conn> {
         match self {
