@@ -79,9 +79,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listener.local_addr()?;
-    let web = crate::channels::web_app(&auth, addr, &cfg.data_dir, cfg.public_url.as_deref())
-        .await
-        .context("cannot set up the web app")?;
+    let web = crate::channels::web_app(
+        &store,
+        &auth,
+        addr,
+        &cfg.data_dir,
+        cfg.public_url.as_deref(),
+    )
+    .await
+    .context("cannot set up the web app")?;
     let app = http::router(state, Some(web));
     // Small writes (SSE events, short JSON) go out at once instead of waiting for Nagle.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

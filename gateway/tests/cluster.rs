@@ -48,6 +48,27 @@ async fn a_run_started_on_one_node_is_answered_and_streamed_on_the_other() {
     assert_eq!(evs.last().unwrap().event, "done", "{evs:?}");
     assert_eq!(records(&evs), a.ledger(&run).await);
     assert_eq!(a.run(&run).await["output"], json!({"decision": "approve"}));
+    // The web app signs forms with one key on every node: a page from A posts to B.
+    assert_eq!(web_csrf(&a).await, web_csrf(&b).await);
+}
+
+/// The CSRF value of a web app form, for the admin's session.
+async fn web_csrf(node: &TestApp) -> String {
+    let page = node
+        .http
+        .get(node.url("/app/schedules"))
+        .header("cookie", format!("sb_session={}", e2e::app::TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF field");
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 #[tokio::test]

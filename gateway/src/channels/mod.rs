@@ -142,8 +142,10 @@ pub(crate) const WEB_KEY_FILE: &str = "web.key";
 /// The web app (`/app`): it reaches the API on loopback like any client, with the
 /// visitor's token and nothing else (it holds no credential of its own; a device signs
 /// itself out with its own token). Its CSRF key lives in the data dir, so open pages stay
-/// valid across restarts.
+/// valid across restarts; on a shared store every node takes the one the first node
+/// published, so a page served by one node can post to another.
 pub(crate) async fn web_app(
+    store: &crate::store::Store,
     auth: &Auth,
     addr: SocketAddr,
     data_dir: &Path,
@@ -164,6 +166,11 @@ pub(crate) async fn web_app(
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", key_path.display()))?;
             k
         }
+    };
+    let csrf_key = if store.is_shared() {
+        store.meta_or_set("web_csrf_key", &csrf_key).await?
+    } else {
+        csrf_key
     };
     Ok(web::router(web::WebConfig {
         gateway_url: loopback_url(addr),

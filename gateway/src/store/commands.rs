@@ -6,7 +6,7 @@
 //! (pause, unpause, cancel with its cascade, emit_event, compact_memory) on the spot. Answers
 //! and event deliveries stay `pending` for the runner, which marks them applied or rejected.
 
-use super::sql::{Db, DbResult, Optional, args};
+use super::sql::{Db, DbResult, Optional, args, locked};
 use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReason};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -121,6 +121,7 @@ pub(super) fn finish(
 }
 
 fn submit_tx(conn: &Db, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> {
+    conn.serialize_on(&format!("command:{}", cmd.command_id))?;
     let prev: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, payload_hash FROM commands WHERE command_id = ?1")?
         .query_row([&cmd.command_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -167,9 +168,10 @@ fn submit_tx(conn: &Db, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> 
 }
 
 fn load_run(conn: &Db, run_id: &str) -> Result<RunRow> {
-    conn.prepare_cached(
-        "SELECT status, paused_from, wait_key, waiting, session_id FROM runs WHERE run_id = ?1",
-    )?
+    conn.prepare_cached(locked!(
+        conn,
+        "SELECT status, paused_from, wait_key, waiting, session_id FROM runs WHERE run_id = ?1"
+    ))?
     .query_row([run_id], |r| {
         let s: String = r.get(0)?;
         Ok(RunRow {

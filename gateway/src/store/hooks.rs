@@ -126,6 +126,9 @@ impl super::Store {
     ) -> Result<Started> {
         self.write(move |c, out| {
             for (ns, key) in &keys {
+                c.serialize_on(&format!("start:{ns}:{key}"))?;
+            }
+            for (ns, key) in &keys {
                 let earlier: Option<String> = c
                     .prepare_cached(
                         "SELECT run_id FROM trigger_deliveries WHERE trigger_name = ?1 AND delivery_id = ?2",

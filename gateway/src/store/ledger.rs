@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::sql::{Db, Optional, args};
+use super::sql::{Db, Optional, args, locked};
 use protocol::LedgerRecord;
 use sha2::{Digest, Sha256};
 
@@ -40,7 +40,10 @@ impl Appender {
 
     pub(crate) fn load(conn: &Db, run_id: &str) -> Result<Self> {
         let (last_seq, last_hash) = conn
-            .prepare_cached("SELECT last_seq, last_hash FROM runs WHERE run_id = ?1")?
+            .prepare_cached(locked!(
+                conn,
+                "SELECT last_seq, last_hash FROM runs WHERE run_id = ?1"
+            ))?
             .query_row([run_id], |r| {
                 Ok((r.get::<i64>(0)? as u64, r.get::<String>(1)?))
             })

@@ -100,6 +100,8 @@ impl From<postgres::Error> for StoreError {
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const READERS: usize = 4;
+/// Writer threads (and connections) of a PostgreSQL node; SQLite has one.
+const PG_WRITERS: usize = 4;
 /// Prepared statements kept per connection. The store has more distinct statements than
 /// rusqlite's default of 16, and a statement pushed out is parsed again on its next use.
 const STATEMENT_CACHE: usize = 256;
@@ -163,16 +165,22 @@ impl Store {
     /// inside the async runtime.
     pub(crate) fn open(location: &Location, bus: Bus) -> Result<Self> {
         let loc = location.clone();
-        let (writer_conn, readers) = off_runtime(|| -> Result<(Conn, Vec<Conn>)> {
+        let (writers, readers) = off_runtime(|| -> Result<(Vec<Conn>, Vec<Conn>)> {
             let mut conn = loc.connect(true)?;
             schema::migrate(&mut conn)?;
+            let mut writers = vec![conn];
+            if let Location::Postgres(_) = loc {
+                for _ in 1..PG_WRITERS {
+                    writers.push(loc.connect(true)?);
+                }
+            }
             let readers = (0..READERS)
                 .map(|_| loc.connect(false))
                 .collect::<Result<Vec<_>>>()?;
-            Ok((conn, readers))
+            Ok((writers, readers))
         })?;
         let location = Arc::new(loc);
-        let writer = writer::Writer::start(writer_conn, location.clone(), bus.clone())?;
+        let writer = writer::Writer::start(writers, location.clone(), bus.clone())?;
         Ok(Self {
             writer,
             readers: Arc::new(Mutex::new(readers)),
@@ -262,9 +270,15 @@ impl Store {
 }
 
 impl Store {
-    /// Returns once every write queued before it has committed (used at shutdown).
+    /// Returns once every write queued before it has committed (used at shutdown; with
+    /// several writer threads, once none has a job left, at most 10 s).
     pub(crate) async fn flush(&self) -> Result<()> {
-        self.write(|_, _| Ok(())).await.map(|_| ())
+        self.write(|_, _| Ok(())).await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.writer.idle() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! and the runner's side: loading a run to drive it, its inbox, and committing a transition
 //! (ledger records + run row + side effects on other runs) atomically.
 
-use super::sql::{Db, DbError, DbResult, Optional, Row, args};
+use super::sql::{Db, DbError, DbResult, Optional, Row, args, locked};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
 use serde_json::{Value, json};
 
@@ -355,7 +355,10 @@ impl Store {
 
 fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
     let (cur, parent, session): (RunStatus, Option<String>, Option<String>) = conn
-        .prepare_cached("SELECT status, parent_run_id, session_id FROM runs WHERE run_id = ?1")?
+        .prepare_cached(locked!(
+            conn,
+            "SELECT status, parent_run_id, session_id FROM runs WHERE run_id = ?1"
+        ))?
         .query_row([&c.run_id], |r| {
             Ok((status_of(&r.get::<String>(0)?)?, r.get(1)?, r.get(2)?))
         })

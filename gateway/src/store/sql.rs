@@ -149,6 +149,20 @@ macro_rules! array_params {
 }
 array_params!(1, 2, 3, 4);
 
+/// `locked!(db, "SELECT … FROM runs WHERE …")`: the query, ending in `FOR UPDATE` on
+/// PostgreSQL, where writers run concurrently (several nodes); SQLite's one writer needs no
+/// row lock. For reads that a write in the same transaction depends on.
+macro_rules! locked {
+    ($db:expr, $sql:literal) => {
+        if $db.is_pg() {
+            concat!($sql, " FOR UPDATE")
+        } else {
+            $sql
+        }
+    };
+}
+pub(crate) use locked;
+
 /// `args![a, b, …]`: statement parameters of mixed types.
 macro_rules! args {
     ($($x:expr),* $(,)?) => {
@@ -441,6 +455,20 @@ impl<'c> Db<'c> {
             Self::Lite(c) => Ok(c.execute_batch(sql)?),
             Self::Pg(c) => Ok(c.client()?.batch_execute(sql)?),
         }
+    }
+
+    /// Makes writers of the same `key` (a command id, an idempotency key) take turns until
+    /// the end of their transactions, so a check-then-insert sees a row another node just
+    /// committed. On PostgreSQL an advisory lock; SQLite's one writer already takes turns.
+    pub(crate) fn serialize_on(&self, key: &str) -> DbResult<()> {
+        if self.is_pg() {
+            self.query_row(
+                "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+                [key],
+                |_| Ok(()),
+            )?;
+        }
+        Ok(())
     }
 
     /// The global cursor the next ledger row of this PostgreSQL write transaction takes, or

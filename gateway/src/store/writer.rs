@@ -28,6 +28,7 @@ type Finish = Box<dyn FnOnce(Result<(), String>, &Publish) + Send>;
 /// Where committed events go. On a shared (PostgreSQL) store records are not published here:
 /// the follower reads them back in global cursor order, so every node's bus carries the same
 /// records in the same order (see `crate::follow`).
+#[derive(Clone)]
 struct Publish {
     bus: Bus,
     records: bool,
@@ -39,23 +40,46 @@ const BATCH: usize = 512;
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
+    /// Jobs sent and not yet answered (for `idle`).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The queue the writer threads share; a thread holds the lock only while it takes a batch.
+type Queue = Arc<std::sync::Mutex<mpsc::Receiver<Job>>>;
+
 impl Writer {
-    /// Starts the writer thread; it ends when every `Writer` handle is dropped.
-    pub(crate) fn start(conn: Conn, location: Arc<Location>, bus: Bus) -> Result<Self, StoreError> {
+    /// Starts one writer thread per connection; they end when every `Writer` handle is
+    /// dropped. SQLite has one writer (its commits are serial anyway, and the writer's
+    /// order is the global cursor's). A PostgreSQL node runs several, each group-committing
+    /// its own batches, because its cost is round trips, not fsyncs, and the database
+    /// takes concurrent writers (row locks, see `sql::locked`) as it takes other nodes.
+    pub(crate) fn start(
+        conns: Vec<Conn>,
+        location: Arc<Location>,
+        bus: Bus,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>(4096);
-        std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || {
-                let publish = Publish {
-                    bus,
-                    records: !matches!(*location, Location::Postgres(_)),
-                };
-                run(conn, location, rx, publish)
-            })
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { tx })
+        let queue: Queue = Arc::new(std::sync::Mutex::new(rx));
+        let publish = Publish {
+            bus,
+            records: !matches!(*location, Location::Postgres(_)),
+        };
+        for (i, conn) in conns.into_iter().enumerate() {
+            let (queue, location, publish) = (queue.clone(), location.clone(), publish.clone());
+            std::thread::Builder::new()
+                .name(format!("store-writer-{i}"))
+                .spawn(move || run(conn, location, queue, publish))
+                .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        }
+        Ok(Self {
+            tx,
+            queued: Arc::default(),
+        })
+    }
+
+    /// Whether every job sent so far has been answered.
+    pub(crate) fn idle(&self) -> bool {
+        self.queued.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 
     /// Runs `f` in the write transaction; returns after the commit is on disk.
@@ -91,8 +115,15 @@ impl Writer {
                 let _ = otx.send(out);
             })
         });
-        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
-        orx.await.map_err(|_| StoreError::Closed)?
+        use std::sync::atomic::Ordering;
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let sent = self.tx.send(job).await.map_err(|_| StoreError::Closed);
+        let out = match sent {
+            Ok(()) => orx.await.map_err(|_| StoreError::Closed),
+            Err(e) => Err(e),
+        };
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        out?
     }
 }
 
@@ -133,16 +164,25 @@ fn begin(conn: &Db) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run(mut conn: Conn, location: Arc<Location>, mut rx: mpsc::Receiver<Job>, bus: Publish) {
-    let mut jobs = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        jobs.push(first);
-        while jobs.len() < BATCH {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
+/// Takes the jobs waiting (up to a batch), blocking for the first; `false` once closed.
+fn take(queue: &Queue, jobs: &mut Vec<Job>) -> bool {
+    let mut rx = queue.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(first) = rx.blocking_recv() else {
+        return false;
+    };
+    jobs.push(first);
+    while jobs.len() < BATCH {
+        match rx.try_recv() {
+            Ok(j) => jobs.push(j),
+            Err(_) => break,
         }
+    }
+    true
+}
+
+fn run(mut conn: Conn, location: Arc<Location>, queue: Queue, bus: Publish) {
+    let mut jobs = Vec::with_capacity(BATCH);
+    while take(&queue, &mut jobs) {
         if conn.is_broken() {
             match location.connect(true) {
                 Ok(c) => conn = c,
