@@ -38,11 +38,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let limits = Limits::new(cfg.limits.clone()).map_err(anyhow::Error::msg)?;
     let reach = Arc::new(crate::auth::reach::Reach::default());
     publish_hosted_channels(&store, &reach, &cfg).await?;
+    let (changes, changed) = tokio::sync::watch::channel(0u64);
     let runner = if cfg.no_runner {
-        crate::follow::api_follower(store.clone()).await?;
+        crate::follow::api_follower(store.clone(), changes).await?;
         None
     } else if store.is_shared() {
-        standby_runner(&store, &registry, &cfg).await?;
+        standby_runner(&store, &registry, &cfg, changes).await?;
         None
     } else {
         let fence = crate::follow::hold_lease(&store, false).await?;
@@ -75,6 +76,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         streams: http::sse::StreamCounts::new(cfg.security.max_streams),
         max_payload: cfg.security.max_payload,
     });
+    tokio::spawn(apply_changes(
+        changed,
+        store.clone(),
+        auth.clone(),
+        registry.clone(),
+        state.paused.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
@@ -208,6 +216,32 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Keeps this process's copies of shared settings (credentials, flows' current versions,
+/// the gateway-wide pause) in step with changes other processes made (`Changes`).
+async fn apply_changes(
+    mut changed: tokio::sync::watch::Receiver<u64>,
+    store: Store,
+    auth: Arc<Auth>,
+    registry: Registry,
+    paused: Arc<AtomicBool>,
+) {
+    while changed.changed().await.is_ok() {
+        if let Err(e) = auth.reload().await {
+            tracing::warn!(error = %e, "cannot reload credentials");
+        }
+        if let Err(e) = sync_flows(&store, &registry).await {
+            tracing::warn!(error = %e, "cannot reload flows");
+        }
+        match store.meta("gateway_paused").await {
+            Ok(v) => paused.store(
+                v.as_deref() == Some("1"),
+                std::sync::atomic::Ordering::SeqCst,
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the gateway-wide pause"),
+        }
+    }
+}
+
 /// Opens the store the config names.
 fn open_store(cfg: &ServeConfig) -> anyhow::Result<Store> {
     Store::open(&cfg.store, Bus::new(cfg.bus_capacity)).with_context(|| match &cfg.store {
@@ -225,9 +259,10 @@ async fn standby_runner(
     store: &Store,
     registry: &Registry,
     cfg: &ServeConfig,
+    changes: crate::follow::Changes,
 ) -> anyhow::Result<()> {
     let slot = crate::follow::RunnerSlot::default();
-    crate::follow::follow(store.clone(), true, slot.clone()).await?;
+    crate::follow::follow(store.clone(), true, slot.clone(), Some(changes)).await?;
     let (store, registry, cfg) = (store.clone(), registry.clone(), cfg.clone());
     tokio::spawn(async move {
         let started = async {
@@ -387,8 +422,18 @@ pub(crate) async fn load_flows(store: &Store, dir: &Path, reg: &Registry) -> Res
             .register_flow(&f.bundle_id, &f.hash, &f.source, "dir", MakeCurrent::IfNew)
             .await?;
     }
+    sync_flows(store, reg).await
+}
+
+/// Loads into `reg` every stored version it lacks, and makes each bundle's current version
+/// current (a version another process registered included).
+pub(crate) async fn sync_flows(store: &Store, reg: &Registry) -> Result<(), LoadError> {
     for v in store.flow_versions().await? {
-        if !v.current && reg.by_hash(&v.hash).is_some() {
+        let known = reg.by_hash(&v.hash).is_some();
+        let is_current = reg
+            .current(&v.bundle_id)
+            .is_some_and(|c| c.flow.hash == v.hash);
+        if known && (!v.current || is_current) {
             continue;
         }
         let name = format!("{} v{} (stored)", v.bundle_id, v.version);

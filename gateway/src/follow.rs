@@ -36,13 +36,20 @@ fn watch(store: &Store) -> Result<mpsc::Receiver<()>, StoreError> {
                         }
                     }
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "follow: cannot read data_version"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "follow: cannot watch the store; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
                 }
             }
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the follower thread: {e}")))?;
     Ok(rx)
 }
+
+/// Counts changes of the settings each node keeps in memory (credentials, flows, the
+/// gateway-wide pause) made through other processes: see `Store::shared_epoch`.
+pub(crate) type Changes = tokio::sync::watch::Sender<u64>;
 
 /// Where a follower finds the runner to wake, once this process has one (a node of a shared
 /// PostgreSQL store starts its runner when it wins the runner lease).
@@ -55,11 +62,20 @@ pub(crate) async fn follow(
     store: Store,
     publish: bool,
     slot: RunnerSlot,
+    changes: Option<Changes>,
 ) -> Result<(), StoreError> {
     let mut ticks = watch(&store)?;
     let (mut last_g, mut last_c) = (store.global_head().await?, store.command_head().await?);
+    let mut epoch = store.shared_epoch().await?;
     tokio::spawn(async move {
         while ticks.recv().await.is_some() {
+            if let Some(tx) = &changes
+                && let Ok(now) = store.shared_epoch().await
+                && now != epoch
+            {
+                epoch = now;
+                tx.send_modify(|n| *n += 1);
+            }
             loop {
                 let items = match store.ledger_since(last_g).await {
                     Ok(i) => i,
@@ -112,8 +128,8 @@ fn republish(store: &Store, it: crate::store::GlobalItem) {
 }
 
 /// API process: republish ledger rows committed by other processes.
-pub(crate) async fn api_follower(store: Store) -> Result<(), StoreError> {
-    follow(store, true, RunnerSlot::default()).await
+pub(crate) async fn api_follower(store: Store, changes: Changes) -> Result<(), StoreError> {
+    follow(store, true, RunnerSlot::default(), Some(changes)).await
 }
 
 /// Runner process: wake runs that other processes started or sent commands to (on a shared
@@ -122,12 +138,20 @@ pub(crate) async fn runner_follower(store: Store, runner: Runner) -> Result<(), 
     let slot = RunnerSlot::default();
     let _ = slot.set(runner);
     let publish = store.is_shared();
-    follow(store, publish, slot).await
+    follow(store, publish, slot, None).await
 }
 
-/// This process's lease holder name: `host:pid`.
+/// This process's lease holder name: `host:pid:nonce`.
 pub(crate) fn holder() -> String {
-    format!("{}:{}", crate::store::this_host(), std::process::id())
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    // Host names and pids repeat across machines (containers that are all `localhost`
+    // with pid 1): the nonce makes each process's name its own.
+    let nonce = NONCE.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+    format!(
+        "{}:{}:{nonce}",
+        crate::store::this_host(),
+        std::process::id()
+    )
 }
 
 /// Takes the runner lease (waiting for it when `wait`), then renews it in the background;
@@ -139,25 +163,34 @@ pub(crate) async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<i64>
         match store.acquire_lease(LEASE, &me, LEASE_TTL).await {
             Ok(l) => break l.fence,
             Err(StoreError::Conflict(m)) if wait => {
-                tracing::info!("{m}; waiting for it");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tracing::debug!("{m}; waiting for it");
             }
             Err(StoreError::Conflict(m)) => {
                 anyhow::bail!(
                     "{m}: another runner uses this data dir (serve with --no-runner beside it)"
                 )
             }
+            // A standby rides out a database that is away for a while.
+            Err(e) if wait => tracing::warn!(error = %e, "cannot read the runner lease; retrying"),
             Err(e) => return Err(e.into()),
         }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let store = store.clone();
     tokio::spawn(async move {
+        let mut valid_until = tokio::time::Instant::now() + LEASE_TTL;
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
+            let asked = tokio::time::Instant::now();
             match store.acquire_lease(LEASE, &me, LEASE_TTL).await {
-                Ok(l) if l.fence == fence => {}
+                Ok(l) if l.fence == fence => valid_until = asked + LEASE_TTL,
                 Ok(_) => lost("the lease changed hands in between"),
-                Err(e) => lost(&e.to_string()),
+                Err(StoreError::Conflict(m)) => lost(&m),
+                // A blip: keep going while the lease we hold is still ours for sure.
+                Err(e) if tokio::time::Instant::now() + RENEW_EVERY < valid_until => {
+                    tracing::warn!(error = %e, "cannot renew the runner lease; retrying");
+                }
+                Err(e) => lost(&format!("cannot renew it before it lapses: {e}")),
             }
         }
     });

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use e2e::app::{Opts, TestApp, records};
+use e2e::app::{Opts, TestApp, eventually, records};
 use e2e::cluster::{global_stream, lease_holder, ledger_table, nodes, on_postgres, repeated_steps};
 use futures::StreamExt;
 use serde_json::json;
@@ -50,6 +50,80 @@ async fn a_run_started_on_one_node_is_answered_and_streamed_on_the_other() {
     assert_eq!(a.run(&run).await["output"], json!({"decision": "approve"}));
     // The web app signs forms with one key on every node: a page from A posts to B.
     assert_eq!(web_csrf(&a).await, web_csrf(&b).await);
+}
+
+#[tokio::test]
+async fn credentials_flows_and_the_pause_changed_on_one_node_hold_on_the_other() {
+    if !on_postgres() {
+        return;
+    }
+    let (a, b) = two().await;
+    // A key made on A works on B; revoked on A, B refuses it.
+    let made = a.create_key("dashboard", &["read"]).await;
+    let key = made["token"].as_str().unwrap();
+    let (_, keys) = a.get("/api/gateway/keys").await;
+    let id = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "dashboard")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_b = |want: u16| {
+        let b = &b;
+        async move {
+            let (st, _) = b.with_token(key).get("/api/gateway/runs").await;
+            (st == want).then_some(())
+        }
+    };
+    eventually(10, "B to accept a key made on A", || on_b(200)).await;
+    let st = a
+        .http
+        .delete(a.url(&format!("/api/gateway/keys/{id}")))
+        .bearer_auth(e2e::app::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(st.is_success(), "{st}");
+    eventually(10, "B to refuse a key revoked on A", || on_b(401)).await;
+    // A flow uploaded to A starts on B, in its new version.
+    let (st, body) = a
+        .upload("fresh.yaml", "steps:\n  - output: {fresh: 1}\n")
+        .await;
+    assert!(st < 300, "{body}");
+    let run = eventually(10, "B to know the flow uploaded to A", || async {
+        let (st, r) = b
+            .post("/api/gateway/runs/start", &json!({"bundle_id": "fresh"}))
+            .await;
+        (st == 200).then(|| r["run_id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    assert_eq!(
+        b.wait_for_status(&run, "completed").await["output"],
+        json!({"fresh": 1})
+    );
+    // A gateway-wide pause set on A holds on B, and lifting it on B frees A.
+    let (st, _) = a.post("/api/gateway/pause", &json!({})).await;
+    assert_eq!(st, 200);
+    eventually(10, "B to refuse starts while paused", || async {
+        let (st, r) = b
+            .post("/api/gateway/runs/start", &json!({"bundle_id": "echo"}))
+            .await;
+        (st == 503 && r["error"]["code"] == "gateway_paused").then_some(())
+    })
+    .await;
+    let (st, _) = b.post("/api/gateway/resume", &json!({})).await;
+    assert_eq!(st, 200);
+    eventually(10, "A to start runs again", || async {
+        let (st, _) = a
+            .post("/api/gateway/runs/start", &json!({"bundle_id": "echo"}))
+            .await;
+        (st == 200).then_some(())
+    })
+    .await;
 }
 
 /// The CSRF value of a web app form, for the admin's session.
@@ -132,15 +206,15 @@ async fn a_paused_runner_node_that_lost_its_lease_cannot_commit_and_stops() {
     }
     let (mut a, b) = two().await;
     let a_pid = a.pid().unwrap();
-    assert!(lease_holder(&b).await.ends_with(&format!(":{a_pid}")));
+    assert!(lease_holder(&b).await.contains(&format!(":{a_pid}:")));
     let ticks = start_many(&[&b], "tick", 20).await;
     // Freeze A (as a long GC pause or a partition would) past the lease's TTL.
     signal("STOP", a_pid);
     let b_pid = b.pid().unwrap();
-    e2e::app::eventually(20, "node B to take the runner lease", || async {
+    eventually(20, "node B to take the runner lease", || async {
         lease_holder(&b)
             .await
-            .ends_with(&format!(":{b_pid}"))
+            .contains(&format!(":{b_pid}:"))
             .then_some(())
     })
     .await;
@@ -199,7 +273,7 @@ async fn a_schedule_fires_once_per_tick_and_a_webhook_is_delivered_once_with_two
         .collect();
     assert_eq!(children.len(), 3, "one child per tick");
     // `run.completed` of `echo` runs: the three children and the schedule's own run.
-    e2e::app::eventually(15, "a delivery per completed run", || async {
+    eventually(15, "a delivery per completed run", || async {
         (got.lock().unwrap().len() >= 4).then_some(())
     })
     .await;

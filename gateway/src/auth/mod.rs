@@ -163,7 +163,8 @@ impl Auth {
         Ok(auth)
     }
 
-    async fn reload(&self) -> Result<(), AuthError> {
+    /// Reads every live credential from the store again (a change another node made).
+    pub(crate) async fn reload(&self) -> Result<(), AuthError> {
         let rows = self.store.tokens().await?;
         let map = rows
             .into_iter()

@@ -37,8 +37,9 @@ pub enum Command {
         /// `sqlite:PATH`: a data dir, or its `switchboard.db`.
         #[arg(long)]
         from: String,
-        /// `postgres://user@host:port/db`.
-        #[arg(long)]
+        /// `postgres://user@host:port/db` (to keep a password out of `ps`, set the URL in
+        /// `SWITCHBOARD_MIGRATE_TO` instead).
+        #[arg(long, env = "SWITCHBOARD_MIGRATE_TO", hide_env_values = true)]
         to: String,
     },
     /// Work with flow files.

@@ -297,6 +297,10 @@ fn follow(
     let store = app.store.clone();
     let mut down = app.shutdown.clone();
     let keep_alive = app.keep_alive;
+    // A gap in the cursors sends the stream back to the store. On a shared store global
+    // cursors have gaps by design, and the bus carries every record in cursor order (the
+    // follower feeds it from the store), so there the global stream trusts the bus.
+    let gaps_are_news = !(store.is_shared() && matches!(feed, Feed::Global));
     stream! {
         let _slot = slot;
         yield Ok(Bytes::from_static(HELLO.as_bytes()));
@@ -321,7 +325,7 @@ fn follow(
                     Next::Msg(Ok(BusEvent::Record(r))) => {
                         let Some(at) = feed.cursor_of(&r) else { continue };
                         if at <= cur { continue; }
-                        if at > cur + 1 { continue 'outer; }
+                        if gaps_are_news && at > cur + 1 { continue 'outer; }
                         cur = at;
                         let mut one = Vec::new();
                         step(&mut one, at, r.json.as_bytes());

@@ -338,6 +338,11 @@ fn cancel_tree(conn: &Db, cmd: &NewCommand, seq: u64, out: &mut Outbox) -> Resul
         |r| r.get(0),
     )?;
     while let Some(id) = stack.pop() {
+        // A descendant may have ended since it was listed (another node's commit): lock it,
+        // then look again.
+        if id != cmd.run_id && load_run(conn, &id)?.status.is_terminal() {
+            continue;
+        }
         let mut app = Appender::load(conn, &id)?;
         if id == cmd.run_id {
             app.append(conn, &command_draft(cmd, seq, RecordStatus::Completed), out)?;
@@ -392,7 +397,10 @@ pub(super) fn deliver_event(
     out: &mut Outbox,
 ) -> Result<usize> {
     let targets = conn
-        .prepare_cached("SELECT run_id, wait_key FROM runs WHERE event_key = ?1 AND status IN ('waiting', 'paused')")?
+        .prepare_cached(locked!(
+            conn,
+            "SELECT run_id, wait_key FROM runs WHERE event_key = ?1 AND status IN ('waiting', 'paused')"
+        ))?
         .query_map([key], |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)))?
         .collect::<DbResult<Vec<_>>>()?;
     let at = ts(now());

@@ -71,13 +71,16 @@ pub(crate) fn migrate_to_postgres(from: &Path, to: &str) -> Result<Copied> {
     let super::sql::Conn::Lite(src) = src else {
         return Err(StoreError::Open("the source must be SQLite".into()));
     };
-    let mut dst = Location::Postgres(to.to_owned()).connect(true)?;
-    schema::migrate(&mut dst)?;
     src.execute_batch("BEGIN")?;
     refuse_live_source(&src)?;
+    // Checked before PostgreSQL's transaction opens: it reads and hashes every record.
+    let verified = verify_chains(&src)?;
+    let mut dst = Location::Postgres(to.to_owned()).connect(true)?;
+    schema::migrate(&mut dst)?;
     let db = dst.db();
-    db.execute_batch("BEGIN")?;
-    match copy_all(&src, &db) {
+    // The copy is one long transaction of our own; the nodes' idle timeout is not for it.
+    db.execute_batch("SET idle_in_transaction_session_timeout = 0; BEGIN")?;
+    match copy_all(&src, &db, verified) {
         Ok(copied) => {
             db.execute_batch("COMMIT")?;
             src.execute_batch("COMMIT")?;
@@ -111,7 +114,7 @@ fn refuse_live_source(src: &rusqlite::Connection) -> Result<()> {
     }
 }
 
-fn copy_all(src: &rusqlite::Connection, dst: &Db) -> Result<Copied> {
+fn copy_all(src: &rusqlite::Connection, dst: &Db, verified: u64) -> Result<Copied> {
     let taken: i64 = dst.query_row(
         "SELECT (SELECT COUNT(*) FROM runs) + (SELECT COUNT(*) FROM tokens) + (SELECT COUNT(*) FROM flow_versions)",
         [],
@@ -124,7 +127,7 @@ fn copy_all(src: &rusqlite::Connection, dst: &Db) -> Result<Copied> {
         ));
     }
     let mut copied = Copied {
-        verified: verify_chains(src)?,
+        verified,
         ..Copied::default()
     };
     for &(table, rowid) in TABLES {

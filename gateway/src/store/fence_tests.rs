@@ -40,5 +40,14 @@ async fn a_write_fenced_by_a_lease_that_changed_hands_is_refused() -> TestResult
         .acquire_lease(RUNNER_LEASE, "a:1", Duration::from_secs(60))
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    // Released at shutdown, the lease keeps its number: the next holder's is new, so the
+    // released holder's late writes stay refused.
+    store.release_lease(RUNNER_LEASE, "b:2").await?;
+    let c = store
+        .acquire_lease(RUNNER_LEASE, "c:3", Duration::from_secs(60))
+        .await?;
+    assert_eq!(c.fence, b.fence + 1);
+    let late = store.fenced(b.fence).set_meta("k", "late write by b").await;
+    assert!(matches!(late, Err(StoreError::Fenced(_))), "{late:?}");
     Ok(())
 }

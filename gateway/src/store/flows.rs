@@ -42,6 +42,8 @@ impl Store {
             origin.to_owned(),
         );
         self.write(move |c, _| {
+            // Nodes starting together register the same files: one at a time per bundle.
+            c.serialize_on(&format!("bundle:{b}"))?;
             let at = ts(now());
             let existing: Option<i64> = c
                 .query_row("SELECT version FROM flow_versions WHERE hash = ?1", [&h], |r| r.get(0))
@@ -69,6 +71,7 @@ impl Store {
                      ON CONFLICT (bundle_id) DO UPDATE SET current_hash = excluded.current_hash, updated_at = excluded.updated_at",
                     args![b, h, at],
                 )?;
+                super::tokens::mark_shared_change(c)?;
             }
             Ok(version as u32)
         })

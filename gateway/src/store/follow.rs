@@ -136,7 +136,7 @@ impl Store {
         ttl: std::time::Duration,
     ) -> Result<Lease> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |c, _| {
+        self.write_alone(move |c| {
             let cur: Option<(String, String)> = c
                 .query_row(
                     "SELECT holder, expires_at FROM leases WHERE name = ?1",
@@ -146,6 +146,16 @@ impl Store {
                 .optional()?;
             let gone = cur.as_ref().map(|(h, _)| h).filter(|h| holder_is_gone(h));
             let t = now();
+            // Held by someone else, and alive: say so without touching (locking) the row.
+            if let Some((h, exp)) = &cur
+                && *h != holder
+                && *exp > ts(t)
+                && gone.is_none()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "the {name} lease is held by {h} until {exp}"
+                )));
+            }
             let expires_at = ts(t + ttl);
             let fence = c
                 .query_row(
@@ -169,14 +179,15 @@ impl Store {
             }
         })
         .await
-        .map(|(l, _)| l)
     }
 
     pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.write(move |c, _| {
+        self.write_alone(move |c| {
+            // Expired, not deleted: the row keeps its fencing number, so the next holder's
+            // is still a new one.
             c.execute(
-                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                "UPDATE leases SET expires_at = '' WHERE name = ?1 AND holder = ?2",
                 args![name, holder],
             )?;
             Ok(())
@@ -235,9 +246,10 @@ fn pg_commands_since(c: &Db, after: u64) -> Result<(Vec<String>, u64)> {
     Ok((ids, horizon as u64))
 }
 
-/// `host:pid` of a process on this host that no longer exists.
+/// A holder (`host:pid:nonce`) that is a process on this host which no longer exists.
 fn holder_is_gone(holder: &str) -> bool {
-    let Some((host, pid)) = holder.rsplit_once(':') else {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
     let procfs = std::path::Path::new("/proc/self").exists();

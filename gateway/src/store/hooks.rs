@@ -386,6 +386,7 @@ impl super::Store {
 }
 
 fn seed(c: &Db, session: &str, turns: &[crate::engine::ChatMessage]) -> Result<()> {
+    c.serialize_on(&format!("history:{session}"))?;
     let have: i64 = c.query_row(
         "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1",
         [session],

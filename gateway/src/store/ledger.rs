@@ -82,7 +82,7 @@ impl Appender {
         };
         rec.record_hash = hash_record(&rec)?;
         let json = serde_json::to_string(&rec)?;
-        let gseq = match conn.take_gseq() {
+        let gseq = match conn.take_gseq()? {
             Some(g) => {
                 conn.prepare_cached(
                     "INSERT INTO ledger (gseq, run_id, seq, record) VALUES (?1, ?2, ?3, ?4)",

@@ -14,6 +14,7 @@
 //! `Transition`, its record drafts, a run's `RunState`) as data; it never runs the engine,
 //! reads a flow, or decides what a run does next.
 
+mod bind;
 mod commands;
 mod copy;
 mod flows;
@@ -108,12 +109,22 @@ const STATEMENT_CACHE: usize = 256;
 
 /// Where the store lives: the embedded SQLite file in the data dir (the default), or a
 /// PostgreSQL database that several gateway nodes share.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Location {
     /// `DIR/switchboard.db`.
     Sqlite(PathBuf),
     /// A `postgres://` URL.
     Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    /// Never shows a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(dir) => f.debug_tuple("Sqlite").field(dir).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        }
+    }
 }
 
 impl Location {
@@ -151,6 +162,8 @@ pub(crate) struct Store {
     reading: Arc<tokio::sync::Semaphore>,
     location: Arc<Location>,
     bus: Bus,
+    /// The connection of [`Store::write_alone`], opened on first use.
+    alone: Arc<Mutex<Option<Conn>>>,
     /// Set on the runner's handle: every write first checks that this process still holds
     /// the runner lease with this fencing number (see [`Store::fenced`]).
     fence: Option<i64>,
@@ -187,6 +200,7 @@ impl Store {
             reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
             location,
             bus,
+            alone: Arc::default(),
             fence: None,
         })
     }
@@ -254,6 +268,44 @@ impl Store {
                     .await
             }
         }
+    }
+
+    /// Runs `f` in a transaction of its own, on a connection of its own, outside the group
+    /// commit: for the runner lease, whose row lock must last one statement, not a whole
+    /// batch (where it would wait on, and be waited on by, the batch's other writes).
+    async fn write_alone<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db) -> Result<T> + Send + 'static,
+    {
+        let (slot, location) = (self.alone.clone(), self.location.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.as_ref().is_none_or(Conn::is_broken) {
+                *guard = Some(location.connect(true)?);
+            }
+            let Some(conn) = guard.as_ref() else {
+                return Err(StoreError::Closed);
+            };
+            let db = conn.db();
+            db.execute_batch(if db.is_pg() {
+                "BEGIN"
+            } else {
+                "BEGIN IMMEDIATE"
+            })?;
+            match f(&db) {
+                Ok(v) => {
+                    db.execute_batch("COMMIT")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = db.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// This handle with every write fenced by `fence`, the runner lease's fencing number

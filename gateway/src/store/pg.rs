@@ -39,16 +39,30 @@ pub(super) fn connect(url: &str) -> Result<PgConn> {
     Ok(PgConn::new(client))
 }
 
-/// The URL with its password replaced.
+/// The URL with its passwords replaced (in the user part and in `password=` parameters).
 pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(unparseable URL)".into(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "(unparseable URL)".into();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    let secret = |k: &str| k.to_ascii_lowercase().contains("password");
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 /// Applies the migrations this database has not seen, in one transaction under a lock.
@@ -88,5 +102,24 @@ pub(super) fn migrate(conn: &mut PgConn, migrations: &[&str]) -> Result<()> {
             let _ = db.execute_batch("ROLLBACK");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_show() {
+        for url in [
+            "postgres://sb:hunter2@db:5432/x",
+            "postgres://sb@db/x?password=hunter2&sslmode=disable",
+            "postgresql://db/x?PASSWORD=hunter2",
+        ] {
+            let shown = super::redact(url);
+            assert!(
+                !shown.contains("hunter2") && shown.contains("***"),
+                "{shown}"
+            );
+        }
+        assert_eq!(super::redact("not a url"), "(unparseable URL)");
     }
 }

@@ -134,6 +134,16 @@ pub(super) fn insert_run(conn: &Db, r: &NewRun, out: &mut Outbox) -> Result<()> 
     Ok(())
 }
 
+/// Locks a run's row for the rest of the transaction (PostgreSQL; SQLite's one writer
+/// needs none), so what this transaction reads of the run stays true until it commits.
+pub(super) fn lock_run(conn: &Db, run_id: &str) -> Result<()> {
+    if conn.is_pg() {
+        conn.prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1 FOR UPDATE")?
+            .for_each([run_id], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 pub(super) fn save_chain(conn: &Db, app: &Appender) -> Result<()> {
     conn.prepare_cached("UPDATE runs SET last_seq = ?2, last_hash = ?3 WHERE run_id = ?1")?
         .execute(args![app.run_id, app.last_seq as i64, app.last_hash])?;

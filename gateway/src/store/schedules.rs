@@ -9,7 +9,7 @@ use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
-use super::runs::{get_summary, insert_run, run_draft, save_chain, spawn_child};
+use super::runs::{get_summary, insert_run, lock_run, run_draft, save_chain, spawn_child};
 use super::{NewRun, Result, Store, StoreError, now, ts};
 use crate::engine::{ChildSpec, Draft};
 
@@ -115,6 +115,7 @@ impl Store {
     /// Fires once as planned; `false` when the schedule changed meanwhile (plan again).
     pub(crate) async fn fire_schedule(&self, f: Fire) -> Result<(bool, Vec<String>)> {
         self.write(move |c, out| {
+            lock_run(c, &f.run_id)?;
             let Some(s) = load(c, &f.run_id)? else {
                 return Ok(false);
             };
@@ -164,6 +165,7 @@ impl Store {
     pub(crate) async fn finish_schedule(&self, run_id: &str) -> Result<()> {
         let id = run_id.to_owned();
         self.write(move |c, out| {
+            lock_run(c, &id)?;
             let Some(s) = load(c, &id)? else {
                 return Err(StoreError::NotFound(format!("schedule `{id}` not found")));
             };

@@ -58,6 +58,7 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, revoked_at = NULL",
                 args![h, ts(now())],
             )?;
+            mark_shared_change(c)?;
             Ok(())
         })
         .await
@@ -85,6 +86,7 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::NotFound(format!("{kind} `{id}` not found")));
             }
+            mark_shared_change(c)?;
             Ok(c.query_row(&format!("SELECT {COLS} FROM tokens WHERE id = ?1"), [&id], row)?)
         })
         .await
@@ -117,6 +119,7 @@ impl Store {
     ) -> Result<TokenRow> {
         let h = code_hash.to_owned();
         self.write(move |c, _| {
+            c.serialize_on(&format!("pairing:{h}"))?;
             let found: Option<(String, Option<String>)> = c
                 .query_row(
                     "SELECT expires_at, used_at FROM pairing_codes WHERE hash = ?1",
@@ -163,6 +166,13 @@ impl Store {
         .map(|_| ())
     }
 
+    /// A value that changes with every change to what each node keeps in memory:
+    /// credentials, flows' current versions, the gateway-wide pause. Nodes of a shared store
+    /// reload those when it changes.
+    pub(crate) async fn shared_epoch(&self) -> Result<Option<String>> {
+        self.meta(EPOCH).await
+    }
+
     pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
         let k = key.to_owned();
         self.read(move |c| {
@@ -181,6 +191,9 @@ impl Store {
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 args![k, v],
             )?;
+            if SHARED_SETTINGS.contains(&k.as_str()) {
+                mark_shared_change(c)?;
+            }
             Ok(())
         })
         .await
@@ -217,6 +230,20 @@ fn insert_token(c: &Db, t: &TokenRow) -> Result<()> {
     c.execute(
         "INSERT INTO tokens (id, kind, name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![t.id, t.kind, t.name, t.hash, serde_json::to_string(&t.scopes)?, t.created_at],
+    )?;
+    mark_shared_change(c)
+}
+
+/// The `meta` key of [`Store::shared_epoch`].
+const EPOCH: &str = "shared_epoch";
+/// `meta` keys every node keeps in memory.
+const SHARED_SETTINGS: &[&str] = &["gateway_paused"];
+
+/// Changes the shared epoch, in the transaction that changed a shared setting.
+pub(super) fn mark_shared_change(c: &Db) -> Result<()> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        args![EPOCH, uuid::Uuid::new_v4().to_string()],
     )?;
     Ok(())
 }

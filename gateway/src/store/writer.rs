@@ -127,19 +127,33 @@ impl Writer {
     }
 }
 
+std::thread_local! {
+    /// Set when a statement the writer itself runs (a savepoint's release or rollback, the
+    /// notification) failed: PostgreSQL then answers `COMMIT` with a rollback and no error,
+    /// so the batch must be reported failed, not committed.
+    static BATCH_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn broke<E: std::fmt::Display>(e: E) {
+    tracing::error!(error = %e, "store: the batch's transaction failed");
+    BATCH_BROKEN.with(|b| b.set(true));
+}
+
 fn in_savepoint<T>(
     conn: &Db,
     f: impl FnOnce(&Db) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    exec(conn, "SAVEPOINT job")?;
+    exec(conn, "SAVEPOINT job").inspect_err(|e| broke(e))?;
     match f(conn) {
         Ok(v) => {
-            exec(conn, "RELEASE job")?;
+            exec(conn, "RELEASE job").inspect_err(|e| broke(e))?;
             Ok(v)
         }
         Err(e) => {
-            exec(conn, "ROLLBACK TO job")?;
-            exec(conn, "RELEASE job")?;
+            let undone = exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"));
+            if let Err(u) = undone {
+                broke(u);
+            }
             Err(e)
         }
     }
@@ -214,14 +228,19 @@ fn commit_batch(conn: &Db, jobs: &mut Vec<Job>, bus: &Publish) {
         // One notification per transaction (NOTIFY takes a global lock at commit): a hint
         // for other nodes' followers, which also poll.
         if let Err(e) = exec(conn, "NOTIFY switchboard") {
-            tracing::warn!(error = %e, "store: cannot notify other nodes");
+            broke(e);
         }
     }
-    let committed = exec(conn, "COMMIT").map_err(|e| {
-        tracing::error!(error = %e, "store: commit failed");
+    let committed = if BATCH_BROKEN.with(|b| b.replace(false)) {
         let _ = exec(conn, "ROLLBACK");
-        e.to_string()
-    });
+        Err("the batch's transaction failed; nothing of it was committed".to_owned())
+    } else {
+        exec(conn, "COMMIT").map_err(|e| {
+            tracing::error!(error = %e, "store: commit failed");
+            let _ = exec(conn, "ROLLBACK");
+            e.to_string()
+        })
+    };
     conn.set_gseq_base(None);
     metrics::histogram!("switchboard_store_commit_seconds").record(t0.elapsed().as_secs_f64());
     metrics::histogram!("switchboard_store_commit_batch_size").record(batch as f64);
