@@ -14,17 +14,28 @@ use super::{Result, StoreError};
 const MIGRATION_LOCK: i64 = 0x5357_4254_4d49_4752;
 
 /// Connects to `url`. Errors name the server but never the password.
+///
+/// TLS is used when the URL asks for it (`sslmode=require`, `verify-ca` or `verify-full`),
+/// and then always verified: the server's chain against the system's roots plus the CA
+/// file in `sslrootcert`, and its name against the host. Without `sslmode` (or with
+/// `disable`, `allow`, `prefer`) the connection is plain, for a local socket or a private
+/// network.
 pub(super) fn connect(url: &str) -> Result<PgConn> {
-    let cfg: postgres::Config = url.parse().map_err(|e| {
+    let shown = redact(url);
+    let (cfg, tls) = parse(url)
+        .map_err(|e| StoreError::Open(format!("the database URL `{shown}` is not valid: {e}")))?;
+    let client = match tls {
+        None => cfg.connect(postgres::NoTls),
+        Some(roots) => {
+            let tls = tls_connector(roots.as_deref())
+                .map_err(|e| StoreError::Open(format!("database TLS for `{shown}`: {e}")))?;
+            cfg.connect(tls)
+        }
+    };
+    let mut client = client.map_err(|e| {
         StoreError::Open(format!(
-            "the database URL `{}` is not valid: {e}",
-            redact(url)
-        ))
-    })?;
-    let mut client = cfg.connect(postgres::NoTls).map_err(|e| {
-        StoreError::Open(format!(
-            "cannot connect to PostgreSQL at `{}`: {e}",
-            redact(url)
+            "cannot connect to PostgreSQL at `{shown}`: {}",
+            with_causes(&e)
         ))
     })?;
     // A node that stops mid-transaction (a pause, a partition) must not hold its locks (the
@@ -37,6 +48,90 @@ pub(super) fn connect(url: &str) -> Result<PgConn> {
          SET application_name = 'switchboard'",
     )?;
     Ok(PgConn::new(client))
+}
+
+/// An error and its causes, as one line ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// The driver's config, and whether to use TLS (with the extra CA file, if any). The
+/// driver knows only `disable`/`prefer`/`require`, so libpq's `sslmode` and `sslrootcert`
+/// are read here and taken out of the URL.
+fn parse(url: &str) -> std::result::Result<(postgres::Config, Option<Option<String>>), String> {
+    let mut u = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let (mut mode, mut root) = (None, None);
+    let rest: Vec<(String, String)> = u
+        .query_pairs()
+        .filter_map(|(k, v)| match &*k {
+            "sslmode" => {
+                mode = Some(v.into_owned());
+                None
+            }
+            "sslrootcert" => {
+                root = Some(v.into_owned());
+                None
+            }
+            _ => Some((k.into_owned(), v.into_owned())),
+        })
+        .collect();
+    u.set_query(None);
+    if !rest.is_empty() {
+        u.query_pairs_mut().extend_pairs(rest);
+    }
+    let mut cfg: postgres::Config = u.as_str().parse().map_err(|e| format!("{e}"))?;
+    let tls = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => None,
+        Some("require" | "verify-ca" | "verify-full") => Some(root),
+        Some(other) => {
+            return Err(format!(
+                "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
+            ));
+        }
+    };
+    cfg.ssl_mode(if tls.is_some() {
+        postgres::config::SslMode::Require
+    } else {
+        postgres::config::SslMode::Disable
+    });
+    Ok((cfg, tls))
+}
+
+/// A rustls connector trusting the system's roots and the PEM file `extra`.
+fn tls_connector(
+    extra: Option<&str>,
+) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read sslrootcert `{path}`: {e}"))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("sslrootcert `{path}`: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("sslrootcert `{path}`: {e}"))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// The URL with its passwords replaced (in the user part and in `password=` parameters).
