@@ -47,7 +47,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         None
     } else {
         let fence = crate::follow::hold_lease(&store, false).await?;
-        Some(start_runner(&store.fenced(fence), &registry, &cfg).await?)
+        Some(start_runner(&store.fenced(fence), &registry, &cfg, true).await?)
     };
     let paused = store.meta("gateway_paused").await?.as_deref() == Some("1");
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
@@ -170,6 +170,7 @@ async fn start_runner(
     store: &Store,
     registry: &Registry,
     cfg: &ServeConfig,
+    webhooks: bool,
 ) -> anyhow::Result<Runner> {
     // The LLM's URL is the operator's; `http` steps and webhooks go where flows and API
     // callers say, so they get the client that reaches public addresses only.
@@ -187,7 +188,9 @@ async fn start_runner(
     let resumed = runner.start().await.context("cannot start the runner")?;
     tracing::info!(resumed, "runner started");
     // Webhooks are sent by the process that holds the runner lease (one sender at a time).
-    crate::webhooks::spawn(store.clone(), cfg.webhook_retry, outbound);
+    if webhooks {
+        crate::webhooks::spawn(store.clone(), cfg.webhook_retry, outbound);
+    }
     Ok(runner)
 }
 
@@ -263,24 +266,38 @@ async fn standby_runner(
 ) -> anyhow::Result<()> {
     let slot = crate::follow::RunnerSlot::default();
     crate::follow::follow(store.clone(), true, slot.clone(), Some(changes)).await?;
-    let (store, registry, cfg) = (store.clone(), registry.clone(), cfg.clone());
+    let _ = slot.set(shared_runner(store, registry, cfg).await?);
+    Ok(())
+}
+
+/// A runner on a shared store: it drives every run it claims (each run is claimed by one
+/// live node; see `store::claims`) at once, and sends webhooks once it holds the runner
+/// lease (one sender at a time, fenced).
+async fn shared_runner(
+    store: &Store,
+    registry: &Registry,
+    cfg: &ServeConfig,
+) -> anyhow::Result<Runner> {
+    let me = crate::follow::holder();
+    crate::follow::hold_node(store, &me).await?;
+    let runner = start_runner(&store.driving_as(&me), registry, cfg, false).await?;
+    let (store, cfg) = (store.clone(), cfg.clone());
     tokio::spawn(async move {
-        let started = async {
+        let sender = async {
             let fence = crate::follow::hold_lease(&store, true).await?;
-            start_runner(&store.fenced(fence), &registry, &cfg).await
+            let out = crate::net::Outbound::new(cfg.security.net.clone())?;
+            crate::webhooks::spawn(store.fenced(fence), cfg.webhook_retry, out);
+            anyhow::Ok(())
         };
-        match started.await {
-            Ok(runner) => {
-                tracing::info!("this node holds the runner lease: runner started");
-                let _ = slot.set(runner);
-            }
+        match sender.await {
+            Ok(()) => tracing::info!("this node holds the runner lease: it sends webhooks"),
             Err(e) => {
-                tracing::error!(error = %e, "cannot start the runner; stopping");
+                tracing::error!(error = %e, "cannot start the webhook sender; stopping");
                 std::process::exit(3);
             }
         }
     });
-    Ok(())
+    Ok(runner)
 }
 
 /// `switchboard runner`: the runner alone, beside `serve --no-runner` on the same data dir.
@@ -289,8 +306,12 @@ pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&cfg)?;
     let registry = Registry::default();
     load_flows(&store, &cfg.flows_dir, &registry).await?;
-    let fence = crate::follow::hold_lease(&store, true).await?;
-    let runner = start_runner(&store.fenced(fence), &registry, &cfg).await?;
+    let runner = if store.is_shared() {
+        shared_runner(&store, &registry, &cfg).await?
+    } else {
+        let fence = crate::follow::hold_lease(&store, true).await?;
+        start_runner(&store.fenced(fence), &registry, &cfg, true).await?
+    };
     crate::follow::runner_follower(store.clone(), runner).await?;
     println!("switchboard runner started on {}", cfg.data_dir.display());
     shutdown().await;

@@ -197,6 +197,26 @@ pub(crate) async fn hold_lease(store: &Store, wait: bool) -> anyhow::Result<i64>
     Ok(fence)
 }
 
+/// Says this node is alive (its lease `node:<me>`, renewed every second) for as long as the
+/// process runs: the runs it claimed stay its own while the lease lives (`store::claims`).
+pub(crate) async fn hold_node(store: &Store, me: &str) -> anyhow::Result<()> {
+    let name = crate::store::node_lease(me);
+    store.reap_dead_nodes().await?;
+    store.acquire_lease(&name, me, LEASE_TTL).await?;
+    let (store, me) = (store.clone(), me.to_owned());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            // A lapse lets other nodes take this node's runs; the claims' checks then refuse
+            // its late writes, so a failure here needs no more than a warning.
+            if let Err(e) = store.acquire_lease(&name, &me, LEASE_TTL).await {
+                tracing::warn!(error = %e, "cannot renew this node's lease");
+            }
+        }
+    });
+    Ok(())
+}
+
 fn lost(why: &str) -> ! {
     tracing::error!(
         why,

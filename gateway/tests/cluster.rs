@@ -166,6 +166,18 @@ async fn concurrent_starts_on_two_nodes_reach_every_global_stream_once_in_cursor
         assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "cursors increase");
         assert_eq!(got, table, "every record once, in the table's cursor order");
     }
+    // Both nodes' runners drove runs (each run claimed by one of them).
+    assert_eq!(owners(&a).await.len(), 2);
+}
+
+/// The nodes that drive runs, as the `runs` table says.
+async fn owners(node: &TestApp) -> Vec<String> {
+    let url = node.database_url.as_deref().unwrap();
+    e2e::pg::query_texts(
+        url,
+        "SELECT DISTINCT owner FROM runs WHERE owner IS NOT NULL",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -207,7 +219,11 @@ async fn a_paused_runner_node_that_lost_its_lease_cannot_commit_and_stops() {
     let (mut a, b) = two().await;
     let a_pid = a.pid().unwrap();
     assert!(lease_holder(&b).await.contains(&format!(":{a_pid}:")));
-    let ticks = start_many(&[&b], "tick", 20).await;
+    // Runs that A drives, waiting on their timers.
+    let ticks = start_many(&[&a], "tick", 20).await;
+    for id in &ticks {
+        b.wait_for_status(id, "waiting").await;
+    }
     // Freeze A (as a long GC pause or a partition would) past the lease's TTL.
     signal("STOP", a_pid);
     let b_pid = b.pid().unwrap();
@@ -229,6 +245,12 @@ async fn a_paused_runner_node_that_lost_its_lease_cannot_commit_and_stops() {
             Vec::<(String, String)>::new()
         );
     }
+    // B took A's runs over: B's node drives them now.
+    let by = owners(&b).await;
+    assert!(
+        by.iter().all(|o| o.contains(&format!(":{b_pid}:"))),
+        "{by:?}"
+    );
 }
 
 #[tokio::test]

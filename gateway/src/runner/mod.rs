@@ -67,6 +67,9 @@ impl Runner {
             self.wake(&id);
         }
         tokio::spawn(timers::run(self.clone()));
+        if self.inner.store.claims() {
+            tokio::spawn(sweep(self.clone()));
+        }
         Ok(n)
     }
 
@@ -110,8 +113,17 @@ impl Runner {
     async fn drive_task(self, run_id: String, notify: Arc<Notify>) {
         let mut failures = 0u32;
         loop {
-            match self.drive(&run_id, &notify).await {
+            let driven = match self.inner.store.claim_run(&run_id).await {
+                Ok(true) => self.drive(&run_id, &notify).await,
+                // Another live node drives it (shared store).
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match driven {
                 Ok(()) => failures = 0,
+                // Taken over by another node while this one was slow: its writes were
+                // refused, and the run is the other node's now.
+                Err(crate::store::StoreError::NotOwner(_)) => failures = 0,
                 Err(e) => {
                     failures += 1;
                     tracing::error!(run_id, error = %e, failures, "runner: driving the run failed");
@@ -129,6 +141,17 @@ impl Runner {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// On a shared store: every second, claims (by waking) the running runs whose node is gone.
+async fn sweep(r: Runner) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match r.inner.store.orphaned_runs().await {
+            Ok(ids) => r.wake_all(ids),
+            Err(e) => tracing::warn!(error = %e, "runner: cannot look for orphaned runs"),
         }
     }
 }

@@ -181,6 +181,27 @@ impl Store {
         .await
     }
 
+    /// Ends the node leases of processes on this host that are gone (a restart after a
+    /// crash), so their runs are claimed at once rather than when the leases lapse.
+    pub(crate) async fn reap_dead_nodes(&self) -> Result<()> {
+        self.write_alone(|c| {
+            let holders = c
+                .prepare_cached(
+                    "SELECT holder FROM leases WHERE name LIKE 'node:%' AND expires_at <> ''",
+                )?
+                .query_map([], |r| r.get::<String>(0))?
+                .collect::<DbResult<Vec<_>>>()?;
+            for h in holders.iter().filter(|h| holder_is_gone(h)) {
+                c.execute(
+                    "UPDATE leases SET expires_at = '' WHERE name = ?1",
+                    [super::node_lease(h)],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.write_alone(move |c| {

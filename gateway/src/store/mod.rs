@@ -15,6 +15,7 @@
 //! reads a flow, or decides what a run does next.
 
 mod bind;
+mod claims;
 mod commands;
 mod copy;
 mod flows;
@@ -40,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::OpenFlags;
 use rusqlite::config::DbConfig;
 
+pub(crate) use claims::node_lease;
 pub(crate) use commands::{CommandKind, NewCommand};
 pub(crate) use copy::migrate_to_postgres;
 pub(crate) use flows::MakeCurrent;
@@ -78,6 +80,8 @@ pub(crate) enum StoreError {
     Open(String),
     #[error("this process no longer holds the runner lease (fence {0}): write refused")]
     Fenced(i64),
+    #[error("run `{0}` is driven by another node now: write refused")]
+    NotOwner(String),
 }
 
 impl From<serde_json::Error> for StoreError {
@@ -164,6 +168,9 @@ pub(crate) struct Store {
     bus: Bus,
     /// The connection of [`Store::write_alone`], opened on first use.
     alone: Arc<Mutex<Option<Conn>>>,
+    /// Set on a runner's handle on a shared store: the node name its runs are claimed under
+    /// (see `claims`).
+    owner: Option<Arc<str>>,
     /// Set on the runner's handle: every write first checks that this process still holds
     /// the runner lease with this fencing number (see [`Store::fenced`]).
     fence: Option<i64>,
@@ -201,6 +208,7 @@ impl Store {
             location,
             bus,
             alone: Arc::default(),
+            owner: None,
             fence: None,
         })
     }

@@ -359,7 +359,12 @@ impl Store {
     /// Commits a runner transition; returns the run's status afterwards. A run cancelled
     /// meanwhile keeps its status and the transition is dropped.
     pub(crate) async fn commit(&self, c: Commit) -> Result<(RunStatus, Vec<String>)> {
-        self.write(move |conn, out| commit_tx(conn, c, out)).await
+        let owner = self.owner.clone();
+        self.write(move |conn, out| {
+            super::claims::check_owner(conn, &c.run_id, owner.as_deref())?;
+            commit_tx(conn, c, out)
+        })
+        .await
     }
 }
 

@@ -114,7 +114,9 @@ impl Store {
 
     /// Fires once as planned; `false` when the schedule changed meanwhile (plan again).
     pub(crate) async fn fire_schedule(&self, f: Fire) -> Result<(bool, Vec<String>)> {
+        let owner = self.owner.clone();
         self.write(move |c, out| {
+            super::claims::check_owner(c, &f.run_id, owner.as_deref())?;
             lock_run(c, &f.run_id)?;
             let Some(s) = load(c, &f.run_id)? else {
                 return Ok(false);
@@ -155,16 +157,20 @@ impl Store {
 
     /// Sets the next due time (fixed-delay, after the child ended).
     pub(crate) async fn set_next_fire(&self, run_id: &str, next: DateTime<Utc>) -> Result<()> {
-        let id = run_id.to_owned();
-        self.write(move |c, _| set_next(c, &id, Some(next)))
-            .await
-            .map(|_| ())
+        let (id, owner) = (run_id.to_owned(), self.owner.clone());
+        self.write(move |c, _| {
+            super::claims::check_owner(c, &id, owner.as_deref())?;
+            set_next(c, &id, Some(next))
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Completes a schedule that will not fire again (its last child has ended).
     pub(crate) async fn finish_schedule(&self, run_id: &str) -> Result<()> {
-        let id = run_id.to_owned();
+        let (id, owner) = (run_id.to_owned(), self.owner.clone());
         self.write(move |c, out| {
+            super::claims::check_owner(c, &id, owner.as_deref())?;
             lock_run(c, &id)?;
             let Some(s) = load(c, &id)? else {
                 return Err(StoreError::NotFound(format!("schedule `{id}` not found")));

@@ -339,6 +339,11 @@ const PG_MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE leases ADD COLUMN fence BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 3: per-run claims: the node (`host:pid:nonce`) that drives a run.
+    r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    CREATE INDEX runs_by_owner ON runs (owner) WHERE owner IS NOT NULL;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer Switchboard.
