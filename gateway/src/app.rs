@@ -49,6 +49,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         let fence = crate::follow::hold_lease(&store, false).await?;
         Some(start_runner(&store.fenced(fence), &registry, &cfg, true).await?)
     };
+    // A node with a runner on a shared store claims the runs it starts as it starts them.
+    let store = if store.is_shared() && !cfg.no_runner {
+        store.driving_as(&crate::follow::holder())
+    } else {
+        store
+    };
     let paused = store.meta("gateway_paused").await?.as_deref() == Some("1");
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
     let down_rx_bridge = down_rx.clone();

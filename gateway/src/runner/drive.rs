@@ -29,6 +29,10 @@ impl Runner {
             let Some(mut row) = store.drive_row(run_id).await? else {
                 return Ok(());
             };
+            // On a shared store: drive only a run this node holds (or claims now).
+            if !store.is_me(row.owner.as_deref()) && !store.claim_run(run_id).await? {
+                return Ok(());
+            }
             if row.status.is_terminal() {
                 let mut next = row.inbox.take();
                 while let Some(item) = next {

@@ -113,13 +113,7 @@ impl Runner {
     async fn drive_task(self, run_id: String, notify: Arc<Notify>) {
         let mut failures = 0u32;
         loop {
-            let driven = match self.inner.store.claim_run(&run_id).await {
-                Ok(true) => self.drive(&run_id, &notify).await,
-                // Another live node drives it (shared store).
-                Ok(false) => Ok(()),
-                Err(e) => Err(e),
-            };
-            match driven {
+            match self.drive(&run_id, &notify).await {
                 Ok(()) => failures = 0,
                 // Taken over by another node while this one was slow: its writes were
                 // refused, and the run is the other node's now.

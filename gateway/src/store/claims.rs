@@ -27,6 +27,14 @@ impl Store {
         self.owner.is_some()
     }
 
+    /// Whether `owner` is this handle's node (always, without claims).
+    pub(crate) fn is_me(&self, owner: Option<&str>) -> bool {
+        match &self.owner {
+            None => true,
+            Some(me) => owner == Some(&**me),
+        }
+    }
+
     /// Claims `run_id` for this handle's node; `false` when a live node drives it.
     pub(crate) async fn claim_run(&self, run_id: &str) -> Result<bool> {
         let Some(me) = self.owner.clone() else {
@@ -35,10 +43,14 @@ impl Store {
         let id = run_id.to_owned();
         self.write(move |c, _| {
             let taken = c
+                // A row another transaction holds is skipped, not waited for: that is a
+                // live node at work on it, and the commit will wake whoever must drive.
                 .prepare_cached(
-                    "UPDATE runs SET owner = ?2 WHERE run_id = ?1
-                       AND (owner IS NULL OR owner = ?2 OR NOT EXISTS (
-                         SELECT 1 FROM leases l WHERE l.name = 'node:' || runs.owner AND l.expires_at > ?3))",
+                    "UPDATE runs SET owner = ?2 WHERE run_id = (
+                       SELECT r.run_id FROM runs r WHERE r.run_id = ?1
+                         AND (r.owner IS NULL OR r.owner = ?2 OR NOT EXISTS (
+                           SELECT 1 FROM leases l WHERE l.name = 'node:' || r.owner AND l.expires_at > ?3))
+                       FOR UPDATE SKIP LOCKED)",
                 )?
                 .execute(args![id, &*me, ts(now())])?;
             Ok(taken == 1)
@@ -65,6 +77,18 @@ impl Store {
         })
         .await
     }
+}
+
+/// Claims a run this node just inserted, in the same transaction (so its own runner needs
+/// no claim of its own, and other nodes' attempts fail at once).
+pub(super) fn claim_new(c: &Db, run_id: &str, owner: Option<&str>) -> Result<()> {
+    if let Some(me) = owner {
+        c.execute(
+            "UPDATE runs SET owner = ?2 WHERE run_id = ?1",
+            args![run_id, me],
+        )?;
+    }
+    Ok(())
 }
 
 /// Refuses the write unless `run_id` is claimed by `owner` (when the handle has one); locks

@@ -24,6 +24,8 @@ pub(crate) struct NewRun {
 /// What the runner needs to drive a run.
 pub(crate) struct DriveRow {
     pub(crate) run_id: String,
+    /// The node that drives it (shared store; `None` on SQLite or when unclaimed).
+    pub(crate) owner: Option<String>,
     /// `flow`, or `schedule` for a schedule's parent run.
     pub(crate) kind: String,
     pub(crate) bundle_id: String,
@@ -179,8 +181,10 @@ pub(super) fn run_draft(
 
 impl Store {
     pub(crate) async fn start_run(&self, r: NewRun) -> Result<(RunSummary, Vec<String>)> {
+        let owner = self.owner.clone();
         self.write(move |c, out| {
             insert_run(c, &r, out)?;
+            super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
             get_summary(c, &r.run_id)
         })
         .await
@@ -269,29 +273,37 @@ impl Store {
     pub(crate) async fn drive_row(&self, run_id: &str) -> Result<Option<DriveRow>> {
         let id = run_id.to_owned();
         self.read(move |c| {
+            // The driving node is read along (PostgreSQL's claims; SQLite has none).
+            let sql = if c.is_pg() {
+                "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, owner FROM runs WHERE run_id = ?1"
+            } else {
+                "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, NULL FROM runs WHERE run_id = ?1"
+            };
             let row = c
-                .prepare_cached(
-                    "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind FROM runs WHERE run_id = ?1",
-                )?
+                .prepare_cached(sql)?
                 .query_row([id], |r| {
                     Ok((
-                        r.get::<String>(0)?,
-                        r.get::<String>(1)?,
-                        r.get::<String>(2)?,
-                        status_of(&r.get::<String>(3)?)?,
+                        (
+                            r.get::<String>(0)?,
+                            r.get::<String>(1)?,
+                            r.get::<String>(2)?,
+                            status_of(&r.get::<String>(3)?)?,
+                        ),
                         r.get::<Option<String>>(4)?,
                         r.get::<String>(5)?,
                         r.get::<String>(6)?,
                         r.get::<String>(7)?,
+                        r.get::<Option<String>>(8)?,
                     ))
                 })
                 .optional()?;
-            let Some((run_id, bundle_id, flow_hash, status, session_id, input, state, kind)) = row else {
+            let Some(((run_id, bundle_id, flow_hash, status), session_id, input, state, kind, owner)) = row else {
                 return Ok(None);
             };
             let inbox = inbox_head(c, &run_id)?;
             Ok(Some(DriveRow {
                 run_id,
+                owner,
                 kind,
                 bundle_id,
                 flow_hash,
