@@ -12,11 +12,7 @@ async fn an_embedded_store_migrated_to_postgres_answers_the_same() {
     if !e2e::cluster::on_postgres() {
         return;
     }
-    let mut old = spawn_with(Opts {
-        store: TestStore::Sqlite,
-        ..Default::default()
-    })
-    .await;
+    let mut old = embedded().await;
     let done = old.start_run("echo", json!({"text": "before"})).await;
     old.wait_for_status(&done, "completed").await;
     let waiting = old.start_run("ask", json!({"text": "still there?"})).await;
@@ -107,13 +103,18 @@ async fn a_tampered_ledger_or_a_bad_address_is_refused_and_nothing_is_copied() {
     if !e2e::cluster::on_postgres() {
         return;
     }
-    let mut old = spawn_with(Opts {
-        store: TestStore::Sqlite,
-        ..Default::default()
-    })
-    .await;
+    let mut old = embedded().await;
     let run = old.start_run("echo", json!({"text": "genuine"})).await;
     old.wait_for_status(&run, "completed").await;
+    // While a gateway still serves the store, nothing is copied.
+    let url = TestStore::Postgres.create_database().await.unwrap();
+    let from = format!("sqlite:{}", old.data_dir.display());
+    let live = migrate(&from, &url).await;
+    let err = String::from_utf8_lossy(&live.stderr);
+    assert!(
+        !live.status.success() && err.contains("stop it first"),
+        "{err}"
+    );
     old.terminate().await;
     let db = rusqlite::Connection::open(old.data_dir.join("switchboard.db")).unwrap();
     db.execute(
@@ -122,8 +123,6 @@ async fn a_tampered_ledger_or_a_bad_address_is_refused_and_nothing_is_copied() {
     )
     .unwrap();
     drop(db);
-    let url = TestStore::Postgres.create_database().await.unwrap();
-    let from = format!("sqlite:{}", old.data_dir.display());
     let out = migrate(&from, &url).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -153,6 +152,15 @@ async fn a_tampered_ledger_or_a_bad_address_is_refused_and_nothing_is_copied() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{err}");
     }
+}
+
+/// A gateway on the embedded store, to migrate from.
+async fn embedded() -> e2e::app::TestApp {
+    spawn_with(Opts {
+        store: TestStore::Sqlite,
+        ..Default::default()
+    })
+    .await
 }
 
 async fn migrate(from: &str, to: &str) -> std::process::Output {

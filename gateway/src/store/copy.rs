@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use protocol::LedgerRecord;
+use rusqlite::OptionalExtension;
 use rusqlite::types::Value as Lite;
 
 use super::ledger::{GENESIS, hash_record};
@@ -101,11 +102,7 @@ fn refuse_live_source(src: &rusqlite::Connection) -> Result<()> {
             [super::RUNNER_LEASE],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+        .optional()?;
     match lease {
         Some((holder, until)) if until > ts(now()) => Err(StoreError::Conflict(format!(
             "a gateway ({holder}) still serves this store until {until}; stop it first"
