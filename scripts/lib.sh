@@ -53,3 +53,21 @@ ensure_venv() {
     "$SWITCHBOARD_VENV/bin/pip" install -q "schemathesis>=4,<5" "openai>=1,<3"
   fi
 }
+
+# The MCP test servers and client (gateway/tests/python): the official `mcp` SDK, its 1.x
+# line (FastMCP, initialize handshake) and its 2.x line (MCPServer, stateless revisions),
+# each in a virtualenv of its own. Sets SWITCHBOARD_MCP1_PYTHON and SWITCHBOARD_MCP2_PYTHON.
+ensure_mcp_venvs() {
+  local base line spec dir
+  base=$(pick_python)
+  for line in 1 2; do
+    if [ "$line" = 1 ]; then spec="mcp>=1.30,<2"; else spec="mcp>=2.3,<3"; fi
+    dir="$HOME/.cache/switchboard/venv-mcp$line"
+    [ -x "$dir/bin/python" ] || "$base" -m venv "$dir"
+    if ! "$dir/bin/python" -c "import mcp, importlib.metadata as m, sys; sys.exit(m.version('mcp').split('.')[0] != '$line')" 2>/dev/null; then
+      echo "installing $spec into $dir"
+      "$dir/bin/pip" install -q "$spec"
+    fi
+    export "SWITCHBOARD_MCP${line}_PYTHON=$dir/bin/python"
+  done
+}

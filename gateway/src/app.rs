@@ -28,7 +28,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     create_private_dir(&cfg.data_dir)?;
     let store = open_store(&cfg)?;
     let registry = Registry::default();
-    load_flows(&store, &cfg.flows_dir, &registry).await?;
+    let mcp = crate::mcp::Hub::new(&cfg.mcp);
+    load_flows(&store, &cfg.flows_dir, &registry, &mcp).await?;
     let (token, generated) = admin_token(&cfg.data_dir, cfg.auth_token.as_deref())?;
     let token_file = cfg
         .auth_token
@@ -43,11 +44,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::follow::api_follower(store.clone(), changes).await?;
         None
     } else if store.is_shared() {
-        standby_runner(&store, &registry, &cfg, changes).await?;
+        standby_runner(&store, &registry, &cfg, &mcp, changes).await?;
         None
     } else {
         let fence = crate::follow::hold_lease(&store, false).await?;
-        Some(start_runner(&store.fenced(fence), &registry, &cfg, true).await?)
+        Some(start_runner(&store.fenced(fence), &registry, &cfg, &mcp, true).await?)
     };
     // A node with a runner on a shared store claims the runs it starts as it starts them.
     let store = if store.is_shared() && !cfg.no_runner {
@@ -81,6 +82,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         net: Arc::new(cfg.security.net.clone()),
         streams: http::sse::StreamCounts::new(cfg.security.max_streams),
         max_payload: cfg.security.max_payload,
+        mcp: mcp.clone(),
     });
     tokio::spawn(apply_changes(
         changed,
@@ -128,6 +130,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         store.clone(),
         cfg.flows_dir.clone(),
         registry,
+        mcp,
     ));
     axum::serve(
         listener,
@@ -176,6 +179,7 @@ async fn start_runner(
     store: &Store,
     registry: &Registry,
     cfg: &ServeConfig,
+    mcp: &crate::mcp::Hub,
     webhooks: bool,
 ) -> anyhow::Result<Runner> {
     // The LLM's URL is the operator's; `http` steps and webhooks go where flows and API
@@ -190,6 +194,7 @@ async fn start_runner(
         registry.clone(),
         Llm::new(cfg.llm.clone(), llm_http),
         outbound.clone(),
+        mcp.clone(),
     );
     let resumed = runner.start().await.context("cannot start the runner")?;
     tracing::info!(resumed, "runner started");
@@ -268,11 +273,12 @@ async fn standby_runner(
     store: &Store,
     registry: &Registry,
     cfg: &ServeConfig,
+    mcp: &crate::mcp::Hub,
     changes: crate::follow::Changes,
 ) -> anyhow::Result<()> {
     let slot = crate::follow::RunnerSlot::default();
     crate::follow::follow(store.clone(), true, slot.clone(), Some(changes)).await?;
-    let _ = slot.set(shared_runner(store, registry, cfg).await?);
+    let _ = slot.set(shared_runner(store, registry, cfg, mcp).await?);
     Ok(())
 }
 
@@ -283,10 +289,11 @@ async fn shared_runner(
     store: &Store,
     registry: &Registry,
     cfg: &ServeConfig,
+    mcp: &crate::mcp::Hub,
 ) -> anyhow::Result<Runner> {
     let me = crate::follow::holder();
     crate::follow::hold_node(store, &me).await?;
-    let runner = start_runner(&store.driving_as(&me), registry, cfg, false).await?;
+    let runner = start_runner(&store.driving_as(&me), registry, cfg, mcp, false).await?;
     let (store, cfg) = (store.clone(), cfg.clone());
     tokio::spawn(async move {
         let sender = async {
@@ -311,12 +318,13 @@ async fn shared_runner(
 pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&cfg)?;
     let registry = Registry::default();
-    load_flows(&store, &cfg.flows_dir, &registry).await?;
+    let mcp = crate::mcp::Hub::new(&cfg.mcp);
+    load_flows(&store, &cfg.flows_dir, &registry, &mcp).await?;
     let runner = if store.is_shared() {
-        shared_runner(&store, &registry, &cfg).await?
+        shared_runner(&store, &registry, &cfg, &mcp).await?
     } else {
         let fence = crate::follow::hold_lease(&store, true).await?;
-        start_runner(&store.fenced(fence), &registry, &cfg, true).await?
+        start_runner(&store.fenced(fence), &registry, &cfg, &mcp, true).await?
     };
     crate::follow::runner_follower(store.clone(), runner).await?;
     println!("switchboard runner started on {}", cfg.data_dir.display());
@@ -387,7 +395,7 @@ pub(crate) fn print_pairing_code(code: &str, expiry: &str, base: &str) {
 }
 
 /// `kill -HUP`: re-read the flows directory.
-async fn reload_on_hangup(store: Store, dir: PathBuf, registry: Registry) {
+async fn reload_on_hangup(store: Store, dir: PathBuf, registry: Registry, mcp: crate::mcp::Hub) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -395,7 +403,7 @@ async fn reload_on_hangup(store: Store, dir: PathBuf, registry: Registry) {
             return;
         };
         while hup.recv().await.is_some() {
-            match load_flows(&store, &dir, &registry).await {
+            match load_flows(&store, &dir, &registry, &mcp).await {
                 Ok(()) => tracing::info!(flows = registry.list().len(), "flows reloaded"),
                 Err(e) => {
                     tracing::error!(error = %e, "flow reload failed; the previous flows stay")
@@ -404,7 +412,7 @@ async fn reload_on_hangup(store: Store, dir: PathBuf, registry: Registry) {
         }
     }
     #[cfg(not(unix))]
-    let _ = (store, dir, registry);
+    let _ = (store, dir, registry, mcp);
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -437,13 +445,27 @@ pub(crate) enum LoadError {
 }
 
 /// Registers the flows dir (or the embedded examples) in the store, then loads every stored
-/// version into `reg` so that runs pinned to old versions keep working. A broken file
-/// changes nothing.
-pub(crate) async fn load_flows(store: &Store, dir: &Path, reg: &Registry) -> Result<(), LoadError> {
+/// version into `reg` so that runs pinned to old versions keep working. A broken file, or
+/// one naming an MCP server or flow that does not exist, changes nothing.
+pub(crate) async fn load_flows(
+    store: &Store,
+    dir: &Path,
+    reg: &Registry,
+    mcp: &crate::mcp::Hub,
+) -> Result<(), LoadError> {
     let flows = registry::load_dir(dir).map_err(|e| match e {
         registry::RegistryError::Flow(f) => LoadError::Flow(f),
         other => LoadError::Io(other.to_string()),
     })?;
+    let loading: Vec<String> = flows.iter().map(|f| f.bundle_id.clone()).collect();
+    let catalog = crate::mcp::Catalog {
+        hub: mcp,
+        registry: reg,
+        loading: &loading,
+    };
+    for f in &flows {
+        f.check_tools(&catalog).map_err(LoadError::Flow)?;
+    }
     for f in flows {
         store
             .register_flow(&f.bundle_id, &f.hash, &f.source, "dir", MakeCurrent::IfNew)

@@ -5,7 +5,8 @@
 //! - [`store`]: SQLite (WAL, `synchronous=FULL`, one group-committing writer). Only SQL here.
 //! - [`runner`]: drives runs, performs effects (LLM, HTTP), fires timers.
 //! - [`schedule`]: schedule requests and fire-time planning (interval, cron + time zone). No I/O.
-//! - [`llm`]: OpenAI-compatible chat completions client.
+//! - [`llm`]: OpenAI-compatible chat completions client (streaming, tool calls).
+//! - [`mcp`]: the MCP servers `llm` steps call tools on (started lazily, supervised).
 //! - [`http`]: the axum API, request gates, SSE, and the OpenAI-compatible `/v1` surface.
 //! - [`auth`]: credentials (admin token, devices, scoped keys, pairing) and request limits.
 //! - [`telemetry`]: Prometheus metrics.
@@ -30,6 +31,7 @@ pub mod flows;
 pub mod follow;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod net;
 pub mod runner;
 pub mod schedule;

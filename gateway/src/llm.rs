@@ -38,7 +38,28 @@ pub(crate) struct Request<'a> {
     pub(crate) temperature: Option<f64>,
     pub(crate) max_tokens: Option<u32>,
     pub(crate) idempotency_key: &'a str,
+    /// Tool definitions in OpenAI's format (`{"type": "function", "function": {...}}`).
+    pub(crate) tools: &'a [Value],
 }
+
+/// The model's answer: its text and the tools it called (the arguments as it wrote them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Reply {
+    pub(crate) text: String,
+    pub(crate) calls: Vec<Call>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Call {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) arguments: String,
+}
+
+/// Most tool calls one reply may carry (a bound on what a provider can make us run).
+const MAX_CALLS: usize = 32;
+/// Longest arguments text of one call.
+const MAX_ARGUMENTS: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Llm {
@@ -56,7 +77,7 @@ impl Llm {
         &self,
         req: Request<'_>,
         mut on_delta: impl FnMut(&str),
-    ) -> Result<String, LlmError> {
+    ) -> Result<Reply, LlmError> {
         let base = self
             .cfg
             .base_url
@@ -72,6 +93,9 @@ impl Llm {
         }
         if let Some(m) = req.max_tokens {
             body["max_tokens"] = json!(m);
+        }
+        if !req.tools.is_empty() {
+            body["tools"] = json!(req.tools);
         }
         let url = format!("{}/chat/completions", base.trim_end_matches('/'));
         let mut rb = self
@@ -112,28 +136,104 @@ impl Llm {
                 .json()
                 .await
                 .map_err(|e| LlmError::Format(e.to_string()))?;
-            let text = v
-                .pointer("/choices/0/message/content")
-                .and_then(Value::as_str)
-                .ok_or_else(|| LlmError::Format("no choices[0].message.content".into()))?;
-            on_delta(text);
-            return Ok(text.to_owned());
+            let msg = v
+                .pointer("/choices/0/message")
+                .ok_or_else(|| LlmError::Format("no choices[0].message".into()))?;
+            let text = msg["content"].as_str().unwrap_or_default();
+            let mut calls = Calls::default();
+            for (i, c) in msg["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                calls.add(i, c)?;
+            }
+            if text.is_empty() && calls.0.is_empty() {
+                return Err(LlmError::Format(
+                    "choices[0].message has neither content nor tool_calls".into(),
+                ));
+            }
+            if !text.is_empty() {
+                on_delta(text);
+            }
+            return Ok(Reply {
+                text: text.to_owned(),
+                calls: calls.finish()?,
+            });
         }
         read_stream(resp, &mut on_delta).await
+    }
+}
+
+/// Tool calls as they arrive: whole (a JSON reply) or in pieces keyed by `index` (a
+/// stream: the id and name first, the arguments split across chunks).
+#[derive(Default)]
+struct Calls(Vec<Call>);
+
+impl Calls {
+    fn add(&mut self, fallback_index: usize, c: &Value) -> Result<(), LlmError> {
+        let i = c["index"].as_u64().map_or(fallback_index, |i| i as usize);
+        if i >= MAX_CALLS {
+            return Err(LlmError::Format(format!(
+                "more than {MAX_CALLS} tool calls in one reply"
+            )));
+        }
+        if self.0.len() <= i {
+            self.0.resize(i + 1, Call::default());
+        }
+        let call = &mut self.0[i];
+        if let Some(id) = c["id"].as_str() {
+            call.id = id.to_owned();
+        }
+        if let Some(name) = c.pointer("/function/name").and_then(Value::as_str) {
+            call.name.push_str(name);
+        }
+        if let Some(a) = c.pointer("/function/arguments").and_then(Value::as_str) {
+            call.arguments.push_str(a);
+        }
+        if call.arguments.len() > MAX_ARGUMENTS || call.name.len() > 256 || call.id.len() > 256 {
+            return Err(LlmError::Format(
+                "a tool call is larger than the gateway accepts".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<Call>, LlmError> {
+        self.0
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                if c.name.is_empty() {
+                    return Err(LlmError::Format(format!(
+                        "tool call {i} has no function name"
+                    )));
+                }
+                if c.id.is_empty() {
+                    c.id = format!("call_{i}");
+                }
+                Ok(c)
+            })
+            .collect()
     }
 }
 
 async fn read_stream(
     resp: reqwest::Response,
     on_delta: &mut impl FnMut(&str),
-) -> Result<String, LlmError> {
+) -> Result<Reply, LlmError> {
     use eventsource_stream::Eventsource;
     let mut events = Box::pin(resp.bytes_stream().eventsource());
     let mut text = String::new();
+    let mut calls = Calls::default();
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| LlmError::Transport(e.to_string()))?;
         if ev.data.trim() == "[DONE]" {
-            return Ok(text);
+            return Ok(Reply {
+                text,
+                calls: calls.finish()?,
+            });
         }
         let chunk: Value =
             serde_json::from_str(&ev.data).map_err(|e| LlmError::Format(e.to_string()))?;
@@ -150,6 +250,15 @@ async fn read_stream(
         {
             on_delta(d);
             text.push_str(d);
+        }
+        let pieces = chunk.pointer("/choices/0/delta/tool_calls");
+        for (i, c) in pieces
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            calls.add(i, c)?;
         }
     }
     Err(LlmError::Transport("the stream ended before [DONE]".into()))

@@ -199,6 +199,22 @@ pub struct ScheduleFeatures {
     pub modes: Vec<String>,
 }
 
+/// What `llm` steps can call, and how MCP clients reach the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolFeatures {
+    /// `mcp:<server>/<tool>` and `flow:<id>` in `tools:`.
+    pub kinds: Vec<String>,
+    /// The configured MCP servers, by name.
+    pub mcp_servers: Vec<String>,
+    /// MCP transports the gateway speaks as a client.
+    pub mcp_transports: Vec<String>,
+    /// Calls wait for a person's `allow`/`deny` when `approve:` covers them.
+    pub approvals: bool,
+    /// Where MCP clients call flows as tools (streamable HTTP).
+    pub mcp_endpoint: String,
+}
+
 /// What this gateway offers beyond AbstractGateway's contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -211,6 +227,7 @@ pub struct Features {
     pub pairing: bool,
     pub scoped_keys: bool,
     pub split_runner: bool,
+    pub tools: ToolFeatures,
 }
 
 /// `GET /api/gateway/discovery/capabilities`.

@@ -411,6 +411,20 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Waits (10 s at most) until `run` waits on `key`: a run answered a moment ago still
+    /// shows its old wait until the runner applied the answer.
+    pub async fn wait_on(&self, run: &str, key: &str) -> Value {
+        let what = format!("run {run} to wait on {key}");
+        eventually(10, &what, || async {
+            let r = self.run(run).await;
+            let ended =
+                ["completed", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or(""));
+            assert!(!ended, "run {run} ended, not waiting on {key}: {r}");
+            (r["status"] == "waiting" && r["waiting"]["wait_key"] == key).then_some(r)
+        })
+        .await
+    }
+
     /// Waits until `run` waits, then answers its wait with `response`.
     pub async fn answer_waiting(&self, id: &str, run: &str, response: Value) -> (u16, Value) {
         let key = self.wait_key(run).await;

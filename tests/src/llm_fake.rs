@@ -3,6 +3,8 @@
 //! OpenAI error body; HOLD waits at a gate until the test [`Fake::release`]s it (so a test
 //! knows a call is in flight, and chooses when it ends); FLAKY fails the first attempt of
 //! each idempotency key; DRIP streams one word every 300 ms (for watching a reply grow).
+//! A request that offers `tools` is answered with tool calls as its message scripts them
+//! (see `llm_tools`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,7 +109,13 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
             .lock()
             .expect("lock")
             .insert(key.rsplit_once(':').map(|k| k.0.to_owned()).unwrap_or(key));
-    if last.contains("HOLD") {
+    // With tools, HOLD holds the turns after a tool result (the first turn runs at once).
+    let after_tool = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .is_some_and(|m| m["role"] == "tool");
+    let with_tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    if last.contains("HOLD") && (!with_tools || after_tool) {
         // Counted while waiting; a caller that hangs up (the run was cancelled) drops this
         // future, and the guard takes the call off the count.
         let _waiting = Held::new(&f.held);
@@ -115,7 +123,10 @@ async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>
             p.forget();
         }
     }
-    let reply = answer(&body, &last, flaky_first);
+    let reply = match crate::llm_tools::reply(&body, &last) {
+        Some(r) if !(last.contains("FAIL") || flaky_first) => r,
+        _ => answer(&body, &last, flaky_first),
+    };
     f.answered.fetch_add(1, Ordering::SeqCst);
     reply
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod mcp;
 mod security;
 
 pub use security::{SecurityArgs, SecurityConfig};
@@ -19,7 +20,7 @@ pub use security::{SecurityArgs, SecurityConfig};
     about = "Durable AI workflow gateway with multi-channel clients"
 )]
 pub struct Cli {
-    /// TOML config file (keys: host, port, data_dir, flows_dir, auth_token, log_format, [llm] base_url/api_key/model).
+    /// TOML config file (keys: host, port, data_dir, flows_dir, auth_token, log_format, [llm] base_url/api_key/model, [mcp.servers.NAME], [security], [triggers.NAME]).
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -262,6 +263,8 @@ struct FileConfig {
     /// `[security]`: trusted_proxies, http_allow, http_max_body, max_streams, max_payload.
     #[serde(default)]
     security: security::FileSecurity,
+    #[serde(default)] // `[mcp.servers.NAME]`
+    mcp: mcp::FileMcp,
     /// `[triggers.NAME] flow = "...", secret = "..."`.
     #[serde(default)]
     triggers: std::collections::BTreeMap<String, FileTrigger>,
@@ -314,6 +317,7 @@ pub struct ServeConfig {
     pub(crate) telegram: Option<crate::channels::TelegramSettings>,
     /// The email bridge, when `SWITCHBOARD_EMAIL_IMAP_HOST` is set.
     pub(crate) email: Option<crate::channels::EmailSettings>,
+    pub(crate) mcp: crate::mcp::McpConfig,
 }
 
 /// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
@@ -443,6 +447,7 @@ impl ServeConfig {
         let more = integrations(&mut args, &mut f, &mut problems);
         let security = std::mem::take(&mut args.security)
             .resolve(std::mem::take(&mut f.security), &mut problems);
+        let mcp = std::mem::take(&mut f.mcp).resolve(&mut problems);
         let telegram = std::mem::take(&mut args.telegram).resolve(&mut problems);
         let email = std::mem::take(&mut args.email).resolve(&mut problems);
         let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
@@ -569,6 +574,7 @@ impl ServeConfig {
             openai_timeout: more.openai_timeout,
             telegram,
             email,
+            mcp,
             security,
             no_runner: args.no_runner,
             sse_keepalive,

@@ -2,9 +2,10 @@
 //! (an ask, a timer, an event, a child run, an effect) or ends.
 
 use chrono::{DateTime, Utc};
-use protocol::{Actor, Effect, RecordStatus, RunStatus, WaitReason, Waiting};
+use protocol::{Actor, Effect, RecordStatus, RunStatus};
 use serde_json::{Value, json};
 
+use super::waits::{describe_wait, ids};
 use super::{
     ChildSpec, Ctx, Draft, EffectRequest, EmitSpec, Pending, RunState, STEP_BUDGET, Transition,
 };
@@ -158,6 +159,25 @@ impl Machine<'_> {
         match &step.kind {
             StepKind::Llm(_) | StepKind::Http(_) => {
                 let request = self.effect_request(&step.kind, &cx)?;
+                if let EffectRequest::Llm {
+                    messages,
+                    remember,
+                    tools,
+                    ..
+                } = &request
+                    && !tools.is_empty()
+                {
+                    self.state.agent = Some(super::Agent {
+                        step_id: step_id.clone(),
+                        node: node.to_owned(),
+                        round: 1,
+                        messages: messages.clone(),
+                        calls: Vec::new(),
+                        done: 0,
+                        approved: false,
+                        remember: remember.clone(),
+                    });
+                }
                 self.start_effect(step_id, node, 1, step.retries, request);
                 Ok(false)
             }
@@ -253,6 +273,7 @@ impl Machine<'_> {
                     allow_free_text: ask.allow_free_text,
                     deadline,
                     default,
+                    tool: None,
                 };
                 self.block(pending);
                 return Ok(false);
@@ -304,6 +325,7 @@ impl Machine<'_> {
                     step_id,
                     node: node.to_owned(),
                     child_run_id: child,
+                    tool: false,
                 });
                 return Ok(false);
             }
@@ -325,24 +347,23 @@ impl Machine<'_> {
                 let prompt = f.render(llm.prompt, cx)?;
                 let mut messages = Vec::new();
                 if let Some(s) = llm.system {
-                    messages.push(super::ChatMessage {
-                        role: "system".into(),
-                        content: f.render(s, cx)?,
-                    });
+                    messages.push(super::ChatMessage::text("system", f.render(s, cx)?));
                 }
                 if llm.history {
                     messages.extend(self.ctx.history.iter().cloned());
                 }
-                messages.push(super::ChatMessage {
-                    role: "user".into(),
-                    content: prompt.clone(),
-                });
+                messages.push(super::ChatMessage::text("user", prompt.clone()));
                 Ok(EffectRequest::Llm {
                     messages,
                     model: llm.model.clone(),
                     temperature: llm.temperature,
                     max_tokens: llm.max_tokens,
                     remember: llm.history.then_some(prompt),
+                    tools: llm
+                        .agent
+                        .iter()
+                        .flat_map(|a| a.tools.iter().map(ToString::to_string))
+                        .collect(),
                 })
             }
             StepKind::Http(h) => Ok(EffectRequest::Http {
@@ -421,8 +442,29 @@ impl Machine<'_> {
         let key = format!("{}:{step_id}:{attempt}", self.ctx.run_id);
         let (kind, payload) = match &request {
             EffectRequest::Llm {
-                messages, model, ..
-            } => ("llm", json!({"messages": messages, "model": model})),
+                messages,
+                model,
+                tools,
+                ..
+            } if tools.is_empty() => ("llm", json!({"messages": messages, "model": model})),
+            EffectRequest::Llm {
+                messages,
+                model,
+                tools,
+                ..
+            } => (
+                "llm",
+                json!({"messages": messages, "model": model, "tools": tools}),
+            ),
+            EffectRequest::Tool {
+                tool,
+                name,
+                arguments,
+                call_id,
+            } => (
+                "tool",
+                json!({"call_id": call_id, "name": name, "tool": tool, "arguments": arguments}),
+            ),
             EffectRequest::Http {
                 method,
                 url,
@@ -480,6 +522,7 @@ impl Machine<'_> {
         self.t
             .fail_run(format!("step `{node}` failed: {msg}"), self.ctx.now);
         self.state.pending = None;
+        self.state.agent = None;
     }
 }
 
@@ -492,73 +535,6 @@ pub(crate) fn ceil_ms(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chro
         0 => t,
         sub => t + chrono::Duration::nanoseconds(i64::from(1_000_000 - sub)),
     }
-}
-
-fn ids(p: &Pending) -> (String, String) {
-    match p {
-        Pending::Ask { step_id, node, .. }
-        | Pending::Timer { step_id, node, .. }
-        | Pending::Event { step_id, node, .. }
-        | Pending::Child { step_id, node, .. }
-        | Pending::Effect { step_id, node, .. } => (step_id.clone(), node.clone()),
-    }
-}
-
-/// The ledger effect and the run summary's `waiting` for a wait.
-pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
-    let mut w = Waiting {
-        reason: WaitReason::User,
-        wait_key: p.wait_key().to_owned(),
-        prompt: None,
-        choices: Vec::new(),
-        allow_free_text: false,
-        until: None,
-        event: None,
-        child_run_id: None,
-    };
-    let (kind, payload) = match p {
-        Pending::Ask {
-            prompt,
-            choices,
-            allow_free_text,
-            deadline,
-            ..
-        } => {
-            w.reason = WaitReason::User;
-            w.prompt = Some(prompt.clone());
-            w.choices = choices.clone();
-            w.allow_free_text = *allow_free_text;
-            w.until = deadline.map(super::ts);
-            (
-                "ask",
-                json!({"wait_key": w.wait_key, "prompt": prompt, "choices": choices,
-                "allow_free_text": allow_free_text, "timeout_at": w.until}),
-            )
-        }
-        Pending::Timer { until, .. } => {
-            w.reason = WaitReason::Until;
-            w.until = Some(super::ts(*until));
-            ("wait", json!({"wait_key": w.wait_key, "until": w.until}))
-        }
-        Pending::Event { event, key, .. } => {
-            w.reason = WaitReason::Event;
-            w.event = Some(event.clone());
-            (
-                "wait_event",
-                json!({"wait_key": w.wait_key, "event": event, "key": key}),
-            )
-        }
-        Pending::Child { child_run_id, .. } => {
-            w.reason = WaitReason::Subworkflow;
-            w.child_run_id = Some(child_run_id.clone());
-            (
-                "call",
-                json!({"wait_key": w.wait_key, "child_run_id": child_run_id}),
-            )
-        }
-        Pending::Effect { .. } => ("effect", Value::Null),
-    };
-    (kind, payload, w)
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StepFailure> {

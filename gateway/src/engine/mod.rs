@@ -9,9 +9,11 @@
 //! Effects are described (`Pending::Effect`) and performed by the runner, which feeds the
 //! result back as [`Input::EffectDone`].
 
+mod agent;
 mod exec;
 mod resume;
 mod state;
+mod waits;
 
 use chrono::{DateTime, Utc};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, Waiting};

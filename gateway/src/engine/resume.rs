@@ -5,6 +5,7 @@
 use protocol::{Actor, RecordStatus, RunStatus};
 use serde_json::{Value, json};
 
+use super::agent::CallOutcome;
 use super::exec::Machine;
 use super::{ChatMessage, EffectRequest, Input, Pending, Reject};
 
@@ -25,11 +26,17 @@ impl Machine<'_> {
                     node,
                     choices,
                     allow_free_text,
+                    tool,
                     ..
                 }),
             ) => {
                 if wait_key != step_id {
                     return Err(stale(&wait_key, &step_id));
+                }
+                if let Some(tool) = tool {
+                    let answer = approval_answer(&response, &choices)?;
+                    let result = json!({"approval": tool});
+                    return Ok(self.approval_answered(&step_id, &node, &answer, result, actor));
                 }
                 let response = match_choice(&response, &choices, allow_free_text)?;
                 self.finish_wait(&step_id, &node, json!({"response": response}), actor);
@@ -73,8 +80,23 @@ impl Machine<'_> {
                     step_id,
                     node,
                     child_run_id,
+                    tool,
                 }),
             ) => {
+                if tool {
+                    let outcome = match (status, output, error) {
+                        (RunStatus::Completed, output, _) => {
+                            CallOutcome::Output(output.unwrap_or(Value::Null))
+                        }
+                        (s, _, e) => CallOutcome::Error(format!(
+                            "the flow's run {child_run_id} ended {}: {}",
+                            s.as_str(),
+                            e.unwrap_or_else(|| "no error given".into())
+                        )),
+                    };
+                    let extra = json!({"child_run_id": child_run_id});
+                    return Ok(self.call_finished(&step_id, &node, outcome, extra));
+                }
                 if status != RunStatus::Completed {
                     let why = error.unwrap_or_else(|| format!("it was {}", status.as_str()));
                     self.fail(
@@ -114,8 +136,13 @@ impl Machine<'_> {
                 node,
                 deadline: Some(deadline),
                 default,
+                tool,
                 ..
             } if self.ctx.now >= deadline => match default {
+                Some(answer) if tool.is_some() => {
+                    let result = json!({"approval": tool, "timed_out": true});
+                    self.approval_answered(&step_id, &node, &answer, result, Actor::runner())
+                }
                 Some(answer) => {
                     let result = json!({"response": answer, "timed_out": true});
                     self.finish_wait(&step_id, &node, result, Actor::runner());
@@ -166,11 +193,26 @@ impl Machine<'_> {
             return false;
         };
         match result {
+            Ok(value) if matches!(request, EffectRequest::Tool { .. }) => {
+                let outcome = match value.get("error").and_then(Value::as_str) {
+                    Some(e) => CallOutcome::Error(e.to_owned()),
+                    None => CallOutcome::Output(value["output"].clone()),
+                };
+                let extra = json!({"attempt": attempt, "idempotency_key": key});
+                self.call_finished(&step_id, &node, outcome, extra)
+            }
             Ok(value) => {
                 let mut d = self.draft(&step_id, &node, RecordStatus::Completed, None);
                 d.result = Some(value.clone());
                 d.attempt = attempt;
                 d.idempotency_key = Some(key);
+                if let EffectRequest::Llm { tools, .. } = &request
+                    && !tools.is_empty()
+                {
+                    self.t.records.push(d);
+                    self.state.pending = None;
+                    return self.turn_done(&value);
+                }
                 if let EffectRequest::Llm {
                     remember: Some(prompt),
                     ..
@@ -180,14 +222,10 @@ impl Machine<'_> {
                         .get("text")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    self.t.history.push(ChatMessage {
-                        role: "user".into(),
-                        content: prompt.clone(),
-                    });
-                    self.t.history.push(ChatMessage {
-                        role: "assistant".into(),
-                        content: text.to_owned(),
-                    });
+                    self.t
+                        .history
+                        .push(ChatMessage::text("user", prompt.clone()));
+                    self.t.history.push(ChatMessage::text("assistant", text));
                 }
                 self.done_waiting(d, &node, value);
                 true
@@ -222,6 +260,19 @@ impl Machine<'_> {
         self.t
             .fail_run(format!("step `{node}` failed: {msg}"), self.ctx.now);
         self.state.pending = None;
+        self.state.agent = None;
+    }
+}
+
+/// An approval's answer: `allow` or `deny` (or their number, as for any choice), or
+/// AbstractGateway's `{"approved": true|false}`.
+fn approval_answer(response: &Value, choices: &[String]) -> Result<String, Reject> {
+    if let Some(b) = response.get("approved").and_then(Value::as_bool) {
+        return Ok(if b { "allow" } else { "deny" }.into());
+    }
+    match match_choice(response, choices, false)? {
+        Value::String(s) => Ok(s),
+        _ => Err(Reject::BadAnswer),
     }
 }
 

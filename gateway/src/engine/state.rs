@@ -5,11 +5,82 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// One turn of a session's conversation.
+/// One message of a conversation, in OpenAI's chat format: a session's turns (`user`,
+/// `assistant`), and within an `llm` step with tools also the model's tool calls and the
+/// `tool` messages that answer them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ChatMessage {
     pub(crate) role: String,
+    #[serde(default)]
     pub(crate) content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tool_calls: Vec<WireCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub(crate) fn text(role: &str, content: impl Into<String>) -> Self {
+        Self {
+            role: role.to_owned(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A tool call as the OpenAI format writes it in an assistant message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireCall {
+    pub(crate) id: String,
+    #[serde(rename = "type", default = "function_type")]
+    pub(crate) kind: String,
+    pub(crate) function: WireFunction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireFunction {
+    pub(crate) name: String,
+    pub(crate) arguments: String,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+/// A tool call of the model, as the runner recorded it: the function name it called, the
+/// tool that name stands for (`mcp:calc/add`, `flow:lookup`; `None` when it named none of
+/// the step's tools) and its arguments as the model wrote them (JSON text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ToolCall {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) tool: Option<String>,
+    #[serde(default)]
+    pub(crate) arguments: String,
+}
+
+/// An `llm` step with tools between its turns: the conversation so far and the calls of
+/// the current round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Agent {
+    /// The step's ledger id (`think.1`); turns and calls are numbered under it.
+    pub(crate) step_id: String,
+    pub(crate) node: String,
+    /// The current round (1 for the first LLM turn).
+    pub(crate) round: u32,
+    pub(crate) messages: Vec<ChatMessage>,
+    pub(crate) calls: Vec<ToolCall>,
+    /// Calls of this round answered so far.
+    pub(crate) done: usize,
+    /// A person allowed the current call.
+    #[serde(default)]
+    pub(crate) approved: bool,
+    /// The prompt to append to the session's history with the final answer.
+    #[serde(default)]
+    pub(crate) remember: Option<String>,
 }
 
 /// Where a run is in its flow and what it has computed so far.
@@ -30,6 +101,9 @@ pub(crate) struct RunState {
     pub(crate) output: Option<Value>,
     #[serde(default)]
     pub(crate) pending: Option<Pending>,
+    /// The tool loop of the `llm` step at `pc`, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) agent: Option<Agent>,
 }
 
 /// What a blocked run waits for.
@@ -46,6 +120,9 @@ pub(crate) enum Pending {
         deadline: Option<chrono::DateTime<chrono::Utc>>,
         #[serde(default)]
         default: Option<String>,
+        /// An approval of a tool call (`{call_id, tool, name, arguments}`), not a flow's `ask`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<Value>,
     },
     Timer {
         step_id: String,
@@ -62,6 +139,9 @@ pub(crate) enum Pending {
         step_id: String,
         node: String,
         child_run_id: String,
+        /// The child answers a tool call (`flow:` tool) rather than a `call` step.
+        #[serde(default)]
+        tool: bool,
     },
     Effect {
         step_id: String,
@@ -101,6 +181,18 @@ pub(crate) enum EffectRequest {
         /// The prompt of this turn, appended to the session with the reply.
         #[serde(default)]
         remember: Option<String>,
+        /// The tools the model may call (`tools:` of the step, as written).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tools: Vec<String>,
+    },
+    /// A call of an MCP tool.
+    Tool {
+        /// `mcp:<server>/<tool>`.
+        tool: String,
+        /// The function name the model called it by.
+        name: String,
+        arguments: Value,
+        call_id: String,
     },
     Http {
         method: String,

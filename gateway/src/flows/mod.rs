@@ -8,6 +8,7 @@
 pub(crate) mod model;
 pub(crate) mod parse;
 pub mod registry;
+pub(crate) mod tools;
 mod yaml;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use serde_json::Value;
 
 pub(crate) use model::*;
 pub(crate) use registry::Registry;
+pub(crate) use tools::{AgentSpec, ToolRef};
 
 /// A compiled flow, pinned by the SHA-256 of its source.
 pub struct Flow {
@@ -28,6 +30,10 @@ pub struct Flow {
     env: minijinja::Environment<'static>,
     /// Runs of this flow need the session's history (the runner loads it only then).
     pub(crate) uses_history: bool,
+    /// The tools its `llm` steps name, with their positions (see `tools::ToolCatalog`).
+    pub(crate) tool_refs: Vec<tools::RefAt>,
+    /// The file it was compiled from (for errors found after compiling).
+    pub(crate) file: String,
     /// Trigger names that start this flow (`triggers:`).
     pub(crate) triggers: Vec<String>,
     pub hash: String,

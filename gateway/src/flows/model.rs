@@ -57,6 +57,8 @@ pub(crate) struct LlmStep {
     pub(crate) model: Option<String>,
     pub(crate) temperature: Option<f64>,
     pub(crate) max_tokens: Option<u32>,
+    /// The tools the model may call (`tools:`), if any.
+    pub(crate) agent: Option<super::AgentSpec>,
 }
 
 #[derive(Debug, Clone)]

@@ -93,6 +93,8 @@ pub(crate) fn compile(file: &str, default_id: &str, src: &str) -> Result<Flow, F
         program: cx.program,
         env: cx.env,
         uses_history: cx.uses_history,
+        tool_refs: cx.tool_refs,
+        file: file.to_owned(),
         triggers,
         hash,
         source: src.to_owned(),
@@ -143,6 +145,8 @@ struct Cx<'f> {
     counter: usize,
     /// A template reads `history`, or an `llm` step sends it.
     uses_history: bool,
+    /// Every tool the flow's `llm` steps name, checked when the flow is loaded.
+    tool_refs: Vec<crate::flows::tools::RefAt>,
 }
 
 impl<'f> Cx<'f> {
@@ -167,6 +171,7 @@ impl<'f> Cx<'f> {
             ids: HashSet::new(),
             counter: 0,
             uses_history: false,
+            tool_refs: Vec::new(),
         }
     }
 
@@ -516,6 +521,8 @@ fn single_expression(s: &str) -> Option<&str> {
 
 #[path = "steps.rs"]
 mod steps;
+#[path = "parse_tools.rs"]
+mod tools;
 
 #[cfg(test)]
 #[path = "parse_tests.rs"]

@@ -16,6 +16,7 @@ pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("ask", include_str!("../../../flows/ask.yaml")),
     ("approval", include_str!("../../../flows/approval.yaml")),
     ("chat", include_str!("../../../flows/chat.yaml")),
+    ("agent", include_str!("../../../flows/agent.yaml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +143,7 @@ mod tests {
         let flows =
             super::load_dir(std::path::Path::new("/nonexistent/switchboard/flows")).unwrap();
         let ids: Vec<_> = flows.iter().map(|f| f.bundle_id.as_str()).collect();
-        assert_eq!(ids, ["echo", "ask", "approval", "chat"]);
+        assert_eq!(ids, ["echo", "ask", "approval", "chat", "agent"]);
     }
 
     #[test]

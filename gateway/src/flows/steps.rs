@@ -160,6 +160,7 @@ impl Cx<'_> {
                 model: None,
                 temperature: None,
                 max_tokens: None,
+                agent: None,
             });
         };
         let o = StepOpts {
@@ -175,6 +176,11 @@ impl Cx<'_> {
                 "model",
                 "temperature",
                 "max_tokens",
+                "tools",
+                "approve",
+                "max_tool_rounds",
+                "approve_timeout",
+                "approve_default",
             ],
         )?;
         let Some(prompt) = o.get("prompt") else {
@@ -204,6 +210,7 @@ impl Cx<'_> {
                 .get("max_tokens")
                 .map(|t| self.int(t, 1, 1_000_000, "max_tokens").map(|v| v as u32))
                 .transpose()?,
+            agent: self.agent(&|k| o.get(k))?,
         })
     }
 

@@ -206,7 +206,7 @@ pub(crate) async fn resume_gateway(
 pub(crate) async fn reload_flows(
     State(app): State<AppState>,
 ) -> Result<Json<BundleVersions>, ApiError> {
-    crate::app::load_flows(&app.store, &app.flows_dir, &app.registry)
+    crate::app::load_flows(&app.store, &app.flows_dir, &app.registry, &app.mcp)
         .await
         .map_err(|e| match e {
             crate::app::LoadError::Flow(f) => ApiError::Flow(f),

@@ -81,6 +81,13 @@ pub(crate) async fn upload(
         .unwrap_or("flow")
         .to_owned();
     let flow = parse::compile(&name, &stem, &src).map_err(ApiError::Flow)?;
+    crate::mcp::list_named(&app.mcp, &flow).await;
+    let catalog = crate::mcp::Catalog {
+        hub: &app.mcp,
+        registry: &app.registry,
+        loading: &[],
+    };
+    flow.check_tools(&catalog).map_err(ApiError::Flow)?;
     let version = app
         .store
         .register_flow(

@@ -29,7 +29,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 #[utoipa::path(get, path = "/api/gateway/discovery/capabilities", tag = "meta", responses((status = 200, body = protocol::Capabilities), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
-pub(crate) async fn capabilities() -> Json<Capabilities> {
+pub(crate) async fn capabilities(State(app): State<AppState>) -> Json<Capabilities> {
     Json(Capabilities {
         contract_version: protocol::CONTRACT_VERSION.into(),
         server: "switchboard".into(),
@@ -59,6 +59,13 @@ pub(crate) async fn capabilities() -> Json<Capabilities> {
             pairing: true,
             scoped_keys: true,
             split_runner: true,
+            tools: protocol::ToolFeatures {
+                kinds: strings(&["mcp", "flow"]),
+                mcp_servers: app.mcp.names(),
+                mcp_transports: strings(&["stdio", "streamable_http"]),
+                approvals: true,
+                mcp_endpoint: "/mcp".into(),
+            },
         },
         channels: strings(&["telegram", "email", "web", "tray"]),
     })

@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) streams: crate::http::sse::StreamCounts,
     /// Largest answer or event payload (`SWITCHBOARD_MAX_PAYLOAD`).
     pub(crate) max_payload: usize,
+    /// The MCP servers flows may name (checked when a flow is uploaded).
+    pub(crate) mcp: crate::mcp::Hub,
 }
 
 impl AppState {

@@ -1,5 +1,5 @@
-//! Performing effects: LLM chat completions (streamed, deltas published on the bus) and
-//! HTTP calls. Results go back to the engine as data; errors become step errors.
+//! Performing effects: LLM chat completions (streamed, deltas published on the bus, tools
+//! offered), MCP tool calls and HTTP calls. Results go back to the engine as data; errors become step errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,15 +25,19 @@ impl Runner {
                 model,
                 temperature,
                 max_tokens,
+                tools,
                 ..
             } => {
                 let bus = self.inner.store.bus().clone();
+                let offered = self.offered(tools).await?;
+                let defs: Vec<Value> = offered.iter().map(|o| o.def.clone()).collect();
                 let request = llm::Request {
                     messages,
                     model: model.as_deref(),
                     temperature: *temperature,
                     max_tokens: *max_tokens,
                     idempotency_key: key,
+                    tools: &defs,
                 };
                 let on_delta = |d: &str| {
                     bus.publish(BusEvent::Delta(Arc::new(protocol::LlmDelta {
@@ -42,14 +46,31 @@ impl Runner {
                         delta: d.to_owned(),
                     })))
                 };
-                let text = self
+                let reply = self
                     .inner
                     .llm
                     .chat(request, on_delta)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(json!({"text": text}))
+                if reply.calls.is_empty() {
+                    return Ok(json!({"text": reply.text}));
+                }
+                let calls: Vec<Value> = reply
+                    .calls
+                    .iter()
+                    .map(|c| {
+                        let tool = offered
+                            .iter()
+                            .find(|o| o.name == c.name)
+                            .map(|o| o.tool.to_string());
+                        json!({"id": c.id, "name": c.name, "tool": tool, "arguments": c.arguments})
+                    })
+                    .collect();
+                Ok(json!({"text": reply.text, "tool_calls": calls}))
             }
+            EffectRequest::Tool {
+                tool, arguments, ..
+            } => self.call_tool(tool, arguments, key).await,
             EffectRequest::Http {
                 method,
                 url,

@@ -10,6 +10,7 @@ mod drive;
 mod effects;
 mod schedules;
 mod timers;
+mod tools;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,8 @@ struct Inner {
     llm: Llm,
     /// `http` steps' client: public addresses only, capped replies (`crate::net`).
     http: crate::net::Outbound,
+    /// The MCP servers `llm` steps call tools on.
+    mcp: crate::mcp::Hub,
     busy: Mutex<HashMap<String, Busy>>,
     timers: Notify,
 }
@@ -46,6 +49,7 @@ impl Runner {
         registry: Registry,
         llm: Llm,
         http: crate::net::Outbound,
+        mcp: crate::mcp::Hub,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -53,6 +57,7 @@ impl Runner {
                 registry,
                 llm,
                 http,
+                mcp,
                 busy: Mutex::new(HashMap::new()),
                 timers: Notify::new(),
             }),

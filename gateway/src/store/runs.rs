@@ -329,7 +329,7 @@ impl Store {
         self.read(move |c| {
             let mut v = c
                 .prepare_cached("SELECT role, content FROM session_messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2")?
-                .query_map(args![key, limit as i64], |r| Ok(ChatMessage { role: r.get(0)?, content: r.get(1)? }))?
+                .query_map(args![key, limit as i64], |r| Ok(ChatMessage::text(&r.get::<String>(0)?, r.get::<String>(1)?)))?
                 .collect::<DbResult<Vec<_>>>()?;
             v.reverse();
             Ok(v)

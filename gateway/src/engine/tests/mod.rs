@@ -179,6 +179,7 @@ fn choices_match_loosely() {
     );
 }
 
+mod agent;
 mod table;
 
 #[test]

@@ -192,10 +192,7 @@ fn parse(body: &Value, headers: &HeaderMap) -> Result<ChatReq, BadParam> {
             )
         })?;
         let role = if role == "developer" { "system" } else { role };
-        turns.push(ChatMessage {
-            role: role.into(),
-            content,
-        });
+        turns.push(ChatMessage::text(role, content));
     }
     let last = turns.pop().filter(|m| m.role == "user").ok_or_else(|| {
         bad_param(
