@@ -83,6 +83,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         streams: http::sse::StreamCounts::new(cfg.security.max_streams),
         max_payload: cfg.security.max_payload,
         mcp: mcp.clone(),
+        public_url: cfg.public_url.clone(),
     });
     tokio::spawn(apply_changes(
         changed,

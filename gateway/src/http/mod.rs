@@ -12,6 +12,7 @@ pub(crate) mod channels;
 mod commands;
 mod error;
 mod hooks;
+mod mcp;
 mod meta;
 mod openai;
 mod runs;
@@ -87,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) max_payload: usize,
     /// The MCP servers flows may name (checked when a flow is uploaded).
     pub(crate) mcp: crate::mcp::Hub,
+    /// `SWITCHBOARD_PUBLIC_URL`, for links to `/app/runs/<id>` (else the request's host).
+    pub(crate) public_url: Option<String>,
 }
 
 impl AppState {
@@ -206,7 +209,16 @@ pub(crate) fn router(state: AppState, web: Option<Router>) -> Router {
             get(move || meta::openapi_json(spec.clone())),
         )
         .route("/docs", get(meta::docs))
-        .merge(openai::routes(&gate));
+        .merge(openai::routes(&gate))
+        .merge(
+            // `/mcp`: any valid token; each tool checks its own scope.
+            Router::new()
+                .nest_service("/mcp", mcp::service(state.clone()))
+                .layer(axum::middleware::from_fn_with_state(
+                    (gate.clone(), None),
+                    auth::require,
+                )),
+        );
     let routes = match web {
         Some(web) => routes.nest_service("/app", web),
         None => routes,
