@@ -12,6 +12,7 @@ pub mod command;
 pub mod integrations;
 pub mod secret_file;
 pub mod sse;
+pub mod tools;
 pub mod types;
 
 pub use client::{Client, ClientError};
@@ -23,4 +24,5 @@ pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
 pub use admin::*;
 pub use integrations::*;
 pub use sse::{SseEvent, StreamItem};
+pub use tools::ToolCall;
 pub use types::*;

@@ -520,3 +520,49 @@ async fn run_input_cannot_thread_a_prompt_into_someone_elses_conversation() {
     assert!(!prompt.contains("payroll-thread@corp.test"), "{prompt}");
     assert!(!header(&prompt, "Subject").contains("Payroll"), "{prompt}");
 }
+
+#[tokio::test]
+async fn a_tool_call_is_denied_by_an_email_reply_and_the_model_hears_it() {
+    let mail = MailServer::start().await;
+    let (llm_url, _llm) = e2e::llm_fake::start().await;
+    let mut env = env(&mail);
+    env.push(("SWITCHBOARD_LLM_BASE_URL", llm_url));
+    let gw = Gateway::start(&env).await;
+    let id = start(
+        &gw,
+        "agent",
+        r#"CALL echo {"text": "rm -rf"}"#,
+        "alice@example.test",
+    )
+    .await;
+    let question = r#"Allow the tool call echo(text: "rm -rf") (flow:echo)?"#;
+    let prompt = prompt_for(&mail, "alice", question).await;
+    let text = body(&prompt);
+    assert!(text.contains("  1. allow\n  2. deny"), "{text}");
+
+    let answer = reply("alice", &prompt, "deny", Client::Gmail, "t1");
+    send(&mail, "alice", &answer).await;
+    gw.wait_on(&id, "next.1").await;
+    let ledger = gw.ledger(&id).await;
+    let approval = ledger
+        .iter()
+        .find(|r| r["step_id"] == "think.1/approve1.1" && r["status"] == "completed")
+        .expect("the approval's answer");
+    assert_eq!(approval["result"]["response"], "deny");
+    assert_eq!(approval["actor"]["channel"], "email");
+    let said: Vec<&str> = ledger
+        .iter()
+        .filter(|r| r["effect"]["type"] == "say")
+        .filter_map(|r| r["effect"]["payload"]["text"].as_str())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "done: error: the call was denied by email:alice@example.test via email; do not call it again"
+        ]
+    );
+    assert!(
+        gw.runs_of("echo").await.is_empty(),
+        "the denied call never ran"
+    );
+}

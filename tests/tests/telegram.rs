@@ -418,3 +418,48 @@ async fn forged_button_data_answers_and_controls_nothing() {
     let done = gw.wait_status(&run, "completed", 20).await;
     assert_eq!(done["output"]["decision"], "approve");
 }
+
+#[tokio::test]
+async fn a_tool_call_is_approved_or_denied_by_button_and_shown_in_one_line() {
+    let (gw, fake, _llm) = setup().await;
+    let prompt = r#"Allow the tool call echo(text: "hi") (flow:echo)?"#;
+    fake.message(ALICE, "Alice", r#"/run agent CALL echo {"text": "hi"}"#);
+    fake.wait_until(20, "the approval prompt", |f| {
+        f.find(CHAT, prompt).is_some()
+    })
+    .await;
+    let (msg, _, kb) = fake.find(CHAT, prompt).unwrap_or_default();
+    fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "allow"));
+    let line = r#"🔧 echo("hi") → {"text":"hi"}"#;
+    fake.wait_until(20, "the call's line", |f| has_text(f, line))
+        .await;
+    fake.wait_until(20, "the model's answer", |f| {
+        has_text(f, r#"done: {"text":"hi"}"#)
+    })
+    .await;
+    let runs = gw.runs_of("agent").await;
+    let run = runs[0]["run_id"].as_str().unwrap_or_default().to_owned();
+    let a = gw.answers(&run).await;
+    assert_eq!(a[0]["result"]["response"], "allow");
+    assert_eq!(a[0]["actor"]["channel"], "telegram");
+
+    // The next call of the conversation is denied: the model hears who denied it.
+    fake.message(ALICE, "Alice", r#"CALL echo {"text": "no"}"#);
+    let prompt = r#"Allow the tool call echo(text: "no") (flow:echo)?"#;
+    fake.wait_until(20, "the second prompt", |f| f.find(CHAT, prompt).is_some())
+        .await;
+    let (msg, _, kb) = fake.find(CHAT, prompt).unwrap_or_default();
+    fake.tap(ALICE, "Alice", CHAT, msg, &button(&kb, "deny"));
+    let denied = format!(
+        "done: error: the call was denied by telegram:{ALICE} via telegram; do not call it again"
+    );
+    fake.wait_until(20, "the model hearing of the denial", |f| {
+        has_text(f, &denied)
+    })
+    .await;
+    assert_eq!(
+        gw.runs_of("echo").await.len(),
+        1,
+        "the denied call never ran"
+    );
+}

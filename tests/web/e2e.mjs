@@ -156,6 +156,44 @@ await step('start-a-flow-from-its-form', async () => {
   await page.getByRole('button', { name: 'reject' }).waitFor();
 });
 
+await step('approve-a-tool-call-in-the-chat-view', async () => {
+  const id = await startRun('agent', 'CALL echo {"text": "from the phone"}');
+  await page.goto(`${URL_}/app/runs/${id}/chat`);
+  await mark();
+  await page.locator('#chat .bubble.user', { hasText: 'CALL echo' }).waitFor();
+  await page.locator('#composer .question', { hasText: 'Allow the tool call echo(text: "from the phone") (flow:echo)?' }).waitFor();
+  await page.locator('#composer').getByRole('button', { name: 'allow' }).click();
+  const tool = page.locator('#chat .bubble.tool', { hasText: '🔧 echo("from the phone") → {"text":"from the phone"}' });
+  await tool.waitFor();
+  await page.locator('#chat .bubble.bot', { hasText: 'done: {"text":"from the phone"}' }).waitFor();
+  await until('the agent to ask for the next message', async () => {
+    const run = await runOf(id);
+    return run.status === 'waiting' && run.waiting.wait_key === 'next.1';
+  });
+  await page.locator('#composer input[name=response_text]').waitFor();
+  await page.locator('#chat .bubble.tool summary').first().click();
+  await page.locator('#chat .bubble.tool pre', { hasText: '"arguments"' }).first().waitFor({ state: 'visible' });
+  await stayed();
+});
+
+await step('deny-a-tool-call-typed-in-the-chat-view', async () => {
+  const [, runs] = await api('GET', '/api/gateway/runs?status=waiting&limit=200');
+  const run = runs.items.find((r) => r.bundle_id === 'agent' && r.waiting.wait_key === 'next.1');
+  await page.goto(`${URL_}/app/runs/${run.run_id}/chat`);
+  await mark();
+  await page.locator('#composer input[name=response_text]').fill('CALL echo {"text": "no"}');
+  await page.locator('#composer').getByRole('button', { name: 'Send' }).click();
+  await page.locator('#chat .bubble.user', { hasText: 'CALL echo {"text": "no"}' }).waitFor();
+  await page.locator('#composer').getByRole('button', { name: 'deny' }).click();
+  await page.locator('#chat .bubble.note', { hasText: 'deny: flow:echo' }).waitFor();
+  await page.locator('#chat .bubble.bot', { hasText: 'done: error: the call was denied by' }).waitFor();
+  await stayed();
+  await page.goto(`${URL_}/app/runs/${run.run_id}`);
+  const entry = page.locator('.timeline .entry.tool').first();
+  await entry.locator('summary', { hasText: '🔧 echo' }).click();
+  await entry.locator('pre', { hasText: '"output"' }).waitFor({ state: 'visible' });
+});
+
 await step('reload-offline-and-see-the-cached-shell', async () => {
   await page.goto(`${URL_}/app/inbox`);
   await page.evaluate(() => navigator.serviceWorker.ready);

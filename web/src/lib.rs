@@ -13,6 +13,7 @@
 
 pub mod actions;
 pub mod assets;
+pub mod chat;
 pub mod pages;
 pub mod session;
 pub mod start;
@@ -119,6 +120,7 @@ pub fn router(cfg: WebConfig) -> Router {
         .route("/inbox", get(pages::inbox))
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(pages::run))
+        .route("/runs/{id}/chat", get(pages::chat))
         .route("/runs/{id}/answer", post(actions::answer))
         .route("/runs/{id}/{action}", post(actions::control))
         .route("/runs/{id}/events", get(streams::run_events))

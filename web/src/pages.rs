@@ -464,6 +464,44 @@ pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery
     .into_response())
 }
 
+#[derive(Template, WebTemplate)]
+#[template(path = "chat.html")]
+struct ChatPage {
+    layout: Layout,
+    run: RunSummary,
+    prompt: Option<Waiting>,
+    bubbles: Vec<crate::chat::Bubble>,
+    nonce: String,
+    back: String,
+}
+
+/// A run as a conversation (`chat::bubbles`), answered from the box at the bottom.
+pub async fn chat(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
+    check_run_id(&id)?;
+    let run = match s.client.run(&id).await {
+        Err(e) if e.status() == Some(404) => {
+            return Err(PageError::NotFound(format!("no run {id}")));
+        }
+        other => other?,
+    };
+    let from = run.ledger_len.saturating_sub(TIMELINE_MAX);
+    let page = s.client.ledger(&id, from, TIMELINE_MAX as u32).await?;
+    let input = s.client.input_data(&id).await?.input_data;
+    let mut layout = Layout::new(&run.bundle_id, "chat", Some(&s), q.notice);
+    layout.stream = format!("/app/runs/{id}/events");
+    layout.after = page.next_after;
+    layout.run = id.clone();
+    Ok(ChatPage {
+        layout,
+        prompt: waiting_on_person(&run),
+        bubbles: crate::chat::bubbles(&input, &page.items),
+        run,
+        nonce: nonce(),
+        back: format!("/app/runs/{id}/chat"),
+    }
+    .into_response())
+}
+
 /// A schedule as listed.
 pub struct ScheduleRow {
     pub run_id: String,

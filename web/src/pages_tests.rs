@@ -91,6 +91,7 @@ fn a_free_text_question_has_a_labelled_box() {
             text: "Hi".into(),
             who: None,
             at: "10:00:00".into(),
+            detail: None,
         }],
         controls: vec!["pause", "cancel"],
         nonce: "n".into(),

@@ -9,13 +9,15 @@ use serde_json::{Map, Value};
 /// One line of a run's timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// `say`, `ask`, `answer`, `llm`, `timer`, `error`, `status`.
+    /// `say`, `ask`, `answer`, `llm`, `tool`, `timer`, `error`, `status`.
     pub kind: &'static str,
     pub text: String,
     /// Who caused it ("alice via telegram"), for answers and commands.
     pub who: Option<String>,
     /// `HH:MM:SS` (UTC).
     pub at: String,
+    /// What a `tool` entry opens on: the call's arguments and result, as JSON.
+    pub detail: Option<String>,
 }
 
 fn time_of(ts: &str) -> String {
@@ -46,6 +48,19 @@ pub fn who(r: &LedgerRecord) -> Option<String> {
 
 /// The timeline entry of a record, if it shows anything.
 pub fn entry(r: &LedgerRecord) -> Option<Entry> {
+    if let Some(call) = protocol::ToolCall::of(r) {
+        let detail = serde_json::json!({
+            "tool": call.tool, "arguments": call.arguments,
+            "output": call.output, "error": call.error,
+        });
+        return Some(Entry {
+            kind: "tool",
+            text: call.line(),
+            who: None,
+            at: time_of(r.ended_at.as_deref().unwrap_or(&r.started_at)),
+            detail: Some(serde_json::to_string_pretty(&detail).unwrap_or_default()),
+        });
+    }
     let p = r.effect_payload();
     let (kind, text) = match (r.status, r.effect_kind(), r.run_end()) {
         (_, "run_started", _) => ("status", "Started".to_owned()),
@@ -71,7 +86,7 @@ pub fn entry(r: &LedgerRecord) -> Option<Entry> {
         (RecordStatus::Completed, "resume", _) => ("status", "Resumed".to_owned()),
         (RecordStatus::Completed, "", _) => match r.result.as_ref() {
             Some(v) if v.get("response").is_some() => ("answer", text_of(&v["response"])),
-            Some(v) if r.idempotency_key.is_some() && v.get("text").is_some() => {
+            Some(v) if r.idempotency_key.is_some() && !text_of(&v["text"]).is_empty() => {
                 ("llm", text_of(&v["text"]))
             }
             _ => return None,
@@ -87,6 +102,7 @@ pub fn entry(r: &LedgerRecord) -> Option<Entry> {
         text,
         who: who(r),
         at: time_of(r.ended_at.as_deref().unwrap_or(&r.started_at)),
+        detail: None,
     })
 }
 

@@ -39,7 +39,8 @@ fn a_ledger_reads_as_a_timeline() {
             kind: "say",
             text: "Hello".into(),
             who: None,
-            at: "10:11:12".into()
+            at: "10:11:12".into(),
+            detail: None,
         })
     );
     let ask = entry(&record(

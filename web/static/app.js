@@ -32,7 +32,14 @@
   }
 
   // Parts of each page that are replaced by their current version when something happens.
-  const parts = { inbox: ['#inbox'], runs: ['#runs'], run: ['#run-head', '#actions', '#timeline'] }[page] || [];
+  const parts = {
+    inbox: ['#inbox'], runs: ['#runs'], run: ['#run-head', '#actions', '#timeline'],
+    chat: ['#run-head', '#chat', '#composer'],
+  }[page] || [];
+  const onRunPage = page === 'run' || page === 'chat';
+  // The chat view keeps its newest message in sight.
+  const toEnd = () => { if (page === 'chat') window.scrollTo(0, document.body.scrollHeight); };
+  toEnd();
   let pending = null;
   const refresh = () => {
     clearTimeout(pending);
@@ -49,6 +56,7 @@
           if (fresh && old && !typing) old.replaceWith(fresh);
         }
         bindForms();
+        toEnd();
       } catch (e) {
         showOffline(!navigator.onLine);
       }
@@ -87,7 +95,7 @@
         const status = watched.get(rec.run_id);
         if (status) status.textContent = said;
       }
-      if (page === 'run') {
+      if (onRunPage) {
         if (rec.run_id !== body.dataset.run) return;
         const live = document.getElementById('live');
         if (live && rec.status === 'completed' && rec.idempotency_key) { live.hidden = true; live.textContent = ''; }
@@ -97,13 +105,14 @@
       }
     });
     es.addEventListener('llm.delta', (ev) => {
-      if (page !== 'run') return;
+      if (!onRunPage) return;
       let d;
       try { d = JSON.parse(ev.data); } catch (e) { return; }
       const live = document.getElementById('live');
       if (d.run_id !== body.dataset.run || !live) return;
       live.hidden = false;
       live.textContent += d.delta;
+      toEnd();
     });
     es.addEventListener('done', () => es.close());
     // Catch up with anything that happened between rendering and connecting.

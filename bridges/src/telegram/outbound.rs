@@ -115,10 +115,17 @@ impl Follower {
                 self.say(r, chats, text).await
             }
             (RecordStatus::Completed, "") if r.idempotency_key.is_some() => {
+                // A turn that only called tools has no text to show.
                 match r.result.as_ref().and_then(|v| v["text"].as_str()) {
-                    Some(text) => self.llm_reply(r, chats, text).await,
-                    None => Ok(Vec::new()),
+                    Some(text) if !text.is_empty() => self.llm_reply(r, chats, text).await,
+                    _ => Ok(Vec::new()),
                 }
+            }
+            (RecordStatus::Completed, "") if protocol::ToolCall::of(r).is_some() => {
+                let line = protocol::ToolCall::of(r)
+                    .map(|c| c.line())
+                    .unwrap_or_default();
+                self.tool_line(r, chats, &line).await
             }
             (RecordStatus::Waiting, "ask") => self.ask(r, chats).await,
             (RecordStatus::Completed, "") => self.answered(r).await,
@@ -153,6 +160,24 @@ impl Follower {
         }
         for c in chats {
             self.send(c.chat_id, text, None).await?;
+            changes.push(Change::Shown {
+                run_id: r.run_id.clone(),
+                chat_id: c.chat_id,
+            });
+        }
+        Ok(changes)
+    }
+
+    /// A tool call and its result, as one line (`🔧 add(2, 3) → 5`).
+    async fn tool_line(
+        &mut self,
+        r: &LedgerRecord,
+        chats: &[ChatRun],
+        line: &str,
+    ) -> Result<Vec<Change>, BridgeError> {
+        let mut changes = Vec::new();
+        for c in chats {
+            self.send(c.chat_id, line, None).await?;
             changes.push(Change::Shown {
                 run_id: r.run_id.clone(),
                 chat_id: c.chat_id,

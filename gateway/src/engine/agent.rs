@@ -404,9 +404,10 @@ fn show_args(args: &Value) -> String {
     }
 }
 
-/// Who answered, for the model and the ledger: the principal (and channel) of the actor.
+/// Who answered, for the model: the person (a channel's user id, else the credential)
+/// and the channel.
 fn who(a: &Actor) -> String {
-    match (&a.principal, &a.channel) {
+    match (a.client_id.as_ref().or(a.principal.as_ref()), &a.channel) {
         _ if a.kind == "runner" => "the approval's timeout".into(),
         (Some(p), Some(c)) => format!("{p} via {c}"),
         (Some(p), None) => p.clone(),
