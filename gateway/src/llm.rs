@@ -139,7 +139,6 @@ impl Llm {
             let msg = v
                 .pointer("/choices/0/message")
                 .ok_or_else(|| LlmError::Format("no choices[0].message".into()))?;
-            let text = msg["content"].as_str().unwrap_or_default();
             let mut calls = Calls::default();
             for (i, c) in msg["tool_calls"]
                 .as_array()
@@ -149,11 +148,16 @@ impl Llm {
             {
                 calls.add(i, c)?;
             }
-            if text.is_empty() && calls.0.is_empty() {
-                return Err(LlmError::Format(
-                    "choices[0].message has neither content nor tool_calls".into(),
-                ));
-            }
+            // `content` may be null beside tool calls; an empty string is an empty answer.
+            let text = match msg["content"].as_str() {
+                Some(t) => t,
+                None if !calls.0.is_empty() => "",
+                None => {
+                    return Err(LlmError::Format(
+                        "choices[0].message has neither content nor tool_calls".into(),
+                    ));
+                }
+            };
             if !text.is_empty() {
                 on_delta(text);
             }

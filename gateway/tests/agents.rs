@@ -131,6 +131,35 @@ async fn a_denied_call_is_not_run_and_the_model_hears_who_denied_it() {
 }
 
 #[tokio::test]
+async fn abstractgateway_style_approvals_and_a_flow_tools_input_schema() {
+    let (app, _fake) = agent_app().await;
+    let run = app
+        .start_run("agent", json!({"text": r#"CALL echo {"text": "yes"}"#}))
+        .await;
+    app.wait_on(&run, "think.1/approve1.1").await;
+    let (st, b) = app
+        .answer("ag1", &run, "think.1/approve1.1", json!({"approved": true}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    app.wait_on(&run, "next.1").await;
+    assert_eq!(last_said(&app, &run).await, r#"done: {"text":"yes"}"#);
+
+    // A flow called as a tool checks its input against its schema; the model reads why not.
+    let flow = "steps:\n  - id: think\n    llm:\n      prompt: \"{{ input.text }}\"\n      tools: [\"flow:typed\"]\n  - output: \"{{ steps.think.text }}\"\n";
+    let (st, b) = app.upload("typer.yaml", flow).await;
+    assert_eq!(st, 200, "{b}");
+    let run = app
+        .start_run("typer", json!({"text": r#"CALL typed {"n": "many"}"#}))
+        .await;
+    let done = app.wait_for_status(&run, "completed").await;
+    let out = done["output"].as_str().unwrap();
+    assert!(
+        out.starts_with("done: error: ") && out.contains("input_data/n"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn a_tool_the_model_invents_gets_an_error_result_and_rounds_are_bounded() {
     let (app, _fake) = agent_app().await;
     let flow = "steps:\n  - id: think\n    llm:\n      prompt: \"{{ input.text }}\"\n      tools: [\"flow:echo\"]\n      max_tool_rounds: 1\n  - output: \"{{ steps.think.text }}\"\n";

@@ -71,6 +71,65 @@ async fn an_mcp_client_lists_flows_calls_one_and_answers_a_waiting_run() {
     }
 }
 
+/// One MCP request (JSON-RPC over streamable HTTP, stateless) with the admin token.
+async fn rpc(app: &e2e::app::TestApp, method: &str, params: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(app.url("/mcp"))
+        .bearer_auth(e2e::app::TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_mcp_client_cannot_approve_a_models_tool_call() {
+    let (llm, _fake) = e2e::llm_fake::start().await;
+    let app = e2e::app::spawn_with(e2e::app::Opts {
+        llm_url: Some(llm),
+        ..Default::default()
+    })
+    .await;
+    let run = app
+        .start_run(
+            "agent",
+            json!({"text": r#"CALL echo {"text": "rm -rf /"}"#}),
+        )
+        .await;
+    app.wait_on(&run, "think.1/approve1.1").await;
+    let listed = rpc(
+        &app,
+        "tools/call",
+        json!({"name": "list_waiting", "arguments": {}}),
+    )
+    .await;
+    let waiting = listed["result"]["structuredContent"]["waiting"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        waiting.iter().all(|w| w["run_id"] != run.as_str()),
+        "{listed}"
+    );
+    let args = json!({"run_id": run, "response": "allow"});
+    let answered = rpc(
+        &app,
+        "tools/call",
+        json!({"name": "answer", "arguments": args}),
+    )
+    .await;
+    assert_eq!(answered["result"]["isError"], true, "{answered}");
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("a person answers it"), "{text}");
+    let r = app.run(&run).await;
+    assert_eq!(r["waiting"]["wait_key"], "think.1/approve1.1");
+    assert_eq!(r["waiting"]["approval"], true);
+    assert!(app.runs_of("echo").await.is_empty());
+}
+
 #[tokio::test]
 async fn a_read_only_token_sees_no_tools_and_cannot_start_a_flow() {
     let app = spawn_app().await;

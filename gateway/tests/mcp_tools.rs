@@ -64,7 +64,7 @@ async fn stdio_servers_of_both_sdk_lines_answer_tool_calls() {
         let keys = mcp::counted(&s.dir.path().join(format!("count{line}")));
         assert_eq!(
             keys,
-            [format!("{run}:think.1/tool1.1:1")],
+            [format!("{run}:think.1/tool1.1")],
             "the key travels in _meta"
         );
         let ledger = s.app.ledger(&run).await;
@@ -75,6 +75,12 @@ async fn stdio_servers_of_both_sdk_lines_answer_tool_calls() {
         assert_eq!(result["result"]["output"], "5");
         assert_eq!(result["result"]["tool"], format!("mcp:calc{line}/add"));
     }
+    let (_, caps) = s.app.get("/api/gateway/discovery/capabilities").await;
+    let tools = &caps["features"]["tools"];
+    assert_eq!(tools["mcp_servers"], json!(["calc1", "calc2"]));
+    assert_eq!(tools["kinds"], json!(["mcp", "flow"]));
+    assert_eq!(tools["approvals"], true);
+    assert_eq!(tools["mcp_endpoint"], "/mcp");
     // The model was offered every tool of the server, described by the server.
     let first = &s.fake.requests()[0];
     let tools = first["tools"].as_array().unwrap();
@@ -111,7 +117,7 @@ async fn streamable_http_servers_of_both_sdk_lines_answer_tool_calls() {
         let done = s.app.wait_status(&run, "completed", 60).await;
         assert_eq!(done["output"], "done: 42", "mcp {line}.x over HTTP");
         let keys = mcp::counted(&dir.path().join(format!("count{line}")));
-        assert_eq!(keys, [format!("{run}:think.1/tool1.1:1")]);
+        assert_eq!(keys, [format!("{run}:think.1/tool1.1")]);
     }
 }
 

@@ -117,6 +117,10 @@ pub struct Waiting {
     pub event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_run_id: Option<String>,
+    /// The wait is a person's approval of a model's tool call (`allow`/`deny`). MCP clients
+    /// cannot answer these: the model must not approve its own calls.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
 }
 
 impl Waiting {

@@ -39,6 +39,7 @@ fn waiting(free: bool) -> Waiting {
         until: None,
         event: None,
         child_run_id: None,
+        approval: false,
     }
 }
 

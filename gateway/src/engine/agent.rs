@@ -128,6 +128,19 @@ impl Machine<'_> {
                 }
             };
             if spec.approve.needs(&tool) && !a.approved {
+                if show_args(&args).chars().count() > MAX_SHOWN_ARGS {
+                    let why = format!(
+                        "the arguments are too long to be shown to the person who approves the call (at most {MAX_SHOWN_ARGS} characters); call it with shorter arguments"
+                    );
+                    self.call_record(
+                        &call_sid,
+                        &a.node,
+                        &call,
+                        &Value::Null,
+                        CallOutcome::Error(why),
+                    );
+                    continue;
+                }
                 self.ask_approval(&a, n, &call, &tool, &args, &spec);
                 return false;
             }
@@ -163,13 +176,13 @@ impl Machine<'_> {
                     bundle_id: bundle,
                     input: args,
                 });
-                self.state.pending = Some(Pending::Child {
+                // Waiting on the child (reason `subworkflow`), as a `call` step does.
+                self.block(Pending::Child {
                     step_id: call_sid,
                     node: a.node.clone(),
                     child_run_id: child,
                     tool: true,
                 });
-                self.t.status = Some(RunStatus::Running);
             }
             mcp => {
                 let request = EffectRequest::Tool {
@@ -325,7 +338,19 @@ impl Machine<'_> {
             remember: None,
             tools: spec.tools.iter().map(ToString::to_string).collect(),
         };
+        let total = messages_len(&request);
         self.start_effect(step_id, &node, 1, retries, request);
+        // The turn's record holds what this round added (the calls and their results), not
+        // the whole conversation again: the ledger grows with the conversation, not its
+        // square.
+        let added = 1 + self.state.agent.as_ref().map_or(0, |a| a.calls.len());
+        if let Some(effect) = self.t.records.last_mut().and_then(|r| r.effect.as_mut())
+            && let Some(Value::Array(msgs)) = effect.payload.get_mut("messages")
+        {
+            let keep = msgs.len().saturating_sub(added);
+            msgs.drain(..keep);
+            effect.payload["messages_total"] = json!(total);
+        }
     }
 
     /// The model answered without calls: the step's result is that answer.
@@ -363,6 +388,13 @@ impl Machine<'_> {
     }
 }
 
+fn messages_len(r: &EffectRequest) -> usize {
+    match r {
+        EffectRequest::Llm { messages, .. } => messages.len(),
+        _ => 0,
+    }
+}
+
 /// The ledger payload of a call: what ran, with which arguments.
 fn call_payload(call: &ToolCall, tool: &str, args: &Value) -> Value {
     json!({"call_id": call.id, "name": call.name, "tool": tool, "arguments": args})
@@ -387,20 +419,19 @@ pub(super) fn parse_arguments(raw: &str) -> Result<Value, String> {
     }
 }
 
-/// Arguments as a person reads them in a prompt: `a: 2, b: 3`, shortened past 300 chars.
+/// Longest arguments (as shown) a call that needs approval may have: a person approves
+/// exactly what runs, so they are shown whole, never cut.
+const MAX_SHOWN_ARGS: usize = 2_000;
+
+/// Arguments as a person reads them in a prompt: `a: 2, b: 3`.
 fn show_args(args: &Value) -> String {
-    let s = match args {
+    match args {
         Value::Object(m) => m
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect::<Vec<_>>()
             .join(", "),
         other => other.to_string(),
-    };
-    if s.chars().count() > 300 {
-        format!("{}…", s.chars().take(300).collect::<String>())
-    } else {
-        s
     }
 }
 

@@ -439,7 +439,12 @@ impl Machine<'_> {
         retries: u32,
         request: EffectRequest,
     ) {
-        let key = format!("{}:{step_id}:{attempt}", self.ctx.run_id);
+        // A tool call keeps one key across attempts: a call retried after a timeout may
+        // have run already, and the server can tell it is the same call.
+        let key = match &request {
+            EffectRequest::Tool { .. } => format!("{}:{step_id}", self.ctx.run_id),
+            _ => format!("{}:{step_id}:{attempt}", self.ctx.run_id),
+        };
         let (kind, payload) = match &request {
             EffectRequest::Llm {
                 messages,

@@ -28,6 +28,7 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
         until: None,
         event: None,
         child_run_id: None,
+        approval: false,
     };
     let (kind, payload) = match p {
         Pending::Ask {
@@ -43,6 +44,7 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
             w.choices = choices.clone();
             w.allow_free_text = *allow_free_text;
             w.until = deadline.map(super::ts);
+            w.approval = tool.is_some();
             let mut payload = json!({"wait_key": w.wait_key, "prompt": prompt, "choices": choices,
                 "allow_free_text": allow_free_text, "timeout_at": w.until});
             if let Some(tool) = tool {

@@ -132,6 +132,10 @@ async fn check_choice(
         .waiting
         .filter(|w| w.wait_key == wait_key && w.is_for_a_person())
     {
+        // AbstractGateway's tool approvals answer `{"approved": true|false}`.
+        if w.approval && response.get("approved").is_some_and(Value::is_boolean) {
+            return Ok(());
+        }
         crate::engine::match_choice(response, &w.choices, w.allow_free_text).map_err(|e| {
             ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}"))
         })?;

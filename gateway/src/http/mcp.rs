@@ -4,9 +4,11 @@
 //! its input schema the flow's `input_schema`. Calling one starts a run (the `run` scope)
 //! and answers when the run completes, fails, or waits for a person (then with the run id,
 //! the prompt and a link to answer it). `list_waiting` and `answer` (the `command` scope)
-//! let an MCP client see and answer what runs ask. Requests pass the same gates as the
-//! API (bearer token, rate limit, origin); this module reads the caller from the request
-//! and never trusts anything an MCP message says about who sends it.
+//! let an MCP client see and answer what runs ask, except approvals of tool calls: a model
+//! must not approve its own calls, so those are left to people on a channel. Requests pass
+//! the same gates as the API (bearer token, rate limit, origin); this module reads the
+//! caller from the request and never trusts anything an MCP message says about who sends
+//! it, and it shows or answers only runs whose session the caller may reach.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::auth::reach;
 use crate::auth::{Principal, Scope};
 use crate::bus::BusEvent;
 
@@ -126,7 +129,7 @@ impl ServerHandler for Tools {
                 tools.push(Tool::new(f.bundle_id.clone(), about, object(&schema)));
             }
         }
-        if who.allows(Scope::Command) {
+        if who.allows(Scope::Command) && who.allows(Scope::Read) {
             tools.push(Tool::new(
                 LIST_WAITING,
                 "Lists the runs waiting for a person's answer, with their prompts and choices.",
@@ -153,9 +156,11 @@ impl ServerHandler for Tools {
         let (who, host) = caller(&cx)?;
         let args = Value::Object(request.arguments.unwrap_or_default());
         let result = match request.name.as_ref() {
-            LIST_WAITING if who.allows(Scope::Command) => self.list_waiting(&host).await,
-            ANSWER if who.allows(Scope::Command) => self.answer(&who, &args).await,
-            LIST_WAITING | ANSWER => refused("this token lacks the `command` scope"),
+            LIST_WAITING | ANSWER if !(who.allows(Scope::Command) && who.allows(Scope::Read)) => {
+                refused("this token lacks the `read` and `command` scopes")
+            }
+            LIST_WAITING => self.list_waiting(&who, &host).await,
+            ANSWER => self.answer(&who, &args).await,
             _ if !who.allows(Scope::Run) => refused("this token lacks the `run` scope"),
             flow => self.run_flow(&who, &host, flow, args).await,
         };
@@ -200,8 +205,11 @@ impl Tools {
                 Ok(s) => s,
                 Err(e) => return refused(public_message(e.into())),
             };
-            if s.status.is_terminal() || s.status == RunStatus::Waiting {
+            if s.status.is_terminal() {
                 return self.outcome(host, &s);
+            }
+            if let Some(asking) = self.asking(&s).await {
+                return self.outcome(host, &asking);
             }
             let next = async {
                 loop {
@@ -226,6 +234,25 @@ impl Tools {
             }
             let _ = tokio::time::timeout(wait, next).await;
         }
+    }
+
+    /// The run (`s`, or a child it waits on, to a depth of 8) that waits for a person.
+    async fn asking(&self, s: &RunSummary) -> Option<RunSummary> {
+        let mut cur = s.clone();
+        for _ in 0..8 {
+            let w = cur
+                .waiting
+                .as_ref()
+                .filter(|_| cur.status == RunStatus::Waiting)?;
+            match (w.reason, w.child_run_id.clone()) {
+                (WaitReason::User, _) => return Some(cur),
+                (WaitReason::Subworkflow, Some(child)) => {
+                    cur = self.app.store.run(&child).await.ok()?
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     fn outcome(&self, host: &str, s: &RunSummary) -> CallToolResult {
@@ -284,7 +311,7 @@ impl Tools {
         }
     }
 
-    async fn list_waiting(&self, host: &str) -> CallToolResult {
+    async fn list_waiting(&self, who: &Principal, host: &str) -> CallToolResult {
         let (runs, _) = match self
             .app
             .store
@@ -300,7 +327,12 @@ impl Tools {
                 let w = s
                     .waiting
                     .as_ref()
-                    .filter(|w| w.reason == WaitReason::User)?;
+                    .filter(|w| w.reason == WaitReason::User && !w.approval)?;
+                if let Some(session) = &s.session_id
+                    && reach::check_session(who, session).is_err()
+                {
+                    return None;
+                }
                 Some(json!({
                     "run_id": s.run_id, "bundle_id": s.bundle_id, "wait_key": w.wait_key,
                     "prompt": w.prompt, "choices": w.choices, "allow_free_text": w.allow_free_text,
@@ -325,16 +357,26 @@ impl Tools {
         if args.get("response").is_none_or(Value::is_null) {
             return refused("`response` is required");
         }
-        let wait_key = match args["wait_key"].as_str() {
-            Some(k) => k.to_owned(),
-            None => match self.app.store.run(run_id).await {
-                Ok(s) => match s.waiting {
-                    Some(w) if s.status == RunStatus::Waiting => w.wait_key,
-                    _ => return refused(format!("run {run_id} is not waiting for an answer")),
-                },
-                Err(e) => return refused(public_message(e.into())),
-            },
+        let run = match self.app.store.run(run_id).await {
+            Ok(s) => s,
+            Err(e) => return refused(public_message(e.into())),
         };
+        if let Some(session) = &run.session_id
+            && let Err(e) = reach::check_session(who, session)
+        {
+            return refused(public_message(e.into()));
+        }
+        let Some(w) = run.waiting.filter(|_| run.status == RunStatus::Waiting) else {
+            return refused(format!("run {run_id} is not waiting for an answer"));
+        };
+        if w.approval {
+            return refused(
+                "this wait approves a model's tool call: a person answers it on a channel (the web app, Telegram, email, the tray), not an MCP client",
+            );
+        }
+        // The wait the caller saw, or the current one: a run that moved on since refuses
+        // an answer meant for an earlier wait.
+        let wait_key = args["wait_key"].as_str().map_or(w.wait_key, str::to_owned);
         let req = CommandRequest {
             command_id: format!("mcp:{}", uuid::Uuid::new_v4()),
             run_id: run_id.to_owned(),

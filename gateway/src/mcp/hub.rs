@@ -193,7 +193,17 @@ impl Server {
     async fn peer(self: &Arc<Self>) -> Result<Peer<RoleClient>, McpError> {
         if !self.supervised.swap(true, Ordering::SeqCst) {
             self.state.send_replace(State::Starting);
-            tokio::spawn(supervise(self.clone()));
+            let me = self.clone();
+            tokio::spawn(async move {
+                // A supervisor that panicked (a bug) must not leave the server "starting"
+                // forever: the next use starts a new one.
+                if let Err(e) = tokio::spawn(supervise(me.clone())).await {
+                    tracing::error!(server = %me.name, error = %e, "MCP supervisor stopped");
+                    me.state
+                        .send_replace(State::Failed("its supervisor stopped".into()));
+                    me.supervised.store(false, Ordering::SeqCst);
+                }
+            });
         }
         let mut rx = self.state.subscribe();
         let wait = async {

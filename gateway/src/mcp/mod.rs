@@ -31,8 +31,10 @@ pub(crate) struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Transport {
-    /// A child process speaking MCP on stdin/stdout. It gets only `PATH`, `HOME`, `LANG`
-    /// and `TMPDIR` of the gateway's environment, plus `env`.
+    /// A child process speaking MCP on stdin/stdout. It gets only `PATH`, `HOME`, `LANG`,
+    /// `LC_ALL` and `TMPDIR` of the gateway's environment, plus `env` (no token or key the
+    /// gateway holds in its environment). It runs as the gateway's user: run servers you
+    /// trust, or under a user of their own (`command = ["sudo", "-u", "mcp", ...]`).
     Stdio {
         command: Vec<String>,
         env: Vec<(String, String)>,

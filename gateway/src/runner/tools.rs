@@ -95,11 +95,45 @@ impl Runner {
             _ => Map::new(),
         };
         match self.inner.mcp.call(&server, &name, args, key).await {
-            Ok(Outcome::Output(v)) => Ok(json!({"output": v})),
-            Ok(Outcome::ToolError(e)) => Ok(json!({"error": e})),
+            Ok(Outcome::Output(v)) => Ok(json!({"output": capped(v)})),
+            Ok(Outcome::ToolError(e)) => Ok(json!({"error": cut(&e)})),
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Most bytes of a tool's result kept (in the ledger, the run's state and the next turns):
+/// a tool that returns a whole web page must not grow every later record with it.
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// `v` as it is when small; else its text cut at [`MAX_OUTPUT`] with a note of the size.
+fn capped(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(cut(&s)),
+        other => {
+            let text = other.to_string();
+            if text.len() <= MAX_OUTPUT {
+                other
+            } else {
+                Value::String(cut(&text))
+            }
+        }
+    }
+}
+
+fn cut(s: &str) -> String {
+    if s.len() <= MAX_OUTPUT {
+        return s.to_owned();
+    }
+    let mut end = MAX_OUTPUT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [cut: the tool returned {} bytes; {MAX_OUTPUT} kept]",
+        &s[..end],
+        s.len()
+    )
 }
 
 /// `base`, or `base_2`, `base_3`… if an earlier tool took it; only the characters OpenAI

@@ -305,3 +305,84 @@ fn tool_options_are_checked_where_they_are_written() {
         );
     }
 }
+
+#[test]
+fn an_unanswered_approval_takes_its_default_at_the_timeout() {
+    let src = AGENT.replace(
+        "      max_tool_rounds: 2\n",
+        "      max_tool_rounds: 2\n      approve_timeout: 10m\n      approve_default: deny\n",
+    );
+    let f = flow(&src);
+    let input = json!({"text": "add"});
+    let mut st = RunState::default();
+    step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
+    let add = ("c1", "calc_add", Some("mcp:calc/add"), "{}");
+    let t = step(&f, &mut st, &ctx(&input, 1), turn("", &[add])).unwrap();
+    assert!(t.wake_at.is_some(), "the timeout is armed");
+    let early = step(&f, &mut st, &ctx(&input, 60), Input::TimerDue).unwrap();
+    assert!(early.records.is_empty(), "not yet");
+    let t = step(&f, &mut st, &ctx(&input, 601), Input::TimerDue).unwrap();
+    let answer = t
+        .records
+        .iter()
+        .find(|r| r.step_id == "think.1/approve1.1")
+        .unwrap();
+    assert_eq!(answer.result.as_ref().unwrap()["timed_out"], true);
+    let EffectRequest::Llm { messages, .. } = pending_request(&st) else {
+        panic!("the model hears of the denial");
+    };
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .content
+            .contains("denied by the approval's timeout")
+    );
+}
+
+#[test]
+fn arguments_too_long_to_show_are_not_put_to_a_person() {
+    let f = flow(AGENT);
+    let input = json!({"text": "add"});
+    let mut st = RunState::default();
+    step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
+    let long = format!("{{\"a\": \"{}\"}}", "x".repeat(3000));
+    let add = ("c1", "calc_add", Some("mcp:calc/add"), long.as_str());
+    let t = step(&f, &mut st, &ctx(&input, 1), turn("", &[add])).unwrap();
+    assert_ne!(t.status(), RunStatus::Waiting);
+    let EffectRequest::Llm { messages, .. } = pending_request(&st) else {
+        panic!("the model is told to shorten them");
+    };
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .content
+            .contains("too long to be shown")
+    );
+}
+
+#[test]
+fn a_retried_tool_call_keeps_its_idempotency_key() {
+    let src = AGENT.replace("    llm:\n", "    retries: 1\n    llm:\n");
+    let f = flow(&src);
+    let input = json!({"text": "x"});
+    let mut st = RunState::default();
+    step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
+    let mul = ("c1", "calc_mul", Some("mcp:calc/mul"), "{}");
+    step(&f, &mut st, &ctx(&input, 1), turn("", &[mul])).unwrap();
+    let key = |st: &RunState| match &st.pending {
+        Some(Pending::Effect {
+            idempotency_key,
+            attempt,
+            ..
+        }) => (idempotency_key.clone(), *attempt),
+        other => panic!("{other:?}"),
+    };
+    let first = key(&st);
+    step(&f, &mut st, &ctx(&input, 2), super::boom()).unwrap();
+    let second = key(&st);
+    assert_eq!((first.1, second.1), (1, 2));
+    assert_eq!(first.0, second.0);
+    assert_eq!(first.0, "r1:think.1/tool1.1");
+}
