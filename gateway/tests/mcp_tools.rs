@@ -1,7 +1,7 @@
 //! `llm` steps calling tools on real MCP servers (the Python SDK's 1.x and 2.x lines, over
 //! stdio and streamable HTTP): results reaching the model, a crashed server restarted, a
-//! hanging tool timed out, a tool error given to the model, and a call never run twice
-//! after `kill -9`.
+//! hanging tool timed out, a tool error given to the model, a call never run twice after
+//! `kill -9`, and a server's changed tool list offered from the next turn.
 
 use e2e::app::{Opts, TestApp, spawn_with};
 use e2e::mcp;
@@ -218,5 +218,31 @@ async fn a_flow_naming_a_tool_the_server_lacks_is_refused_with_its_position() {
     assert!(
         msg.contains("typo.yaml:4:31") && msg.contains("has no tool `divide`"),
         "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_tool_list_is_offered_from_the_next_turn() {
+    let s = gateway(|d| vec![mcp::stdio_server("calc", 1, &d.join("count"), "20s")]).await;
+    upload(&s.app, "grow", "calc").await;
+    let run = s
+        .app
+        .start_run("grow", json!({"text": "CALL unlock {} ; CALL secret {}"}))
+        .await;
+    let done = s.app.wait_status(&run, "completed", 60).await;
+    assert_eq!(done["output"], "done: unlocked | 42");
+    let offered = |i: usize| -> Vec<String> {
+        s.fake.requests()[i]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(!offered(0).contains(&"calc_secret".to_owned()));
+    assert!(
+        offered(1).contains(&"calc_secret".to_owned()),
+        "{:?}",
+        offered(1)
     );
 }

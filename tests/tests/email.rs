@@ -286,10 +286,14 @@ async fn the_standalone_bridge_restarted_between_prompt_and_reply_loses_and_repe
     let _bridge = Bridge::email(&gw, &state, &env(&mail)).await;
     wait_status(&gw, &id, "completed").await;
     prompt_for(&mail, "alice", "Anything else?").await;
-    // Each prompt was queued once (one outbox row per prompt) and sent once.
-    let queued = peek::email_outbox(&state);
+    // Each prompt was queued once (one outbox row per prompt) and sent once. The bridge
+    // records a mail sent once SMTP accepted it, which can be after it reached the inbox.
+    let queued = e2e::wait::eventually(10, "both prompts recorded as sent", || async {
+        let q = peek::email_outbox(&state);
+        q.iter().all(|q| q.sent).then_some(q)
+    })
+    .await;
     assert_eq!(queued.len(), 2, "each prompt once: {queued:?}");
-    assert!(queued.iter().all(|q| q.sent), "{queued:?}");
     let inbox = mail.inbox("alice").await;
     assert_eq!(inbox.len(), 2, "each prompt once: {inbox:?}");
     assert_eq!(run(&gw, &other).await["status"], "waiting");

@@ -3,7 +3,9 @@
 //! Sign in with a pairing code, answer from the inbox and see the run complete without a
 //! reload, see a prompt answered over the API disappear live, pause and resume, see the
 //! run list follow status changes and an LLM reply stream into a run page (LLM fake), start
-//! a flow from its form, reload offline and see the cached shell, sign out. Screenshots of
+//! a flow from its form, approve and deny a model's tool calls in the chat view (calls
+//! shown inline and opened; the timeline's entries too), watch a reply stream into the chat
+//! view, reload offline and see the cached shell, sign out. Screenshots of
 //! every step go to `target/screenshots/web/` (under CARGO_TARGET_DIR when set).
 //! scripts/test installs chromium (apt) and playwright-core (npm ci in tests/web).
 

@@ -194,6 +194,19 @@ await step('deny-a-tool-call-typed-in-the-chat-view', async () => {
   await entry.locator('pre', { hasText: '"output"' }).waitFor({ state: 'visible' });
 });
 
+await step('a-reply-streams-into-the-chat-view', async () => {
+  const id = await startRun('chat', 'DRIP tell me about rivers in the chat view please');
+  await page.goto(`${URL_}/app/runs/${id}/chat`);
+  await mark();
+  const live = page.locator('#live');
+  await live.waitFor({ state: 'visible' });
+  await until('the reply to grow', async () => (await live.textContent()).length > 0);
+  await page.locator('#chat .bubble.bot', { hasText: 'echo: DRIP tell me about rivers in the chat view please' }).waitFor();
+  await live.waitFor({ state: 'hidden' });
+  expectEq(await page.locator('#chat .bubble.bot').count(), 1, 'the reply and the flow saying it again are one bubble');
+  await stayed();
+});
+
 await step('reload-offline-and-see-the-cached-shell', async () => {
   await page.goto(`${URL_}/app/inbox`);
   await page.evaluate(() => navigator.serviceWorker.ready);

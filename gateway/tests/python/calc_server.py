@@ -7,7 +7,8 @@ protocol revisions).
 
 Tools: `add` (counts each call, with the idempotency key the client sent in `_meta`, in
 the file named by CALC_COUNT_FILE), `slow` (never answers), `crash` (the process exits
-mid-call), `fail` (the tool reports an error).
+mid-call), `fail` (the tool reports an error), `unlock` (adds a tool `secret` and sends
+`notifications/tools/list_changed`).
 """
 
 import os
@@ -72,6 +73,19 @@ def crash() -> str:
 def fail() -> str:
     """Reports an error."""
     raise ValueError("the calculator is out of order")
+
+
+@mcp.tool()
+async def unlock(ctx: Context) -> str:
+    """Adds the tool `secret` and tells the client that the tool list changed."""
+
+    def secret() -> str:
+        """Exists only after `unlock`."""
+        return "42"
+
+    mcp.add_tool(secret)
+    await ctx.session.send_tool_list_changed()
+    return "unlocked"
 
 
 if __name__ == "__main__":
