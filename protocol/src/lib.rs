@@ -6,6 +6,7 @@
 //! reqwest, futures) so a client build does not drag in the gateway.
 
 pub mod admin;
+pub mod approvals;
 pub mod backoff;
 pub mod client;
 pub mod command;
@@ -22,6 +23,7 @@ pub use command::{COMMAND_TYPES, Command, EventScope};
 /// the gateway signs; anything a visitor sends under this name is replaced).
 pub const VISITOR_HEADER: &str = "x-switchboard-visitor";
 pub use admin::*;
+pub use approvals::*;
 pub use integrations::*;
 pub use sse::{SseEvent, StreamItem};
 pub use tools::ToolCall;

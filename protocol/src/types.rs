@@ -121,6 +121,20 @@ pub struct Waiting {
     /// cannot answer these: the model must not approve its own calls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approval: bool,
+    /// Who may answer (`person:alice`, `group:ops`, `telegram:111`, `email:@example.com`,
+    /// `key:ci-bot`, `device:phone`, `admin`); empty: anyone with the `command` scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Distinct approvers who must give the same choice (with `approvers`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quorum: u32,
+    /// The votes so far (with `approvers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Waiting {
@@ -201,6 +215,10 @@ pub struct Actor {
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// Whose vote an answer to a prompt with approvers is (`person:alice`, or the one
+    /// identity that matched: `telegram:111`, `key:ci-bot`…); set by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voter: Option<String>,
 }
 
 impl Actor {
@@ -210,8 +228,19 @@ impl Actor {
             principal: None,
             client_id: None,
             channel: None,
+            voter: None,
         }
     }
+}
+
+/// One vote on a prompt with approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Vote {
+    pub voter: String,
+    pub choice: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// One append-only ledger record. `seq` counts from 1 per run; `prev_hash`/`record_hash`

@@ -40,6 +40,7 @@ fn a_conversation_with_a_tool_call_reads_as_bubbles() {
         principal: None,
         client_id: Some("telegram:7".into()),
         channel: Some("telegram".into()),
+        voter: None,
     };
     let call = rec(
         RecordStatus::Completed,

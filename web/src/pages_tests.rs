@@ -40,6 +40,9 @@ fn waiting(free: bool) -> Waiting {
         event: None,
         child_run_id: None,
         approval: false,
+        approvers: Vec::new(),
+        quorum: 0,
+        votes: Vec::new(),
     }
 }
 

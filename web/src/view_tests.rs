@@ -59,6 +59,7 @@ fn a_ledger_reads_as_a_timeline() {
         principal: Some("device:1".into()),
         client_id: Some("telegram:1001".into()),
         channel: Some("telegram".into()),
+        voter: None,
     };
     let a = entry(&answer).unwrap_or_else(|| panic!("answer"));
     assert_eq!((a.kind, a.text.as_str()), ("answer", "approve"));

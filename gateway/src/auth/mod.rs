@@ -6,6 +6,7 @@
 //! admin token's own 0600 file); the store keeps hashes. `limits` holds the request limits
 //! (origins, rate, lockout). HTTP concerns (headers, status codes) live in `http::auth`.
 
+pub(crate) mod approvers;
 pub(crate) mod limits;
 pub(crate) mod reach;
 

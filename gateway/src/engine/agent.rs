@@ -216,6 +216,7 @@ impl Machine<'_> {
             deadline: spec.approve_timeout.map(|t| self.ctx.now + t),
             default: spec.approve_default.clone(),
             tool: Some(call_payload(call, &tool.to_string(), args)),
+            team: None,
         });
     }
 

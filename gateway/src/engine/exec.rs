@@ -265,6 +265,10 @@ impl Machine<'_> {
                 let prompt = f.render(ask.prompt, cx)?;
                 let default = ask.default.map(|d| f.render(d, cx)).transpose()?;
                 let deadline = ask.timeout.map(|t| self.ctx.now + t);
+                let team = ask
+                    .team
+                    .as_ref()
+                    .map(|t| super::team::start(t, self.ctx.now));
                 let pending = Pending::Ask {
                     step_id: step_id.clone(),
                     node: node.to_owned(),
@@ -274,6 +278,7 @@ impl Machine<'_> {
                     deadline,
                     default,
                     tool: None,
+                    team,
                 };
                 self.block(pending);
                 return Ok(false);
@@ -416,12 +421,7 @@ impl Machine<'_> {
             Some((kind, payload)),
         );
         self.t.records.push(rec);
-        self.t.wake_at = match &pending {
-            Pending::Timer { until, .. } => Some(*until),
-            Pending::Ask { deadline, .. } => *deadline,
-            _ => None,
-        }
-        .map(ceil_ms);
+        self.t.wake_at = super::waits::wake_at(&pending);
         if let Pending::Event { key, .. } = &pending {
             self.t.event_key = Some(key.clone());
         }

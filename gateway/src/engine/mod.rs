@@ -13,6 +13,7 @@ mod agent;
 mod exec;
 mod resume;
 mod state;
+mod team;
 mod waits;
 
 use chrono::{DateTime, Utc};
@@ -136,6 +137,8 @@ pub(crate) struct Transition {
     pub(crate) emits: Vec<EmitSpec>,
     /// Turns to append to the session's history.
     pub(crate) history: Vec<ChatMessage>,
+    /// Channel targets to add to the run's `notify` (an escalation).
+    pub(crate) notify: Vec<String>,
 }
 
 impl Transition {
@@ -181,6 +184,10 @@ pub(crate) enum Reject {
     BadAnswer,
     #[error("nothing to resume: {0}")]
     Nothing(String),
+    #[error("{0}")]
+    NotApprover(String),
+    #[error("{0}")]
+    AlreadyVoted(String),
 }
 
 /// Applies `input` to `state` and runs the flow forward until it blocks or ends.

@@ -21,6 +21,19 @@ impl Machine<'_> {
                     response,
                     actor,
                 },
+                Some(p @ Pending::Ask { team: Some(_), .. }),
+            ) => {
+                if wait_key != p.wait_key() {
+                    return Err(stale(&wait_key, p.wait_key()));
+                }
+                self.vote(p, &response, actor)
+            }
+            (
+                Input::Answer {
+                    wait_key,
+                    response,
+                    actor,
+                },
                 Some(Pending::Ask {
                     step_id,
                     node,
@@ -156,6 +169,7 @@ impl Machine<'_> {
                     false
                 }
             },
+            p @ Pending::Ask { team: Some(_), .. } => self.team_timer(p),
             _ => false,
         }
     }

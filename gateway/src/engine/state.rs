@@ -123,6 +123,9 @@ pub(crate) enum Pending {
         /// An approval of a tool call (`{call_id, tool, name, arguments}`), not a flow's `ask`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool: Option<Value>,
+        /// A prompt for a team: who may answer, the votes, reminders and escalation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<TeamState>,
     },
     Timer {
         step_id: String,
@@ -162,6 +165,42 @@ impl Pending {
             | Self::Event { step_id, .. }
             | Self::Child { step_id, .. }
             | Self::Effect { step_id, .. } => step_id,
+        }
+    }
+}
+
+/// The votes and timers of a prompt with approvers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TeamState {
+    pub(crate) approvers: Vec<String>,
+    pub(crate) quorum: u32,
+    #[serde(default)]
+    pub(crate) reject_on_any: bool,
+    #[serde(default)]
+    pub(crate) votes: Vec<protocol::Vote>,
+    /// Milliseconds between reminders, if any.
+    #[serde(default)]
+    pub(crate) remind_every_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) reminders: u32,
+    #[serde(default)]
+    pub(crate) remind_max: u32,
+    #[serde(default)]
+    pub(crate) next_remind: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub(crate) escalate_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub(crate) escalate_notify: Vec<String>,
+    #[serde(default)]
+    pub(crate) escalate_approvers: Vec<String>,
+}
+
+impl TeamState {
+    /// The next instant a reminder or the escalation is due.
+    pub(crate) fn next_due(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match (self.next_remind, self.escalate_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }

@@ -7,6 +7,23 @@ use serde_json::{Value, json};
 
 use super::Pending;
 
+/// When the wait's timer fires: a timer's time, an ask's deadline, or a team prompt's next
+/// reminder or escalation, whichever is first (rounded up to a millisecond).
+pub(super) fn wake_at(p: &Pending) -> Option<chrono::DateTime<chrono::Utc>> {
+    let at = match p {
+        Pending::Timer { until, .. } => Some(*until),
+        Pending::Ask { deadline, team, .. } => {
+            let team = team.as_ref().and_then(super::TeamState::next_due);
+            match (*deadline, team) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        _ => None,
+    };
+    at.map(super::exec::ceil_ms)
+}
+
 pub(super) fn ids(p: &Pending) -> (String, String) {
     match p {
         Pending::Ask { step_id, node, .. }
@@ -29,6 +46,9 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
         event: None,
         child_run_id: None,
         approval: false,
+        approvers: Vec::new(),
+        quorum: 0,
+        votes: Vec::new(),
     };
     let (kind, payload) = match p {
         Pending::Ask {
@@ -37,6 +57,7 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
             allow_free_text,
             deadline,
             tool,
+            team,
             ..
         } => {
             w.reason = WaitReason::User;
@@ -49,6 +70,13 @@ pub(super) fn describe_wait(p: &Pending) -> (&'static str, Value, Waiting) {
                 "allow_free_text": allow_free_text, "timeout_at": w.until});
             if let Some(tool) = tool {
                 payload["approval"] = tool.clone();
+            }
+            if let Some(t) = team {
+                w.approvers = t.approvers.clone();
+                w.quorum = t.quorum;
+                w.votes = t.votes.clone();
+                payload["approvers"] = json!(t.approvers);
+                payload["quorum"] = json!(t.quorum);
             }
             ("ask", payload)
         }

@@ -47,6 +47,29 @@ pub(crate) struct AskStep {
     pub(crate) allow_free_text: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) default: Option<TplId>,
+    /// Who may answer, and how many must agree (`approvers:` and what goes with it).
+    pub(crate) team: Option<Team>,
+}
+
+/// A prompt for a team: approvers, quorum, reminders, escalation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Team {
+    pub(crate) approvers: Vec<String>,
+    pub(crate) quorum: u32,
+    /// One vote for a choice other than the first ends the prompt at once.
+    pub(crate) reject_on_any: bool,
+    pub(crate) remind: Option<Duration>,
+    pub(crate) remind_max: u32,
+    pub(crate) escalate: Option<Escalation>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Escalation {
+    pub(crate) after: Duration,
+    /// Channel targets told of the prompt (`email:boss@example.com`, `telegram:<chat>`).
+    pub(crate) notify: Vec<String>,
+    /// Approvers added to the prompt.
+    pub(crate) approvers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

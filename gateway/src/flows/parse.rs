@@ -521,8 +521,11 @@ fn single_expression(s: &str) -> Option<&str> {
 
 #[path = "steps.rs"]
 mod steps;
+#[path = "parse_team.rs"]
+mod team;
 #[path = "parse_tools.rs"]
 mod tools;
+pub(crate) use team::approver_ok;
 
 #[cfg(test)]
 #[path = "parse_tests.rs"]

@@ -17,6 +17,7 @@ pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     ("approval", include_str!("../../../flows/approval.yaml")),
     ("chat", include_str!("../../../flows/chat.yaml")),
     ("agent", include_str!("../../../flows/agent.yaml")),
+    ("release", include_str!("../../../flows/release.yaml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +144,7 @@ mod tests {
         let flows =
             super::load_dir(std::path::Path::new("/nonexistent/switchboard/flows")).unwrap();
         let ids: Vec<_> = flows.iter().map(|f| f.bundle_id.as_str()).collect();
-        assert_eq!(ids, ["echo", "ask", "approval", "chat", "agent"]);
+        assert_eq!(ids, ["echo", "ask", "approval", "chat", "agent", "release"]);
     }
 
     #[test]

@@ -112,7 +112,19 @@ impl Cx<'_> {
     fn ask(&mut self, opts: &StepOpts, body: &Node) -> Result<AskStep, FlowError> {
         opts.only(
             self,
-            &["id", "choices", "allow_free_text", "timeout", "default"],
+            &[
+                "id",
+                "choices",
+                "allow_free_text",
+                "timeout",
+                "default",
+                "approvers",
+                "quorum",
+                "reject_on",
+                "remind",
+                "remind_max",
+                "escalate",
+            ],
         )?;
         let prompt = self.text(body)?;
         let choices = match opts.get("choices") {
@@ -142,12 +154,14 @@ impl Cx<'_> {
             .map(|t| self.duration(t, "timeout"))
             .transpose()?;
         let default = opts.get("default").map(|d| self.text(d)).transpose()?;
+        let team = self.team(&|k| opts.get(k), &choices, allow_free_text)?;
         Ok(AskStep {
             prompt,
             choices,
             allow_free_text,
             timeout,
             default,
+            team,
         })
     }
 

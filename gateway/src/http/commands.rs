@@ -59,10 +59,15 @@ pub(super) async fn submit_command(
             app.max_payload
         )));
     }
+    let mut voter = None;
     let kind = match req.command().map_err(ApiError::bad)? {
         Command::UpdateSchedule(fields) => schedule_update(app, &req.run_id, &fields).await?,
         Command::Answer { wait_key, response } => {
-            check_choice(app, &req.run_id, &wait_key, &response).await?;
+            let from = Caller {
+                who,
+                client_id: req.client_id.as_deref(),
+            };
+            voter = check_answer(app, &req.run_id, &wait_key, &response, from).await?;
             CommandKind::Client(Command::Answer { wait_key, response })
         }
         c => {
@@ -94,6 +99,7 @@ pub(super) async fn submit_command(
             principal: Some(who.label()),
             client_id: req.client_id,
             channel: req.channel,
+            voter,
         },
         kind,
     };
@@ -118,28 +124,76 @@ pub(crate) async fn status(
     Ok(Json(app.store.command_status(&id).await?))
 }
 
-/// An answer to the current prompt must be one of its choices (unless free text is allowed).
-async fn check_choice(
+/// Who sends an answer.
+#[derive(Clone, Copy)]
+pub(super) struct Caller<'a> {
+    pub(super) who: &'a Principal,
+    pub(super) client_id: Option<&'a str>,
+}
+
+/// An answer to the current prompt must be one of its choices (unless free text is allowed),
+/// and, when the prompt names approvers, come from one of them who has not voted yet: the
+/// voter it counts as, then.
+async fn check_answer(
     app: &AppState,
     run_id: &str,
     wait_key: &str,
     response: &Value,
-) -> Result<(), ApiError> {
+    from: Caller<'_>,
+) -> Result<Option<String>, ApiError> {
     let Ok(run) = app.store.run(run_id).await else {
-        return Ok(()); // the store gives the precise 404
+        return Ok(None); // the store gives the precise 404
     };
-    if let Some(w) = run
+    let Some(w) = run
         .waiting
         .filter(|w| w.wait_key == wait_key && w.is_for_a_person())
-    {
-        // AbstractGateway's tool approvals answer `{"approved": true|false}`.
-        if w.approval && response.get("approved").is_some_and(Value::is_boolean) {
-            return Ok(());
-        }
-        crate::engine::match_choice(response, &w.choices, w.allow_free_text).map_err(|e| {
-            ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}"))
-        })?;
+    else {
+        return Ok(None);
+    };
+    let voter = if w.approvers.is_empty() {
+        None
+    } else {
+        Some(check_approver(app, &w, from).await?)
+    };
+    check_choice(&w, response)?;
+    Ok(voter)
+}
+
+/// The voter `from` counts as on `w`: refused (403) unless an approver, 409 after voting.
+async fn check_approver(
+    app: &AppState,
+    w: &protocol::Waiting,
+    from: Caller<'_>,
+) -> Result<String, ApiError> {
+    use crate::auth::approvers;
+    let dir = app.store.directory().await?;
+    let ids = approvers::identities(from.who, from.client_id);
+    if !approvers::admits(&dir, &w.approvers, &ids) {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not answer this prompt; its approvers: {}",
+            ids.join(", "),
+            w.approvers.join(", ")
+        )));
     }
+    let voter = approvers::voter(&dir, &ids);
+    if let Some(v) = w.votes.iter().find(|v| v.voter == voter) {
+        return Err(ApiError::Conflict(format!(
+            "{voter} already voted `{}` on this prompt",
+            v.choice
+        )));
+    }
+    Ok(voter)
+}
+
+/// The answer is one of the prompt's choices, unless it allows free text.
+fn check_choice(w: &protocol::Waiting, response: &Value) -> Result<(), ApiError> {
+    // AbstractGateway's tool approvals answer `{"approved": true|false}`.
+    if w.approval && response.get("approved").is_some_and(Value::is_boolean) {
+        return Ok(());
+    }
+    crate::engine::match_choice(response, &w.choices, w.allow_free_text).map_err(|e| {
+        ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}"))
+    })?;
     Ok(())
 }
 

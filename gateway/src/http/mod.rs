@@ -6,6 +6,7 @@
 //! never decide a run's next step.
 
 mod admin;
+mod approvals;
 mod auth;
 mod bundles;
 pub(crate) mod channels;
@@ -119,7 +120,7 @@ fn gated(routes: Routes, gate: &Gate, scope: Option<Scope>) -> Routes {
     security(("bearer" = [])),
     modifiers(&BearerAuth),
     tags(
-        (name = "runs"), (name = "schedules"), (name = "triggers"), (name = "webhooks"), (name = "replay"), (name = "commands"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
+        (name = "runs"), (name = "schedules"), (name = "triggers"), (name = "webhooks"), (name = "replay"), (name = "commands"), (name = "approvals"), (name = "flows"), (name = "auth"), (name = "admin"), (name = "meta")
     )
 )]
 struct ApiDoc;
@@ -152,6 +153,7 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(sse::global_head))
         .routes(routes!(commands::status))
         .routes(routes!(meta::capabilities))
+        .routes(routes!(approvals::list))
         .routes(routes!(meta::metrics))
         .routes(routes!(schedules::list))
         .routes(routes!(hooks::list_triggers));
@@ -162,7 +164,10 @@ fn api(gate: &Gate) -> Routes {
     let run = OpenApiRouter::new()
         .routes(routes!(runs::start))
         .routes(routes!(schedules::create));
-    let command = OpenApiRouter::new().routes(routes!(commands::submit));
+    let command = OpenApiRouter::new()
+        .routes(routes!(commands::submit))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::deny));
     let admin = OpenApiRouter::new()
         .routes(routes!(bundles::upload))
         .routes(routes!(admin::reload_flows))
@@ -178,7 +183,11 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(hooks::delete_webhook))
         .routes(routes!(hooks::deliveries))
         .routes(routes!(channels::list))
-        .routes(routes!(channels::forget));
+        .routes(routes!(channels::forget))
+        .routes(routes!(approvals::people, approvals::add_person))
+        .routes(routes!(approvals::remove_person))
+        .routes(routes!(approvals::groups, approvals::add_group))
+        .routes(routes!(approvals::remove_group));
     let public = OpenApiRouter::new()
         .routes(routes!(meta::health))
         .routes(routes!(admin::pair))

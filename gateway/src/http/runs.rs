@@ -131,6 +131,7 @@ pub(super) fn new_run(
             principal: Some(who.label()),
             client_id: None,
             channel: None,
+            voter: None,
         },
     })
 }

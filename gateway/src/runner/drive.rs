@@ -145,7 +145,8 @@ impl Runner {
                 Pending::Timer { .. }
                 | Pending::Ask {
                     deadline: Some(_), ..
-                },
+                }
+                | Pending::Ask { team: Some(_), .. },
             ) => Input::TimerDue,
             Some(Pending::Child { child_run_id, .. }) => {
                 match self.inner.store.run(child_run_id).await {

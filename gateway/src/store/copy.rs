@@ -33,6 +33,8 @@ const TABLES: &[(&str, bool)] = &[
     ("trigger_deliveries", false),
     ("webhooks", true),
     ("webhook_deliveries", true),
+    ("people", false),
+    ("group_members", false),
 ];
 
 /// Counters PostgreSQL keeps in sequences, set past the copied rows.

@@ -22,6 +22,7 @@ mod flows;
 mod follow;
 mod hooks;
 mod ledger;
+mod people;
 mod pg;
 mod runs;
 mod schedules;
@@ -50,6 +51,7 @@ pub(crate) use hooks::{
     Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms,
 };
 pub(crate) use ledger::GlobalItem;
+pub(crate) use people::Directory;
 pub(crate) use pg::redact as redact_url;
 pub(crate) use runs::{Commit, DriveRow, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};

@@ -441,6 +441,9 @@ fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
     for e in &t.emits {
         super::commands::deliver_event(conn, &e.key, &e.name, &e.payload, &Actor::runner(), out)?;
     }
+    if !t.notify.is_empty() {
+        add_notify(conn, &c.run_id, &t.notify)?;
+    }
     if !t.history.is_empty() {
         let key = crate::engine::session_key(&c.run_id, session.as_deref());
         append_history(conn, &key, &c.run_id, &t.history)?;
@@ -571,4 +574,23 @@ fn inbox_head(c: &Db, run_id: &str) -> Result<Option<InboxItem>> {
         })
     })
     .transpose()
+}
+
+/// Adds channel targets to a run's `notify` (an escalation), each once.
+fn add_notify(conn: &Db, run_id: &str, more: &[String]) -> Result<()> {
+    let text: String =
+        conn.query_row("SELECT notify FROM runs WHERE run_id = ?1", [run_id], |r| {
+            r.get(0)
+        })?;
+    let mut list: Vec<String> = serde_json::from_str(&text).unwrap_or_default();
+    for n in more {
+        if !list.contains(n) {
+            list.push(n.clone());
+        }
+    }
+    conn.execute(
+        "UPDATE runs SET notify = ?2 WHERE run_id = ?1",
+        args![run_id, serde_json::to_string(&list)?],
+    )?;
+    Ok(())
 }

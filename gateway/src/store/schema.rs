@@ -178,7 +178,25 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 7: people (one name over channel identities) and groups of approvers.
+    PEOPLE,
 ];
+
+/// Migration 7 (SQLite) and 4 (PostgreSQL): the same statements on both.
+const PEOPLE: &str = r#"
+    CREATE TABLE people (
+        identity TEXT PRIMARY KEY,
+        person TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX people_by_person ON people (person);
+    CREATE TABLE group_members (
+        group_name TEXT NOT NULL,
+        member TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (group_name, member)
+    );
+"#;
 
 const PG_MIGRATIONS: &[&str] = &[
     // 1: the schema of SQLite's migrations 1 to 5 (2 adds 6).
@@ -344,6 +362,8 @@ const PG_MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN owner TEXT;
     CREATE INDEX runs_by_owner ON runs (owner) WHERE owner IS NOT NULL;
     "#,
+    // 4: people and groups (SQLite's 7).
+    PEOPLE,
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer Switchboard.

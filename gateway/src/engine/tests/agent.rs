@@ -26,6 +26,7 @@ fn person(name: &str) -> Actor {
         principal: Some(name.into()),
         client_id: None,
         channel: Some("telegram".into()),
+        voter: None,
     }
 }
 

@@ -181,6 +181,7 @@ fn choices_match_loosely() {
 
 mod agent;
 mod table;
+mod team;
 
 #[test]
 fn event_keys_name_their_scope_and_a_run_without_a_session_is_its_own() {
