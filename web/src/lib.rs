@@ -15,6 +15,7 @@ pub mod actions;
 pub mod assets;
 pub mod chat;
 pub mod pages;
+pub mod run_pages;
 pub mod session;
 pub mod start;
 pub mod streams;
@@ -119,8 +120,8 @@ pub fn router(cfg: WebConfig) -> Router {
         .route("/logout", post(pages::logout))
         .route("/inbox", get(pages::inbox))
         .route("/runs", get(pages::runs))
-        .route("/runs/{id}", get(pages::run))
-        .route("/runs/{id}/chat", get(pages::chat))
+        .route("/runs/{id}", get(run_pages::run))
+        .route("/runs/{id}/chat", get(run_pages::chat))
         .route("/runs/{id}/answer", post(actions::answer))
         .route("/runs/{id}/{action}", post(actions::control))
         .route("/runs/{id}/events", get(streams::run_events))

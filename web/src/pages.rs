@@ -6,7 +6,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use protocol::{ClientError, RunStatus, RunSummary, Waiting};
@@ -15,7 +15,6 @@ use serde_json::json;
 
 use crate::Web;
 use crate::session::{self, Session};
-use crate::view::{self, Entry};
 
 /// What every page's frame needs.
 pub struct Layout {
@@ -117,8 +116,10 @@ pub fn check_run_id(id: &str) -> Result<(), PageError> {
 
 #[derive(Deserialize, Default)]
 pub struct NoticeQuery {
-    notice: Option<String>,
+    pub(crate) notice: Option<String>,
     status: Option<String>,
+    /// The inbox: `all` shows every waiting prompt, not only the visitor's.
+    show: Option<String>,
 }
 
 pub async fn home() -> Redirect {
@@ -337,6 +338,8 @@ pub async fn logout(State(web): State<Web>, s: Session, Form(f): Form<CsrfForm>)
 
 /// A prompt card of the inbox.
 pub struct Card {
+    /// The visitor may answer it (an approver, or a prompt without approvers).
+    pub mine: bool,
     pub run: RunSummary,
     pub waiting: Waiting,
     pub question: String,
@@ -349,13 +352,23 @@ pub struct Card {
 struct InboxPage {
     layout: Layout,
     cards: Vec<Card>,
+    /// Every waiting prompt, not only the visitor's.
+    all: bool,
+}
+
+/// The runs whose prompt the visitor may answer.
+pub(crate) async fn my_prompts(
+    s: &Session,
+) -> Result<std::collections::HashSet<String>, PageError> {
+    let list = s.client.approvals().await?;
+    Ok(list.items.into_iter().map(|a| a.run_id).collect())
 }
 
 pub fn nonce() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn waiting_on_person(r: &RunSummary) -> Option<Waiting> {
+pub(crate) fn waiting_on_person(r: &RunSummary) -> Option<Waiting> {
     r.waiting.clone().filter(|w| w.is_for_a_person())
 }
 
@@ -364,11 +377,18 @@ pub async fn inbox(s: Session, Query(q): Query<NoticeQuery>) -> Page {
     let after = s.client.ledger_head().await?;
     let mut runs = s.client.runs(Some(RunStatus::Waiting), 200, 0).await?.items;
     runs.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    let mine = my_prompts(&s).await?;
+    let all = q.show.as_deref() == Some("all");
     let cards = runs
         .into_iter()
         .filter_map(|run| {
             let waiting = waiting_on_person(&run)?;
+            let is_mine = mine.contains(&run.run_id);
+            if !all && !is_mine {
+                return None;
+            }
             Some(Card {
+                mine: is_mine,
                 question: waiting
                     .prompt
                     .clone()
@@ -383,7 +403,7 @@ pub async fn inbox(s: Session, Query(q): Query<NoticeQuery>) -> Page {
     let mut layout = Layout::new("Inbox", "inbox", Some(&s), q.notice);
     layout.stream = "/app/events".into();
     layout.after = after;
-    Ok(InboxPage { layout, cards }.into_response())
+    Ok(InboxPage { layout, cards, all }.into_response())
 }
 
 #[derive(Template, WebTemplate)]
@@ -411,93 +431,6 @@ pub async fn runs(s: Session, Query(q): Query<NoticeQuery>) -> Page {
         runs,
         filters,
         status,
-    }
-    .into_response())
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "run.html")]
-struct RunPage {
-    layout: Layout,
-    run: RunSummary,
-    prompt: Option<Waiting>,
-    entries: Vec<Entry>,
-    controls: Vec<&'static str>,
-    nonce: String,
-    back: String,
-}
-
-/// Records shown on a run's page (the newest ones of a longer ledger).
-const TIMELINE_MAX: u64 = 1000;
-
-pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
-    check_run_id(&id)?;
-    let run = match s.client.run(&id).await {
-        Err(e) if e.status() == Some(404) => {
-            return Err(PageError::NotFound(format!("no run {id}")));
-        }
-        other => other?,
-    };
-    let from = run.ledger_len.saturating_sub(TIMELINE_MAX);
-    let page = s.client.ledger(&id, from, TIMELINE_MAX as u32).await?;
-    let entries = page.items.iter().filter_map(view::entry).collect();
-    let controls = if run.status == RunStatus::Paused {
-        vec!["resume", "cancel"]
-    } else {
-        vec!["pause", "cancel"]
-    };
-    let mut layout = Layout::new(&run.bundle_id, "run", Some(&s), q.notice);
-    layout.stream = format!("/app/runs/{id}/events");
-    layout.after = page.next_after;
-    layout.run = id.clone();
-    let prompt = waiting_on_person(&run);
-    let back = format!("/app/runs/{id}");
-    Ok(RunPage {
-        layout,
-        run,
-        prompt,
-        entries,
-        controls,
-        nonce: nonce(),
-        back,
-    }
-    .into_response())
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "chat.html")]
-struct ChatPage {
-    layout: Layout,
-    run: RunSummary,
-    prompt: Option<Waiting>,
-    bubbles: Vec<crate::chat::Bubble>,
-    nonce: String,
-    back: String,
-}
-
-/// A run as a conversation (`chat::bubbles`), answered from the box at the bottom.
-pub async fn chat(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
-    check_run_id(&id)?;
-    let run = match s.client.run(&id).await {
-        Err(e) if e.status() == Some(404) => {
-            return Err(PageError::NotFound(format!("no run {id}")));
-        }
-        other => other?,
-    };
-    let from = run.ledger_len.saturating_sub(TIMELINE_MAX);
-    let page = s.client.ledger(&id, from, TIMELINE_MAX as u32).await?;
-    let input = s.client.input_data(&id).await?.input_data;
-    let mut layout = Layout::new(&run.bundle_id, "chat", Some(&s), q.notice);
-    layout.stream = format!("/app/runs/{id}/events");
-    layout.after = page.next_after;
-    layout.run = id.clone();
-    Ok(ChatPage {
-        layout,
-        prompt: waiting_on_person(&run),
-        bubbles: crate::chat::bubbles(&input, &page.items),
-        run,
-        nonce: nonce(),
-        back: format!("/app/runs/{id}/chat"),
     }
     .into_response())
 }

@@ -5,6 +5,8 @@ use protocol::{RunStatus, RunSummary, Waiting};
 
 use super::*;
 use crate::actions::{back_to, command_id, urlencode};
+use crate::run_pages::RunPage;
+use crate::view::Entry;
 
 fn run(status: RunStatus) -> RunSummary {
     RunSummary {
@@ -56,8 +58,10 @@ fn layout(page: &'static str) -> Layout {
 #[test]
 fn the_inbox_shows_each_question_with_one_tap_choices() {
     let page = InboxPage {
+        all: false,
         layout: layout("inbox"),
         cards: vec![Card {
+            mine: true,
             run: run(RunStatus::Waiting),
             waiting: waiting(false),
             question: "Approve <deploy>?".into(),
@@ -87,6 +91,7 @@ fn a_free_text_question_has_a_labelled_box() {
     let mut r = run(RunStatus::Waiting);
     r.waiting = Some(waiting(true));
     let page = RunPage {
+        mine: true,
         layout: layout("run"),
         prompt: r.waiting.clone(),
         run: r,

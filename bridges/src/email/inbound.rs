@@ -234,6 +234,11 @@ async fn resume(ctx: &Ctx, m: &Mail<'_>, p: &Prompt, answer: &str) -> Result<Han
     match sent {
         Ok(_) => answered(ctx, m, "applied", None).await,
         Err(e) if e.is_transient() => Ok(Handled::Retry(e.to_string())),
+        Err(e) if e.status() == Some(409) && e.message().contains("already voted") => {
+            let why = "you already voted on this question; each person votes once";
+            let mail = compose::refused(&ctx.style, &incoming(m), why);
+            answered(ctx, m, "refused", Some(mail)).await
+        }
         Err(e) if e.status() == Some(409) => {
             let (who, when) = who_answered(ctx, p).await;
             let mail = compose::stale(&ctx.style, &incoming(m), p, &who, when.as_deref());

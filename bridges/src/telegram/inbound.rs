@@ -300,9 +300,15 @@ async fn resume(
     match sent {
         Ok(_) => Ok(Ok(())),
         Err(e) if e.is_transient() => Err(Failure::Retry(e.to_string())),
+        Err(e) if e.status() == Some(409) && e.message().contains("already voted") => {
+            Ok(Err("You already voted on this question.".into()))
+        }
         Err(e) if e.status() == Some(409) => {
             Ok(Err("That question was already answered elsewhere.".into()))
         }
+        Err(e) if e.status() == Some(403) => Ok(Err(
+            "Sorry, you are not one of the people who may answer this question.".into(),
+        )),
         Err(e) => Ok(Err(format!(
             "The gateway refused the answer: {}",
             e.message()

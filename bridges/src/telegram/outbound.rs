@@ -128,6 +128,7 @@ impl Follower {
                 self.tool_line(r, chats, &line).await
             }
             (RecordStatus::Waiting, "ask") => self.ask(r, chats).await,
+            (RecordStatus::Completed, "") if r.step_id.contains("/vote") => self.voted(r).await,
             (RecordStatus::Completed, "") => self.answered(r).await,
             (RecordStatus::Completed, "pause") => {
                 self.notice(chats, "⏸", "paused").await?;
@@ -247,6 +248,7 @@ impl Follower {
         };
         let (choices, allow_free_text, wait_key) = (q.choices, q.allow_free_text, q.wait_key);
         let text = q.prompt.unwrap_or_else(|| "Your answer?".into());
+        let text = render::with_approvers(&text, r.effect_payload());
         let mut changes = vec![Change::Status {
             run_id: r.run_id.clone(),
             status: RunStatus::Waiting,
@@ -267,18 +269,7 @@ impl Follower {
             if choices.is_empty() && c.shown {
                 continue;
             }
-            let buttons = choices
-                .iter()
-                .enumerate()
-                .filter_map(|(i, label)| {
-                    let data = render::Callback::Answer {
-                        prompt: id,
-                        choice: i,
-                    }
-                    .encode(c.chat_id, &self.ctx.key)?;
-                    Some((label.clone(), data))
-                })
-                .collect();
+            let buttons = self.buttons(id, c.chat_id, &choices);
             let msg = self.send(c.chat_id, &text, api::keyboard(buttons)).await?;
             changes.push(Change::PromptSent {
                 id,
@@ -286,6 +277,41 @@ impl Follower {
             });
         }
         Ok(changes)
+    }
+
+    /// A button per choice, its data MACed for `chat`.
+    fn buttons(&self, prompt: i64, chat: i64, choices: &[String]) -> Vec<(String, String)> {
+        choices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, label)| {
+                let data =
+                    render::Callback::Answer { prompt, choice: i }.encode(chat, &self.ctx.key)?;
+                Some((label.clone(), data))
+            })
+            .collect()
+    }
+
+    /// A vote on a team prompt: the prompt shows the tally under it and keeps its buttons.
+    async fn voted(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
+        let Some(vote) = r.result.as_ref().filter(|v| v.get("vote").is_some()) else {
+            return Ok(Vec::new());
+        };
+        let wait_key = r.step_id.rsplit_once("/vote").map_or("", |(k, _)| k);
+        let who = self.answerer(r).await?;
+        let prompts = self
+            .ctx
+            .state
+            .prompts_of(r.run_id.clone(), Some(wait_key.to_owned()))
+            .await?;
+        for p in prompts.iter().filter(|p| !p.answered) {
+            if let Some(msg) = p.message_id {
+                let text = render::tallied(&p.text, vote, &who);
+                let kb = api::keyboard(self.buttons(p.id, p.chat_id, &p.choices));
+                api::edit(&self.ctx.bot, p.chat_id, msg, &text, kb).await?;
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// An answer to a prompt (from any channel): the prompt shows it and who gave it.

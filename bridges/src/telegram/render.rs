@@ -244,6 +244,45 @@ pub fn answered(prompt: &str, response: &str, by: &str) -> String {
     format!("{prompt}\n\n✅ {response} (answered by {by})")
 }
 
+/// A prompt that names its approvers says who may answer (and how many must agree).
+pub fn with_approvers(prompt: &str, payload: &serde_json::Value) -> String {
+    let names: Vec<&str> = payload["approvers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if names.is_empty() {
+        return prompt.to_owned();
+    }
+    let quorum = payload["quorum"].as_u64().unwrap_or(1);
+    format!(
+        "{prompt}
+
+👥 {quorum} of: {}",
+        names.join(", ")
+    )
+}
+
+/// The prompt message with the votes so far under it: `🗳 approve 1/2 · reject 0 — last:
+/// alice (approve)`.
+pub fn tallied(prompt: &str, vote: &serde_json::Value, by: &str) -> String {
+    let quorum = vote["quorum"].as_u64().unwrap_or(1);
+    let counts: Vec<String> = vote["tally"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(choice, n)| format!("{choice} {}/{quorum}", n.as_u64().unwrap_or(0)))
+        .collect();
+    let last = vote["vote"].as_str().unwrap_or("?");
+    format!(
+        "{prompt}
+
+🗳 {} — last: {by} ({last})",
+        counts.join(" · ")
+    )
+}
+
 /// The prompt message when it was answered somewhere else before this tap or message.
 pub fn answered_elsewhere(prompt: &str) -> String {
     format!("{prompt}\n\n☑️ Already answered elsewhere.")

@@ -210,6 +210,11 @@ impl Client {
         self.get(path).await
     }
 
+    /// The prompts the caller may answer (`GET /api/gateway/approvals`).
+    pub async fn approvals(&self) -> Result<crate::ApprovalList, ClientError> {
+        self.get(ApiPath::new("api/gateway/approvals")).await
+    }
+
     pub async fn run(&self, run_id: &str) -> Result<RunSummary, ClientError> {
         self.get(ApiPath::new("api/gateway/runs").id(run_id)).await
     }
