@@ -194,3 +194,63 @@ async fn a_quorum_of_two_across_telegram_the_web_app_and_email() {
         .count();
     assert_eq!(votes, 2);
 }
+
+#[tokio::test]
+async fn reminders_reach_telegram_and_email_and_a_reply_to_one_counts() {
+    let mail = MailServer::start().await;
+    let fake = TelegramFake::start().await;
+    let mut env = mail.bridge_env();
+    env.extend([
+        (
+            "SWITCHBOARD_EMAIL_ALLOWED_SENDERS",
+            "bob@example.test".to_owned(),
+        ),
+        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
+        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
+        ("SWITCHBOARD_TELEGRAM_ALLOWED_USERS", ALICE.to_string()),
+        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
+    ]);
+    let gw = Gateway::start(&env).await;
+    let flow = "steps:\n  - id: gate\n    ask: Deploy?\n    choices: [approve, reject]\n    approvers: [\"telegram:1001\", \"email:bob@example.test\"]\n    remind: 1s\n    remind_max: 2\n  - output: \"{{ steps.gate.response }}\"\n";
+    let (st, b) = gw.upload("nag.yaml", flow).await;
+    assert_eq!(st, 200, "{b}");
+    let notify = json!(["telegram:1001", "email:bob@example.test"]);
+    let (st, r) = gw
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "nag", "notify": notify}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let run = r["run_id"].as_str().unwrap_or_default().to_owned();
+    let reminders = |f: &TelegramFake| {
+        f.sent_texts(ALICE as i64)
+            .iter()
+            .filter(|t| t.starts_with("⏰ Reminder: Deploy?"))
+            .count()
+    };
+    fake.wait_until(30, "two reminders on Telegram", |f| reminders(f) == 2)
+        .await;
+    let second = mail
+        .wait_for_mail("bob", 30, "the second reminder", |m| {
+            m.contains("Reminder 2: this still waits")
+        })
+        .await;
+    mail.send_raw(
+        "bob@example.test",
+        "bot@example.test",
+        &reply("bob", &second, "approve", "r2"),
+    )
+    .await;
+    let done = gw.wait_status(&run, "completed", 30).await;
+    assert_eq!(done["output"], "approve");
+    let kinds: Vec<String> = gw
+        .ledger(&run)
+        .await
+        .iter()
+        .filter_map(|r| r["effect"]["type"].as_str().map(str::to_owned))
+        .filter(|k| k == "remind")
+        .collect();
+    assert_eq!(kinds.len(), 2, "remind_max bounds them");
+    assert_eq!(reminders(&fake), 2);
+}

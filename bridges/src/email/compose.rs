@@ -76,6 +76,25 @@ fn subject_for(run: &EmailRun, text: &str) -> String {
 }
 
 /// The mail that asks `p` (whose token is `t`).
+/// A reminder of an unanswered prompt: its mail again with a reminder line on top, its own
+/// Message-ID (the reply token stays in the subject and the reply address), in the thread.
+pub fn reminder(style: &Style, run: &EmailRun, p: &Prompt, t: &Token, n: u64) -> OutMail {
+    let mut mail = prompt(style, run, p, t);
+    mail.key = format!("remind:{}:{n}", p.id);
+    mail.body = format!(
+        "Reminder {n}: this still waits for your answer.\n\n{}",
+        mail.body
+    );
+    mail.subject = format!("Reminder: {}", mail.subject);
+    let id = mail
+        .message_id
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned();
+    mail.message_id = format!("<remind{n}.{id}>");
+    mail
+}
+
 pub fn prompt(style: &Style, run: &EmailRun, p: &Prompt, t: &Token) -> OutMail {
     let mut body = format!("{}\n\n", p.question.trim());
     if !p.choices.is_empty() {

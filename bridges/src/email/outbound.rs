@@ -151,6 +151,7 @@ impl Follower {
                 }]
             }
             (RecordStatus::Waiting, "ask") => self.ask(r, run),
+            (RecordStatus::Completed, "remind") => self.remind(r, run),
             (RecordStatus::Waiting, _) => match &run.pending {
                 Some(text) => {
                     let key = format!("say:{}:{}:{}", run.run_id, r.seq, run.address);
@@ -225,6 +226,43 @@ impl Follower {
                 status: RunStatus::Waiting,
             },
         ]
+    }
+
+    /// A reminder of a prompt still unanswered: the prompt's mail again (same reply
+    /// token), marked as a reminder, in the prompt's thread.
+    fn remind(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
+        let p = r.effect_payload();
+        let n = p["reminder"].as_u64().unwrap_or(1);
+        let prompt = Prompt {
+            id: 0,
+            run_id: r.run_id.clone(),
+            wait_key: p["wait_key"].as_str().unwrap_or_default().to_owned(),
+            address: run.address.clone(),
+            question: p["prompt"].as_str().unwrap_or("Your answer?").to_owned(),
+            allow_free_text: false,
+            choices: p["choices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect(),
+            message_id: None,
+            answered: false,
+        };
+        let (style, signer) = (self.ctx.style.clone(), self.ctx.signer.clone());
+        let snapshot = run.clone();
+        let wait_key = prompt.wait_key.clone();
+        let compose = Box::new(move |id: i64| {
+            let p = Prompt { id, ..prompt };
+            let t = signer.token(id, &p.run_id, &p.wait_key);
+            compose::reminder(&style, &snapshot, &p, &t, n)
+        });
+        vec![Change::Remind {
+            run_id: r.run_id.clone(),
+            wait_key,
+            address: run.address,
+            compose,
+        }]
     }
 
     fn ended(&self, r: &LedgerRecord, run: EmailRun, all: bool) -> Vec<Change> {

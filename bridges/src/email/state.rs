@@ -135,6 +135,14 @@ pub type ComposePrompt = Box<dyn FnOnce(i64) -> OutMail + Send>;
 pub enum Change {
     Bind(EmailRun),
     Prompt(Prompt, ComposePrompt),
+    /// A reminder of the prompt on `wait_key` to `address`, if it is still unanswered
+    /// there: the mail is built from that prompt (its id, so its reply token).
+    Remind {
+        run_id: String,
+        wait_key: String,
+        address: String,
+        compose: ComposePrompt,
+    },
     /// A mail about a run, to one of its addresses.
     Mail {
         run_id: String,
@@ -382,6 +390,23 @@ fn apply(tx: &Connection, ch: Change) -> Result<()> {
                 )?;
                 enqueue(tx, &mail)?;
                 set_last_message(tx, &p.run_id, &p.address, &mail.message_id)?;
+            }
+        }
+        Change::Remind {
+            run_id,
+            wait_key,
+            address,
+            compose,
+        } => {
+            let id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM prompts WHERE run_id = ?1 AND wait_key = ?2 AND address = ?3 AND answered = 0",
+                    params![run_id, wait_key, address],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = id {
+                enqueue(tx, &compose(id))?;
             }
         }
         Change::Mail {

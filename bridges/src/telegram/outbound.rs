@@ -129,6 +129,7 @@ impl Follower {
             }
             (RecordStatus::Waiting, "ask") => self.ask(r, chats).await,
             (RecordStatus::Completed, "") if r.step_id.contains("/vote") => self.voted(r).await,
+            (RecordStatus::Completed, "remind") => self.remind(r).await,
             (RecordStatus::Completed, "") => self.answered(r).await,
             (RecordStatus::Completed, "pause") => {
                 self.notice(chats, "⏸", "paused").await?;
@@ -290,6 +291,25 @@ impl Follower {
                 Some((label.clone(), data))
             })
             .collect()
+    }
+
+    /// A reminder: the unanswered prompt again, with its buttons, in each of its chats.
+    async fn remind(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
+        let wait_key = r.effect_payload()["wait_key"].as_str().unwrap_or_default();
+        let prompts = self
+            .ctx
+            .state
+            .prompts_of(r.run_id.clone(), Some(wait_key.to_owned()))
+            .await?;
+        for p in prompts
+            .iter()
+            .filter(|p| !p.answered && p.message_id.is_some())
+        {
+            let text = format!("⏰ Reminder: {}", p.text);
+            let kb = api::keyboard(self.buttons(p.id, p.chat_id, &p.choices));
+            self.send(p.chat_id, &text, kb).await?;
+        }
+        Ok(Vec::new())
     }
 
     /// A vote on a team prompt: the prompt shows the tally under it and keeps its buttons.
