@@ -3,7 +3,7 @@
 
 use protocol::{Client, ScheduleInfo, TokenInfo};
 
-use crate::config::{AdminCommand, TokenAction};
+use crate::config::{AdminCommand, GroupsAction, PeopleAction, TokenAction};
 
 /// Runs one admin command against the gateway `c`.
 pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
@@ -46,6 +46,66 @@ pub async fn run(c: &Client, cmd: AdminCommand) -> anyhow::Result<()> {
             let t = c.rotate_token().await?;
             println!("new admin token (the old one no longer works):");
             println!("  {}", t.token);
+        }
+        AdminCommand::People { action } => people(c, action).await?,
+        AdminCommand::Groups { action } => groups(c, action).await?,
+    }
+    Ok(())
+}
+
+async fn people(c: &Client, action: PeopleAction) -> anyhow::Result<()> {
+    match action {
+        PeopleAction::List { .. } => {
+            for p in c.people().await?.items {
+                println!("{:<20} {}", p.name, p.identities.join(", "));
+            }
+        }
+        PeopleAction::Add {
+            name,
+            telegram,
+            email,
+            device,
+            key,
+            ..
+        } => {
+            let kinds = [
+                ("telegram", telegram),
+                ("email", email),
+                ("device", device),
+                ("key", key),
+            ];
+            let identities: Vec<String> = kinds
+                .into_iter()
+                .flat_map(|(k, vs)| vs.into_iter().map(move |v| format!("{k}:{v}")))
+                .collect();
+            if identities.is_empty() {
+                anyhow::bail!("give at least one of --telegram, --email, --device, --key");
+            }
+            let p = c.add_person(&protocol::Person { name, identities }).await?;
+            println!("{}: {}", p.name, p.identities.join(", "));
+        }
+        PeopleAction::Remove { name, .. } => {
+            c.remove_person(&name).await?;
+            println!("removed {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn groups(c: &Client, action: GroupsAction) -> anyhow::Result<()> {
+    match action {
+        GroupsAction::List { .. } => {
+            for g in c.groups().await?.items {
+                println!("{:<20} {}", g.name, g.members.join(", "));
+            }
+        }
+        GroupsAction::Add { name, members, .. } => {
+            let g = c.add_group(&protocol::Group { name, members }).await?;
+            println!("{}: {}", g.name, g.members.join(", "));
+        }
+        GroupsAction::Remove { name, .. } => {
+            c.remove_group(&name).await?;
+            println!("removed {name}");
         }
     }
     Ok(())

@@ -6,9 +6,7 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
-use gateway::config::{
-    AdminCommand, Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig, TokenAction,
-};
+use gateway::config::{Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeConfig};
 use gateway::flows::registry;
 use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
 
@@ -114,14 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("{}", r.run_id);
         }
         Command::Admin(cmd) => {
-            let client = match &cmd {
-                AdminCommand::Pair { client }
-                | AdminCommand::Devices { client, .. }
-                | AdminCommand::Keys { client, .. }
-                | AdminCommand::Token {
-                    action: TokenAction::Rotate { client },
-                } => client_for(client)?,
-            };
+            let client = client_for(cmd.client())?;
             gateway::admin_cli::run(&client, cmd).await?;
         }
         Command::Tail { client, run, after } => tail(&client_for(&client)?, &run, after).await?,

@@ -131,3 +131,47 @@ async fn the_telegram_bridge_refuses_to_start_with_bad_settings() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn people_and_groups_from_the_terminal() {
+    let app = spawn_app().await;
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "people",
+            "add",
+            "alice",
+            "--telegram",
+            "111",
+            "--email",
+            "Alice@Example.com",
+            "--device",
+            "web: alices-phone",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("alice: telegram:111, email:alice@example.com, device:web: alices-phone"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&app, &["people", "list"]);
+    assert!(
+        ok && out.contains("alice") && out.contains("telegram:111"),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&app, &["people", "add", "bob", "--telegram", "111"]);
+    assert!(
+        !ok && err.contains("belongs to alice"),
+        "one identity, one person: {err}"
+    );
+    let (ok, out, err) = cli(&app, &["groups", "add", "ops", "person:alice", "key:ci"]);
+    assert!(
+        ok && out.contains("ops: person:alice, key:ci"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = cli(&app, &["groups", "add", "bad", "group:ops"]);
+    assert!(!ok && err.contains("members[0]"), "no nested groups: {err}");
+    assert!(cli(&app, &["people", "remove", "alice"]).0);
+    let (ok, _, err) = cli(&app, &["people", "remove", "alice"]);
+    assert!(!ok && err.contains("no person `alice`"), "{err}");
+}

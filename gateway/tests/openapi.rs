@@ -51,6 +51,15 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/api/gateway/channels"),
         ("put", "/api/gateway/channels/{channel}"),
         ("delete", "/api/gateway/channels/{channel}"),
+        ("get", "/api/gateway/approvals"),
+        ("post", "/api/gateway/runs/{id}/approve"),
+        ("post", "/api/gateway/runs/{id}/deny"),
+        ("get", "/api/gateway/people"),
+        ("post", "/api/gateway/people"),
+        ("delete", "/api/gateway/people/{name}"),
+        ("get", "/api/gateway/groups"),
+        ("post", "/api/gateway/groups"),
+        ("delete", "/api/gateway/groups/{name}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let ops: usize = paths.values().map(|v| v.as_object().unwrap().len()).sum();

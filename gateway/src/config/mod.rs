@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod admin;
 mod mcp;
 mod security;
 
+pub use admin::{AdminCommand, GroupsAction, PeopleAction, TokenAction};
 pub use security::{SecurityArgs, SecurityConfig};
 
 #[derive(Debug, Parser)]
@@ -80,7 +82,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         after: u64,
     },
-    /// Administration: pairing, devices, API keys, token rotation.
+    /// Administration: pairing, devices, API keys, token rotation, people and groups.
     #[command(flatten)]
     Admin(AdminCommand),
     /// Run a channel bridge alone, against a gateway.
@@ -92,49 +94,6 @@ pub enum Command {
         client: ClientArgs,
         run: String,
         text: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// Mint a one-time pairing code for a new device.
-    Pair {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    /// List paired devices, or revoke one.
-    Devices {
-        #[command(flatten)]
-        client: ClientArgs,
-        /// Revoke this device id.
-        #[arg(long)]
-        revoke: Option<String>,
-    },
-    /// List scoped API keys, create one (`--create NAME --scope read,run`), or revoke one.
-    Keys {
-        #[command(flatten)]
-        client: ClientArgs,
-        #[arg(long)]
-        create: Option<String>,
-        /// Comma-separated: read, run, command, channel, admin.
-        #[arg(long, value_delimiter = ',')]
-        scope: Vec<String>,
-        #[arg(long)]
-        revoke: Option<String>,
-    },
-    /// The admin token.
-    Token {
-        #[command(subcommand)]
-        action: TokenAction,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenAction {
-    /// Replace the admin token (the old one stops working at once).
-    Rotate {
-        #[command(flatten)]
-        client: ClientArgs,
     },
 }
 

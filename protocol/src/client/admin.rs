@@ -75,6 +75,32 @@ impl Client {
         Self::send(self.request(reqwest::Method::DELETE, path)?).await
     }
 
+    pub async fn people(&self) -> Result<crate::PersonList, ClientError> {
+        self.get(ApiPath::new("api/gateway/people")).await
+    }
+
+    pub async fn add_person(&self, p: &crate::Person) -> Result<crate::Person, ClientError> {
+        self.post(ApiPath::new("api/gateway/people"), p).await
+    }
+
+    pub async fn remove_person(&self, name: &str) -> Result<crate::Person, ClientError> {
+        let path = ApiPath::new("api/gateway/people").id(name);
+        Self::send(self.request(reqwest::Method::DELETE, path)?).await
+    }
+
+    pub async fn groups(&self) -> Result<crate::GroupList, ClientError> {
+        self.get(ApiPath::new("api/gateway/groups")).await
+    }
+
+    pub async fn add_group(&self, g: &crate::Group) -> Result<crate::Group, ClientError> {
+        self.post(ApiPath::new("api/gateway/groups"), g).await
+    }
+
+    pub async fn remove_group(&self, name: &str) -> Result<crate::Group, ClientError> {
+        let path = ApiPath::new("api/gateway/groups").id(name);
+        Self::send(self.request(reqwest::Method::DELETE, path)?).await
+    }
+
     /// Replaces a generated admin token (admin); the old one stops working at once.
     pub async fn rotate_token(&self) -> Result<RotatedToken, ClientError> {
         self.post("api/gateway/token/rotate", &serde_json::json!({}))
