@@ -60,6 +60,9 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/api/gateway/groups"),
         ("post", "/api/gateway/groups"),
         ("delete", "/api/gateway/groups/{name}"),
+        ("post", "/api/gateway/links"),
+        ("get", "/api/gateway/links/{token}"),
+        ("post", "/api/gateway/links/{token}"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     let ops: usize = paths.values().map(|v| v.as_object().unwrap().len()).sum();

@@ -74,3 +74,51 @@ pub struct Group {
 pub struct GroupList {
     pub items: Vec<Group>,
 }
+
+/// `POST /api/gateway/links` (the `channel` scope): a one-click answer link for one
+/// recipient of one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    pub run_id: String,
+    pub wait_key: String,
+    /// Whom the link answers as: `email:<address>`.
+    pub recipient: String,
+    /// Seconds the link works (default and most: 7 days; never past the prompt's deadline).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkCreated {
+    /// Signed, single use; goes into `/app/answer/<token>`.
+    pub token: String,
+    pub expires_at: String,
+}
+
+/// `GET /api/gateway/links/{token}`: what a link answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkInfo {
+    pub run_id: String,
+    pub bundle_id: String,
+    pub prompt: String,
+    pub choices: Vec<String>,
+    pub recipient: String,
+    pub expires_at: String,
+    /// The prompt still waits for this answer.
+    pub open: bool,
+    /// When it does not: who answered (or voted with this link), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+}
+
+/// `POST /api/gateway/links/{token}`: the recipient's choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LinkVote {
+    pub choice: String,
+}

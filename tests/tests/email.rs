@@ -570,3 +570,114 @@ async fn a_tool_call_is_denied_by_an_email_reply_and_the_model_hears_it() {
         "the denied call never ran"
     );
 }
+
+/// The one-click token in a prompt mail.
+fn link_token(mail: &str) -> String {
+    let text = body(mail);
+    let at = text.find("/app/answer/").expect("a one-click link") + "/app/answer/".len();
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || *c == '.')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_one_click_link_confirms_before_it_votes_and_works_once() {
+    let (mail, gw) = setup().await;
+    let id = start(&gw, "approval", "ship it", "alice@example.test").await;
+    let prompt = prompt_for(&mail, "alice", "Approve or reject: ship it").await;
+    assert!(
+        body(&prompt).contains(&format!("approve: {PUBLIC}/app/answer/")),
+        "{}",
+        body(&prompt)
+    );
+    let token = link_token(&prompt);
+    let http = reqwest::Client::new();
+    let page = gw.url(&format!("/app/answer/{token}"));
+
+    // A link scanner, or a preview, fetching it: nothing changes.
+    for _ in 0..2 {
+        let r = http
+            .get(format!("{page}?choice=approve"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("Approve or reject: ship it") && html.contains("Nothing is recorded"),
+            "{html}"
+        );
+    }
+    assert_eq!(run(&gw, &id).await["status"], "waiting");
+    assert!(gw.answers(&id).await.is_empty());
+
+    // The POST from the page answers, as the mail's recipient.
+    let r = http
+        .post(&page)
+        .form(&[("choice", "approve")])
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("is recorded"), "{html}");
+    let done = wait_status(&gw, &id, "completed").await;
+    assert_eq!(done["output"]["decision"], "approve");
+    let a = gw.answers(&id).await;
+    assert_eq!(a[0]["actor"]["client_id"], "email:alice@example.test");
+    assert_eq!(a[0]["actor"]["channel"], "email");
+
+    // Replayed: refused, saying who answered.
+    let r = http
+        .post(&page)
+        .form(&[("choice", "reject")])
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("already answered, by email:alice@example.test via email"),
+        "{html}"
+    );
+    assert_eq!(gw.answers(&id).await.len(), 1);
+
+    // Changed, or made by another gateway: refused.
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    let html = http
+        .get(gw.url(&format!("/app/answer/{forged}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("not valid"), "{html}");
+
+    // Expired: refused.
+    let id2 = start(&gw, "approval", "later", "alice@example.test").await;
+    gw.wait_on(&id2, "decide.1").await;
+    let (st, l) = gw
+        .post("/api/gateway/links", &json!({"run_id": id2, "wait_key": "decide.1", "recipient": "email:alice@example.test", "ttl_secs": 1}))
+        .await;
+    assert_eq!(st, 200, "{l}");
+    let short = l["token"].as_str().unwrap().to_owned();
+    e2e::wait::eventually(10, "the link to expire", || async {
+        let (_, info) = gw.get(&format!("/api/gateway/links/{short}")).await;
+        (info["open"] == false).then_some(())
+    })
+    .await;
+    let (st, b) = gw
+        .post(
+            &format!("/api/gateway/links/{short}"),
+            &json!({"choice": "approve"}),
+        )
+        .await;
+    assert_eq!(st, 403, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("expired"),
+        "{b}"
+    );
+    assert_eq!(run(&gw, &id2).await["status"], "waiting");
+}

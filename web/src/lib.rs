@@ -12,6 +12,7 @@
 //! - [`assets`]: CSS, JavaScript, service worker, manifest and icons, embedded.
 
 pub mod actions;
+pub mod answer;
 pub mod assets;
 pub mod chat;
 pub mod pages;
@@ -119,6 +120,7 @@ pub fn router(cfg: WebConfig) -> Router {
         .route("/pair", get(pages::pair_page))
         .route("/logout", post(pages::logout))
         .route("/inbox", get(pages::inbox))
+        .route("/answer/{token}", get(answer::page).post(answer::vote))
         .route("/runs", get(pages::runs))
         .route("/runs/{id}", get(run_pages::run))
         .route("/runs/{id}/chat", get(run_pages::chat))

@@ -53,6 +53,27 @@ pub fn link(style: &Style, run_id: &str) -> Option<String> {
     Some(format!("{base}/app/runs/{run_id}"))
 }
 
+/// One-click answer links (`/app/answer/<token>?choice=<c>`): each opens a confirmation
+/// page in the web app; nothing is recorded until its button is pressed.
+pub fn answer_links(style: &Style, token: &str, choices: &[String]) -> Option<String> {
+    let base = style.public_url.as_deref()?.trim_end_matches('/');
+    let mut text =
+        String::from("Or answer with one click (you confirm on the page that opens):\n\n");
+    for c in choices {
+        let q: String = c
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        text.push_str(&format!("  {c}: {base}/app/answer/{token}?choice={q}\n"));
+    }
+    Some(text)
+}
+
 /// Threads a new mail about `run` under what the bridge sent before (or the mail that
 /// started the run).
 fn thread(run: &EmailRun) -> (Option<String>, Vec<String>) {

@@ -36,7 +36,12 @@ impl crate::reconnect::LedgerFollower for Follower {
             self.bind(r).await?
         } else {
             let runs = self.ctx.state.runs(r.run_id.clone()).await?;
-            runs.into_iter().flat_map(|run| self.show(r, run)).collect()
+            let mut changes = Vec::new();
+            for run in runs {
+                let link = self.answer_link(r, &run).await;
+                changes.extend(self.show(r, run, link));
+            }
+            changes
         };
         Ok((!changes.is_empty()).then_some(changes))
     }
@@ -126,8 +131,30 @@ impl Follower {
         }
     }
 
+    /// A one-click answer link for a prompt with choices (when the gateway has a public
+    /// URL to send people to); the prompt goes without one if it cannot be made.
+    async fn answer_link(&self, r: &LedgerRecord, run: &EmailRun) -> Option<String> {
+        self.ctx.style.public_url.as_ref()?;
+        let q = r
+            .question()
+            .filter(|q| !q.choices.is_empty() && r.status == RecordStatus::Waiting)?;
+        let req = protocol::LinkRequest {
+            run_id: r.run_id.clone(),
+            wait_key: q.wait_key,
+            recipient: format!("email:{}", run.address),
+            ttl_secs: None,
+        };
+        match self.ctx.client.answer_link(&req).await {
+            Ok(l) => Some(l.token),
+            Err(e) => {
+                tracing::warn!(error = %e, "email: no one-click link for this prompt");
+                None
+            }
+        }
+    }
+
     /// What one record of a bound run changes.
-    fn show(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
+    fn show(&self, r: &LedgerRecord, run: EmailRun, link: Option<String>) -> Vec<Change> {
         let all = run.mode == Mode::All.as_str();
         let run_id = r.run_id.clone();
         match (r.status, r.effect_kind()) {
@@ -150,7 +177,7 @@ impl Follower {
                     text: Some(joined),
                 }]
             }
-            (RecordStatus::Waiting, "ask") => self.ask(r, run),
+            (RecordStatus::Waiting, "ask") => self.ask(r, run, link),
             (RecordStatus::Completed, "remind") => self.remind(r, run),
             (RecordStatus::Waiting, _) => match &run.pending {
                 Some(text) => {
@@ -187,7 +214,7 @@ impl Follower {
         }
     }
 
-    fn ask(&self, r: &LedgerRecord, run: EmailRun) -> Vec<Change> {
+    fn ask(&self, r: &LedgerRecord, run: EmailRun, link: Option<String>) -> Vec<Change> {
         let Some(q) = r.question() else {
             return Vec::new();
         };
@@ -209,6 +236,9 @@ impl Follower {
             let p = Prompt { id, ..asked };
             let t = signer.token(id, &p.run_id, &p.wait_key);
             let mut mail = compose::prompt(&style, &snapshot, &p, &t);
+            if let Some(links) = link.and_then(|l| compose::answer_links(&style, &l, &p.choices)) {
+                mail.body = format!("{}\n{links}", mail.body);
+            }
             if let Some(said) = &snapshot.pending {
                 mail.body = format!("{said}\n\n{}", mail.body);
             }

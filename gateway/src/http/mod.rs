@@ -13,6 +13,7 @@ pub(crate) mod channels;
 mod commands;
 mod error;
 mod hooks;
+mod links;
 mod mcp;
 mod meta;
 mod openai;
@@ -160,7 +161,9 @@ fn api(gate: &Gate) -> Routes {
     let any = OpenApiRouter::new()
         .routes(routes!(admin::whoami))
         .routes(routes!(admin::revoke_self));
-    let channel = OpenApiRouter::new().routes(routes!(channels::put_allowlist));
+    let channel = OpenApiRouter::new()
+        .routes(routes!(channels::put_allowlist))
+        .routes(routes!(links::create));
     let run = OpenApiRouter::new()
         .routes(routes!(runs::start))
         .routes(routes!(schedules::create));
@@ -192,6 +195,7 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(meta::health))
         .routes(routes!(admin::pair))
         .routes(routes!(hooks::fire))
+        .routes(routes!(links::info, links::vote))
         .route_layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             auth::public,

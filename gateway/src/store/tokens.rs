@@ -184,6 +184,21 @@ impl Store {
         .await
     }
 
+    /// The value of `key`, set to `value` first if it has none (the first writer wins, on
+    /// every node).
+    pub(crate) async fn meta_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        let (k, v) = (key.to_owned(), value.to_owned());
+        self.write(move |c, _| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                args![k, v],
+            )?;
+            Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [&k], |r| r.get(0))?)
+        })
+        .await
+        .map(|(v, _)| v)
+    }
+
     pub(crate) async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         let (k, v) = (key.to_owned(), value.to_owned());
         self.write(move |c, _| {

@@ -75,6 +75,32 @@ impl Client {
         Self::send(self.request(reqwest::Method::DELETE, path)?).await
     }
 
+    /// Mints a one-click answer link for `req.recipient` (the `channel` scope).
+    pub async fn answer_link(
+        &self,
+        req: &crate::LinkRequest,
+    ) -> Result<crate::LinkCreated, ClientError> {
+        self.post(ApiPath::new("api/gateway/links"), req).await
+    }
+
+    /// What the link `token` answers (no credential needed).
+    pub async fn link_info(&self, token: &str) -> Result<crate::LinkInfo, ClientError> {
+        self.get(ApiPath::new("api/gateway/links").id(token)).await
+    }
+
+    /// Votes `choice` with the link `token` (no credential needed).
+    pub async fn link_vote(
+        &self,
+        token: &str,
+        choice: &str,
+    ) -> Result<crate::CommandResponse, ClientError> {
+        let body = crate::LinkVote {
+            choice: choice.to_owned(),
+        };
+        self.post(ApiPath::new("api/gateway/links").id(token), &body)
+            .await
+    }
+
     pub async fn people(&self) -> Result<crate::PersonList, ClientError> {
         self.get(ApiPath::new("api/gateway/people")).await
     }
