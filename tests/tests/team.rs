@@ -254,3 +254,53 @@ async fn reminders_reach_telegram_and_email_and_a_reply_to_one_counts() {
     assert_eq!(kinds.len(), 2, "remind_max bounds them");
     assert_eq!(reminders(&fake), 2);
 }
+
+#[tokio::test]
+async fn an_escalation_reaches_new_people_who_may_then_answer() {
+    let mail = MailServer::start().await;
+    let fake = TelegramFake::start().await;
+    let mut env = mail.bridge_env();
+    env.extend([
+        (
+            "SWITCHBOARD_EMAIL_ALLOWED_SENDERS",
+            "bob@example.test".to_owned(),
+        ),
+        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
+        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
+        (
+            "SWITCHBOARD_TELEGRAM_ALLOWED_USERS",
+            format!("{ALICE},{DAN}"),
+        ),
+        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
+    ]);
+    let gw = Gateway::start(&env).await;
+    let flow = "steps:\n  - id: gate\n    ask: Deploy?\n    choices: [approve, reject]\n    approvers: [\"telegram:1001\"]\n    escalate: {after: 1s, notify: [\"telegram:1002\", \"email:bob@example.test\"], approvers: [\"telegram:1002\"]}\n  - output: \"{{ steps.gate.response }}\"\n";
+    let (st, b) = gw.upload("up.yaml", flow).await;
+    assert_eq!(st, 200, "{b}");
+    let (st, r) = gw
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "up", "notify": ["telegram:1001"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let run = r["run_id"].as_str().unwrap_or_default().to_owned();
+    fake.wait_until(30, "the escalated prompt in Dan's chat", |f| {
+        f.find(DAN as i64, "⏫ Deploy?").is_some()
+    })
+    .await;
+    mail.wait_for_mail("bob", 30, "the escalated prompt", |m| m.contains("Deploy?"))
+        .await;
+    let (msg, text, kb) = fake.find(DAN as i64, "⏫ Deploy?").unwrap_or_default();
+    assert!(
+        text.contains("telegram:1002"),
+        "the prompt names the new approver: {text}"
+    );
+    fake.tap(DAN, "Dan", DAN as i64, msg, &button(&kb, "approve"));
+    let done = gw.wait_status(&run, "completed", 30).await;
+    assert_eq!(done["output"], "approve");
+    assert_eq!(
+        gw.run(&run).await["notify"],
+        json!(["telegram:1001", "telegram:1002", "email:bob@example.test"])
+    );
+}

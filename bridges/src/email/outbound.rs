@@ -34,6 +34,8 @@ impl crate::reconnect::LedgerFollower for Follower {
         let r = &ev.record;
         let changes: Vec<Change> = if r.effect_kind() == "run_started" {
             self.bind(r).await?
+        } else if r.effect_kind() == "escalate" {
+            self.escalate(r).await?
         } else {
             let runs = self.ctx.state.runs(r.run_id.clone()).await?;
             let mut changes = Vec::new();
@@ -129,6 +131,51 @@ impl Follower {
                 Ok(None)
             }
         }
+    }
+
+    /// An escalation: the addresses it names (ones this bridge may mail) get the run and
+    /// its prompt.
+    async fn escalate(&self, r: &LedgerRecord) -> Result<Vec<Change>, EmailError> {
+        let p = r.effect_payload();
+        let existing = self.ctx.state.runs(r.run_id.clone()).await?;
+        let base = existing.first().cloned().unwrap_or_else(|| {
+            EmailRun::new(&r.run_id, "", "run", self.ctx.cfg.mode_of("run").as_str())
+        });
+        let notified = p["notify"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        let mut ask = r.clone();
+        ask.status = RecordStatus::Waiting;
+        ask.step_id = p["wait_key"].as_str().unwrap_or_default().to_owned();
+        ask.effect = Some(protocol::Effect {
+            kind: "ask".into(),
+            payload: serde_json::json!({
+                "wait_key": p["wait_key"], "prompt": p["prompt"], "choices": p["choices"],
+                "allow_free_text": false,
+            }),
+        });
+        let mut changes = Vec::new();
+        for (address, _) in notified.filter_map(address_of) {
+            if existing.iter().any(|e| e.address == address)
+                || !self.ctx.cfg.sender_allowed(&address)
+            {
+                continue;
+            }
+            let run = EmailRun {
+                address,
+                thread_id: None,
+                thread_subject: None,
+                last_message_id: None,
+                pending: None,
+                ..base.clone()
+            };
+            changes.push(Change::Bind(run.clone()));
+            let link = self.answer_link(&ask, &run).await;
+            changes.extend(self.ask(&ask, run, link));
+        }
+        Ok(changes)
     }
 
     /// A one-click answer link for a prompt with choices (when the gateway has a public

@@ -49,6 +49,9 @@ impl crate::reconnect::LedgerFollower for Follower {
         if r.effect_kind() == "run_started" {
             return Ok(Some(self.bind(r).await?));
         }
+        if r.effect_kind() == "escalate" {
+            return Ok(Some(self.escalate(r).await?));
+        }
         let chats = self.ctx.state.chat_runs(r.run_id.clone()).await?;
         if chats.is_empty() {
             return Ok(None);
@@ -291,6 +294,65 @@ impl Follower {
                 Some((label.clone(), data))
             })
             .collect()
+    }
+
+    /// An escalation: the chats it names (users this bridge allows) get the run and its
+    /// prompt, with buttons.
+    async fn escalate(&mut self, r: &LedgerRecord) -> Result<Vec<Change>, BridgeError> {
+        let p = r.effect_payload();
+        let bound: Vec<i64> = self
+            .ctx
+            .state
+            .chat_runs(r.run_id.clone())
+            .await?
+            .iter()
+            .map(|c| c.chat_id)
+            .collect();
+        let mut chats = Vec::new();
+        for chat in p["notify"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().and_then(chat_of))
+        {
+            if chat > 0 && !bound.contains(&chat) && self.ctx.allowed(chat as u64).await? {
+                chats.push(ChatRun {
+                    run_id: r.run_id.clone(),
+                    chat_id: chat,
+                    flow: "run".into(),
+                    status: RunStatus::Waiting.as_str().into(),
+                    via_session: false,
+                    shown: false,
+                    last_llm: None,
+                });
+            }
+        }
+        let mut changes: Vec<Change> = chats
+            .iter()
+            .map(|c| Change::Bind {
+                run_id: c.run_id.clone(),
+                chat_id: c.chat_id,
+                flow: c.flow.clone(),
+                via_session: false,
+            })
+            .collect();
+        if chats.is_empty() {
+            return Ok(changes);
+        }
+        // The prompt, as its `ask` record showed it elsewhere.
+        let mut ask = r.clone();
+        ask.status = RecordStatus::Waiting;
+        ask.step_id = p["wait_key"].as_str().unwrap_or_default().to_owned();
+        ask.effect = Some(protocol::Effect {
+            kind: "ask".into(),
+            payload: serde_json::json!({
+                "wait_key": p["wait_key"], "prompt": format!("⏫ {}", p["prompt"].as_str().unwrap_or_default()),
+                "choices": p["choices"], "allow_free_text": false,
+                "approvers": p["approvers"], "quorum": p["quorum"],
+            }),
+        });
+        changes.extend(self.ask(&ask, &chats).await?);
+        Ok(changes)
     }
 
     /// A reminder: the unanswered prompt again, with its buttons, in each of its chats.

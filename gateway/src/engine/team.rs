@@ -124,7 +124,7 @@ impl Machine<'_> {
             team.approvers
                 .extend(team.escalate_approvers.iter().cloned());
             let payload = json!({"wait_key": step_id, "prompt": prompt, "choices": choices,
-                "notify": team.escalate_notify, "approvers": team.approvers});
+                "notify": team.escalate_notify, "approvers": team.approvers, "quorum": team.quorum});
             let d = self.draft(
                 &format!("{step_id}/escalate"),
                 &node,
