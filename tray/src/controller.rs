@@ -14,6 +14,8 @@ pub struct Prompt {
     pub wait_key: String,
     pub text: String,
     pub choices: Vec<String>,
+    /// It names approvers: shown only when this device's person is one of them.
+    pub team: bool,
 }
 
 /// An active run as the tray shows it.
@@ -131,6 +133,8 @@ const NOTIFY_WITHIN_SECS: i64 = 120;
 #[derive(Debug, Clone, Default)]
 pub struct Controller {
     runs: BTreeMap<String, RunView>,
+    /// Runs whose prompt with approvers this device may answer (from the gateway).
+    mine: std::collections::HashSet<String>,
     connected: bool,
     /// The gateway's base URL (for the web app's links).
     gateway: String,
@@ -167,6 +171,18 @@ impl Controller {
         self.connected = connected;
     }
 
+    /// The runs whose prompt with approvers this device may answer.
+    pub fn set_mine(&mut self, mine: std::collections::HashSet<String>) {
+        self.mine = mine;
+    }
+
+    /// Whether `run` asks something of this device's person.
+    fn asks_me(&self, run: &RunView) -> bool {
+        run.prompt
+            .as_ref()
+            .is_some_and(|p| !p.team || self.mine.contains(&run.run_id))
+    }
+
     /// Replaces the state with a snapshot of the active runs.
     pub fn load(&mut self, active: &[RunSummary]) {
         self.runs.clear();
@@ -179,6 +195,7 @@ impl Controller {
                     wait_key: w.wait_key.clone(),
                     text: w.prompt.clone().unwrap_or_default(),
                     choices: w.choices.clone(),
+                    team: !w.approvers.is_empty(),
                 });
             let view = RunView {
                 run_id: r.run_id.clone(),
@@ -251,10 +268,14 @@ impl Controller {
 
     fn asked(&mut self, r: &LedgerRecord, now: i64) -> Option<Notice> {
         let q = r.question()?;
+        let team = r.effect_payload()["approvers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
         let prompt = Prompt {
             wait_key: q.wait_key,
             text: q.prompt.unwrap_or_else(|| "A question".into()),
             choices: q.choices,
+            team,
         };
         let run = self.runs.entry(r.run_id.clone()).or_insert(RunView {
             run_id: r.run_id.clone(),
@@ -266,7 +287,8 @@ impl Controller {
         run.prompt = Some(prompt.clone());
         let fresh = chrono::DateTime::parse_from_rfc3339(&r.started_at)
             .map(|t| now - t.timestamp() <= NOTIFY_WITHIN_SECS)
-            .unwrap_or(false);
+            .unwrap_or(false)
+            && (!team || self.mine.contains(&r.run_id));
         fresh.then(|| Notice {
             title: format!("{} is waiting for you", run.flow),
             body: prompt.text,
@@ -275,11 +297,11 @@ impl Controller {
 
     /// Runs waiting on a person, and the others.
     fn counts(&self) -> (usize, usize, usize) {
-        let waiting = self.runs.values().filter(|r| r.prompt.is_some()).count();
+        let waiting = self.runs.values().filter(|r| self.asks_me(r)).count();
         let paused = self
             .runs
             .values()
-            .filter(|r| r.prompt.is_none() && r.status == RunStatus::Paused)
+            .filter(|r| !self.asks_me(r) && r.status == RunStatus::Paused)
             .count();
         (self.runs.len() - waiting - paused, waiting, paused)
     }
@@ -307,7 +329,7 @@ impl Controller {
         };
         let mut items = vec![Item::text(self.summary()), Item::separator()];
         items.push(Item::text("Waiting for you"));
-        let prompts: Vec<&RunView> = self.runs.values().filter(|r| r.prompt.is_some()).collect();
+        let prompts: Vec<&RunView> = self.runs.values().filter(|r| self.asks_me(r)).collect();
         if prompts.is_empty() {
             items.push(Item::text("  Nothing waits for you"));
         }

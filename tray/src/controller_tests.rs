@@ -195,3 +195,29 @@ fn links_quit_offline_and_old_prompts() {
     assert_eq!(m.icon, Icon::Offline);
     assert_eq!(m.items[0].label, "Gateway unreachable (retrying)");
 }
+
+#[test]
+fn a_prompt_with_approvers_shows_only_for_one_of_them() {
+    let mut c = Controller::new("http://gw", "tray:me");
+    c.apply(&started("r1", "release"), NOW);
+    let mut team = ask("r1");
+    if let Some(e) = team.effect.as_mut() {
+        e.payload["approvers"] = json!(["person:alice"]);
+    }
+    assert!(
+        c.apply(&team, NOW).is_none(),
+        "no notice before the gateway says it is mine"
+    );
+    let waiting = |c: &Controller| {
+        c.menu()
+            .items
+            .iter()
+            .any(|i| i.label.contains("Approve or reject"))
+    };
+    assert!(!waiting(&c), "not someone else's prompt");
+    c.set_mine(["r1".to_owned()].into_iter().collect());
+    assert!(
+        waiting(&c),
+        "shown once the gateway says this device may answer"
+    );
+}

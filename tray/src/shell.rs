@@ -89,6 +89,10 @@ fn apply(c: &mut Controller, u: Update) -> Option<Notice> {
             None
         }
         Update::Record(r) => c.apply(&r, chrono::Utc::now().timestamp()),
+        Update::Mine(mine) => {
+            c.set_mine(mine);
+            None
+        }
         Update::Disconnected(_) => {
             c.set_connected(false);
             None

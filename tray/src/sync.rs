@@ -18,6 +18,8 @@ use protocol::{
 pub enum Update {
     /// The active runs, right after (re)connecting.
     Snapshot(Vec<RunSummary>),
+    /// The runs whose prompt with approvers this device may answer.
+    Mine(std::collections::HashSet<String>),
     Record(Box<LedgerRecord>),
     /// The gateway is unreachable; retrying.
     Disconnected(String),
@@ -34,6 +36,17 @@ pub async fn snapshot(client: &Client) -> Result<Vec<RunSummary>, ClientError> {
         all.extend(client.runs(Some(status), SNAPSHOT_LIMIT, 0).await?.items);
     }
     Ok(all)
+}
+
+/// The runs whose prompt with approvers this device's person may answer.
+pub async fn mine(client: &Client) -> Result<std::collections::HashSet<String>, ClientError> {
+    let list = client.approvals().await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|a| !a.approvers.is_empty())
+        .map(|a| a.run_id)
+        .collect())
 }
 
 /// The tray's stored ledger cursor.
@@ -122,7 +135,8 @@ async fn follow_once(
     }
     let stream = client.stream_global(cursor.get()).await?;
     // Snapshot after subscribing: records committed in between are in the stream too.
-    if !send(Update::Snapshot(snapshot(client).await?)) {
+    if !send(Update::Snapshot(snapshot(client).await?)) || !send(Update::Mine(mine(client).await?))
+    {
         return Ok(false);
     }
     backoff.reset();
@@ -130,6 +144,14 @@ async fn follow_once(
     while let Some(item) = stream.next().await {
         if let StreamItem::Step(ev) = item? {
             let at = ev.cursor;
+            // A prompt with approvers: ask the gateway whether this device is one.
+            let team = ev.record.effect_kind() == "ask"
+                && ev.record.effect_payload()["approvers"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty());
+            if team && !send(Update::Mine(mine(client).await?)) {
+                return Ok(false);
+            }
             if !send(Update::Record(Box::new(ev.record))) {
                 return Ok(false);
             }

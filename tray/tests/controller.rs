@@ -49,6 +49,7 @@ impl Tray {
                     self.ctl.apply(&r, chrono::Utc::now().timestamp());
                 }
                 Ok(Some(Update::Disconnected(_))) => self.ctl.set_connected(false),
+                Ok(Some(Update::Mine(mine))) => self.ctl.set_mine(mine),
                 Ok(None) | Err(_) => panic!("timed out waiting for {what}: {:?}", self.ctl.menu()),
             }
         }
@@ -226,4 +227,29 @@ async fn a_gateway_that_goes_away_shows_as_unreachable() {
     let menu = t.ctl.menu();
     assert_eq!(menu.icon, Icon::Offline);
     assert_eq!(menu.items[0].label, "Gateway unreachable (retrying)");
+}
+
+#[tokio::test]
+async fn only_prompts_this_device_may_answer_are_waiting_for_it() {
+    let mut t = Tray::start().await;
+    let flow = |approver: &str| {
+        format!(
+            "steps:\n  - id: gate\n    ask: \"Ship {{{{ input.text }}}}?\"\n    choices: [approve, reject]\n    approvers: [\"{approver}\"]\n"
+        )
+    };
+    for (name, approver) in [("others", "key:somebody-else"), ("mine", "admin")] {
+        let (st, b) = t.gw.upload(&format!("{name}.yaml"), &flow(approver)).await;
+        assert_eq!(st, 200, "{b}");
+    }
+    t.start_run("others", "theirs").await;
+    t.start_run("mine", "ours").await;
+    t.until("this device's prompt", |c| {
+        c.menu().find("mine: Ship ours?").is_some()
+    })
+    .await;
+    assert!(
+        t.ctl.menu().find("others: Ship theirs?").is_none(),
+        "{:?}",
+        t.ctl.menu()
+    );
 }
