@@ -84,6 +84,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         max_payload: cfg.security.max_payload,
         mcp: mcp.clone(),
         public_url: cfg.public_url.clone(),
+        link_key: Default::default(),
     });
     tokio::spawn(apply_changes(
         changed,

@@ -145,3 +145,22 @@ async fn reminders_are_timers_that_fire_once_across_kill_9() {
     assert_eq!(remind["effect"]["payload"]["prompt"], "Ship?");
     assert_eq!(app.run(&run).await["status"], "waiting");
 }
+
+#[tokio::test]
+async fn a_new_device_cannot_take_the_name_of_another() {
+    let app = spawn_app().await;
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let (_, c) = app.post("/api/gateway/pair/codes", &json!({})).await;
+        let (st, p) = app
+            .anonymous()
+            .post(
+                "/api/gateway/pair",
+                &json!({"code": c["code"], "name": "Alices-Phone"}),
+            )
+            .await;
+        assert_eq!(st, 200, "{p}");
+        names.push(p["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(names, ["Alices-Phone", "Alices-Phone (2)"]);
+}

@@ -21,8 +21,8 @@ pub(super) fn start(team: &Team, now: chrono::DateTime<chrono::Utc>) -> TeamStat
         remind_every_ms: every,
         reminders: 0,
         remind_max: team.remind_max,
-        next_remind: team.remind.map(|d| now + d),
-        escalate_at: team.escalate.as_ref().map(|e| now + e.after),
+        next_remind: team.remind.and_then(|d| later(now, d)),
+        escalate_at: team.escalate.as_ref().and_then(|e| later(now, e.after)),
         escalate_notify: team
             .escalate
             .as_ref()
@@ -34,6 +34,13 @@ pub(super) fn start(team: &Team, now: chrono::DateTime<chrono::Utc>) -> TeamStat
             .map(|e| e.approvers.clone())
             .unwrap_or_default(),
     }
+}
+
+fn later(
+    now: chrono::DateTime<chrono::Utc>,
+    d: std::time::Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    now.checked_add_signed(chrono::Duration::from_std(d).ok()?)
 }
 
 impl Machine<'_> {
@@ -119,6 +126,9 @@ impl Machine<'_> {
             return false;
         };
         let now = self.ctx.now;
+        if team.next_due().is_none_or(|due| now < due) {
+            return false; // nothing due: no transition, so the runner stops here
+        }
         if team.escalate_at.is_some_and(|t| now >= t) {
             team.escalate_at = None;
             team.approvers
@@ -147,9 +157,9 @@ impl Machine<'_> {
             );
             self.t.records.push(d);
             team.next_remind = match team.remind_every_ms {
-                Some(ms) if n < team.remind_max => {
-                    Some(now + chrono::Duration::milliseconds(ms as i64))
-                }
+                Some(ms) if n < team.remind_max => now.checked_add_signed(
+                    chrono::Duration::milliseconds(ms.min(i64::MAX as u64) as i64),
+                ),
                 _ => None,
             };
         }

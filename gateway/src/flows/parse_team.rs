@@ -64,7 +64,7 @@ impl Cx<'_> {
             },
         };
         let remind = get("remind")
-            .map(|n| self.duration(n, "remind"))
+            .map(|n| self.bounded(n, "remind"))
             .transpose()?;
         let remind_max = get("remind_max")
             .map(|n| self.int(n, 1, MAX_APPROVERS as i64, "remind_max"))
@@ -79,6 +79,16 @@ impl Cx<'_> {
             remind_max,
             escalate,
         }))
+    }
+
+    /// A duration from 1 second to a year (reminders and escalations are timers).
+    fn bounded(&self, n: &Node, what: &str) -> Result<std::time::Duration, FlowError> {
+        let d = self.duration(n, what)?;
+        let year = std::time::Duration::from_secs(365 * 24 * 3600);
+        if d < std::time::Duration::from_secs(1) || d > year {
+            return Err(self.err(n.pos, format!("{what} must be from 1s to 365d")));
+        }
+        Ok(d)
     }
 
     fn approvers(&self, n: &Node) -> Result<Vec<String>, FlowError> {
@@ -145,7 +155,7 @@ impl Cx<'_> {
             return Err(self.err(n.pos, "`escalate` needs `notify:` or `approvers:`".into()));
         }
         Ok(Escalation {
-            after: self.duration(after, "escalate.after")?,
+            after: self.bounded(after, "escalate.after")?,
             notify,
             approvers,
         })

@@ -155,6 +155,16 @@ impl Cx<'_> {
             .transpose()?;
         let default = opts.get("default").map(|d| self.text(d)).transpose()?;
         let team = self.team(&|k| opts.get(k), &choices, allow_free_text)?;
+        if let (Some(_), Some(d)) = (&team, opts.get("default"))
+            && choices
+                .first()
+                .is_some_and(|first| self.string(d).is_ok_and(|s| s == *first))
+        {
+            return Err(self.err(
+                d.pos,
+                format!("a prompt with approvers cannot default to `{}`: a timeout would approve without its quorum", choices[0]),
+            ));
+        }
         Ok(AskStep {
             prompt,
             choices,

@@ -32,9 +32,16 @@ struct Claims {
     expires: i64,
 }
 
+/// The signing key: read (or made) once, then kept (no store write per request).
 async fn key(app: &AppState) -> Result<String, ApiError> {
-    let fresh = crate::auth::new_secret("link_");
-    Ok(app.store.meta_or_insert(KEY, &fresh).await?)
+    let key = app
+        .link_key
+        .get_or_try_init(|| async {
+            let fresh = crate::auth::new_secret("link_");
+            app.store.meta_or_insert(KEY, &fresh).await
+        })
+        .await?;
+    Ok(key.clone())
 }
 
 fn mac(key: &str, payload: &[u8]) -> String {
@@ -60,6 +67,11 @@ fn verify(key: &str, token: &str) -> Result<Claims, ApiError> {
         )
     };
     let (payload, sig) = token.split_once('.').ok_or_else(bad)?;
+    // One spelling per token: hex is lower case, so a token cannot be re-cased into a
+    // "new" one.
+    if token.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(bad());
+    }
     let payload = hex::decode(payload).map_err(|_| bad())?;
     let expected = mac(key, &payload);
     if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -175,8 +187,9 @@ pub(crate) async fn vote(
         ));
     }
     let id = hex::encode(Sha256::digest(token.as_bytes()));
+    let sig = token.rsplit_once('.').map_or("", |(_, s)| s);
     let req = CommandRequest {
-        command_id: format!("link:{}", &id[..32]),
+        command_id: format!("link:{}", &sig[..32.min(sig.len())]),
         run_id: c.run_id.clone(),
         kind: "resume".into(),
         payload: json!({"wait_key": c.wait_key, "payload": {"response": v.choice}}),
@@ -193,7 +206,14 @@ pub(crate) async fn vote(
     match super::commands::submit_command(&app, &link, req).await {
         Ok(r) if r.duplicate => Err(already(&app, &c).await),
         Ok(r) => Ok(Json(r)),
-        Err(ApiError::Conflict(m)) if !m.contains("already voted") => Err(already(&app, &c).await),
+        // The same link again with another choice: the same command, another payload.
+        Err(ApiError::Conflict(m)) if m.contains("was already used") => {
+            Err(already(&app, &c).await)
+        }
+        Err(ApiError::Forbidden(_)) => Err(ApiError::Forbidden(format!(
+            "{} may not answer this prompt",
+            c.recipient
+        ))),
         Err(e) => Err(e),
     }
 }

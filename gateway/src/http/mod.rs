@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) mcp: crate::mcp::Hub,
     /// `SWITCHBOARD_PUBLIC_URL`, for links to `/app/runs/<id>` (else the request's host).
     pub(crate) public_url: Option<String>,
+    /// The key of one-click answer links (`http::links`), loaded once from the store.
+    pub(crate) link_key: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AppState {

@@ -68,7 +68,8 @@ impl Store {
     /// Stores a new device token or API key.
     pub(crate) async fn add_token(&self, t: TokenRow) -> Result<TokenRow> {
         self.write(move |c, _| {
-            insert_token(c, &t)?;
+            let mut t = t;
+            insert_token(c, &mut t)?;
             Ok(t)
         })
         .await
@@ -118,6 +119,7 @@ impl Store {
         device: TokenRow,
     ) -> Result<TokenRow> {
         let h = code_hash.to_owned();
+        let mut device = device;
         self.write(move |c, _| {
             c.serialize_on(&format!("pairing:{h}"))?;
             let found: Option<(String, Option<String>)> = c
@@ -146,7 +148,7 @@ impl Store {
                 "UPDATE pairing_codes SET used_at = ?2, device_id = ?3 WHERE hash = ?1",
                 args![h, ts(now()), device.id],
             )?;
-            insert_token(c, &device)?;
+            insert_token(c, &mut device)?;
             Ok(device)
         })
         .await
@@ -241,7 +243,24 @@ impl Store {
     }
 }
 
-fn insert_token(c: &Db, t: &TokenRow) -> Result<()> {
+/// Stores a token. Its name is made unique among the live tokens of its kind (`phone`,
+/// `phone (2)`…, compared without case), so a name in a prompt's approvers
+/// (`device:alices-phone`) stands for one credential: a newly paired device cannot take
+/// the name of another.
+fn insert_token(c: &Db, t: &mut TokenRow) -> Result<()> {
+    let taken = |name: &str| -> Result<bool> {
+        Ok(c.query_row(
+            "SELECT COUNT(*) FROM tokens WHERE kind = ?1 AND revoked_at IS NULL AND lower(name) = lower(?2)",
+            args![t.kind, name],
+            |r| r.get::<i64>(0),
+        )? > 0)
+    };
+    let base = t.name.clone();
+    let mut n = 1;
+    while taken(&t.name)? {
+        n += 1;
+        t.name = format!("{base} ({n})");
+    }
     c.execute(
         "INSERT INTO tokens (id, kind, name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![t.id, t.kind, t.name, t.hash, serde_json::to_string(&t.scopes)?, t.created_at],

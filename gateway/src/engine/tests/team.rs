@@ -126,3 +126,33 @@ fn team_options_are_checked_where_they_are_written() {
         );
     }
 }
+
+#[test]
+fn a_timer_before_anything_is_due_changes_nothing() {
+    let f = flow(GATE);
+    let input = json!({});
+    let mut st = RunState::default();
+    step(&f, &mut st, &ctx(&input, 0), Input::Advance).unwrap();
+    let t = step(&f, &mut st, &ctx(&input, 10), Input::TimerDue).unwrap();
+    assert!(
+        t.records.is_empty() && t.status.is_none(),
+        "no transition: {t:?}"
+    );
+}
+
+#[test]
+fn a_team_prompt_cannot_default_to_approving_and_timers_are_bounded() {
+    let src = "steps:\n  - ask: ok?\n    choices: [approve, reject]\n    approvers: [\"admin\"]\n    timeout: 1h\n    default: approve\n";
+    let e = crate::flows::parse::compile("t.yaml", "t", src)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("t.yaml:6:14:") && e.contains("without its quorum"),
+        "{e}"
+    );
+    let src = "steps:\n  - ask: ok?\n    choices: [approve, reject]\n    approvers: [\"admin\"]\n    remind: 0s\n";
+    let e = crate::flows::parse::compile("t.yaml", "t", src)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("remind must be from 1s to 365d"), "{e}");
+}
