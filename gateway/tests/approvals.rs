@@ -164,3 +164,31 @@ async fn a_new_device_cannot_take_the_name_of_another() {
     }
     assert_eq!(names, ["Alices-Phone", "Alices-Phone (2)"]);
 }
+
+#[tokio::test]
+async fn answer_links_are_made_only_for_people_a_run_asks() {
+    let app = spawn_app().await;
+    let (st, r) = app
+        .post(
+            "/api/gateway/runs/start",
+            &json!({"bundle_id": "approval", "input_data": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let run = r["run_id"].as_str().unwrap().to_owned();
+    app.wait_on(&run, "decide.1").await;
+    let (st, b) = app
+        .post(
+            "/api/gateway/links",
+            &json!({"run_id": run, "wait_key": "decide.1", "recipient": "email:eve@example.com"}),
+        )
+        .await;
+    assert_eq!(st, 403, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not ask email:eve@example.com"),
+        "{b}"
+    );
+}

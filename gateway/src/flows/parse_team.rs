@@ -25,6 +25,20 @@ pub(crate) fn approver_ok(s: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
+/// Whether `s` is a target an escalation can notify: `telegram:<chat id>`, `email:<address>`.
+fn notify_ok(s: &str) -> bool {
+    match s.split_once(':') {
+        Some(("telegram", chat)) => chat.parse::<i64>().is_ok(),
+        Some(("email", a)) => {
+            a.len() <= 254
+                && a.split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                && !a.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        _ => false,
+    }
+}
+
 impl Cx<'_> {
     pub(super) fn team<'a>(
         &mut self,
@@ -141,7 +155,17 @@ impl Cx<'_> {
             Some(l) => match &l.kind {
                 Kind::Seq(items) => items
                     .iter()
-                    .map(|i| self.string(i))
+                    .map(|i| {
+                        let s = self.string(i)?;
+                        if notify_ok(&s) {
+                            Ok(s)
+                        } else {
+                            Err(self.err(
+                                i.pos,
+                                format!("`{s}` is not a channel target: write telegram:<chat id> or email:<address>"),
+                            ))
+                        }
+                    })
                     .collect::<Result<_, _>>()?,
                 _ => return Err(self.err(l.pos, "`notify` is a list of channel targets".into())),
             },

@@ -95,6 +95,11 @@ async fn vote(
             "run {run_id} is not waiting for an approval"
         )));
     };
+    if !yes && w.choices.len() < 2 {
+        return Err(ApiError::Conflict(format!(
+            "run {run_id}'s prompt has no choice to deny with"
+        )));
+    }
     let choice = if yes {
         w.choices[0].clone()
     } else {

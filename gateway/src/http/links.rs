@@ -120,6 +120,25 @@ pub(crate) async fn create(
             req.run_id, req.wait_key
         )));
     };
+    // Only someone the run asks: an address it notifies, its mail session, or an approver.
+    let recipient = format!("email:{}", address.to_lowercase());
+    let notified = run
+        .notify
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(&recipient))
+        || run
+            .session_id
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(&recipient));
+    let dir = app.store.directory().await?;
+    let approver =
+        crate::auth::approvers::admits(&dir, &w.approvers, std::slice::from_ref(&recipient));
+    if !notified && !approver {
+        return Err(ApiError::Forbidden(format!(
+            "run {} does not ask {recipient}",
+            req.run_id
+        )));
+    }
     let now = chrono::Utc::now();
     let ttl = req.ttl_secs.unwrap_or(MAX_TTL_SECS).clamp(1, MAX_TTL_SECS) as i64;
     let mut expires = now.timestamp() + ttl;

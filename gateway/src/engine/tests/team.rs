@@ -114,6 +114,11 @@ fn team_options_are_checked_where_they_are_written() {
             "4:15",
             "`notify:` or `approvers:`",
         ),
+        (
+            "    approvers: [\"person:a\"]\n    escalate: {after: 1h, notify: [\"boss\"]}\n",
+            "4:36",
+            "not a channel target",
+        ),
     ];
     for (opts, at, msg) in cases {
         let src = format!("steps:\n  - ask: ok?\n{opts}    choices: [yes, no]\n");
