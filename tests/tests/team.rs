@@ -48,25 +48,31 @@ fn acks(fake: &TelegramFake) -> Vec<String> {
         .collect()
 }
 
+/// A gateway hosting both bridges: the Telegram fake with `users` allowed, the mail server
+/// with `senders` allowed.
+async fn gateway(mail: &MailServer, fake: &TelegramFake, users: &str, senders: &str) -> Gateway {
+    let mut env = mail.bridge_env();
+    env.extend([
+        ("SWITCHBOARD_EMAIL_ALLOWED_SENDERS", senders.to_owned()),
+        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
+        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
+        ("SWITCHBOARD_TELEGRAM_ALLOWED_USERS", users.to_owned()),
+        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
+    ]);
+    Gateway::start(&env).await
+}
+
 #[tokio::test]
 async fn a_quorum_of_two_across_telegram_the_web_app_and_email() {
     let mail = MailServer::start().await;
     let fake = TelegramFake::start().await;
-    let mut env = mail.bridge_env();
-    env.extend([
-        (
-            "SWITCHBOARD_EMAIL_ALLOWED_SENDERS",
-            "bob@example.test,mallory@example.test".to_owned(),
-        ),
-        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
-        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
-        (
-            "SWITCHBOARD_TELEGRAM_ALLOWED_USERS",
-            format!("{ALICE},{DAN}"),
-        ),
-        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
-    ]);
-    let gw = Gateway::start(&env).await;
+    let gw = gateway(
+        &mail,
+        &fake,
+        &format!("{ALICE},{DAN}"),
+        "bob@example.test,mallory@example.test",
+    )
+    .await;
     let (st, b) = gw.upload("team.yaml", FLOW).await;
     assert_eq!(st, 200, "{b}");
 
@@ -199,18 +205,7 @@ async fn a_quorum_of_two_across_telegram_the_web_app_and_email() {
 async fn reminders_reach_telegram_and_email_and_a_reply_to_one_counts() {
     let mail = MailServer::start().await;
     let fake = TelegramFake::start().await;
-    let mut env = mail.bridge_env();
-    env.extend([
-        (
-            "SWITCHBOARD_EMAIL_ALLOWED_SENDERS",
-            "bob@example.test".to_owned(),
-        ),
-        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
-        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
-        ("SWITCHBOARD_TELEGRAM_ALLOWED_USERS", ALICE.to_string()),
-        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
-    ]);
-    let gw = Gateway::start(&env).await;
+    let gw = gateway(&mail, &fake, &ALICE.to_string(), "bob@example.test").await;
     let flow = "steps:\n  - id: gate\n    ask: Deploy?\n    choices: [approve, reject]\n    approvers: [\"telegram:1001\", \"email:bob@example.test\"]\n    remind: 1s\n    remind_max: 2\n  - output: \"{{ steps.gate.response }}\"\n";
     let (st, b) = gw.upload("nag.yaml", flow).await;
     assert_eq!(st, 200, "{b}");
@@ -259,21 +254,7 @@ async fn reminders_reach_telegram_and_email_and_a_reply_to_one_counts() {
 async fn an_escalation_reaches_new_people_who_may_then_answer() {
     let mail = MailServer::start().await;
     let fake = TelegramFake::start().await;
-    let mut env = mail.bridge_env();
-    env.extend([
-        (
-            "SWITCHBOARD_EMAIL_ALLOWED_SENDERS",
-            "bob@example.test".to_owned(),
-        ),
-        ("SWITCHBOARD_TELEGRAM_BOT_TOKEN", "777000:TEST-TOKEN".into()),
-        ("SWITCHBOARD_TELEGRAM_API_URL", fake.url.clone()),
-        (
-            "SWITCHBOARD_TELEGRAM_ALLOWED_USERS",
-            format!("{ALICE},{DAN}"),
-        ),
-        ("SWITCHBOARD_TELEGRAM_POLL_TIMEOUT", "2s".into()),
-    ]);
-    let gw = Gateway::start(&env).await;
+    let gw = gateway(&mail, &fake, &format!("{ALICE},{DAN}"), "bob@example.test").await;
     let flow = "steps:\n  - id: gate\n    ask: Deploy?\n    choices: [approve, reject]\n    approvers: [\"telegram:1001\"]\n    escalate: {after: 1s, notify: [\"telegram:1002\", \"email:bob@example.test\"], approvers: [\"telegram:1002\"]}\n  - output: \"{{ steps.gate.response }}\"\n";
     let (st, b) = gw.upload("up.yaml", flow).await;
     assert_eq!(st, 200, "{b}");

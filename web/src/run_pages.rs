@@ -43,16 +43,22 @@ pub(crate) struct RunPage {
 /// Records shown on a run's page (the newest ones of a longer ledger).
 const TIMELINE_MAX: u64 = 1000;
 
-pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
-    check_run_id(&id)?;
-    let run = match s.client.run(&id).await {
+/// The run `id` and the newest page of its ledger (a 404 page for an unknown run).
+async fn load(s: &Session, id: &str) -> Result<(RunSummary, protocol::LedgerPage), PageError> {
+    check_run_id(id)?;
+    let run = match s.client.run(id).await {
         Err(e) if e.status() == Some(404) => {
             return Err(PageError::NotFound(format!("no run {id}")));
         }
         other => other?,
     };
     let from = run.ledger_len.saturating_sub(TIMELINE_MAX);
-    let page = s.client.ledger(&id, from, TIMELINE_MAX as u32).await?;
+    let page = s.client.ledger(id, from, TIMELINE_MAX as u32).await?;
+    Ok((run, page))
+}
+
+pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
+    let (run, page) = load(&s, &id).await?;
     let entries = page.items.iter().filter_map(view::entry).collect();
     let controls = if run.status == RunStatus::Paused {
         vec!["resume", "cancel"]
@@ -93,15 +99,7 @@ struct ChatPage {
 
 /// A run as a conversation (`chat::bubbles`), answered from the box at the bottom.
 pub async fn chat(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery>) -> Page {
-    check_run_id(&id)?;
-    let run = match s.client.run(&id).await {
-        Err(e) if e.status() == Some(404) => {
-            return Err(PageError::NotFound(format!("no run {id}")));
-        }
-        other => other?,
-    };
-    let from = run.ledger_len.saturating_sub(TIMELINE_MAX);
-    let page = s.client.ledger(&id, from, TIMELINE_MAX as u32).await?;
+    let (run, page) = load(&s, &id).await?;
     let input = s.client.input_data(&id).await?.input_data;
     let mut layout = Layout::new(&run.bundle_id, "chat", Some(&s), q.notice);
     layout.stream = format!("/app/runs/{id}/events");
