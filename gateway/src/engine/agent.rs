@@ -95,35 +95,24 @@ impl Machine<'_> {
             };
             let n = a.done + 1;
             let call_sid = format!("{}/tool{}.{n}", a.step_id, a.round);
-            let tool = call
+            // A call that cannot run is answered with why, for the model to read.
+            let runnable = call
                 .tool
                 .as_deref()
                 .and_then(|t| ToolRef::parse(t).ok())
-                .filter(|t| spec.allows(t));
-            let Some(tool) = tool else {
-                let why = format!(
-                    "there is no tool `{}`; call one of the tools you were given",
-                    call.name
-                );
-                self.call_record(
-                    &call_sid,
-                    &a.node,
-                    &call,
-                    &Value::Null,
-                    CallOutcome::Error(why),
-                );
-                continue;
-            };
-            let args = match parse_arguments(&call.arguments) {
-                Ok(v) => v,
+                .filter(|t| spec.allows(t))
+                .ok_or_else(|| {
+                    format!(
+                        "there is no tool `{}`; call one of the tools you were given",
+                        call.name
+                    )
+                })
+                .and_then(|t| Ok((t, parse_arguments(&call.arguments)?)));
+            let (tool, args) = match runnable {
+                Ok(ok) => ok,
                 Err(why) => {
-                    self.call_record(
-                        &call_sid,
-                        &a.node,
-                        &call,
-                        &Value::Null,
-                        CallOutcome::Error(why),
-                    );
+                    let outcome = CallOutcome::Error(why);
+                    self.call_record(&call_sid, &a.node, &call, &Value::Null, outcome);
                     continue;
                 }
             };

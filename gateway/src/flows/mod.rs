@@ -146,6 +146,21 @@ impl Flow {
         })
     }
 
+    /// What a model or an MCP client is told of this flow as a tool: its description (or
+    /// a line naming it) and its input schema (an open object without one).
+    pub(crate) fn as_tool(&self) -> (String, Value) {
+        let about = if self.description.is_empty() {
+            format!("Runs the workflow `{}`.", self.name)
+        } else {
+            self.description.clone()
+        };
+        let schema = self
+            .input_schema
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        (about, schema)
+    }
+
     /// Steps of the program, for listing.
     /// How many steps the flow has.
     pub fn step_count(&self) -> usize {

@@ -117,15 +117,7 @@ impl ServerHandler for Tools {
                 if [LIST_WAITING, ANSWER].contains(&f.bundle_id.as_str()) {
                     continue;
                 }
-                let about = if f.description.is_empty() {
-                    format!("Runs the workflow `{}`.", f.name)
-                } else {
-                    f.description.clone()
-                };
-                let schema = f
-                    .input_schema
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object"}));
+                let (about, schema) = f.as_tool();
                 tools.push(Tool::new(f.bundle_id.clone(), about, object(&schema)));
             }
         }

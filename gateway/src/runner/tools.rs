@@ -52,16 +52,7 @@ impl Runner {
                     let Some(v) = self.inner.registry.current(&bundle) else {
                         return Err(format!("no flow `{bundle}` to offer as a tool"));
                     };
-                    let f = &v.flow;
-                    let about = if f.description.is_empty() {
-                        format!("Runs the workflow `{}`.", f.name)
-                    } else {
-                        f.description.clone()
-                    };
-                    let schema = f
-                        .input_schema
-                        .clone()
-                        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                    let (about, schema) = v.flow.as_tool();
                     let name = unique(&out, &bundle);
                     let def = definition(&name, &about, &schema);
                     out.push(Offered {
