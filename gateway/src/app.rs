@@ -30,6 +30,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let registry = Registry::default();
     let mcp = crate::mcp::Hub::new(&cfg.mcp);
     load_flows(&store, &cfg.flows_dir, &registry, &mcp).await?;
+    for (group, members) in &cfg.groups {
+        store
+            .set_group(group, members)
+            .await
+            .with_context(|| format!("cannot store the group `{group}` from the config"))?;
+    }
     let (token, generated) = admin_token(&cfg.data_dir, cfg.auth_token.as_deref())?;
     let token_file = cfg
         .auth_token
@@ -85,6 +91,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         mcp: mcp.clone(),
         public_url: cfg.public_url.clone(),
         link_key: Default::default(),
+        vapid: Default::default(),
     });
     tokio::spawn(apply_changes(
         changed,
@@ -177,6 +184,15 @@ async fn start_bridges(
     Ok(())
 }
 
+/// How webhooks and Web Push notifications go out.
+fn sender(cfg: &ServeConfig, out: crate::net::Outbound) -> crate::webhooks::Sender {
+    crate::webhooks::Sender {
+        policy: cfg.webhook_retry,
+        out,
+        contact: crate::push::contact(cfg.public_url.as_deref()),
+    }
+}
+
 async fn start_runner(
     store: &Store,
     registry: &Registry,
@@ -202,7 +218,7 @@ async fn start_runner(
     tracing::info!(resumed, "runner started");
     // Webhooks are sent by the process that holds the runner lease (one sender at a time).
     if webhooks {
-        crate::webhooks::spawn(store.clone(), cfg.webhook_retry, outbound);
+        crate::webhooks::spawn(store.clone(), sender(cfg, outbound));
     }
     Ok(runner)
 }
@@ -301,7 +317,7 @@ async fn shared_runner(
         let sender = async {
             let fence = crate::follow::hold_lease(&store, true).await?;
             let out = crate::net::Outbound::new(cfg.security.net.clone())?;
-            crate::webhooks::spawn(store.fenced(fence), cfg.webhook_retry, out);
+            crate::webhooks::spawn(store.fenced(fence), sender(&cfg, out));
             anyhow::Ok(())
         };
         match sender.await {

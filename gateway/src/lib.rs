@@ -33,6 +33,7 @@ pub mod http;
 pub mod llm;
 pub mod mcp;
 pub mod net;
+pub mod push;
 pub mod runner;
 pub mod schedule;
 pub mod signing;

@@ -168,6 +168,19 @@ impl NetPolicy {
         })
     }
 
+    /// Whether `url`'s host is listed in `SWITCHBOARD_HTTP_ALLOW` (by name or address).
+    pub(crate) fn lists(&self, url: &url::Url) -> bool {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            Some(url::Host::Domain(d)) => return self.host_allowed(d),
+            None => return false,
+        };
+        self.allow
+            .iter()
+            .any(|a| matches!(a, AllowEntry::Net(n) if n.contains(&ip)))
+    }
+
     /// Checks a URL before a request or a redirect: http(s) only; a literal address must be
     /// allowed (names are checked as they resolve, by the client's resolver).
     pub(crate) fn check_url(&self, url: &url::Url) -> Result<(), String> {

@@ -14,7 +14,10 @@ use protocol::{LedgerRecord, RecordStatus, WebhookRequest};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::store::{Attempt, DueDelivery, NewDelivery, Store, StoreError, Webhook, now_ms};
+use crate::push::{Pushed, Vapid};
+use crate::store::{
+    Attempt, DueDelivery, HookKind, NewDelivery, Store, StoreError, Webhook, now_ms,
+};
 
 /// Events a subscription may ask for.
 pub(crate) const EVENTS: &[&str] = &[
@@ -73,13 +76,20 @@ pub(crate) fn event_of(r: &LedgerRecord) -> Option<&'static str> {
     }
 }
 
+/// How the sender reaches receivers.
+pub(crate) struct Sender {
+    pub(crate) policy: RetryPolicy,
+    /// Public addresses only, unless `SWITCHBOARD_HTTP_ALLOW` says otherwise.
+    pub(crate) out: crate::net::Outbound,
+    /// The VAPID `sub` claim of Web Push requests.
+    pub(crate) contact: String,
+}
+
 /// Starts the dispatcher and the sender; they run until the process ends.
-/// Starts the dispatcher and the sender; deliveries go out through `out` (public
-/// addresses only, unless `SWITCHBOARD_HTTP_ALLOW` says otherwise).
-pub(crate) fn spawn(store: Store, policy: RetryPolicy, out: crate::net::Outbound) {
+pub(crate) fn spawn(store: Store, sender: Sender) {
     let wake_sender = Arc::new(Notify::new());
     tokio::spawn(dispatch(store.clone(), wake_sender.clone()));
-    tokio::spawn(send_loop(store, policy, out, wake_sender));
+    tokio::spawn(send_loop(store, Arc::new(sender), wake_sender));
 }
 
 /// What one dispatch step found.
@@ -134,18 +144,26 @@ async fn dispatch_once(store: &Store, cursor: &mut Option<u64>) -> Result<Dispat
         return Ok(Dispatched::CaughtUp);
     };
     let mut items = Vec::new();
+    let mut audience = crate::push::Audience::default();
     for it in &page {
         let Ok(rec) = serde_json::from_str::<LedgerRecord>(&it.json) else {
             continue;
         };
-        let Some(event) = event_of(&rec) else {
+        let (event, notice) = (event_of(&rec), crate::push::notice_kind(&rec));
+        if event.is_none() && notice.is_none() {
+            continue;
+        }
+        let run = store.run(&it.run_id).await?;
+        if let Some(kind) = notice {
+            let pushes = audience.deliveries(store, &hooks, it.gseq, (kind, &rec), &run);
+            items.extend(pushes.await?);
+        }
+        let Some(event) = event else {
             continue;
         };
-        let run = store.run(&it.run_id).await?;
-        for h in hooks
-            .iter()
-            .filter(|h| it.gseq > h.from_gseq && h.wants(event, &run.bundle_id))
-        {
+        for h in hooks.iter().filter(|h| {
+            h.kind == HookKind::Webhook && it.gseq > h.from_gseq && h.wants(event, &run.bundle_id)
+        }) {
             items.push(NewDelivery {
                 webhook_id: h.info.id.clone(),
                 event: event.into(),
@@ -185,17 +203,15 @@ fn payload(event: &str, rec: &LedgerRecord, run: &protocol::RunSummary) -> Value
     p
 }
 
-async fn send_loop(
-    store: Store,
-    policy: RetryPolicy,
-    http: crate::net::Outbound,
-    wake: Arc<Notify>,
-) {
+async fn send_loop(store: Store, sender: Arc<Sender>, wake: Arc<Notify>) {
+    let vapid = tokio::sync::OnceCell::new();
     loop {
         let next = match store.due_deliveries(32).await {
             Ok((due, next)) => {
                 let busy = !due.is_empty();
-                let sends = due.into_iter().map(|d| send_one(&store, &http, &policy, d));
+                let sends = due
+                    .into_iter()
+                    .map(|d| send_one(&store, &sender, &vapid, d));
                 futures::future::join_all(sends).await;
                 if busy {
                     continue;
@@ -242,13 +258,54 @@ async fn post(
         .map_err(|e| format!("cannot reach the receiver: {}", crate::net::explain(&e)))
 }
 
+/// Sends a push delivery; a subscription the push service says is gone is removed.
+async fn push(
+    store: &Store,
+    sender: &Sender,
+    vapid: &tokio::sync::OnceCell<Vapid>,
+    d: &DueDelivery,
+) -> Result<reqwest::Response, Attempt> {
+    let failed = |error: String| Attempt::Failed {
+        status: None,
+        error,
+        retry_at_ms: sender.policy.next_try_ms(d.attempts + 1, now_ms()),
+    };
+    let vapid = vapid
+        .get_or_try_init(|| Vapid::load(store, &sender.contact))
+        .await
+        .map_err(|e| failed(format!("no VAPID key: {e}")))?;
+    let sealed = (d.url.as_str(), d.secret.as_str(), d.payload.as_str());
+    match crate::push::send(&sender.out, vapid, sender.policy.timeout, sealed).await {
+        Ok(Pushed::Answered(r)) => Ok(r),
+        Ok(Pushed::Gone(status)) => {
+            if let Err(e) = store.unsubscribe_push(&d.webhook_id, None).await {
+                tracing::warn!(subscription = %d.webhook_id, error = %e, "cannot remove a push subscription");
+            }
+            Err(Attempt::Failed {
+                status: Some(status),
+                error: format!("the push service answered {status}: the subscription is gone"),
+                retry_at_ms: None,
+            })
+        }
+        Err(error) => Err(failed(error)),
+    }
+}
+
 async fn send_one(
     store: &Store,
-    http: &crate::net::Outbound,
-    policy: &RetryPolicy,
+    sender: &Sender,
+    vapid: &tokio::sync::OnceCell<Vapid>,
     d: DueDelivery,
 ) {
-    let attempt = match post(http, policy, &d).await {
+    let (http, policy) = (&sender.out, &sender.policy);
+    let sent = match d.kind {
+        HookKind::Webhook => post(http, policy, &d).await,
+        HookKind::Push => match push(store, sender, vapid, &d).await {
+            Ok(r) => Ok(r),
+            Err(attempt) => return record(store, &d, attempt).await,
+        },
+    };
+    let attempt = match sent {
         Ok(r) if r.status().is_success() => Attempt::Delivered {
             status: r.status().as_u16(),
         },
@@ -263,6 +320,10 @@ async fn send_one(
             retry_at_ms: policy.next_try_ms(d.attempts + 1, now_ms()),
         },
     };
+    record(store, &d, attempt).await;
+}
+
+async fn record(store: &Store, d: &DueDelivery, attempt: Attempt) {
     if let Attempt::Failed { error, .. } = &attempt {
         tracing::info!(delivery = %d.id, attempts = d.attempts + 1, %error, "webhook delivery failed");
     }
@@ -307,6 +368,8 @@ pub(crate) fn new_webhook(
         info,
         secret: format!("whsec_{}", hex::encode(secret)),
         from_gseq: 0,
+        kind: crate::store::HookKind::Webhook,
+        owner: None,
     })
 }
 

@@ -192,3 +192,48 @@ async fn answer_links_are_made_only_for_people_a_run_asks() {
         "{b}"
     );
 }
+
+#[tokio::test]
+async fn groups_declared_in_the_config_are_there_at_start_and_list_their_members_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &file,
+        "[groups.ops]\nmembers = [\"person:alice\", \"key:ci\"]\n",
+    )
+    .unwrap();
+    let app = e2e::app::spawn_with(e2e::app::Opts {
+        env: vec![("SWITCHBOARD_CONFIG", file.display().to_string())],
+        ..Default::default()
+    })
+    .await;
+    let (st, groups) = app.get("/api/gateway/groups").await;
+    assert_eq!(st, 200, "{groups}");
+    assert_eq!(groups["items"][0]["name"], "ops");
+    assert_eq!(
+        groups["items"][0]["members"],
+        json!(["key:ci", "person:alice"])
+    );
+    // A prompt for alice is on the group's list.
+    let flow = "steps:\n  - id: gate\n    ask: Ship?\n    choices: [approve, reject]\n    approvers: [\"person:alice\"]\n";
+    assert_eq!(app.upload("alice_gate", flow).await.0, 200);
+    let (st, b) = app
+        .post(
+            "/api/gateway/people",
+            &json!({"name": "alice", "identities": ["key:alice"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let run = app.start_run("alice_gate", json!({})).await;
+    app.wait_for_status(&run, "waiting").await;
+    let (st, list) = app.get("/api/gateway/approvals?for=group:ops").await;
+    assert_eq!(st, 200, "{list}");
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["run_id"] == run.as_str()),
+        "{list}"
+    );
+}

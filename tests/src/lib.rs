@@ -2,7 +2,8 @@
 //! (the gateway's, the web app's, the tray's, and `tests/tests/*.rs`): the real
 //! `switchboard` binary started as a process on a temporary data dir ([`app`], with
 //! standalone bridges in [`process`]), loopback fakes for what this machine cannot reach
-//! (Telegram's Bot API: [`telegram_fake`]; an OpenAI-compatible LLM: [`llm_fake`]), real
+//! (Telegram's Bot API: [`telegram_fake`]; an OpenAI-compatible LLM: [`llm_fake`]; a Web
+//! Push service: [`push_fake`]), real
 //! parts started for a test (Postfix + Dovecot: [`mail_server`]), and the architecture's
 //! invariants as checks ([`tidy`]).
 
@@ -16,6 +17,7 @@ pub mod mcp;
 pub mod peek;
 pub mod pg;
 pub mod process;
+pub mod push_fake;
 pub mod telegram_fake;
 pub mod tidy;
 pub mod wait;

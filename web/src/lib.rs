@@ -8,6 +8,7 @@
 //! - [`pages`]: the pages (inbox, runs, a run's timeline, schedules), [`actions`] (answer,
 //!   pause, resume, cancel), [`start`] (forms from input schemas), [`streams`] (the event
 //!   streams proxied same-origin).
+//! - [`push`]: notifications on this device (Web Push), subscribed with the visitor's token.
 //! - [`view`]: pure helpers (ledger → timeline, JSON schema → form → input).
 //! - [`assets`]: CSS, JavaScript, service worker, manifest and icons, embedded.
 
@@ -16,6 +17,7 @@ pub mod answer;
 pub mod assets;
 pub mod chat;
 pub mod pages;
+pub mod push;
 pub mod run_pages;
 pub mod session;
 pub mod start;
@@ -133,6 +135,8 @@ pub fn router(cfg: WebConfig) -> Router {
         .route("/schedules", get(pages::schedules))
         .route("/offline", get(pages::offline))
         .route("/ping", get(pages::ping))
+        .route("/push/key", get(push::key))
+        .route("/push", post(push::subscribe))
         .route("/sw.js", get(assets::service_worker))
         .route("/manifest.webmanifest", get(assets::manifest))
         .route("/static/{file}", get(assets::file))

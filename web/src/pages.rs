@@ -120,6 +120,8 @@ pub struct NoticeQuery {
     status: Option<String>,
     /// The inbox: `all` shows every waiting prompt, not only the visitor's.
     show: Option<String>,
+    /// A run's page: the choice a notification's action picked (focused, to confirm).
+    pub(crate) choice: Option<String>,
 }
 
 pub async fn home() -> Redirect {

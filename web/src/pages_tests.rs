@@ -105,6 +105,7 @@ fn a_free_text_question_has_a_labelled_box() {
         controls: vec!["pause", "cancel"],
         nonce: "n".into(),
         back: "/app/runs/0123456789abcdef".into(),
+        chosen: String::new(),
     };
     let html = page.render().unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -115,6 +116,32 @@ fn a_free_text_question_has_a_labelled_box() {
     assert!(html.contains(r#"id="status" class="badge waiting">waiting<"#));
     assert!(html.contains(">Pause</button>") && html.contains(">Cancel</button>"));
     assert!(html.contains(r#"<li class="entry say">"#));
+}
+
+#[test]
+fn a_notifications_choice_is_focused_for_the_person_to_confirm() {
+    let mut r = run(RunStatus::Waiting);
+    r.waiting = Some(waiting(false));
+    let page = RunPage {
+        mine: true,
+        layout: layout("run"),
+        prompt: r.waiting.clone(),
+        run: r,
+        entries: Vec::new(),
+        controls: vec!["pause", "cancel"],
+        nonce: "n".into(),
+        back: "/app/runs/0123456789abcdef".into(),
+        chosen: "reject".into(),
+    };
+    let html = page.render().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        html.contains(r#"value="reject" class="choice chosen" autofocus>reject<"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"value="approve" class="choice">approve<"#),
+        "{html}"
+    );
 }
 
 #[test]

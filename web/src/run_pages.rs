@@ -38,6 +38,8 @@ pub(crate) struct RunPage {
     pub(crate) controls: Vec<&'static str>,
     pub(crate) nonce: String,
     pub(crate) back: String,
+    /// The choice to confirm (from a notification's action), or empty.
+    pub(crate) chosen: String,
 }
 
 /// Records shown on a run's page (the newest ones of a longer ledger).
@@ -65,6 +67,7 @@ pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery
     } else {
         vec!["pause", "cancel"]
     };
+    let chosen = q.choice.unwrap_or_default();
     let mut layout = Layout::new(&run.bundle_id, "run", Some(&s), q.notice);
     layout.stream = format!("/app/runs/{id}/events");
     layout.after = page.next_after;
@@ -81,6 +84,7 @@ pub async fn run(s: Session, Path(id): Path<String>, Query(q): Query<NoticeQuery
         controls,
         nonce: nonce(),
         back,
+        chosen,
     }
     .into_response())
 }

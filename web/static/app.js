@@ -160,4 +160,39 @@
     }
   }
   bindForms();
+
+  // Notifications on this device: a subscription made with the gateway's key, handed to
+  // the gateway with this session's token. The button shows only where push works and the
+  // person has not refused it; the service worker shows what arrives.
+  const pushOn = document.getElementById('push-on');
+  const pushable = pushOn && 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+  const keyBytes = (b64) => {
+    const raw = atob(b64.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (b64.length % 4)) % 4));
+    return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+  };
+  if (pushable && Notification.permission !== 'denied') {
+    navigator.serviceWorker.ready
+      .then((reg) => reg.pushManager.getSubscription())
+      .then((sub) => { pushOn.hidden = Boolean(sub) && Notification.permission === 'granted'; })
+      .catch(() => {});
+    pushOn.addEventListener('click', async () => {
+      pushOn.disabled = true;
+      try {
+        if (await Notification.requestPermission() !== 'granted') { say('Notifications are off.'); return; }
+        const k = await (await fetch('/app/push/key', { headers: { 'X-Requested-With': 'fetch' } })).json();
+        const reg = await navigator.serviceWorker.ready;
+        const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(k.public_key) });
+        const json = sub.toJSON();
+        const data = new URLSearchParams({ csrf: pushOn.dataset.csrf, endpoint: json.endpoint, p256dh: json.keys.p256dh, auth: json.keys.auth });
+        const r = await fetch('/app/push', { method: 'POST', body: data, headers: { 'X-Requested-With': 'fetch' } });
+        const reply = await r.json().catch(() => ({}));
+        if (r.ok) { pushOn.hidden = true; say('This device will be notified.'); }
+        else say((reply.error && reply.error.message) || 'Notifications could not be turned on.');
+      } catch (e) {
+        say('Notifications could not be turned on here.');
+      } finally {
+        pushOn.disabled = false;
+      }
+    });
+  }
 })();

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 mod admin;
+mod groups;
 mod mcp;
 mod security;
 
@@ -22,7 +23,7 @@ pub use security::{SecurityArgs, SecurityConfig};
     about = "Durable AI workflow gateway with multi-channel clients"
 )]
 pub struct Cli {
-    /// TOML config file (keys: host, port, data_dir, flows_dir, auth_token, log_format, [llm] base_url/api_key/model, [mcp.servers.NAME], [security], [triggers.NAME]).
+    /// TOML config file (keys: host, port, data_dir, flows_dir, auth_token, log_format, [llm] base_url/api_key/model, [mcp.servers.NAME], [security], [triggers.NAME], [groups.NAME] members).
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -227,6 +228,9 @@ struct FileConfig {
     /// `[triggers.NAME] flow = "...", secret = "..."`.
     #[serde(default)]
     triggers: std::collections::BTreeMap<String, FileTrigger>,
+    /// `[groups.NAME] members = [...]`: approver groups.
+    #[serde(default)]
+    groups: std::collections::BTreeMap<String, groups::FileGroup>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +281,8 @@ pub struct ServeConfig {
     /// The email bridge, when `SWITCHBOARD_EMAIL_IMAP_HOST` is set.
     pub(crate) email: Option<crate::channels::EmailSettings>,
     pub(crate) mcp: crate::mcp::McpConfig,
+    /// Approver groups from the file, written to the store at start.
+    pub(crate) groups: Vec<(String, Vec<String>)>,
 }
 
 /// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
@@ -407,6 +413,7 @@ impl ServeConfig {
         let security = std::mem::take(&mut args.security)
             .resolve(std::mem::take(&mut f.security), &mut problems);
         let mcp = std::mem::take(&mut f.mcp).resolve(&mut problems);
+        let groups = groups::resolve(std::mem::take(&mut f.groups), &mut problems);
         let telegram = std::mem::take(&mut args.telegram).resolve(&mut problems);
         let email = std::mem::take(&mut args.email).resolve(&mut problems);
         let host = args.host.or(f.host).unwrap_or_else(|| "127.0.0.1".into());
@@ -534,6 +541,7 @@ impl ServeConfig {
             telegram,
             email,
             mcp,
+            groups,
             security,
             no_runner: args.no_runner,
             sse_keepalive,

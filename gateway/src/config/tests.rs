@@ -89,3 +89,31 @@ fn the_store_is_the_data_dirs_file_unless_a_postgres_url_is_given()
     assert!(!e.contains("hunter2"), "the password is not echoed: {e}");
     Ok(())
 }
+
+#[test]
+fn groups_come_from_the_file_checked() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let f = dir.path().join("sb.toml");
+    std::fs::write(
+        &f,
+        "[groups.ops]\nmembers = [\"person:alice\", \"email:Bob@Example.com\"]\n",
+    )?;
+    let c = ServeConfig::resolve(ServeArgs::default(), Some(&f))?;
+    let want = vec![
+        "person:alice".to_owned(),
+        "email:bob@example.com".to_owned(),
+    ];
+    assert_eq!(c.groups, vec![("ops".to_owned(), want)]);
+    std::fs::write(
+        &f,
+        "[groups.ops]\nmembers = [\"group:admins\"]\n[groups.\"a b\"]\nmembers = [\"key:x\"]\n[groups.empty]\nmembers = []\n",
+    )?;
+    let Err(e) = ServeConfig::resolve(ServeArgs::default(), Some(&f)) else {
+        panic!("bad groups must be refused");
+    };
+    let e = e.to_string();
+    assert!(e.contains("[groups.ops]: members[0] `group:admins`"), "{e}");
+    assert!(e.contains("[groups.a b]: the group name"), "{e}");
+    assert!(e.contains("[groups.empty]: members holds 1 to 100"), "{e}");
+    Ok(())
+}

@@ -147,7 +147,11 @@ pub(crate) async fn add_person(
         "identities",
         &["telegram", "email", "device", "key"],
     )?;
-    let identities: Vec<String> = p.identities.iter().map(|i| normalise(i)).collect();
+    let identities: Vec<String> = p
+        .identities
+        .iter()
+        .map(|i| approvers::normalise(i))
+        .collect();
     app.store.add_person(&p.name, &identities).await?;
     Ok(Json(Person {
         name: p.name,
@@ -191,12 +195,8 @@ pub(crate) async fn add_group(
     ApiJson(g): ApiJson<Group>,
 ) -> Result<Json<Group>, ApiError> {
     check_name(&g.name, "name")?;
-    check_entries(
-        &g.members,
-        "members",
-        &["person", "telegram", "email", "device", "key"],
-    )?;
-    let members: Vec<String> = g.members.iter().map(|m| normalise(m)).collect();
+    check_entries(&g.members, "members", approvers::MEMBER_KINDS)?;
+    let members: Vec<String> = g.members.iter().map(|m| approvers::normalise(m)).collect();
     app.store.add_group_members(&g.name, &members).await?;
     Ok(Json(Group {
         name: g.name,
@@ -219,41 +219,9 @@ pub(crate) async fn remove_group(
 }
 
 fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad(format!(
-            "{field} `{name}` must be 1-64 letters, digits, `_`, `-` or `.`"
-        )))
-    }
+    approvers::check_name(name, field).map_err(ApiError::bad)
 }
 
 fn check_entries(list: &[String], field: &str, kinds: &[&str]) -> Result<(), ApiError> {
-    if list.is_empty() || list.len() > 100 {
-        return Err(ApiError::bad(format!("{field} holds 1 to 100 entries")));
-    }
-    for (i, e) in list.iter().enumerate() {
-        let kind = e.split_once(':').map_or(e.as_str(), |(k, _)| k);
-        let ok = (e == "admin" || kinds.contains(&kind)) && crate::flows::parse::approver_ok(e);
-        if !ok {
-            return Err(ApiError::bad(format!(
-                "{field}[{i}] `{e}` must be one of {} (as `kind:name`)",
-                kinds.join(", ")
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Email addresses compare without case.
-fn normalise(entry: &str) -> String {
-    match entry.strip_prefix("email:") {
-        Some(a) => format!("email:{}", a.to_lowercase()),
-        None => entry.to_owned(),
-    }
+    approvers::check_entries(list, field, kinds).map_err(ApiError::bad)
 }

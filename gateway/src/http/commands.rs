@@ -176,7 +176,7 @@ async fn check_approver(
         )));
     }
     let voter = approvers::voter(&dir, &ids);
-    if let Some(v) = w.votes.iter().find(|v| v.voter == voter) {
+    if let Some(v) = approvers::vote_of(&dir, &w.votes, &voter) {
         return Err(ApiError::Conflict(format!(
             "{voter} already voted `{}` on this prompt",
             v.choice

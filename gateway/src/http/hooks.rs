@@ -187,6 +187,7 @@ pub(crate) async fn list_webhooks(
         .webhooks()
         .await?
         .into_iter()
+        .filter(|w| w.kind == crate::store::HookKind::Webhook)
         .map(|w| w.info)
         .collect();
     Ok(Json(WebhookList { items }))

@@ -17,6 +17,7 @@ mod links;
 mod mcp;
 mod meta;
 mod openai;
+mod push;
 mod runs;
 mod schedules;
 pub(crate) mod sse;
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) public_url: Option<String>,
     /// The key of one-click answer links (`http::links`), loaded once from the store.
     pub(crate) link_key: Arc<tokio::sync::OnceCell<String>>,
+    /// The Web Push key pair (read or made once, then kept).
+    pub(crate) vapid: Arc<tokio::sync::OnceCell<crate::push::Vapid>>,
 }
 
 impl AppState {
@@ -157,6 +160,9 @@ fn api(gate: &Gate) -> Routes {
         .routes(routes!(commands::status))
         .routes(routes!(meta::capabilities))
         .routes(routes!(approvals::list))
+        .routes(routes!(push::key))
+        .routes(routes!(push::list, push::subscribe))
+        .routes(routes!(push::unsubscribe))
         .routes(routes!(meta::metrics))
         .routes(routes!(schedules::list))
         .routes(routes!(hooks::list_triggers));

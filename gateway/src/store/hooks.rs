@@ -24,6 +24,10 @@ pub(crate) enum Started {
 
 const CURSOR_KEY: &str = "webhooks.cursor";
 
+/// The columns [`webhook`] reads.
+pub(super) const HOOK_COLS: &str =
+    "id, url, secret, events, flows, created_at, from_gseq, kind, owner";
+
 /// A webhook subscription.
 #[derive(Debug, Clone)]
 pub(crate) struct Webhook {
@@ -33,6 +37,27 @@ pub(crate) struct Webhook {
     pub(crate) secret: String,
     /// Only records after this global cursor are delivered (set at creation).
     pub(crate) from_gseq: u64,
+    /// A signed JSON POST (`Webhook`) or a Web Push notification (`Push`: `secret` holds
+    /// the browser's keys, `owner` the credential that subscribed).
+    pub(crate) kind: HookKind,
+    /// The id of the credential a push subscription belongs to.
+    pub(crate) owner: Option<String>,
+}
+
+/// What a subscription receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookKind {
+    Webhook,
+    Push,
+}
+
+impl HookKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Push => "push",
+        }
+    }
 }
 
 impl Webhook {
@@ -58,6 +83,9 @@ pub(crate) struct NewDelivery {
 #[derive(Debug, Clone)]
 pub(crate) struct DueDelivery {
     pub(crate) id: String,
+    /// The subscription it goes to, and what kind that is.
+    pub(crate) webhook_id: String,
+    pub(crate) kind: HookKind,
     pub(crate) event: String,
     pub(crate) url: String,
     pub(crate) secret: String,
@@ -81,7 +109,7 @@ fn strings(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn webhook(r: &Row<'_, '_>) -> DbResult<Webhook> {
+pub(super) fn webhook(r: &Row<'_, '_>) -> DbResult<Webhook> {
     let info = protocol::WebhookInfo {
         id: r.get(0)?,
         url: r.get(1)?,
@@ -93,6 +121,11 @@ fn webhook(r: &Row<'_, '_>) -> DbResult<Webhook> {
         info,
         secret: r.get(2)?,
         from_gseq: r.get::<i64>(6)? as u64,
+        kind: match r.get::<String>(7)?.as_str() {
+            "push" => HookKind::Push,
+            _ => HookKind::Webhook,
+        },
+        owner: r.get(8)?,
     })
 }
 
@@ -163,9 +196,10 @@ impl super::Store {
             let mut w = w;
             w.from_gseq = super::ledger::global_head(c)?;
             c.execute(
-                "INSERT INTO webhooks (id, url, secret, events, flows, created_at, from_gseq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO webhooks (id, url, secret, events, flows, created_at, from_gseq, kind, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 args![w.info.id, w.info.url, w.secret, serde_json::to_string(&w.info.events)?,
-                        serde_json::to_string(&w.info.flows)?, w.info.created_at, w.from_gseq as i64],
+                        serde_json::to_string(&w.info.flows)?, w.info.created_at, w.from_gseq as i64,
+                        w.kind.as_str(), w.owner],
             )?;
             Ok(w)
         })
@@ -173,12 +207,12 @@ impl super::Store {
         .map(|(w, _)| w)
     }
 
-    /// Subscriptions that are not deleted, oldest first.
+    /// Subscriptions that are not deleted, oldest first: webhooks and push subscriptions.
     pub(crate) async fn webhooks(&self) -> Result<Vec<Webhook>> {
         self.read(|c| {
-            Ok(c.prepare_cached(
-                "SELECT id, url, secret, events, flows, created_at, from_gseq FROM webhooks WHERE deleted_at IS NULL ORDER BY rowid",
-            )?
+            Ok(c.prepare_cached(&format!(
+                "SELECT {HOOK_COLS} FROM webhooks WHERE deleted_at IS NULL ORDER BY rowid"
+            ))?
             .query_map([], webhook)?
             .collect::<DbResult<Vec<_>>>()?)
         })
@@ -190,7 +224,7 @@ impl super::Store {
         let id = id.to_owned();
         self.write(move |c, _| {
             let n = c.execute(
-                "UPDATE webhooks SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+                "UPDATE webhooks SET deleted_at = ?2 WHERE id = ?1 AND kind = 'webhook' AND deleted_at IS NULL",
                 args![id, ts(now())],
             )?;
             if n == 0 {
@@ -262,7 +296,7 @@ impl super::Store {
             let at = now_ms();
             let due = c
                 .prepare_cached(
-                    "SELECT d.id, d.event, w.url, w.secret, d.payload, d.attempts FROM webhook_deliveries d
+                    "SELECT d.id, d.event, w.url, w.secret, d.payload, d.attempts, w.id, w.kind FROM webhook_deliveries d
                      JOIN webhooks w ON w.id = d.webhook_id
                      WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 ORDER BY d.next_attempt_ms LIMIT ?2",
                 )?
@@ -274,6 +308,12 @@ impl super::Store {
                         secret: r.get(3)?,
                         payload: r.get(4)?,
                         attempts: r.get::<i64>(5)? as u32,
+                        webhook_id: r.get(6)?,
+                        kind: if r.get::<String>(7)? == "push" {
+                            HookKind::Push
+                        } else {
+                            HookKind::Webhook
+                        },
                     })
                 })?
                 .collect::<DbResult<Vec<_>>>()?;

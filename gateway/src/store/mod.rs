@@ -24,6 +24,7 @@ mod hooks;
 mod ledger;
 mod people;
 mod pg;
+mod push;
 mod runs;
 mod schedules;
 mod schema;
@@ -48,7 +49,7 @@ pub(crate) use copy::migrate_to_postgres;
 pub(crate) use flows::MakeCurrent;
 pub(crate) use follow::this_host;
 pub(crate) use hooks::{
-    Attempt, DueDelivery, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms,
+    Attempt, DueDelivery, HookKind, NewDelivery, START_NAMESPACE, Started, Webhook, now_ms,
 };
 pub(crate) use ledger::GlobalItem;
 pub(crate) use people::Directory;

@@ -90,6 +90,25 @@ impl Store {
         .map(|(r, _)| r)
     }
 
+    /// Sets a group's members to exactly `members` (a group the config declares).
+    pub(crate) async fn set_group(&self, group: &str, members: &[String]) -> Result<()> {
+        let (g, ms) = (group.to_owned(), members.to_vec());
+        self.write(move |c, _| {
+            c.execute("DELETE FROM group_members WHERE group_name = ?1", [&g])?;
+            let at = ts(now());
+            for m in &ms {
+                c.execute(
+                    "INSERT INTO group_members (group_name, member, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (group_name, member) DO NOTHING",
+                    args![g, m, at],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .map(|(r, _)| r)
+    }
+
     /// Forgets a group; `false` when there was none.
     pub(crate) async fn remove_group(&self, group: &str) -> Result<bool> {
         let g = group.to_owned();

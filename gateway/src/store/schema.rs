@@ -180,6 +180,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 7: people (one name over channel identities) and groups of approvers.
     PEOPLE,
+    // 8: Web Push subscriptions: a webhook of kind `push` (its keys in `secret`), owned by
+    // the credential that subscribed; one live subscription per endpoint.
+    PUSH,
 ];
 
 /// Migration 7 (SQLite) and 4 (PostgreSQL): the same statements on both.
@@ -196,6 +199,12 @@ const PEOPLE: &str = r#"
         created_at TEXT NOT NULL,
         PRIMARY KEY (group_name, member)
     );
+"#;
+
+const PUSH: &str = r#"
+    ALTER TABLE webhooks ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
+    ALTER TABLE webhooks ADD COLUMN owner TEXT;
+    CREATE UNIQUE INDEX push_endpoints ON webhooks (url) WHERE kind = 'push' AND deleted_at IS NULL;
 "#;
 
 const PG_MIGRATIONS: &[&str] = &[
@@ -364,6 +373,8 @@ const PG_MIGRATIONS: &[&str] = &[
     "#,
     // 4: people and groups (SQLite's 7).
     PEOPLE,
+    // 5: Web Push subscriptions (SQLite's 8).
+    PUSH,
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer Switchboard.

@@ -210,6 +210,20 @@ impl Client {
         self.get(path).await
     }
 
+    /// The gateway's Web Push key (`GET /api/gateway/push/key`).
+    pub async fn push_key(&self) -> Result<crate::PushKey, ClientError> {
+        self.get(ApiPath::new("api/gateway/push/key")).await
+    }
+
+    /// Subscribes a browser to notifications of the prompts the caller may answer.
+    pub async fn push_subscribe(
+        &self,
+        s: &crate::PushSubscriptionRequest,
+    ) -> Result<crate::PushSubscriptionInfo, ClientError> {
+        self.post(ApiPath::new("api/gateway/push/subscriptions"), s)
+            .await
+    }
+
     /// The prompts the caller may answer (`GET /api/gateway/approvals`).
     pub async fn approvals(&self) -> Result<crate::ApprovalList, ClientError> {
         self.get(ApiPath::new("api/gateway/approvals")).await
