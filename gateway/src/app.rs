@@ -189,7 +189,10 @@ fn sender(cfg: &ServeConfig, out: crate::net::Outbound) -> crate::webhooks::Send
     crate::webhooks::Sender {
         policy: cfg.webhook_retry,
         out,
-        contact: crate::push::contact(cfg.public_url.as_deref()),
+        contact: crate::push::contact(
+            cfg.security.push_contact.as_deref(),
+            cfg.public_url.as_deref(),
+        ),
     }
 }
 

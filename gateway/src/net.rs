@@ -59,13 +59,24 @@ pub(crate) struct NetPolicy {
     pub(crate) allow: Vec<AllowEntry>,
     /// Largest reply body read, in bytes.
     pub(crate) max_body: usize,
+    /// The push services Web Push subscriptions may name (`SWITCHBOARD_PUSH_SERVICES`).
+    pub(crate) push_services: Vec<String>,
 }
+
+/// The push services of Chrome (FCM), Firefox (autopush), Safari and Edge.
+pub(crate) const PUSH_SERVICES: &[&str] = &[
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+];
 
 impl Default for NetPolicy {
     fn default() -> Self {
         Self {
             allow: Vec::new(),
             max_body: 1024 * 1024,
+            push_services: PUSH_SERVICES.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -166,19 +177,6 @@ impl NetPolicy {
             addr: ip,
             kind,
         })
-    }
-
-    /// Whether `url`'s host is listed in `SWITCHBOARD_HTTP_ALLOW` (by name or address).
-    pub(crate) fn lists(&self, url: &url::Url) -> bool {
-        let ip = match url.host() {
-            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-            Some(url::Host::Domain(d)) => return self.host_allowed(d),
-            None => return false,
-        };
-        self.allow
-            .iter()
-            .any(|a| matches!(a, AllowEntry::Net(n) if n.contains(&ip)))
     }
 
     /// Checks a URL before a request or a redirect: http(s) only; a literal address must be
@@ -408,6 +406,7 @@ mod tests {
                 .filter_map(|s| AllowEntry::parse(s))
                 .collect(),
             max_body: 10,
+            ..Default::default()
         };
         assert!(p.check_ip("127.0.0.1", ip("127.0.0.1")).is_ok());
         assert!(p.check_ip("x", ip("10.9.9.9")).is_ok());

@@ -26,18 +26,18 @@ use crate::store::{Directory, HookKind, NewDelivery, Store, StoreError, TokenRow
 const KEY: &str = "push_vapid_key";
 /// How long a push service keeps a notification for an offline browser.
 const TTL_SECS: u32 = 24 * 3600;
-/// Longest prompt text in a notification (push messages carry at most about 3 KB).
+/// Longest prompt text in a notification, in bytes.
 const MAX_BODY: usize = 1000;
 const MAX_CHOICES: usize = 10;
-const MAX_CHOICE: usize = 60;
+/// Largest notice, as JSON: `web-push` seals at most 3,052 bytes, and the outbox adds the
+/// delivery id.
+const BUDGET: usize = 2900;
 
 /// The gateway's VAPID key pair; the private half stays in the store and this process.
 #[derive(Clone)]
 pub(crate) struct Vapid {
     private: String,
     public: Vec<u8>,
-    /// The `sub` claim: how a push service reaches the operator (`mailto:` or `https:`).
-    contact: String,
 }
 
 impl std::fmt::Debug for Vapid {
@@ -54,7 +54,7 @@ fn builder(private: &str) -> Option<PartialVapidSignatureBuilder> {
 
 impl Vapid {
     /// The stored key, made on first use (the same on every node).
-    pub(crate) async fn load(store: &Store, contact: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
         // A random 32-byte string is a valid P-256 scalar but for a chance of ~2^-32.
         let fresh = (0..8)
             .map(|_| URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
@@ -66,7 +66,6 @@ impl Vapid {
         Ok(Self {
             public: b.get_public_key(),
             private,
-            contact: contact.to_owned(),
         })
     }
 
@@ -76,34 +75,64 @@ impl Vapid {
     }
 }
 
-/// The VAPID `sub` claim for a gateway reached at `public_url`.
-pub(crate) fn contact(public_url: Option<&str>) -> String {
-    match public_url {
-        Some(u) if u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
+/// The VAPID `sub` claim: `SWITCHBOARD_PUSH_CONTACT`, else the public URL when it is https.
+pub(crate) fn contact(configured: Option<&str>, public_url: Option<&str>) -> String {
+    match (configured, public_url) {
+        (Some(c), _) => c.to_owned(),
+        (None, Some(u)) if u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
         _ => "mailto:switchboard@localhost".into(),
     }
 }
 
-/// Checks a browser's subscription: an https endpoint (or one `SWITCHBOARD_HTTP_ALLOW`
-/// lets through, for a push service on this network) and well-formed keys.
+/// Whether `url` is at one of `services` (`host`, `*.domain`; `http://host` also allows
+/// plain http).
+fn known_service(url: &url::Url, services: &[String]) -> bool {
+    let Some(host) = url
+        .host_str()
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+    else {
+        return false;
+    };
+    services.iter().any(|s| {
+        let (http, pattern) = match s.strip_prefix("http://") {
+            Some(p) => (true, p.to_ascii_lowercase()),
+            None => (false, s.to_ascii_lowercase()),
+        };
+        let scheme = url.scheme() == "https" || http && url.scheme() == "http";
+        let host_ok = match pattern.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == pattern,
+        };
+        scheme && host_ok
+    })
+}
+
+/// Checks a browser's subscription: an endpoint at a known push service
+/// (`SWITCHBOARD_PUSH_SERVICES`), and keys that can seal a message. Returns the keys
+/// without padding, as the sealing code reads them.
 pub(crate) fn check_subscription(
     req: &protocol::PushSubscriptionRequest,
     net: &crate::net::NetPolicy,
-) -> Result<(), String> {
+) -> Result<PushKeys, String> {
     if req.endpoint.len() > 2048 {
         return Err("`endpoint` is longer than 2048 characters".into());
     }
     let url =
         url::Url::parse(&req.endpoint).map_err(|e| format!("`endpoint` is not a URL: {e}"))?;
-    let https = url.scheme() == "https";
-    if !(https || url.scheme() == "http" && net.lists(&url)) || url.host().is_none() {
-        return Err("`endpoint` must be an https URL of a push service".into());
+    if !known_service(&url, &net.push_services) {
+        return Err(format!(
+            "`endpoint`: {} is not a push service this gateway sends to (https at {}; SWITCHBOARD_PUSH_SERVICES)",
+            url.origin().ascii_serialization(),
+            net.push_services.join(", ")
+        ));
     }
     net.check_url(&url)
         .map_err(|e| format!("`endpoint`: {e}"))?;
     let decode =
         |field: &str, v: &str, len: usize| match URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')) {
-            Ok(b) if b.len() == len && (len != 65 || b[0] == 4) => Ok(()),
+            Ok(b) if b.len() == len && (len != 65 || b[0] == 4) => {
+                Ok(v.trim_end_matches('=').to_owned())
+            }
             _ => Err(format!(
                 "`keys.{field}` must be {len} bytes in base64url{}",
                 if len == 65 {
@@ -113,8 +142,18 @@ pub(crate) fn check_subscription(
                 }
             )),
         };
-    decode("p256dh", &req.keys.p256dh, 65)?;
-    decode("auth", &req.keys.auth, 16)
+    let keys = PushKeys {
+        p256dh: decode("p256dh", &req.keys.p256dh, 65)?,
+        auth: decode("auth", &req.keys.auth, 16)?,
+    };
+    // A key that is not on the curve would fail every push: seal a trial message now.
+    let info = SubscriptionInfo::new(req.endpoint.as_str(), &keys.p256dh, &keys.auth);
+    let mut trial = WebPushMessageBuilder::new(&info);
+    trial.set_payload(ContentEncoding::Aes128Gcm, b"{}");
+    trial
+        .build()
+        .map_err(|_| "`keys.p256dh` is not a point on the P-256 curve".to_owned())?;
+    Ok(keys)
 }
 
 /// What a record tells the people who may answer its prompt, if anything.
@@ -127,16 +166,18 @@ pub(crate) fn notice_kind(rec: &LedgerRecord) -> Option<&'static str> {
     }
 }
 
-/// Whether the holder of `token` may answer `w` now: it may send commands, is one of the
-/// approvers (when there are any), and has not voted yet.
-fn may_answer(dir: &Directory, w: &Waiting, token: &TokenRow) -> bool {
+/// Whether the holder of `token` should be told of `w` now: it may send commands, is one of
+/// the approvers (when there are any) and has not voted. A prompt without approvers in a
+/// conversation (a Telegram chat, a mail thread, a `/v1` session) is its owner's turn:
+/// nobody's phone is told.
+fn may_answer(dir: &Directory, run: &RunSummary, w: &Waiting, token: &TokenRow) -> bool {
     let commands =
         token.kind == "admin" || token.scopes.iter().any(|s| s == "command" || s == "admin");
     if !commands || token.revoked_at.is_some() {
         return false;
     }
     if w.approvers.is_empty() {
-        return true;
+        return run.session_id.is_none();
     }
     let ids = vec![match token.kind.as_str() {
         "admin" => "admin".to_owned(),
@@ -147,38 +188,53 @@ fn may_answer(dir: &Directory, w: &Waiting, token: &TokenRow) -> bool {
         && approvers::vote_of(dir, &w.votes, &voter).is_none()
 }
 
+/// `s` cut to at most `max` bytes (at a character boundary), with `…` when cut.
 fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
+    if s.len() <= max {
+        return s.to_owned();
     }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
-/// The notification for `w`, prompted by a record of `kind`.
+fn size(n: &PushNotice) -> usize {
+    serde_json::to_vec(n).map_or(usize::MAX, |v| v.len())
+}
+
+/// The notification for `w`, prompted by a record of `kind`: the prompt shortened (then
+/// the last choices dropped) until it fits a push message. Choices are never cut: each
+/// must match a button of the run's page.
 pub(crate) fn notice(kind: &str, run: &RunSummary, w: &Waiting) -> PushNotice {
     let title = match kind {
         "reminder" => format!("Reminder: {} is still waiting", run.bundle_id),
         "escalation" => format!("Escalated: {} needs an answer", run.bundle_id),
         _ => format!("{} asks", run.bundle_id),
     };
-    PushNotice {
+    let mut n = PushNotice {
         kind: kind.into(),
-        title,
+        title: clip(&title, 200),
         body: clip(
             w.prompt.as_deref().unwrap_or("An answer is needed."),
             MAX_BODY,
         ),
         run_id: run.run_id.clone(),
         wait_key: w.wait_key.clone(),
-        choices: w
-            .choices
-            .iter()
-            .take(MAX_CHOICES)
-            .map(|c| clip(c, MAX_CHOICE))
-            .collect(),
+        choices: w.choices.iter().take(MAX_CHOICES).cloned().collect(),
         url: format!("/app/runs/{}", run.run_id),
         tag: format!("{}/{}", run.run_id, w.wait_key),
+    };
+    while size(&n) > BUDGET {
+        if n.body.len() > 8 {
+            n.body = clip(&n.body, n.body.len() / 2);
+        } else if n.choices.pop().is_none() {
+            n.body.clear();
+            break;
+        }
     }
+    n
 }
 
 /// Who is who, read once per dispatched page that has something to push.
@@ -187,7 +243,29 @@ pub(crate) struct Audience {
     loaded: Option<(Directory, HashMap<String, TokenRow>)>,
 }
 
+/// The prompt `run` waits on, if it still waits on `wait_key` for a person.
+fn waiting_on<'a>(run: &'a RunSummary, wait_key: Option<&str>) -> Option<&'a Waiting> {
+    run.waiting.as_ref().filter(|w| {
+        run.status == RunStatus::Waiting
+            && w.is_for_a_person()
+            && Some(w.wait_key.as_str()) == wait_key
+    })
+}
+
 impl Audience {
+    async fn load(
+        &mut self,
+        store: &Store,
+    ) -> Result<&(Directory, HashMap<String, TokenRow>), StoreError> {
+        if self.loaded.is_none() {
+            let tokens = store.tokens().await?.into_iter().map(|t| (t.id.clone(), t));
+            self.loaded = Some((store.directory().await?, tokens.collect()));
+        }
+        self.loaded
+            .as_ref()
+            .ok_or_else(|| StoreError::Invalid("the directory is not loaded".into()))
+    }
+
     /// One delivery per push subscription whose owner may answer the prompt `rec` speaks
     /// of, if the run still waits on it.
     pub(crate) async fn deliveries(
@@ -206,29 +284,16 @@ impl Audience {
             .effect_payload()
             .get("wait_key")
             .and_then(|k| k.as_str());
-        let Some(w) = run.waiting.as_ref().filter(|w| {
-            run.status == RunStatus::Waiting
-                && w.is_for_a_person()
-                && Some(w.wait_key.as_str()) == wait_key
-        }) else {
+        let Some(w) = waiting_on(run, wait_key).filter(|_| !subs.is_empty()) else {
             return Ok(Vec::new());
         };
-        if subs.is_empty() {
-            return Ok(Vec::new());
-        }
-        if self.loaded.is_none() {
-            let tokens = store.tokens().await?.into_iter().map(|t| (t.id.clone(), t));
-            self.loaded = Some((store.directory().await?, tokens.collect()));
-        }
-        let Some((dir, tokens)) = &self.loaded else {
-            return Ok(Vec::new());
-        };
+        let (dir, tokens) = self.load(store).await?;
         let payload = serde_json::to_value(notice(kind, run, w))?;
         Ok(subs
             .into_iter()
             .filter(|h| {
                 let owner = h.owner.as_ref().and_then(|o| tokens.get(o));
-                owner.is_some_and(|t| may_answer(dir, w, t))
+                owner.is_some_and(|t| may_answer(dir, run, w, t))
             })
             .map(|h| NewDelivery {
                 webhook_id: h.info.id.clone(),
@@ -241,6 +306,37 @@ impl Audience {
     }
 }
 
+/// Why a push that is due should not go out any more (the prompt was answered, or its
+/// owner voted, lost the right to answer or was revoked), if so.
+pub(crate) async fn stale(
+    store: &Store,
+    owner: Option<&str>,
+    payload: &str,
+) -> Result<Option<&'static str>, StoreError> {
+    let notice: serde_json::Value = serde_json::from_str(payload)?;
+    let (Some(run_id), wait_key) = (
+        notice.get("run_id").and_then(|v| v.as_str()),
+        notice.get("wait_key").and_then(|v| v.as_str()),
+    ) else {
+        return Ok(Some("the notice names no run"));
+    };
+    let run = match store.run(run_id).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound(_)) => return Ok(Some("the run is gone")),
+        Err(e) => return Err(e),
+    };
+    let Some(w) = waiting_on(&run, wait_key) else {
+        return Ok(Some("the prompt no longer waits"));
+    };
+    let mut audience = Audience::default();
+    let (dir, tokens) = audience.load(store).await?;
+    let owner = owner.and_then(|o| tokens.get(o));
+    Ok(match owner.is_some_and(|t| may_answer(dir, &run, w, t)) {
+        true => None,
+        false => Some("its owner may not answer it now (voted, or revoked)"),
+    })
+}
+
 /// What became of one push.
 pub(crate) enum Pushed {
     /// The push service answered (2xx: taken).
@@ -249,46 +345,64 @@ pub(crate) enum Pushed {
     Gone(u16),
 }
 
-/// Seals `payload` for the subscription (`endpoint`, its keys in `secret`) and posts it.
+/// Why a push did not go out: worth another try (the network) or not (it cannot be sealed).
+pub(crate) enum PushError {
+    Retry(String),
+    Final(String),
+}
+
+/// Where one push goes and what it says: the endpoint, the browser's keys (JSON), the
+/// notice (JSON).
+pub(crate) struct Sealed<'a> {
+    pub(crate) endpoint: &'a str,
+    pub(crate) keys: &'a str,
+    pub(crate) payload: &'a str,
+}
+
+/// Seals the notice for the subscription and posts it, signed as `contact`.
 pub(crate) async fn send(
     http: &crate::net::Outbound,
-    vapid: &Vapid,
+    (vapid, contact): (&Vapid, &str),
     timeout: std::time::Duration,
-    (endpoint, secret, payload): (&str, &str, &str),
-) -> Result<Pushed, String> {
-    let url = url::Url::parse(endpoint).map_err(|e| format!("bad endpoint: {e}"))?;
-    http.policy.check_url(&url)?;
-    let keys: PushKeys =
-        serde_json::from_str(secret).map_err(|_| "the stored keys are damaged".to_owned())?;
-    let info = SubscriptionInfo::new(endpoint.to_owned(), keys.p256dh, keys.auth);
-    let mut sig = VapidSignatureBuilder::from_base64(&vapid.private, &info)
-        .map_err(|e| format!("cannot sign: {e}"))?;
-    sig.add_claim("sub", vapid.contact.as_str());
+    m: Sealed<'_>,
+) -> Result<Pushed, PushError> {
+    let url =
+        url::Url::parse(m.endpoint).map_err(|e| PushError::Final(format!("bad endpoint: {e}")))?;
+    http.policy.check_url(&url).map_err(PushError::Final)?;
+    let keys: PushKeys = serde_json::from_str(m.keys)
+        .map_err(|_| PushError::Final("the stored keys are damaged".into()))?;
+    let info = SubscriptionInfo::new(m.endpoint.to_owned(), keys.p256dh, keys.auth);
+    let cannot =
+        |what: &str, e: web_push::WebPushError| PushError::Final(format!("cannot {what}: {e}"));
+    let mut sig =
+        VapidSignatureBuilder::from_base64(&vapid.private, &info).map_err(|e| cannot("sign", e))?;
+    sig.add_claim("sub", contact);
     // RFC 8292 says `aud` is the push resource's origin, port included; the crate's
     // default drops the port.
     sig.add_claim("aud", url.origin().ascii_serialization());
-    let sig = sig.build().map_err(|e| format!("cannot sign: {e}"))?;
+    let sig = sig.build().map_err(|e| cannot("sign", e))?;
     let mut msg = WebPushMessageBuilder::new(&info);
-    msg.set_payload(ContentEncoding::Aes128Gcm, payload.as_bytes());
+    msg.set_payload(ContentEncoding::Aes128Gcm, m.payload.as_bytes());
     msg.set_vapid_signature(sig);
     msg.set_ttl(TTL_SECS);
     msg.set_urgency(Urgency::High);
     // One queued message per prompt at the push service: a reminder replaces the prompt.
-    let topic = hex::encode(&Sha256::digest(payload_tag(payload).as_bytes())[..16]);
+    let topic = hex::encode(&Sha256::digest(payload_tag(m.payload).as_bytes())[..16]);
     msg.set_topic(topic);
-    let msg = msg
-        .build()
-        .map_err(|e| format!("cannot seal the message: {e}"))?;
+    let msg = msg.build().map_err(|e| cannot("seal the message", e))?;
     let req = web_push::request_builder::build_request::<Vec<u8>>(msg);
     let mut out = http.client.post(url).timeout(timeout);
     for (name, value) in req.headers() {
         out = out.header(name.as_str(), value.as_bytes());
     }
-    let res = out
-        .body(req.into_body())
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the push service: {}", crate::net::explain(&e)))?;
+    // The endpoint is the browser's secret: errors are logged without it.
+    let res = out.body(req.into_body()).send().await.map_err(|e| {
+        let e = e.without_url();
+        PushError::Retry(format!(
+            "cannot reach the push service: {}",
+            crate::net::explain(&e)
+        ))
+    })?;
     match res.status().as_u16() {
         s @ (404 | 410) => Ok(Pushed::Gone(s)),
         _ => Ok(Pushed::Answered(res)),

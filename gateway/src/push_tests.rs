@@ -11,31 +11,35 @@ const P256DH: &str =
 const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
 
 #[test]
-fn a_subscription_needs_an_https_push_service_and_real_keys() {
+fn a_subscription_needs_a_known_push_service_and_real_keys() {
     let net = crate::net::NetPolicy::default();
     let ok = |endpoint: &str| {
         check_subscription(
             &request(json!({"endpoint": endpoint, "keys": {"p256dh": P256DH, "auth": AUTH}})),
             &net,
         )
+        .map(|_| ())
     };
     assert_eq!(ok("https://fcm.googleapis.com/fcm/send/abc"), Ok(()));
+    assert_eq!(ok("https://web.push.apple.com/QGuQ"), Ok(()));
     assert!(
-        ok("http://push.example.com/x")
+        ok("http://fcm.googleapis.com/x")
             .unwrap_err()
-            .contains("https")
+            .contains("not a push service")
     );
     assert!(
-        ok("https://10.0.0.1/x")
+        ok("https://push.example.com/x")
             .unwrap_err()
-            .contains("SWITCHBOARD_HTTP_ALLOW")
+            .contains("SWITCHBOARD_PUSH_SERVICES")
     );
+    assert!(ok("https://evil.com/fcm.googleapis.com").is_err());
+    assert!(ok("https://push.apple.com.evil.com/x").is_err());
     assert!(ok("not a url").unwrap_err().contains("`endpoint`"));
-    let long = format!("https://push.example.com/{}", "a".repeat(2100));
+    let long = format!("https://fcm.googleapis.com/{}", "a".repeat(2100));
     assert!(ok(&long).unwrap_err().contains("2048"));
     let keys = |p256dh: &str, auth: &str| {
         check_subscription(
-            &request(json!({"endpoint": "https://push.example.com/1",
+            &request(json!({"endpoint": "https://fcm.googleapis.com/1",
                             "keys": {"p256dh": p256dh, "auth": auth}})),
             &net,
         )
@@ -47,24 +51,32 @@ fn a_subscription_needs_an_https_push_service_and_real_keys() {
             .unwrap_err()
             .contains("uncompressed")
     );
+    let off_curve = format!("BA{}", &P256DH[2..]);
+    assert!(
+        keys(&off_curve, AUTH).unwrap_err().contains("curve"),
+        "a point off the curve"
+    );
+    // Padding is accepted and dropped (the sealing code reads keys without it).
+    let padded = keys(&format!("{P256DH}="), &format!("{AUTH}==")).unwrap();
+    assert_eq!(
+        (padded.p256dh.as_str(), padded.auth.as_str()),
+        (P256DH, AUTH)
+    );
     // A browser's `toJSON()` carries `expirationTime`; anything else is refused by name.
     let extra = serde_json::from_value::<PushSubscriptionRequest>(json!({
         "endpoint": "https://x", "keys": {"p256dh": P256DH, "auth": AUTH}, "colour": 1}));
     assert!(extra.unwrap_err().to_string().contains("colour"));
-    let browser = request(
-        json!({"endpoint": "https://push.example.com/1", "expirationTime": null,
-                                 "keys": {"p256dh": P256DH, "auth": AUTH}}),
-    );
-    assert_eq!(check_subscription(&browser, &net), Ok(()));
-    // A push service on this network only when the operator allows it.
+    // A push service on this network only when the operator names it.
     let local = crate::net::NetPolicy {
         allow: vec![crate::net::AllowEntry::parse("127.0.0.1").unwrap()],
+        push_services: vec!["http://127.0.0.1".into()],
         ..Default::default()
     };
     let r = request(
-        json!({"endpoint": "http://127.0.0.1:9/p", "keys": {"p256dh": P256DH, "auth": AUTH}}),
+        json!({"endpoint": "http://127.0.0.1:9/p", "expirationTime": null,
+                           "keys": {"p256dh": P256DH, "auth": AUTH}}),
     );
-    assert_eq!(check_subscription(&r, &local), Ok(()));
+    assert!(check_subscription(&r, &local).is_ok());
     assert!(check_subscription(&r, &net).is_err());
 }
 
@@ -108,38 +120,71 @@ fn only_who_may_answer_and_has_not_voted_is_notified() {
     let phone = token("device", "alices-phone", &["read", "run", "command"]);
     let viewer = token("key", "dashboard", &["read"]);
     let other = token("device", "bobs-phone", &["read", "run", "command"]);
-    assert!(may_answer(&dir, &waiting(&[], &[]), &phone));
+    let r = run();
+    let told = |w: Waiting, t: &TokenRow| may_answer(&dir, &r, &w, t);
+    assert!(told(waiting(&[], &[]), &phone));
     assert!(
-        !may_answer(&dir, &waiting(&[], &[]), &viewer),
+        !told(waiting(&[], &[]), &viewer),
         "read-only keys cannot answer"
     );
-    assert!(may_answer(&dir, &waiting(&["group:ops"], &[]), &phone));
-    assert!(!may_answer(&dir, &waiting(&["group:ops"], &[]), &other));
+    assert!(told(waiting(&["group:ops"], &[]), &phone));
+    assert!(!told(waiting(&["group:ops"], &[]), &other));
     assert!(
-        !may_answer(&dir, &waiting(&["group:ops"], &["person:alice"]), &phone),
+        !told(waiting(&["group:ops"], &["person:alice"]), &phone),
         "voted"
     );
     let mut revoked = phone.clone();
     revoked.revoked_at = Some("2026-01-01T00:00:00Z".into());
-    assert!(!may_answer(&dir, &waiting(&[], &[]), &revoked));
+    assert!(!told(waiting(&[], &[]), &revoked));
+    // A conversation's turn is its owner's: nobody's phone is told.
+    let mut chat = run();
+    chat.session_id = Some("telegram:42".into());
+    assert!(!may_answer(&dir, &chat, &waiting(&[], &[]), &phone));
+    assert!(may_answer(
+        &dir,
+        &chat,
+        &waiting(&["group:ops"], &[]),
+        &phone
+    ));
 }
 
-#[test]
-fn a_notice_fits_a_push_message() {
-    let run: RunSummary = serde_json::from_value(json!({
+fn run() -> RunSummary {
+    serde_json::from_value(json!({
         "run_id": "r1", "bundle_id": "release", "flow_id": "release", "flow_hash": "h",
         "status": "waiting", "ledger_len": 1, "created_at": "x", "updated_at": "x",
     }))
-    .unwrap();
-    let mut w = waiting(&[], &[]);
-    w.prompt = Some("é".repeat(5000));
-    w.choices = (0..50).map(|i| format!("{i}{}", "x".repeat(500))).collect();
-    let n = notice("reminder", &run, &w);
-    assert_eq!(n.kind, "reminder");
-    assert!(n.title.contains("release"));
-    assert_eq!(n.choices.len(), MAX_CHOICES);
-    assert_eq!(n.url, "/app/runs/r1");
-    assert_eq!(n.tag, "r1/gate");
-    let bytes = serde_json::to_vec(&n).unwrap().len() + 80; // + the delivery id
-    assert!(bytes <= 3052, "{bytes} bytes do not fit");
+    .unwrap()
+}
+
+#[test]
+fn a_notice_fits_a_push_message_whatever_the_script() {
+    let run = run();
+    for text in ["é", "漢", "\u{1}", "\"", "a"] {
+        let mut w = waiting(&[], &[]);
+        w.prompt = Some(text.repeat(5000));
+        w.choices = (0..50)
+            .map(|i| format!("{i}{}", text.repeat(100)))
+            .collect();
+        let n = notice("reminder", &run, &w);
+        assert_eq!(
+            (n.kind.as_str(), n.url.as_str(), n.tag.as_str()),
+            ("reminder", "/app/runs/r1", "r1/gate")
+        );
+        assert!(n.title.contains("release"));
+        assert!(
+            n.choices.iter().zip(&w.choices).all(|(a, b)| a == b),
+            "choices are never cut"
+        );
+        let bytes = serde_json::to_vec(&n).unwrap().len() + 80; // + the delivery id
+        assert!(bytes <= 3052, "{text:?}: {bytes} bytes do not fit");
+        // What fits goes out whole: the real sealing code takes it.
+        let info = SubscriptionInfo::new("https://fcm.googleapis.com/x", P256DH, AUTH);
+        let mut m = WebPushMessageBuilder::new(&info);
+        let body = serde_json::to_vec(&n).unwrap();
+        m.set_payload(ContentEncoding::Aes128Gcm, &body);
+        assert!(m.build().is_ok(), "{text:?}");
+    }
+    let mut short = waiting(&[], &[]);
+    short.prompt = Some("Ship it?".into());
+    assert_eq!(notice("prompt", &run, &short).body, "Ship it?");
 }

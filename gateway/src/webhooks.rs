@@ -14,7 +14,7 @@ use protocol::{LedgerRecord, RecordStatus, WebhookRequest};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::push::{Pushed, Vapid};
+use crate::push::{PushError, Pushed, Vapid};
 use crate::store::{
     Attempt, DueDelivery, HookKind, NewDelivery, Store, StoreError, Webhook, now_ms,
 };
@@ -258,36 +258,72 @@ async fn post(
         .map_err(|e| format!("cannot reach the receiver: {}", crate::net::explain(&e)))
 }
 
-/// Sends a push delivery; a subscription the push service says is gone is removed.
+/// Sends a push delivery, unless it went stale while it waited (the prompt was answered,
+/// its owner voted or was revoked). A subscription the push service says is gone is
+/// removed; a push that cannot be sealed, or that the service refuses (4xx but 408 and
+/// 429), is not tried again.
 async fn push(
     store: &Store,
     sender: &Sender,
     vapid: &tokio::sync::OnceCell<Vapid>,
     d: &DueDelivery,
-) -> Result<reqwest::Response, Attempt> {
-    let failed = |error: String| Attempt::Failed {
-        status: None,
+) -> Attempt {
+    let retry = |status: Option<u16>, error: String| Attempt::Failed {
+        status,
         error,
         retry_at_ms: sender.policy.next_try_ms(d.attempts + 1, now_ms()),
     };
-    let vapid = vapid
-        .get_or_try_init(|| Vapid::load(store, &sender.contact))
-        .await
-        .map_err(|e| failed(format!("no VAPID key: {e}")))?;
-    let sealed = (d.url.as_str(), d.secret.as_str(), d.payload.as_str());
-    match crate::push::send(&sender.out, vapid, sender.policy.timeout, sealed).await {
-        Ok(Pushed::Answered(r)) => Ok(r),
+    match crate::push::stale(store, d.owner.as_deref(), &d.payload).await {
+        Ok(Some(reason)) => {
+            return Attempt::Cancelled {
+                reason: reason.into(),
+            };
+        }
+        Ok(None) => {}
+        Err(e) => return retry(None, format!("cannot read the prompt: {e}")),
+    }
+    let vapid = match vapid.get_or_try_init(|| Vapid::load(store)).await {
+        Ok(v) => v,
+        Err(e) => return retry(None, format!("no VAPID key: {e}")),
+    };
+    let sealed = crate::push::Sealed {
+        endpoint: &d.url,
+        keys: &d.secret,
+        payload: &d.payload,
+    };
+    let signer = (vapid, sender.contact.as_str());
+    match crate::push::send(&sender.out, signer, sender.policy.timeout, sealed).await {
+        Ok(Pushed::Answered(r)) if r.status().is_success() => Attempt::Delivered {
+            status: r.status().as_u16(),
+        },
+        Ok(Pushed::Answered(r)) => {
+            let status = r.status().as_u16();
+            let error = format!("the push service answered {}", r.status());
+            match status {
+                408 | 429 | 500.. => retry(Some(status), error),
+                _ => Attempt::Failed {
+                    status: Some(status),
+                    error,
+                    retry_at_ms: None,
+                },
+            }
+        }
         Ok(Pushed::Gone(status)) => {
             if let Err(e) = store.unsubscribe_push(&d.webhook_id, None).await {
                 tracing::warn!(subscription = %d.webhook_id, error = %e, "cannot remove a push subscription");
             }
-            Err(Attempt::Failed {
+            Attempt::Failed {
                 status: Some(status),
                 error: format!("the push service answered {status}: the subscription is gone"),
                 retry_at_ms: None,
-            })
+            }
         }
-        Err(error) => Err(failed(error)),
+        Err(PushError::Retry(error)) => retry(None, error),
+        Err(PushError::Final(error)) => Attempt::Failed {
+            status: None,
+            error,
+            retry_at_ms: None,
+        },
     }
 }
 
@@ -298,14 +334,11 @@ async fn send_one(
     d: DueDelivery,
 ) {
     let (http, policy) = (&sender.out, &sender.policy);
-    let sent = match d.kind {
-        HookKind::Webhook => post(http, policy, &d).await,
-        HookKind::Push => match push(store, sender, vapid, &d).await {
-            Ok(r) => Ok(r),
-            Err(attempt) => return record(store, &d, attempt).await,
-        },
-    };
-    let attempt = match sent {
+    if d.kind == HookKind::Push {
+        let attempt = push(store, sender, vapid, &d).await;
+        return record(store, &d, attempt).await;
+    }
+    let attempt = match post(http, policy, &d).await {
         Ok(r) if r.status().is_success() => Attempt::Delivered {
             status: r.status().as_u16(),
         },

@@ -43,7 +43,11 @@ fn seq_of(ledger: &[Value], step: &str) -> Option<u64> {
 #[tokio::test]
 async fn approvers_phones_get_the_prompt_and_reminders_sealed_and_signed() {
     let fake = PushFake::start().await;
-    let app = spawn_with_env(&[("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1")]).await;
+    let app = spawn_with_env(&[
+        ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1"),
+        ("SWITCHBOARD_PUSH_SERVICES", "http://127.0.0.1"),
+    ])
+    .await;
     let (alice, bob, carol) = (
         key(&app, "alice", &["read", "command"]).await,
         key(&app, "bob", &["read", "command"]).await,
@@ -167,7 +171,11 @@ async fn approvers_phones_get_the_prompt_and_reminders_sealed_and_signed() {
 #[tokio::test]
 async fn a_subscription_is_checked_and_belongs_to_its_holder() {
     let fake = PushFake::start().await;
-    let app = spawn_with_env(&[("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1")]).await;
+    let app = spawn_with_env(&[
+        ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1"),
+        ("SWITCHBOARD_PUSH_SERVICES", "http://127.0.0.1"),
+    ])
+    .await;
     let alice = key(&app, "alice", &["read", "command"]).await;
     let viewer = key(&app, "viewer", &["read"]).await;
     let (_, k) = app.with_token(&alice).get("/api/gateway/push/key").await;
@@ -190,6 +198,8 @@ async fn a_subscription_is_checked_and_belongs_to_its_holder() {
     };
     let (st, b) = post(&viewer, sub.clone()).await;
     assert_refused(st, &b, 403, "command");
+    let (st, b) = app.post("/api/gateway/push/subscriptions", &sub).await;
+    assert_refused(st, &b, 403, "admin token");
     let mut bad = sub.clone();
     bad["keys"]["auth"] = json!("c2hvcnQ");
     let (st, b) = post(&alice, bad).await;
@@ -200,12 +210,21 @@ async fn a_subscription_is_checked_and_belongs_to_its_holder() {
     assert_refused(st, &b, 400, "endpoint");
     let (st, b) = post(&alice, json!({"endpoint": "https://x.example/1"})).await;
     assert_refused(st, &b, 400, "keys");
+    // Only the push services the operator names (here the loopback one) are reachable.
+    let mut bad = sub.clone();
+    bad["endpoint"] = json!("https://fcm.googleapis.com/fcm/send/x");
+    let (st, b) = post(&alice, bad).await;
+    assert_refused(st, &b, 400, "SWITCHBOARD_PUSH_SERVICES");
     let (st, created) = post(&alice, sub.clone()).await;
     assert_eq!(st, 201, "{created}");
     assert_eq!(created["owner"], "key:alice");
     // The same browser subscribing again replaces its row.
     let (st, again) = post(&alice, sub.clone()).await;
     assert_eq!(st, 201);
+    // Another credential cannot take this browser's subscription over.
+    let mallory = key(&app, "mallory", &["read", "command"]).await;
+    let (st, b) = post(&mallory, sub.clone()).await;
+    assert_refused(st, &b, 409, "another credential");
     let (_, mine) = app
         .with_token(&alice)
         .get("/api/gateway/push/subscriptions")
@@ -227,12 +246,34 @@ async fn a_subscription_is_checked_and_belongs_to_its_holder() {
     assert_eq!(st, 204);
     let (st, b) = app.with_token(&alice).delete(&path).await;
     assert_refused(st, &b, 404, "push subscription");
+    // Revoking a credential drops its subscriptions: its browsers are told nothing more.
+    let (st, _) = post(&alice, sub.clone()).await;
+    assert_eq!(st, 201);
+    let (_, keys) = app.get("/api/gateway/keys").await;
+    let id = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "alice")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = app.with_token(e2e::app::TOKEN);
+    let (st, b) = admin.delete(&format!("/api/gateway/keys/{id}")).await;
+    assert_eq!(st, 200, "{b}");
+    let (_, all) = app.get("/api/gateway/push/subscriptions").await;
+    assert_eq!(all["items"], json!([]), "{all}");
 }
 
 #[tokio::test]
 async fn the_web_app_hands_a_browsers_subscription_to_the_gateway_as_its_visitor() {
     let fake = PushFake::start().await;
-    let app = spawn_with_env(&[("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1")]).await;
+    let app = spawn_with_env(&[
+        ("SWITCHBOARD_HTTP_ALLOW", "127.0.0.1"),
+        ("SWITCHBOARD_PUSH_SERVICES", "http://127.0.0.1"),
+    ])
+    .await;
     let alice = key(&app, "alice", &["read", "run", "command"]).await;
     let cookie = format!("sb_session={alice}");
     let web = |path: &str| {

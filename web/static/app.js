@@ -170,23 +170,38 @@
     const raw = atob(b64.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (b64.length % 4)) % 4));
     return Uint8Array.from(raw, (c) => c.charCodeAt(0));
   };
+  // Hands a subscription to the gateway (again: the same browser replaces its row).
+  const register = (sub) => {
+    const json = sub.toJSON();
+    const data = new URLSearchParams({ csrf: pushOn.dataset.csrf, endpoint: json.endpoint, p256dh: json.keys.p256dh, auth: json.keys.auth });
+    return fetch('/app/push', { method: 'POST', body: data, headers: { 'X-Requested-With': 'fetch' } });
+  };
   if (pushable && Notification.permission !== 'denied') {
+    // Once per visit, the browser's subscription is handed over again: the gateway may have
+    // dropped it (a revoked sign-in, a push service's 410). If it is refused, offer the button.
     navigator.serviceWorker.ready
       .then((reg) => reg.pushManager.getSubscription())
-      .then((sub) => { pushOn.hidden = Boolean(sub) && Notification.permission === 'granted'; })
-      .catch(() => {});
+      .then(async (sub) => {
+        if (!sub || Notification.permission !== 'granted') { pushOn.hidden = false; return; }
+        if (sessionStorage.getItem('sb-push') === sub.endpoint) { pushOn.hidden = true; return; }
+        const r = await register(sub);
+        pushOn.hidden = r.ok;
+        if (r.ok) sessionStorage.setItem('sb-push', sub.endpoint);
+      })
+      .catch(() => { pushOn.hidden = false; });
     pushOn.addEventListener('click', async () => {
       pushOn.disabled = true;
       try {
         if (await Notification.requestPermission() !== 'granted') { say('Notifications are off.'); return; }
         const k = await (await fetch('/app/push/key', { headers: { 'X-Requested-With': 'fetch' } })).json();
         const reg = await navigator.serviceWorker.ready;
+        // A fresh subscription: an old one may belong to an earlier sign-in.
+        const old = await reg.pushManager.getSubscription();
+        if (old) await old.unsubscribe();
         const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(k.public_key) });
-        const json = sub.toJSON();
-        const data = new URLSearchParams({ csrf: pushOn.dataset.csrf, endpoint: json.endpoint, p256dh: json.keys.p256dh, auth: json.keys.auth });
-        const r = await fetch('/app/push', { method: 'POST', body: data, headers: { 'X-Requested-With': 'fetch' } });
+        const r = await register(sub);
         const reply = await r.json().catch(() => ({}));
-        if (r.ok) { pushOn.hidden = true; say('This device will be notified.'); }
+        if (r.ok) { pushOn.hidden = true; sessionStorage.setItem('sb-push', sub.endpoint); say('This device will be notified.'); }
         else say((reply.error && reply.error.message) || 'Notifications could not be turned on.');
       } catch (e) {
         say('Notifications could not be turned on here.');

@@ -19,6 +19,15 @@ pub struct SecurityArgs {
     /// IPs or CIDRs, comma-separated). Public addresses need no entry.
     #[arg(long, env = "SWITCHBOARD_HTTP_ALLOW")]
     pub(crate) http_allow: Option<String>,
+    /// Push services browsers' subscriptions may name (comma-separated host names, `*.` for
+    /// subdomains; `http://<host>` allows plain http to it). Default: the services of
+    /// Chrome, Firefox, Safari and Edge.
+    #[arg(long, env = "SWITCHBOARD_PUSH_SERVICES")]
+    pub(crate) push_services: Option<String>,
+    /// The contact push services see in each notification's VAPID token (`mailto:` or
+    /// `https:`; default: the public URL when it is https).
+    #[arg(long, env = "SWITCHBOARD_PUSH_CONTACT")]
+    pub(crate) push_contact: Option<String>,
     /// Largest reply body an `http` step reads, in bytes (default 1 MiB).
     #[arg(long, env = "SWITCHBOARD_HTTP_MAX_BODY")]
     pub(crate) http_max_body: Option<usize>,
@@ -36,6 +45,8 @@ pub struct SecurityArgs {
 pub(crate) struct FileSecurity {
     pub(crate) trusted_proxies: Option<String>,
     pub(crate) http_allow: Option<String>,
+    pub(crate) push_services: Option<String>,
+    pub(crate) push_contact: Option<String>,
     pub(crate) http_max_body: Option<usize>,
     pub(crate) max_streams: Option<usize>,
     pub(crate) max_payload: Option<usize>,
@@ -48,6 +59,7 @@ pub struct SecurityConfig {
     pub(crate) net: NetPolicy,
     pub(crate) max_streams: usize,
     pub(crate) max_payload: usize,
+    pub(crate) push_contact: Option<String>,
 }
 
 impl Default for SecurityConfig {
@@ -57,6 +69,7 @@ impl Default for SecurityConfig {
             net: NetPolicy::default(),
             max_streams: 64,
             max_payload: 64 * 1024,
+            push_contact: None,
         }
     }
 }
@@ -90,6 +103,27 @@ impl SecurityArgs {
                 )),
             }
         }
+        let push_services = match list(self.push_services.or(f.push_services)) {
+            l if l.is_empty() => d.net.push_services.clone(),
+            l => l,
+        };
+        for s in &push_services {
+            let host = s.strip_prefix("http://").unwrap_or(s);
+            let host = host.strip_prefix("*.").unwrap_or(host);
+            if AllowEntry::parse(host).is_none() || host.contains('/') {
+                problems.push(format!(
+                    "SWITCHBOARD_PUSH_SERVICES: `{s}` is not a host name (`push.example.com`, `*.example.com` or `http://127.0.0.1`)"
+                ));
+            }
+        }
+        let push_contact = self.push_contact.or(f.push_contact);
+        if let Some(c) = &push_contact
+            && !(c.starts_with("mailto:") && c.contains('@') || c.starts_with("https://"))
+        {
+            problems.push(format!(
+                "SWITCHBOARD_PUSH_CONTACT: `{c}` must be a `mailto:` address or an `https://` URL"
+            ));
+        }
         let max_body = self
             .http_max_body
             .or(f.http_max_body)
@@ -107,9 +141,14 @@ impl SecurityArgs {
         }
         SecurityConfig {
             trusted_proxies,
-            net: NetPolicy { allow, max_body },
+            net: NetPolicy {
+                allow,
+                max_body,
+                push_services,
+            },
             max_streams,
             max_payload,
+            push_contact,
         }
     }
 }

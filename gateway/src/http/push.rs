@@ -15,10 +15,9 @@ use crate::push::Vapid;
 use crate::store::{HookKind, Webhook};
 
 async fn vapid(app: &AppState) -> Result<&Vapid, ApiError> {
-    let contact = crate::push::contact(app.public_url.as_deref());
     Ok(app
         .vapid
-        .get_or_try_init(|| Vapid::load(&app.store, &contact))
+        .get_or_try_init(|| Vapid::load(&app.store))
         .await?)
 }
 
@@ -52,9 +51,15 @@ pub(crate) async fn subscribe(
             "subscribing to notifications needs the `command` scope".into(),
         ));
     }
-    crate::push::check_subscription(&req, &app.net)
+    // The admin token's id outlives its secret (rotation), so it could not stop them.
+    if who.kind == "admin" {
+        return Err(ApiError::Forbidden(
+            "the admin token cannot subscribe to notifications; pair a device or use a key".into(),
+        ));
+    }
+    let keys = crate::push::check_subscription(&req, &app.net)
         .map_err(|m| ApiError::BadRequest("invalid_subscription", m))?;
-    let keys = serde_json::to_string(&req.keys).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let keys = serde_json::to_string(&keys).map_err(|e| ApiError::Internal(e.to_string()))?;
     let w = Webhook {
         info: protocol::WebhookInfo {
             id: format!("push_{}", uuid::Uuid::new_v4().simple()),

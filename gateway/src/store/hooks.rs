@@ -86,6 +86,8 @@ pub(crate) struct DueDelivery {
     /// The subscription it goes to, and what kind that is.
     pub(crate) webhook_id: String,
     pub(crate) kind: HookKind,
+    /// The credential a push subscription belongs to.
+    pub(crate) owner: Option<String>,
     pub(crate) event: String,
     pub(crate) url: String,
     pub(crate) secret: String,
@@ -102,6 +104,10 @@ pub(crate) enum Attempt {
         status: Option<u16>,
         error: String,
         retry_at_ms: Option<i64>,
+    },
+    /// Not sent, and never will be (a push whose prompt was answered meanwhile).
+    Cancelled {
+        reason: String,
     },
 }
 
@@ -296,7 +302,7 @@ impl super::Store {
             let at = now_ms();
             let due = c
                 .prepare_cached(
-                    "SELECT d.id, d.event, w.url, w.secret, d.payload, d.attempts, w.id, w.kind FROM webhook_deliveries d
+                    "SELECT d.id, d.event, w.url, w.secret, d.payload, d.attempts, w.id, w.kind, w.owner FROM webhook_deliveries d
                      JOIN webhooks w ON w.id = d.webhook_id
                      WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 ORDER BY d.next_attempt_ms LIMIT ?2",
                 )?
@@ -314,6 +320,7 @@ impl super::Store {
                         } else {
                             HookKind::Webhook
                         },
+                        owner: r.get(8)?,
                     })
                 })?
                 .collect::<DbResult<Vec<_>>>()?;
@@ -336,6 +343,10 @@ impl super::Store {
                     "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_status = ?2,
                      last_error = NULL, delivered_at = ?3 WHERE id = ?1",
                     args![id, status, ts(now())],
+                )?,
+                Attempt::Cancelled { reason } => c.execute(
+                    "UPDATE webhook_deliveries SET status = 'cancelled', last_error = ?2 WHERE id = ?1",
+                    args![id, reason],
                 )?,
                 Attempt::Failed { status, error, retry_at_ms } => c.execute(
                     "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?2, last_error = ?3,

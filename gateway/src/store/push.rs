@@ -10,7 +10,8 @@ use super::{Result, Store, StoreError, now, ts};
 /// Most live subscriptions one credential may hold.
 pub(crate) const MAX_PER_OWNER: i64 = 20;
 
-fn drop_rows(c: &Db, filter: &str, value: &str) -> Result<usize> {
+/// Drops the live push rows whose `filter` column is `value`, with their pending pushes.
+pub(super) fn drop_rows(c: &Db, filter: &str, value: &str) -> Result<usize> {
     let at = ts(now());
     let ids: Vec<String> = c
         .prepare_cached(&format!(
@@ -38,6 +39,20 @@ impl Store {
         self.write(move |c, _| {
             let mut w = w;
             let owner = w.owner.clone().unwrap_or_default();
+            c.serialize_on(&format!("push:{}", w.info.url))?;
+            c.serialize_on(&format!("push-owner:{owner}"))?;
+            let holder: Option<String> = c
+                .query_row(
+                    "SELECT owner FROM webhooks WHERE kind = 'push' AND deleted_at IS NULL AND url = ?1",
+                    args![w.info.url],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if holder.as_ref().is_some_and(|h| *h != owner) {
+                return Err(StoreError::Conflict(
+                    "another credential subscribed this browser; unsubscribe in the browser and subscribe again".into(),
+                ));
+            }
             drop_rows(c, "url", &w.info.url)?;
             let held: i64 = c.query_row(
                 "SELECT COUNT(*) FROM webhooks WHERE kind = 'push' AND deleted_at IS NULL AND owner = ?1",

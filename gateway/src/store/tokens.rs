@@ -87,6 +87,8 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::NotFound(format!("{kind} `{id}` not found")));
             }
+            // Its browsers are told nothing more.
+            super::push::drop_rows(c, "owner", &id)?;
             mark_shared_change(c)?;
             Ok(c.query_row(&format!("SELECT {COLS} FROM tokens WHERE id = ?1"), [&id], row)?)
         })
