@@ -124,6 +124,7 @@ fn republish(store: &Store, it: crate::store::GlobalItem) {
         seq: it.seq,
         json: it.json,
         end,
+        frames: Default::default(),
     })));
 }
 

@@ -123,9 +123,12 @@ fn step(out: &mut Vec<u8>, cursor: u64, json: &[u8]) {
 }
 
 fn done(status: &str) -> Bytes {
-    Bytes::from(format!(
-        "event: done\ndata: {{\"status\":\"{status}\"}}\n\n"
-    ))
+    match status {
+        "completed" => Bytes::from_static(b"event: done\ndata: {\"status\":\"completed\"}\n\n"),
+        "failed" => Bytes::from_static(b"event: done\ndata: {\"status\":\"failed\"}\n\n"),
+        "cancelled" => Bytes::from_static(b"event: done\ndata: {\"status\":\"cancelled\"}\n\n"),
+        other => Bytes::from(format!("event: done\ndata: {{\"status\":\"{other}\"}}\n\n")),
+    }
 }
 
 fn event(name: &str, data: &str) -> Bytes {
@@ -143,13 +146,47 @@ enum Next {
     Shutdown,
 }
 
+/// Where a stream's live tail comes from: the global feed, or its run's own channel (so a
+/// record wakes only that run's followers).
+enum Rx {
+    Global(tokio::sync::broadcast::Receiver<BusEvent>),
+    Run(crate::bus::RunReceiver),
+}
+
+impl Rx {
+    async fn recv(&mut self) -> Result<BusEvent, RecvError> {
+        match self {
+            Self::Global(rx) => rx.recv().await,
+            Self::Run(rx) => rx.recv().await,
+        }
+    }
+
+    /// An event already there: `None` when there is none yet (or the bus closed).
+    fn ready(&mut self) -> Option<Result<BusEvent, RecvError>> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let got = match self {
+            Self::Global(rx) => rx.try_recv(),
+            Self::Run(rx) => rx.try_recv(),
+        };
+        match got {
+            Ok(ev) => Some(Ok(ev)),
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+        }
+    }
+}
+
 async fn next(
-    rx: &mut tokio::sync::broadcast::Receiver<BusEvent>,
+    rx: &mut Rx,
     down: &mut tokio::sync::watch::Receiver<bool>,
     keep_alive: Duration,
 ) -> Next {
     if *down.borrow() {
         return Next::Shutdown;
+    }
+    // A burst is drained without arming the keep-alive timer for each event.
+    if let Some(m) = rx.ready() {
+        return Next::Msg(m);
     }
     tokio::select! {
         m = rx.recv() => Next::Msg(m),
@@ -198,10 +235,14 @@ async fn open(
 ) -> Result<Response, ApiError> {
     let after = cursor(q, headers)?;
     let slot = app.streams.acquire(who)?;
-    let rx = app.store.bus().subscribe();
-    if let Feed::Run(id) = &feed {
-        app.store.run(id).await?;
-    }
+    let rx = match &feed {
+        Feed::Run(id) => {
+            let rx = Rx::Run(app.store.bus().subscribe_run(id));
+            app.store.run(id).await?;
+            rx
+        }
+        Feed::Global => Rx::Global(app.store.bus().subscribe()),
+    };
     Ok(sse_response(follow(app, feed, after, rx, slot)))
 }
 
@@ -267,6 +308,21 @@ impl Feed {
         }
     }
 
+    /// `r` framed for this feed: framed once, by the first stream that sends it; the
+    /// others share those bytes.
+    fn frame(&self, r: &crate::bus::RecordEvent) -> Bytes {
+        let (cell, at) = match self {
+            Self::Run(_) => (&r.frames.run, r.seq),
+            Self::Global => (&r.frames.global, r.gseq),
+        };
+        cell.get_or_init(|| {
+            let mut one = Vec::new();
+            step(&mut one, at, r.json.as_bytes());
+            Bytes::from(one)
+        })
+        .clone()
+    }
+
     fn shows_delta(&self, d: &protocol::LlmDelta) -> bool {
         match self {
             Self::Run(id) => d.run_id == *id,
@@ -283,6 +339,71 @@ impl Feed {
     }
 }
 
+/// Most events one write of the live tail carries.
+const BURST: usize = 256;
+
+/// What the live tail does after a burst.
+enum After {
+    /// Wait for more.
+    More,
+    /// A cursor was skipped: read the store from the last one sent.
+    Gap,
+    /// The run ended with this status.
+    End(&'static str),
+    /// The stream fell behind the bus: it ends (the client resumes from its cursor).
+    Lagged,
+}
+
+/// Frames `first` and the events already waiting behind it (up to [`BURST`]) as one write:
+/// one wake-up and one write per burst, not per event, whatever the number of streams.
+fn burst(
+    feed: &Feed,
+    rx: &mut Rx,
+    first: BusEvent,
+    cur: &mut u64,
+    gaps_are_news: bool,
+) -> (Option<Bytes>, After) {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut next = Some(Ok(first));
+    let after = loop {
+        let ev = match next.take() {
+            Some(Ok(ev)) => ev,
+            Some(Err(_)) => break After::Lagged,
+            None => break After::More,
+        };
+        match ev {
+            BusEvent::Record(r) => {
+                if let Some(at) = feed.cursor_of(&r).filter(|at| *at > *cur) {
+                    if gaps_are_news && at > *cur + 1 {
+                        break After::Gap;
+                    }
+                    *cur = at;
+                    parts.push(feed.frame(&r));
+                    if let Some(status) = feed.ends_with(&r) {
+                        break After::End(status);
+                    }
+                }
+            }
+            BusEvent::Delta(d) if feed.shows_delta(&d) => {
+                if let Ok(data) = serde_json::to_string(&*d) {
+                    parts.push(event("llm.delta", &data));
+                }
+            }
+            BusEvent::Delta(_) => {}
+        }
+        if parts.len() >= BURST {
+            break After::More;
+        }
+        next = rx.ready();
+    };
+    let bytes = match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Bytes::from(parts.concat())),
+    };
+    (bytes, after)
+}
+
 /// The one follow loop of both streams: catch up from the store (a page per write), then
 /// the live tail from the bus (subscribed before the catch-up, so nothing is missed),
 /// skipping what was sent and going back to the store over a gap. A lagging receiver ends
@@ -291,7 +412,7 @@ fn follow(
     app: &AppState,
     feed: Feed,
     after: u64,
-    mut rx: tokio::sync::broadcast::Receiver<BusEvent>,
+    mut rx: Rx,
     slot: Option<StreamSlot>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let store = app.store.clone();
@@ -322,25 +443,16 @@ fn follow(
                 match next(&mut rx, &mut down, keep_alive).await {
                     Next::Shutdown => { yield Ok(Bytes::from_static(CLOSING.as_bytes())); break 'outer; }
                     Next::Idle => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
-                    Next::Msg(Ok(BusEvent::Record(r))) => {
-                        let Some(at) = feed.cursor_of(&r) else { continue };
-                        if at <= cur { continue; }
-                        if gaps_are_news && at > cur + 1 { continue 'outer; }
-                        cur = at;
-                        let mut one = Vec::new();
-                        step(&mut one, at, r.json.as_bytes());
-                        yield Ok(Bytes::from(one));
-                        if let Some(status) = feed.ends_with(&r) {
-                            yield Ok(done(status));
-                            break 'outer;
+                    Next::Msg(Ok(ev)) => {
+                        let (bytes, after) = burst(&feed, &mut rx, ev, &mut cur, gaps_are_news);
+                        if let Some(b) = bytes { yield Ok(b); }
+                        match after {
+                            After::More => {}
+                            After::Gap => continue 'outer,
+                            After::End(status) => { yield Ok(done(status)); break 'outer; }
+                            After::Lagged => break 'outer,
                         }
                     }
-                    Next::Msg(Ok(BusEvent::Delta(d))) if feed.shows_delta(&d) => {
-                        if let Ok(data) = serde_json::to_string(&*d) {
-                            yield Ok(event("llm.delta", &data));
-                        }
-                    }
-                    Next::Msg(Ok(_)) => {}
                     Next::Msg(Err(_)) => break 'outer,
                 }
             }

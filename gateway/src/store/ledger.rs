@@ -105,6 +105,7 @@ impl Appender {
             seq: rec.seq,
             json,
             end,
+            frames: Default::default(),
         })));
         self.last_seq = rec.seq;
         self.last_hash = rec.record_hash.clone();
