@@ -50,6 +50,13 @@ pub struct PushSubscriptionList {
     pub items: Vec<PushSubscriptionInfo>,
 }
 
+/// `DELETE /api/gateway/push/subscriptions/{id}`: the subscription removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushSubscriptionDeleted {
+    pub deleted: String,
+}
+
 /// `GET /api/gateway/push/key`: the key browsers pass to `pushManager.subscribe` as
 /// `applicationServerKey`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

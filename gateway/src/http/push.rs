@@ -111,13 +111,13 @@ pub(crate) async fn list(
     Ok(Json(PushSubscriptionList { items }))
 }
 
-#[utoipa::path(delete, path = "/api/gateway/push/subscriptions/{id}", tag = "approvals", params(("id" = String, Path, description = "the subscription id")), responses((status = 204, description = "unsubscribed; its pending notifications are dropped"), (status = 404, description = "no such subscription of the caller's", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/gateway/push/subscriptions/{id}", tag = "approvals", params(("id" = String, Path, description = "the subscription id")), responses((status = 200, description = "unsubscribed; its pending notifications are dropped", body = protocol::PushSubscriptionDeleted), (status = 404, description = "no such subscription of the caller's", body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn unsubscribe(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<protocol::PushSubscriptionDeleted>, ApiError> {
     let owner = (!who.allows(Scope::Admin)).then(|| who.id.clone());
     app.store.unsubscribe_push(&id, owner).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(protocol::PushSubscriptionDeleted { deleted: id }))
 }

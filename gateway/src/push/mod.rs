@@ -2,11 +2,15 @@
 //! people who may answer them. A subscription is a `push` row of the webhook outbox
 //! (`store::push`); the dispatcher (`webhooks`) asks this module whom a record concerns
 //! and what to tell them, and the sender asks it to seal and sign one delivery: the
-//! message is encrypted for the browser (aes128gcm, RFC 8291) and the request carries a
-//! VAPID token (RFC 8292) signed with the gateway's key, which the store keeps.
+//! message is encrypted for the browser ([`seal`]: aes128gcm, RFC 8291) and the request
+//! carries a VAPID token ([`vapid`]: RFC 8292) signed with the gateway's key, which the
+//! store keeps.
 //!
 //! It never decides who may answer (`auth::approvers` does) and never answers anything;
 //! a notification only opens the app's page of the run.
+
+mod seal;
+mod vapid;
 
 use std::collections::HashMap;
 
@@ -14,66 +18,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use protocol::{LedgerRecord, PushKeys, PushNotice, RecordStatus, RunStatus, RunSummary, Waiting};
 use sha2::{Digest, Sha256};
-use web_push::{
-    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
-    VapidSignatureBuilder, WebPushMessageBuilder,
-};
+
+pub(crate) use vapid::Vapid;
 
 use crate::auth::approvers;
 use crate::store::{Directory, HookKind, NewDelivery, Store, StoreError, TokenRow, Webhook};
 
-/// Where the store keeps the VAPID private key (raw P-256 scalar, base64url).
-const KEY: &str = "push_vapid_key";
 /// How long a push service keeps a notification for an offline browser.
 const TTL_SECS: u32 = 24 * 3600;
 /// Longest prompt text in a notification, in bytes.
 const MAX_BODY: usize = 1000;
 const MAX_CHOICES: usize = 10;
-/// Largest notice, as JSON: `web-push` seals at most 3,052 bytes, and the outbox adds the
-/// delivery id.
-const BUDGET: usize = 2900;
-
-/// The gateway's VAPID key pair; the private half stays in the store and this process.
-#[derive(Clone)]
-pub(crate) struct Vapid {
-    private: String,
-    public: Vec<u8>,
-}
-
-impl std::fmt::Debug for Vapid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vapid")
-            .field("public", &self.public_key())
-            .finish_non_exhaustive()
-    }
-}
-
-fn builder(private: &str) -> Option<PartialVapidSignatureBuilder> {
-    VapidSignatureBuilder::from_base64_no_sub(private).ok()
-}
-
-impl Vapid {
-    /// The stored key, made on first use (the same on every node).
-    pub(crate) async fn load(store: &Store) -> Result<Self, StoreError> {
-        // A random 32-byte string is a valid P-256 scalar but for a chance of ~2^-32.
-        let fresh = (0..8)
-            .map(|_| URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()))
-            .find(|k| builder(k).is_some())
-            .ok_or_else(|| StoreError::Invalid("cannot make a VAPID key".into()))?;
-        let private = store.meta_or_insert(KEY, &fresh).await?;
-        let b = builder(&private)
-            .ok_or_else(|| StoreError::Corrupt("the stored VAPID key is not a P-256 key".into()))?;
-        Ok(Self {
-            public: b.get_public_key(),
-            private,
-        })
-    }
-
-    /// The public key, as browsers take it (`applicationServerKey`).
-    pub(crate) fn public_key(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&self.public)
-    }
-}
+/// Largest notice, as JSON (the outbox adds the delivery id); [`seal::MAX_PLAINTEXT`] is
+/// the hard limit.
+const BUDGET: usize = 3800;
 
 /// The VAPID `sub` claim: `SWITCHBOARD_PUSH_CONTACT`, else the public URL when it is https.
 pub(crate) fn contact(configured: Option<&str>, public_url: Option<&str>) -> String {
@@ -147,13 +105,18 @@ pub(crate) fn check_subscription(
         auth: decode("auth", &req.keys.auth, 16)?,
     };
     // A key that is not on the curve would fail every push: seal a trial message now.
-    let info = SubscriptionInfo::new(req.endpoint.as_str(), &keys.p256dh, &keys.auth);
-    let mut trial = WebPushMessageBuilder::new(&info);
-    trial.set_payload(ContentEncoding::Aes128Gcm, b"{}");
-    trial
-        .build()
+    let (ua, auth) = raw_keys(&keys).map_err(|_| "`keys` are not base64url".to_owned())?;
+    seal::seal(&ua, &auth, b"{}")
         .map_err(|_| "`keys.p256dh` is not a point on the P-256 curve".to_owned())?;
     Ok(keys)
+}
+
+/// The browser's key and auth secret, decoded.
+fn raw_keys(keys: &PushKeys) -> Result<(Vec<u8>, Vec<u8>), base64::DecodeError> {
+    Ok((
+        URL_SAFE_NO_PAD.decode(&keys.p256dh)?,
+        URL_SAFE_NO_PAD.decode(&keys.auth)?,
+    ))
 }
 
 /// What a record tells the people who may answer its prompt, if anything.
@@ -371,32 +334,30 @@ pub(crate) async fn send(
     http.policy.check_url(&url).map_err(PushError::Final)?;
     let keys: PushKeys = serde_json::from_str(m.keys)
         .map_err(|_| PushError::Final("the stored keys are damaged".into()))?;
-    let info = SubscriptionInfo::new(m.endpoint.to_owned(), keys.p256dh, keys.auth);
-    let cannot =
-        |what: &str, e: web_push::WebPushError| PushError::Final(format!("cannot {what}: {e}"));
-    let mut sig =
-        VapidSignatureBuilder::from_base64(&vapid.private, &info).map_err(|e| cannot("sign", e))?;
-    sig.add_claim("sub", contact);
-    // RFC 8292 says `aud` is the push resource's origin, port included; the crate's
-    // default drops the port.
-    sig.add_claim("aud", url.origin().ascii_serialization());
-    let sig = sig.build().map_err(|e| cannot("sign", e))?;
-    let mut msg = WebPushMessageBuilder::new(&info);
-    msg.set_payload(ContentEncoding::Aes128Gcm, m.payload.as_bytes());
-    msg.set_vapid_signature(sig);
-    msg.set_ttl(TTL_SECS);
-    msg.set_urgency(Urgency::High);
+    let (ua, auth) =
+        raw_keys(&keys).map_err(|_| PushError::Final("the stored keys are damaged".into()))?;
+    let body = seal::seal(&ua, &auth, m.payload.as_bytes())
+        .map_err(|e| PushError::Final(format!("cannot seal the message: {e}")))?;
+    // RFC 8292: `aud` is the push resource's origin, port included.
+    let audience = url.origin().ascii_serialization();
+    let signed = vapid
+        .authorization(&audience, contact, chrono::Utc::now().timestamp())
+        .map_err(PushError::Final)?;
     // One queued message per prompt at the push service: a reminder replaces the prompt.
     let topic = hex::encode(&Sha256::digest(payload_tag(m.payload).as_bytes())[..16]);
-    msg.set_topic(topic);
-    let msg = msg.build().map_err(|e| cannot("seal the message", e))?;
-    let req = web_push::request_builder::build_request::<Vec<u8>>(msg);
-    let mut out = http.client.post(url).timeout(timeout);
-    for (name, value) in req.headers() {
-        out = out.header(name.as_str(), value.as_bytes());
-    }
+    let req = http
+        .client
+        .post(url)
+        .timeout(timeout)
+        .header("ttl", TTL_SECS.to_string())
+        .header("urgency", "high")
+        .header("topic", topic)
+        .header("content-encoding", "aes128gcm")
+        .header("content-type", "application/octet-stream")
+        .header("authorization", signed)
+        .body(body);
     // The endpoint is the browser's secret: errors are logged without it.
-    let res = out.body(req.into_body()).send().await.map_err(|e| {
+    let res = req.send().await.map_err(|e| {
         let e = e.without_url();
         PushError::Retry(format!(
             "cannot reach the push service: {}",
@@ -417,5 +378,4 @@ fn payload_tag(payload: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "push_tests.rs"]
 mod tests;
