@@ -23,6 +23,7 @@
 pub mod admin_cli;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bus;
 pub mod channels;
 pub mod config;

@@ -36,6 +36,21 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the runner, beside `serve --no-runner` on the same data dir.
     Runner(ServeArgs),
+    /// Copy a data dir while its gateway serves: the embedded store (one consistent
+    /// commit) and the other files (token, keys, the bridges' state).
+    Backup {
+        #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// A new (or empty) directory for the copy.
+        out: PathBuf,
+    },
+    /// Lay a backup into a data dir that holds no store, for `serve` to pick up.
+    Restore {
+        #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The backup's directory.
+        input: PathBuf,
+    },
     /// Copy an embedded store into an empty PostgreSQL database (stop the gateway first).
     Migrate {
         /// `sqlite:PATH`: a data dir, or its `switchboard.db`.

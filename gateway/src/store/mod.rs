@@ -14,6 +14,7 @@
 //! `Transition`, its record drafts, a run's `RunState`) as data; it never runs the engine,
 //! reads a flow, or decides what a run does next.
 
+mod backup;
 mod bind;
 mod claims;
 mod commands;
@@ -43,6 +44,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::OpenFlags;
 use rusqlite::config::DbConfig;
 
+pub(crate) use backup::{backup_sqlite, check_sqlite};
 pub(crate) use claims::node_lease;
 pub(crate) use commands::{CommandKind, NewCommand};
 pub(crate) use copy::migrate_to_postgres;
