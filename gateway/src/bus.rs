@@ -73,7 +73,8 @@ pub(crate) struct Bus {
 /// A follower of one run's events; dropping the last one removes the run's channel.
 #[derive(Debug)]
 pub(crate) struct RunReceiver {
-    rx: broadcast::Receiver<BusEvent>,
+    /// Always `Some` until dropped (it is dropped under the map's lock).
+    rx: Option<broadcast::Receiver<BusEvent>>,
     run_id: String,
     runs: Arc<Runs>,
     followers: Arc<AtomicUsize>,
@@ -81,11 +82,17 @@ pub(crate) struct RunReceiver {
 
 impl RunReceiver {
     pub(crate) async fn recv(&mut self) -> Result<BusEvent, broadcast::error::RecvError> {
-        self.rx.recv().await
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
     }
 
     pub(crate) fn try_recv(&mut self) -> Result<BusEvent, broadcast::error::TryRecvError> {
-        self.rx.try_recv()
+        match &mut self.rx {
+            Some(rx) => rx.try_recv(),
+            None => Err(broadcast::error::TryRecvError::Closed),
+        }
     }
 }
 
@@ -93,10 +100,12 @@ impl Drop for RunReceiver {
     fn drop(&mut self) {
         self.followers.fetch_sub(1, Ordering::Relaxed);
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        // Subscribing happens under this lock, so nobody can join between count and removal.
+        // The receiver goes first, under the lock that subscribing takes too: of two
+        // followers leaving at once, the second sees none left and removes the channel.
+        drop(self.rx.take());
         if runs
             .get(&self.run_id)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
+            .is_some_and(|tx| tx.receiver_count() == 0)
         {
             runs.remove(&self.run_id);
         }
@@ -145,7 +154,7 @@ impl Bus {
         };
         self.run_followers.fetch_add(1, Ordering::Relaxed);
         RunReceiver {
-            rx,
+            rx: Some(rx),
             run_id: run_id.to_owned(),
             runs: self.runs.clone(),
             followers: self.run_followers.clone(),
@@ -204,7 +213,7 @@ mod tests {
             };
             assert_eq!(r.gseq, want, "the global feed has everything, in order");
         }
-        assert!(a1.rx.try_recv().is_err(), "nothing of b or c reached a");
+        assert!(a1.try_recv().is_err(), "nothing of b or c reached a");
         drop(a2);
         assert_eq!(bus.followed_runs(), 2, "a is still followed");
         drop(a1);
@@ -212,5 +221,19 @@ mod tests {
         assert_eq!((bus.subscribers(), bus.followed_runs()), (1, 0));
         bus.publish(record("a", 4)); // nobody follows a: only the global feed
         assert!(matches!(global.recv().await, Ok(BusEvent::Record(_))));
+    }
+
+    #[test]
+    fn followers_leaving_together_leave_no_channel_behind() {
+        let bus = Bus::new(16);
+        for _ in 0..200 {
+            let followers: Vec<RunReceiver> = (0..8).map(|_| bus.subscribe_run("r")).collect();
+            std::thread::scope(|s| {
+                for f in followers {
+                    s.spawn(move || drop(f));
+                }
+            });
+            assert_eq!((bus.followed_runs(), bus.subscribers()), (0, 0));
+        }
     }
 }

@@ -46,18 +46,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             init_logs(cfg.log_format);
             gateway::app::run_runner(cfg).await?;
         }
-        Command::Backup { data_dir, out } => {
-            let done =
-                tokio::task::spawn_blocking(move || gateway::backup::backup(&data_dir, &out))
-                    .await
-                    .context("the backup stopped")??;
+        Command::Backup {
+            data_dir,
+            out,
+            database_url,
+        } => {
+            let done = tokio::task::spawn_blocking(move || {
+                gateway::backup::backup(&data_dir, &out, database_url.as_deref())
+            })
+            .await
+            .context("the backup stopped")??;
             println!("{done}");
         }
-        Command::Restore { data_dir, input } => {
-            let done =
-                tokio::task::spawn_blocking(move || gateway::backup::restore(&data_dir, &input))
-                    .await
-                    .context("the restore stopped")??;
+        Command::Restore {
+            data_dir,
+            input,
+            database_url,
+        } => {
+            let done = tokio::task::spawn_blocking(move || {
+                gateway::backup::restore(&data_dir, &input, database_url.as_deref())
+            })
+            .await
+            .context("the restore stopped")??;
             println!("{done}");
         }
         Command::Migrate { from, to } => {

@@ -54,6 +54,14 @@ async fn a_backup_under_load_restores_every_acknowledged_run() {
     })
     .await;
     let before: Vec<String> = acked.lock().unwrap().clone();
+    // A bridge's own SQLite state, its last commit still in the WAL (not checkpointed).
+    let bridge = rusqlite::Connection::open(app.data_dir.join("bridge.sqlite")).unwrap();
+    bridge
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE cursor (v INTEGER); INSERT INTO cursor VALUES (42);",
+        )
+        .unwrap();
     let out = app.data_dir.parent().unwrap().join("backup");
     let backup = |out: &std::path::Path| {
         let args = [
@@ -71,19 +79,41 @@ async fn a_backup_under_load_restores_every_acknowledged_run() {
     let made = backup(&out).await;
     assert!(made.status.success(), "{made:?}");
     let said = String::from_utf8_lossy(&made.stdout);
-    assert!(
-        said.contains("backed up") && said.contains("runs"),
-        "{said}"
+    let runs: usize = said
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a run count in {said:?}"));
+    assert!(runs >= before.len(), "{said}");
+    assert!(!out.join("bridge.sqlite-wal").exists() && !out.join("switchboard.db-wal").exists());
+    let copied = rusqlite::Connection::open(out.join("bridge.sqlite")).unwrap();
+    let v: i64 = copied
+        .query_row("SELECT v FROM cursor", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        v, 42,
+        "a bridge's database is copied with what its WAL holds"
     );
+    drop((copied, bridge));
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     assert!(
         acked.lock().unwrap().len() > before.len(),
         "the load went on during the backup"
     );
-    // A second backup into the same place is refused: it is not empty.
-    let again = backup(&out).await;
-    assert!(!again.status.success());
+    // A second backup into the same place is refused (not empty), and so is one inside
+    // the data dir (it would copy itself).
+    assert!(!backup(&out).await.status.success());
+    let inside = backup(&app.data_dir.join("backups/today")).await;
+    let why = String::from_utf8_lossy(&inside.stderr);
+    assert!(why.contains("inside the data dir"), "{why}");
+    // What the source holds now, to compare the restored ledgers with.
+    let all: Vec<String> = acked.lock().unwrap().clone();
+    let mut source = std::collections::HashMap::new();
+    for id in &all {
+        source.insert(id.clone(), app.ledger(id).await);
+    }
     app.terminate().await;
 
     // Restore into the app's data dir, the old one moved aside; refused while it is there.
@@ -105,7 +135,7 @@ async fn a_backup_under_load_restores_every_acknowledged_run() {
     // Every file of the data dir comes along (keys still private), but the live WAL files.
     for e in std::fs::read_dir(&aside).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        if name.starts_with("switchboard.db-") {
+        if name.ends_with("-wal") || name.ends_with("-shm") {
             continue;
         }
         assert!(app.data_dir.join(&name).exists(), "{name} comes along");
@@ -118,10 +148,31 @@ async fn a_backup_under_load_restores_every_acknowledged_run() {
         "the web app's key stays private"
     );
     app.restart().await;
-    for id in &before {
+    // Every run acknowledged before the backup is there, its start record as acknowledged;
+    // a run caught mid-way is driven on by the restored gateway to the same end, step for
+    // step; a run acknowledged during the backup is there that way or not at all.
+    for id in &all {
         let (st, run) = app.get(&format!("/api/gateway/runs/{id}")).await;
-        assert_eq!(st, 200, "acknowledged run {id} is served: {run}");
-        assert!(!app.ledger(id).await.is_empty(), "with its ledger");
+        if st == 404 {
+            assert!(!before.contains(id), "acknowledged run {id} is lost");
+            continue;
+        }
+        assert_eq!(st, 200, "{run}");
+        app.wait_for_status(id, "completed").await;
+        let restored = app.ledger(id).await;
+        let had = &source[id];
+        assert_eq!(restored[0], had[0], "run {id}'s acknowledged start");
+        let shape = |l: &[serde_json::Value]| -> Vec<String> {
+            l.iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {} {}",
+                        r["seq"], r["step_id"], r["status"], r["effect"]["type"]
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(shape(&restored), shape(had), "run {id}'s steps");
     }
     // And it goes on: a new run completes on the restored store.
     let run = app.start_run("echo", json!({"text": "after"})).await;

@@ -41,6 +41,9 @@ pub enum Command {
     Backup {
         #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// Set on PostgreSQL, where these commands refuse (use pg_dump).
+        #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// A new (or empty) directory for the copy.
         out: PathBuf,
     },
@@ -48,6 +51,8 @@ pub enum Command {
     Restore {
         #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// The backup's directory.
         input: PathBuf,
     },

@@ -1,7 +1,7 @@
-//! A consistent copy of an embedded store while a gateway serves it: SQLite's online
-//! backup API copies every page in one step, under one read transaction of the source, so
-//! the copy is the database as of one commit and the gateway's writer goes on meanwhile
-//! (WAL). The copy is checked (`integrity_check`) before it counts.
+//! Consistent copies of SQLite files while their writers go on: the online backup API
+//! copies every page in one step, under one read transaction of the source, so a copy is
+//! the database as of one commit (WAL included) and writers are not stopped. Each copy is
+//! checked (`integrity_check`) and made private (0600) before it counts.
 
 use std::path::Path;
 
@@ -9,7 +9,7 @@ use rusqlite::backup::{Backup, StepResult};
 
 use super::{Result, StoreError, open_conn};
 
-/// What a copy holds.
+/// What a copy of the store holds.
 #[derive(Debug)]
 pub(crate) struct Copy {
     pub(crate) runs: u64,
@@ -17,10 +17,21 @@ pub(crate) struct Copy {
     pub(crate) bytes: u64,
 }
 
-/// Copies the store `src` (a `switchboard.db`) to the new file `dst`.
-pub(crate) fn backup_sqlite(src: &Path, dst: &Path) -> Result<Copy> {
-    let from = open_conn(src, false)?;
+/// Copies any SQLite database `src` to the new file `dst`, checked.
+pub(crate) fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
+    copy_into(src, dst).map(|_| ())
+}
+
+/// [`copy_sqlite`], keeping the copy open. The copy is a single file (rollback journal):
+/// nothing of it lives in a WAL beside it. A gateway opening it turns WAL on again.
+fn copy_into(src: &Path, dst: &Path) -> Result<rusqlite::Connection> {
+    let from = rusqlite::Connection::open_with_flags(
+        src,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    from.busy_timeout(std::time::Duration::from_secs(10))?;
     let mut to = rusqlite::Connection::open(dst)?;
+    private(dst)?;
     {
         let b = Backup::new(&from, &mut to)?;
         let mut tries = 0;
@@ -29,19 +40,33 @@ pub(crate) fn backup_sqlite(src: &Path, dst: &Path) -> Result<Copy> {
                 StepResult::Done => break,
                 StepResult::More => {}
                 // A checkpoint holds the file for a moment: try again.
-                StepResult::Busy | StepResult::Locked if tries < 200 => {
+                StepResult::Busy | StepResult::Locked if tries < 400 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(25));
                 }
                 _ => {
-                    return Err(StoreError::Open(
-                        "the store stayed locked; try again".into(),
-                    ));
+                    return Err(StoreError::Open(format!(
+                        "{} stayed locked; try again",
+                        src.display()
+                    )));
                 }
             }
         }
     }
+    let mode: String = to.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+    if mode != "delete" {
+        return Err(StoreError::Open(format!(
+            "the copy of {} stays in `{mode}` mode",
+            src.display()
+        )));
+    }
     check(&to)?;
+    Ok(to)
+}
+
+/// Copies the store `src` (a `switchboard.db`) to the new file `dst`.
+pub(crate) fn backup_sqlite(src: &Path, dst: &Path) -> Result<Copy> {
+    let to = copy_into(src, dst)?;
     let count = |table: &str| -> Result<u64> {
         let n: i64 = to.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
         Ok(n as u64)
@@ -64,6 +89,16 @@ fn check(c: &rusqlite::Connection) -> Result<()> {
         return Err(StoreError::Corrupt(format!(
             "the copy fails its check: {verdict}"
         )));
+    }
+    Ok(())
+}
+
+fn private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Open(format!("cannot restrict {}: {e}", path.display())))?;
     }
     Ok(())
 }
