@@ -37,6 +37,7 @@ pub mod net;
 pub mod push;
 pub mod runner;
 pub mod schedule;
+pub mod service;
 pub mod signing;
 pub mod store;
 pub mod telemetry;

@@ -46,6 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             init_logs(cfg.log_format);
             gateway::app::run_runner(cfg).await?;
         }
+        Command::Service(cmd) => println!("{}", gateway::service::run(cmd, cli.config.clone())?),
         Command::Backup {
             data_dir,
             out,

@@ -36,6 +36,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the runner, beside `serve --no-runner` on the same data dir.
     Runner(ServeArgs),
+    /// Start `serve` at boot or login: a systemd unit or a launchd property list.
+    #[command(subcommand)]
+    Service(crate::service::ServiceCommand),
     /// Copy a data dir while its gateway serves: the embedded store (one consistent
     /// commit) and the other files (token, keys, the bridges' state).
     Backup {
