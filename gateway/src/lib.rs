@@ -27,6 +27,7 @@ pub mod backup;
 pub mod bus;
 pub mod channels;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod flows;
 pub mod follow;

@@ -46,6 +46,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             init_logs(cfg.log_format);
             gateway::app::run_runner(cfg).await?;
         }
+        Command::Doctor(args) => {
+            let (report, ok) = gateway::doctor::doctor(args, cli.config.as_deref()).await;
+            println!("{report}");
+            if !ok {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
         Command::Service(cmd) => println!("{}", gateway::service::run(cmd, cli.config.clone())?),
         Command::Backup {
             data_dir,

@@ -81,6 +81,12 @@ pub async fn start() -> (String, Fake) {
     let fake = Fake::default();
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(chat))
+        .route(
+            "/v1/models",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
+            }),
+        )
         .route("/echo", axum::routing::post(echo))
         .with_state(fake.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")

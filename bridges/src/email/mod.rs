@@ -264,6 +264,30 @@ pub async fn run(
     Ok(())
 }
 
+/// `switchboard doctor`: logs in to the IMAP server and greets the SMTP server with the
+/// configured credentials; what each said.
+pub async fn check_servers(cfg: &EmailConfig) -> Vec<(&'static str, Result<String, String>)> {
+    let imap = match imap::connect(&cfg.imap).await {
+        Ok(mut session) => {
+            let _ = session.logout().await;
+            Ok(format!("logged in to {}:{}", cfg.imap.host, cfg.imap.port))
+        }
+        Err(e) => Err(format!("{e}: check SWITCHBOARD_EMAIL_IMAP_*")),
+    };
+    let smtp = match smtp::transport(&cfg.smtp) {
+        Ok(t) => match t.test_connection().await {
+            Ok(true) => Ok(format!("{}:{} answers", cfg.smtp.host, cfg.smtp.port)),
+            Ok(false) => Err(format!(
+                "{}:{} does not answer",
+                cfg.smtp.host, cfg.smtp.port
+            )),
+            Err(e) => Err(format!("{e}: check SWITCHBOARD_EMAIL_SMTP_*")),
+        },
+        Err(e) => Err(format!("{e}: check SWITCHBOARD_EMAIL_SMTP_*")),
+    };
+    vec![("email imap", imap), ("email smtp", smtp)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use clap::Subcommand;
 use crate::auth::Auth;
 
 pub(crate) use email::{EmailArgs, EmailSettings};
-pub(crate) use telegram::{TelegramArgs, TelegramSettings};
+pub(crate) use telegram::{TelegramArgs, TelegramSettings, check_telegram};
 
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {

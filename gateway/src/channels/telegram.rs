@@ -193,6 +193,39 @@ impl TelegramSettings {
     }
 }
 
+/// `switchboard doctor`: asks Telegram who the bot is (`getMe`) with the configured token.
+/// Errors never show the token (it is in the URL).
+pub(crate) async fn check_telegram(
+    http: &reqwest::Client,
+    s: &TelegramSettings,
+) -> Result<String, String> {
+    let base = s
+        .api_url
+        .as_ref()
+        .map_or("https://api.telegram.org".to_owned(), |u| {
+            u.as_str().trim_end_matches('/').to_owned()
+        });
+    let reply = http
+        .post(format!("{base}/bot{}/getMe", s.bot_token))
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach {base} ({})",
+                crate::net::explain(&e.without_url())
+            )
+        })?;
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().await.unwrap_or_default();
+    match body["result"]["username"].as_str() {
+        Some(name) if body["ok"] == true => Ok(format!("@{name}")),
+        _ if status.as_u16() == 401 || status.as_u16() == 404 => Err(
+            "Telegram refused the bot token: check SWITCHBOARD_TELEGRAM_BOT_TOKEN (from @BotFather)".into(),
+        ),
+        _ => Err(format!("getMe answered {status}: {}", body["description"].as_str().unwrap_or("no description"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run only the runner, beside `serve --no-runner` on the same data dir.
     Runner(ServeArgs),
+    /// Check what `serve` needs: settings, data dir, store, disk, clock, the LLM provider,
+    /// the bridges' credentials and the MCP servers. Each check says ok or what to fix.
+    Doctor(ServeArgs),
     /// Start `serve` at boot or login: a systemd unit or a launchd property list.
     #[command(subcommand)]
     Service(crate::service::ServiceCommand),

@@ -22,6 +22,13 @@ pub(crate) struct McpConfig {
     pub(crate) servers: BTreeMap<String, ServerConfig>,
 }
 
+impl McpConfig {
+    /// The configured servers' names.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.servers.keys().cloned().collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
     pub(crate) transport: Transport,

@@ -78,6 +78,18 @@ pub(crate) fn backup_sqlite(src: &Path, dst: &Path) -> Result<Copy> {
     })
 }
 
+/// `switchboard doctor`: the store's quick check, and when its latest run last changed.
+pub(crate) fn doctor_sqlite(path: &Path) -> Result<Option<String>> {
+    let c = open_conn(path, false)?;
+    let verdict: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if verdict != "ok" {
+        return Err(StoreError::Corrupt(format!(
+            "the store fails its check: {verdict}"
+        )));
+    }
+    Ok(c.query_row("SELECT MAX(updated_at) FROM runs", [], |r| r.get(0))?)
+}
+
 /// Whether the file at `path` is a sound store (a restore checks what it lays out).
 pub(crate) fn check_sqlite(path: &Path) -> Result<()> {
     check(&open_conn(path, false)?)

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::OpenFlags;
 use rusqlite::config::DbConfig;
 
-pub(crate) use backup::{backup_sqlite, check_sqlite, copy_sqlite};
+pub(crate) use backup::{backup_sqlite, check_sqlite, copy_sqlite, doctor_sqlite};
 pub(crate) use claims::node_lease;
 pub(crate) use commands::{CommandKind, NewCommand};
 pub(crate) use copy::migrate_to_postgres;
