@@ -57,6 +57,13 @@ pub async fn doctor(args: ServeArgs, config: Option<&Path>) -> (String, bool) {
 fn local(cfg: &ServeConfig) -> Vec<Verdict> {
     let dir = &cfg.data_dir;
     let mut v = vec![verdict("data dir", data_dir(dir))];
+    if let crate::store::Location::Postgres(url) = &cfg.store {
+        let said = format!(
+            "PostgreSQL at {}: not checked here",
+            crate::store::redact_url(url)
+        );
+        v.push(verdict("store", Ok(said)));
+    }
     if let crate::store::Location::Sqlite(_) = &cfg.store {
         let db = dir.join("switchboard.db");
         let store = if db.exists() {
@@ -94,9 +101,7 @@ fn data_dir(dir: &Path) -> Result<String, String> {
             ));
         }
     }
-    let probe = dir.join(".doctor-probe");
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK)
         .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
     Ok(format!("{} is private and writable", dir.display()))
 }
@@ -178,14 +183,16 @@ async fn remote(cfg: &ServeConfig) -> Vec<Verdict> {
     v
 }
 
-async fn llm(http: &reqwest::Client, base: &str, key: Option<&str>) -> Result<String, String> {
-    let url = format!("{}/models", base.trim_end_matches('/'));
+async fn llm(http: &reqwest::Client, base_url: &str, key: Option<&str>) -> Result<String, String> {
+    let url = format!("{}/models", base_url.trim_end_matches('/'));
+    let base = &crate::store::redact_url(base_url);
     let mut req = http.get(&url);
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
     match req.send().await {
         Ok(r) if r.status().is_success() => Ok(format!("{base} answers")),
+        Ok(r) if r.status().as_u16() == 404 => Ok(format!("{base} answers (it lists no models)")),
         Ok(r) if r.status().as_u16() == 401 || r.status().as_u16() == 403 => Err(format!(
             "{base} refused the key ({}): check SWITCHBOARD_LLM_API_KEY",
             r.status()

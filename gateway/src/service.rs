@@ -37,7 +37,11 @@ pub struct Service {
     /// At login, for this user (`--user`), or at boot for the system.
     pub user: bool,
     pub binary: PathBuf,
-    pub data_dir: PathBuf,
+    /// Passed to `serve` when given (else the config file's, or the default under the
+    /// working directory).
+    pub data_dir: Option<PathBuf>,
+    /// Where `serve` runs: relative paths of the config (the flows dir…) are taken from here.
+    pub working_dir: PathBuf,
     pub config: Option<PathBuf>,
     /// Where the file goes (default: the manager's place for it).
     pub dir: Option<PathBuf>,
@@ -75,27 +79,27 @@ impl Service {
         if let Some(c) = &self.config {
             args.extend(["--config".into(), absolute(c)?.display().to_string()]);
         }
-        args.extend([
-            "serve".into(),
-            "--data-dir".into(),
-            absolute(&self.data_dir)?.display().to_string(),
-        ]);
+        args.push("serve".into());
+        if let Some(d) = &self.data_dir {
+            args.extend(["--data-dir".into(), absolute(d)?.display().to_string()]);
+        }
         Ok(args)
     }
 
     /// The file's text.
     pub fn render(&self) -> anyhow::Result<String> {
         let args = self.command()?;
-        if let Some(bad) = args
-            .iter()
+        let dir = absolute(&self.working_dir)?.display().to_string();
+        let all = args.iter().chain(std::iter::once(&dir));
+        if let Some(bad) = all
+            .clone()
             .find(|a| a.chars().any(|c| c.is_control() || c == '"'))
         {
             bail!("the path `{bad}` holds characters a service file cannot quote");
         }
-        let data_dir = absolute(&self.data_dir)?.display().to_string();
         Ok(match self.manager {
-            Manager::Systemd => systemd(&args, &data_dir, self.user),
-            Manager::Launchd => launchd(&args, &data_dir, self.user),
+            Manager::Systemd => systemd(&args, &dir, self.user),
+            Manager::Launchd => launchd(&args, &dir),
         })
     }
 
@@ -110,46 +114,39 @@ impl Service {
             (Manager::Systemd, false) => {
                 format!("systemctl{user} disable --now {NAME}; systemctl{user} daemon-reload")
             }
-            (Manager::Launchd, true) => format!("launchctl load -w {path}"),
-            (Manager::Launchd, false) => format!("launchctl unload -w {path}"),
+            (Manager::Launchd, true) => format!("launchctl load -w '{path}'"),
+            (Manager::Launchd, false) => format!("launchctl unload -w '{path}'"),
         })
     }
 }
 
+/// One word of a systemd setting: `%` and `$` escaped (systemd expands both), quoted when
+/// it holds anything but plain path characters.
 fn quote(a: &str) -> String {
+    let escaped = a.replace('%', "%%").replace('$', "$$");
     if a.chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-:=+@".contains(c))
     {
-        a.to_owned()
+        escaped
     } else {
-        format!("\"{}\"", a.replace('\\', "\\\\"))
+        format!("\"{}\"", escaped.replace('\\', "\\\\"))
     }
 }
 
-fn systemd(args: &[String], data_dir: &str, user: bool) -> String {
+fn systemd(args: &[String], dir: &str, user: bool) -> String {
     let exec: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    let (target, env, hardening) = if user {
-        (
-            "default.target",
-            "%h/.config/switchboard/env",
-            String::new(),
-        )
+    let (target, env) = if user {
+        ("default.target", "%h/.config/switchboard/env")
     } else {
-        (
-            "multi-user.target",
-            "/etc/switchboard/env",
-            format!(
-                "NoNewPrivileges=yes\nPrivateTmp=yes\nProtectSystem=strict\nReadWritePaths={}\n",
-                quote(data_dir)
-            ),
-        )
+        ("multi-user.target", "/etc/switchboard/env")
     };
     format!(
         "# Written by `switchboard service install`.\n[Unit]\nDescription=Switchboard workflow gateway\n\
          After=network-online.target\nWants=network-online.target\n\n[Service]\nType=simple\n\
-         ExecStart={}\n# Settings (SWITCHBOARD_*), one per line; the file may be absent.\n\
+         WorkingDirectory={}\nExecStart={}\n# Settings (SWITCHBOARD_*), one per line; the file may be absent.\n\
          EnvironmentFile=-{env}\nRestart=on-failure\nRestartSec=2\nKillSignal=SIGTERM\n\
-         TimeoutStopSec=30\nUMask=0077\n{hardening}\n[Install]\nWantedBy={target}\n",
+         TimeoutStopSec=30\nUMask=0077\nNoNewPrivileges=yes\n\n[Install]\nWantedBy={target}\n",
+        quote(dir),
         exec.join(" ")
     )
 }
@@ -160,22 +157,22 @@ fn xml(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn launchd(args: &[String], data_dir: &str, user: bool) -> String {
+fn launchd(args: &[String], dir: &str) -> String {
     let program: String = args
         .iter()
         .map(|a| format!("    <string>{}</string>\n", xml(a)))
         .collect();
-    let _ = user;
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
          <plist version=\"1.0\">\n<dict>\n  <key>Label</key>\n  <string>{LABEL}</string>\n\
-         <key>ProgramArguments</key>\n  <array>\n{program}  </array>\n  <key>RunAtLoad</key>\n  <true/>\n\
+         <key>ProgramArguments</key>\n  <array>\n{program}  </array>\n\
+         <key>WorkingDirectory</key>\n  <string>{d}</string>\n  <key>RunAtLoad</key>\n  <true/>\n\
          <key>KeepAlive</key>\n  <dict>\n    <key>SuccessfulExit</key>\n    <false/>\n  </dict>\n\
          <key>Umask</key>\n  <integer>63</integer>\n\
          <key>StandardOutPath</key>\n  <string>{d}/switchboard.log</string>\n\
          <key>StandardErrorPath</key>\n  <string>{d}/switchboard.log</string>\n</dict>\n</plist>\n",
-        d = xml(data_dir)
+        d = xml(dir)
     )
 }
 
@@ -186,8 +183,9 @@ pub enum ServiceCommand {
     Install {
         #[command(flatten)]
         target: Target,
-        #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        /// The data dir `serve` uses (default: the config file's, or its default).
+        #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         /// Print the file and where it would go; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -223,15 +221,17 @@ pub struct Target {
 /// Runs a `service` command; `config` is the global `--config`.
 pub fn run(cmd: ServiceCommand, config: Option<PathBuf>) -> anyhow::Result<String> {
     let binary = std::env::current_exe().context("cannot find this program's path")?;
-    let service = |t: Target, data_dir: PathBuf| Service {
+    let working_dir = std::env::current_dir().context("cannot read the working directory")?;
+    let service = |t: Target, data_dir: Option<PathBuf>| Service {
         manager: t.manager.unwrap_or_else(Manager::native),
         user: t.user,
         binary: binary.clone(),
         data_dir,
+        working_dir: working_dir.clone(),
         config: config.clone(),
         dir: t.unit_dir,
     };
-    let none = PathBuf::from(crate::config::DEFAULT_DATA_DIR);
+    let none = None;
     match cmd {
         ServiceCommand::Install {
             target,
@@ -308,7 +308,8 @@ mod tests {
             manager,
             user,
             binary: "/usr/local/bin/switchboard".into(),
-            data_dir: "/var/lib/switch board".into(),
+            data_dir: Some("/var/lib/switch board".into()),
+            working_dir: "/srv/sb".into(),
             config: Some("/etc/switchboard/switchboard.toml".into()),
             dir: None,
         }
@@ -318,7 +319,21 @@ mod tests {
     fn a_system_unit_runs_serve_with_absolute_paths_and_no_secrets() {
         let unit = service(Manager::Systemd, false).render().unwrap();
         assert!(unit.contains("ExecStart=/usr/local/bin/switchboard --config /etc/switchboard/switchboard.toml serve --data-dir \"/var/lib/switch board\"\n"), "{unit}");
-        assert!(unit.contains("ReadWritePaths=\"/var/lib/switch board\""));
+        assert!(unit.contains("WorkingDirectory=/srv/sb\n"), "{unit}");
+        let mut odd = service(Manager::Systemd, false);
+        odd.data_dir = Some("/srv/a%b$c".into());
+        let unit = odd.render().unwrap();
+        assert!(
+            unit.contains("--data-dir \"/srv/a%%b$$c\"\n"),
+            "systemd expands % and $: {unit}"
+        );
+        let mut plain = service(Manager::Systemd, false);
+        plain.data_dir = None;
+        let unit = plain.render().unwrap();
+        assert!(
+            unit.contains("switchboard.toml serve\n"),
+            "the config's data dir: {unit}"
+        );
         assert!(unit.contains("WantedBy=multi-user.target") && unit.contains("UMask=0077"));
         assert!(!unit.to_lowercase().contains("token"));
         let user = service(Manager::Systemd, true);
@@ -338,7 +353,7 @@ mod tests {
     #[test]
     fn a_launchd_list_names_the_program_and_escapes_it() {
         let mut s = service(Manager::Launchd, true);
-        s.data_dir = "/Users/a&b/data".into();
+        s.working_dir = "/Users/a&b/data".into();
         let plist = s.render().unwrap();
         assert!(plist.contains("<string>dev.switchboard.gateway</string>"));
         assert!(
@@ -351,7 +366,7 @@ mod tests {
                 .unwrap()
                 .ends_with("Library/LaunchAgents/dev.switchboard.gateway.plist")
         );
-        s.data_dir = "/tmp/a\"b".into();
+        s.data_dir = Some("/tmp/a\"b".into());
         assert!(s.render().unwrap_err().to_string().contains("cannot quote"));
     }
 }

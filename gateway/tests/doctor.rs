@@ -40,8 +40,13 @@ fn a_broken_config_is_reported_whole() {
 async fn a_good_config_is_checked_part_by_part() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    // A store with a record, made by a real gateway that then stopped.
-    let mut app = e2e::app::spawn_app().await;
+    // A store with a record, made by a real gateway that then stopped (an embedded one,
+    // whatever store the other tests use: doctor checks SQLite stores).
+    let mut app = e2e::app::spawn_with(e2e::app::Opts {
+        store: e2e::app::TestStore::Sqlite,
+        ..Default::default()
+    })
+    .await;
     let run = app.start_run("echo", json!({"text": "hi"})).await;
     app.wait_for_status(&run, "completed").await;
     app.terminate().await;

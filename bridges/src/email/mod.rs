@@ -267,12 +267,18 @@ pub async fn run(
 /// `switchboard doctor`: logs in to the IMAP server and greets the SMTP server with the
 /// configured credentials; what each said.
 pub async fn check_servers(cfg: &EmailConfig) -> Vec<(&'static str, Result<String, String>)> {
-    let imap = match imap::connect(&cfg.imap).await {
-        Ok(mut session) => {
-            let _ = session.logout().await;
-            Ok(format!("logged in to {}:{}", cfg.imap.host, cfg.imap.port))
-        }
-        Err(e) => Err(format!("{e}: check SWITCHBOARD_EMAIL_IMAP_*")),
+    let login = async {
+        let mut session = imap::connect(&cfg.imap).await?;
+        let _ = session.logout().await;
+        Ok::<_, EmailError>(())
+    };
+    let imap = match tokio::time::timeout(std::time::Duration::from_secs(30), login).await {
+        Ok(Ok(())) => Ok(format!("logged in to {}:{}", cfg.imap.host, cfg.imap.port)),
+        Ok(Err(e)) => Err(format!("{e}: check SWITCHBOARD_EMAIL_IMAP_*")),
+        Err(_) => Err(format!(
+            "{}:{} did not finish a login within 30 s: check SWITCHBOARD_EMAIL_IMAP_*",
+            cfg.imap.host, cfg.imap.port
+        )),
     };
     let smtp = match smtp::transport(&cfg.smtp) {
         Ok(t) => match t.test_connection().await {

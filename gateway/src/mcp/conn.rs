@@ -99,7 +99,7 @@ fn child(
     env: &[(String, String)],
 ) -> Result<rmcp::transport::TokioChildProcess, String> {
     let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..]).env_clear();
+    cmd.args(&command[1..]).env_clear().kill_on_drop(true);
     for k in INHERITED_ENV {
         if let Ok(v) = std::env::var(k) {
             cmd.env(k, v);

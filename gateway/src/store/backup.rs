@@ -80,7 +80,14 @@ pub(crate) fn backup_sqlite(src: &Path, dst: &Path) -> Result<Copy> {
 
 /// `switchboard doctor`: the store's quick check, and when its latest run last changed.
 pub(crate) fn doctor_sqlite(path: &Path) -> Result<Option<String>> {
-    let c = open_conn(path, false)?;
+    // Not read-only: a read-only connection to a stopped store would leave a WAL and a
+    // shared-memory file behind; this one only reads, and its close tidies up.
+    let c = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.pragma_update(None, "query_only", true)?;
     let verdict: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if verdict != "ok" {
         return Err(StoreError::Corrupt(format!(
