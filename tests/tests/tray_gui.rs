@@ -187,6 +187,7 @@ async fn inner() {
         "Runs (2)",
         "Pause all",
         "Open web app",
+        "Open at login",
         "Quit",
     ] {
         assert!(item_id(&last, label).is_some(), "no `{label}` in {last}");

@@ -115,6 +115,8 @@ pub enum Action {
     Commands(Vec<CommandRequest>),
     /// A URL to open in the browser.
     Open(String),
+    /// Turn "open at login" on (`true`) or off.
+    Autostart(bool),
     Quit,
 }
 
@@ -140,6 +142,8 @@ pub struct Controller {
     gateway: String,
     /// `client_id` of the commands this tray sends.
     client_id: String,
+    /// The tray opens at login (its autostart entry is there).
+    autostart: bool,
 }
 
 fn short(run_id: &str) -> &str {
@@ -153,6 +157,11 @@ impl Controller {
             client_id: client_id.to_owned(),
             ..Self::default()
         }
+    }
+
+    /// Whether the tray opens at login, as the shell found or made it.
+    pub fn set_autostart(&mut self, on: bool) {
+        self.autostart = on;
     }
 
     pub fn runs(&self) -> impl Iterator<Item = &RunView> {
@@ -345,6 +354,12 @@ impl Controller {
         items.push(Item::action("resume_all", "Resume all", any_paused));
         items.push(Item::separator());
         items.push(Item::action("open_app", "Open web app", true));
+        let login = if self.autostart {
+            "✓ Open at login"
+        } else {
+            "Open at login"
+        };
+        items.push(Item::action("autostart", login, true));
         items.push(Item::action("quit", "Quit", true));
         Menu {
             icon,
@@ -360,6 +375,7 @@ impl Controller {
         let verb = parts.next()?;
         match verb {
             "quit" => Some(Action::Quit),
+            "autostart" => Some(Action::Autostart(!self.autostart)),
             "open_app" => Some(Action::Open(format!("{}/app", self.gateway))),
             "open" => {
                 let run = parts.next()?;

@@ -186,6 +186,25 @@ fn links_quit_offline_and_old_prompts() {
         matches!(c.click("open|r9", "k"), Some(Action::Open(u)) if u == "http://gw:8080/app/runs/r9")
     );
     assert!(matches!(c.click("quit", "k"), Some(Action::Quit)));
+    // "Open at login" shows its state and asks for the other one.
+    let login = |c: &Controller| {
+        let m = c.menu();
+        m.items
+            .iter()
+            .find(|i| i.id == "autostart")
+            .map(|i| i.label.clone())
+    };
+    assert_eq!(login(&c).as_deref(), Some("Open at login"));
+    assert!(matches!(
+        c.click("autostart", "k"),
+        Some(Action::Autostart(true))
+    ));
+    c.set_autostart(true);
+    assert_eq!(login(&c).as_deref(), Some("✓ Open at login"));
+    assert!(matches!(
+        c.click("autostart", "k"),
+        Some(Action::Autostart(false))
+    ));
     assert!(c.click("bogus", "k").is_none());
     // A prompt replayed long after it was asked is shown but not notified.
     assert!(c.apply(&ask("r1"), NOW + 3600).is_none());

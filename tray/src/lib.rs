@@ -7,8 +7,10 @@
 //!   from its stored cursor), and command submission.
 //! - [`shell`]: the tray-icon/tao/muda shell that draws the model and feeds clicks back.
 //!
-//! [`connect`] finds the gateway and token (flags, environment, or a saved pairing).
+//! [`connect`] finds the gateway and token (flags, environment, or a saved pairing);
+//! [`autostart`] writes or removes the entry that opens the tray at login.
 
+pub mod autostart;
 pub mod connect;
 pub mod controller;
 pub mod shell;

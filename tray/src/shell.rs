@@ -43,6 +43,8 @@ pub fn run(
     }));
     let client_id = format!("tray:{}", whoami());
     let mut controller = Controller::new(&conn.gateway, &client_id);
+    controller
+        .set_autostart(crate::autostart::entry().is_some_and(|p| crate::autostart::is_on(&p)));
     let mut tray: Option<TrayIcon> = None;
     let mut shown: Option<Menu> = None;
     event_loop.run(move |event, _, flow| {
@@ -73,6 +75,16 @@ pub fn run(
                         });
                     }
                     Some(Action::Open(url)) => open(&url),
+                    Some(Action::Autostart(on)) => {
+                        match crate::autostart::entry().zip(std::env::current_exe().ok()) {
+                            Some((path, program)) => match crate::autostart::set(&path, on, &program) {
+                                Ok(()) => controller.set_autostart(on),
+                                Err(e) => tracing::warn!(error = %e, path = %path.display(), "tray: cannot change open at login"),
+                            },
+                            None => tracing::warn!("tray: no home directory for the login entry"),
+                        }
+                        refresh(tray.as_ref(), &controller, &mut shown);
+                    }
                     Some(Action::Quit) => *flow = ControlFlow::Exit,
                     None => tracing::debug!(id, "tray: a click with nothing to do"),
                 }
