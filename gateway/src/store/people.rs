@@ -73,28 +73,22 @@ impl Store {
             .map(|(r, _)| r)
     }
 
+    /// Adds members to a group (made by its first member).
     pub(crate) async fn add_group_members(&self, group: &str, members: &[String]) -> Result<()> {
-        let (g, ms) = (group.to_owned(), members.to_vec());
-        self.write(move |c, _| {
-            let at = ts(now());
-            for m in &ms {
-                c.execute(
-                    "INSERT INTO group_members (group_name, member, created_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (group_name, member) DO NOTHING",
-                    args![g, m, at],
-                )?;
-            }
-            Ok(())
-        })
-        .await
-        .map(|(r, _)| r)
+        self.write_group(group, members, false).await
     }
 
     /// Sets a group's members to exactly `members` (a group the config declares).
     pub(crate) async fn set_group(&self, group: &str, members: &[String]) -> Result<()> {
+        self.write_group(group, members, true).await
+    }
+
+    async fn write_group(&self, group: &str, members: &[String], replace: bool) -> Result<()> {
         let (g, ms) = (group.to_owned(), members.to_vec());
         self.write(move |c, _| {
-            c.execute("DELETE FROM group_members WHERE group_name = ?1", [&g])?;
+            if replace {
+                c.execute("DELETE FROM group_members WHERE group_name = ?1", [&g])?;
+            }
             let at = ts(now());
             for m in &ms {
                 c.execute(
