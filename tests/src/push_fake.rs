@@ -44,28 +44,23 @@ impl PushFake {
     /// A subscription for a page whose `applicationServerKey` is `vapid_key`: what
     /// `PushSubscription.toJSON()` gives (endpoint, keys, expirationTime).
     pub async fn subscribe(&self, vapid_key: &str) -> Value {
-        let url = format!("{}/subscribe?key={vapid_key}", self.url);
-        self.http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(&format!("/subscribe?key={vapid_key}")).await
     }
 
     /// Every push received so far, in order.
     pub async fn received(&self) -> Vec<Value> {
-        let url = format!("{}/received", self.url);
-        self.http
+        serde_json::from_value(self.get("/received").await).expect("a list of pushes")
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        let reply = self
+            .http
             .get(url)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .expect("the push service answers");
+        reply.json().await.expect("JSON from the push service")
     }
 
     /// The pushes to the subscription whose endpoint is `endpoint`.

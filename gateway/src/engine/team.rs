@@ -177,31 +177,11 @@ impl Machine<'_> {
     }
 }
 
-fn with_team(pending: Pending, team: TeamState) -> Pending {
-    match pending {
-        Pending::Ask {
-            step_id,
-            node,
-            prompt,
-            choices,
-            allow_free_text,
-            deadline,
-            default,
-            tool,
-            ..
-        } => Pending::Ask {
-            step_id,
-            node,
-            prompt,
-            choices,
-            allow_free_text,
-            deadline,
-            default,
-            tool,
-            team: Some(team),
-        },
-        other => other,
+fn with_team(mut pending: Pending, team: TeamState) -> Pending {
+    if let Pending::Ask { team: t, .. } = &mut pending {
+        *t = Some(team);
     }
+    pending
 }
 
 /// Votes per choice, in the choices' order.
