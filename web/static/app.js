@@ -41,14 +41,18 @@
   const toEnd = () => { if (page === 'chat') window.scrollTo(0, document.body.scrollHeight); };
   toEnd();
   let pending = null;
+  let latest = 0; // only the newest refresh may replace parts: an older reply is stale
   const refresh = () => {
     clearTimeout(pending);
     pending = setTimeout(async () => {
+      const mine = ++latest;
       try {
         const r = await fetch(location.href, { cache: 'no-store', headers: { Accept: 'text/html' } });
         if (r.redirected && r.url.endsWith('/app/login')) { location.href = '/app/login'; return; }
         if (!r.ok) return;
-        const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+        const text = await r.text();
+        if (mine !== latest) return;
+        const doc = new DOMParser().parseFromString(text, 'text/html');
         for (const sel of parts) {
           const fresh = doc.querySelector(sel);
           const old = document.querySelector(sel);
