@@ -222,6 +222,7 @@ async fn start_runner(
     // Webhooks are sent by the process that holds the runner lease (one sender at a time).
     if webhooks {
         crate::webhooks::spawn(store.clone(), sender(cfg, outbound));
+        crate::retention::spawn(store.clone(), &cfg.ops);
     }
     Ok(runner)
 }
@@ -321,6 +322,7 @@ async fn shared_runner(
             let fence = crate::follow::hold_lease(&store, true).await?;
             let out = crate::net::Outbound::new(cfg.security.net.clone())?;
             crate::webhooks::spawn(store.fenced(fence), sender(&cfg, out));
+            crate::retention::spawn(store.fenced(fence), &cfg.ops);
             anyhow::Ok(())
         };
         match sender.await {

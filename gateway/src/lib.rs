@@ -14,6 +14,7 @@
 //! - [`webhooks`]: the outbound webhook dispatcher and sender (durable outbox).
 //! - [`net`]: outbound HTTP for flows and webhooks (public addresses only, capped replies).
 //! - [`bus`]: committed records and LLM deltas fanned out to streams.
+//! - [`retention`]: pruning ended runs (periodic and `switchboard prune`).
 //! - [`follow`]: split mode (API and runner processes on one data dir) and the runner lease.
 //! - [`channels`]: settings and in-process hosting of the channel bridges (Telegram).
 //! - [`config`], [`app`]: configuration and wiring for `switchboard serve`.
@@ -36,6 +37,7 @@ pub mod llm;
 pub mod mcp;
 pub mod net;
 pub mod push;
+pub mod retention;
 pub mod runner;
 pub mod schedule;
 pub mod service;

@@ -78,6 +78,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             .context("the restore stopped")??;
             println!("{done}");
         }
+        Command::Prune {
+            data_dir,
+            database_url,
+            older_than,
+            dry_run,
+        } => {
+            let report =
+                gateway::retention::prune_offline(&data_dir, database_url, &older_than, dry_run)
+                    .await?;
+            println!("{report}");
+        }
         Command::Migrate { from, to } => {
             let report = tokio::task::spawn_blocking(move || gateway::app::migrate(&from, &to))
                 .await

@@ -10,10 +10,13 @@ use serde::Deserialize;
 
 mod admin;
 mod groups;
+mod integrations;
 mod mcp;
+mod ops;
 mod security;
 
 pub use admin::{AdminCommand, GroupsAction, PeopleAction, TokenAction};
+pub use ops::{OpsArgs, OpsConfig};
 pub use security::{SecurityArgs, SecurityConfig};
 
 #[derive(Debug, Parser)]
@@ -61,6 +64,20 @@ pub enum Command {
         database_url: Option<String>,
         /// The backup's directory.
         input: PathBuf,
+    },
+    /// Delete runs that ended longer ago than `--older-than`, with their ledgers, inbox rows
+    /// and finished children, on a stopped gateway (while it serves: SWITCHBOARD_RETENTION).
+    Prune {
+        #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        #[arg(long, env = "SWITCHBOARD_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// e.g. `30d`.
+        #[arg(long)]
+        older_than: String,
+        /// Count what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Copy an embedded store into an empty PostgreSQL database (stop the gateway first).
     Migrate {
@@ -216,6 +233,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub(crate) security: SecurityArgs,
     #[command(flatten)]
+    pub(crate) ops: OpsArgs,
+    #[command(flatten)]
     pub(crate) telegram: crate::channels::TelegramArgs,
     #[command(flatten)]
     pub(crate) email: crate::channels::EmailArgs,
@@ -244,6 +263,9 @@ struct FileConfig {
     webhook_retry_base: Option<String>,
     webhook_max_attempts: Option<u32>,
     openai_timeout: Option<String>,
+    retention: Option<String>,
+    retention_interval: Option<String>,
+    otlp_endpoint: Option<String>,
     #[serde(default)]
     llm: FileLlm,
     /// `[security]`: trusted_proxies, http_allow, http_max_body, max_streams, max_payload.
@@ -309,95 +331,14 @@ pub struct ServeConfig {
     pub(crate) mcp: crate::mcp::McpConfig,
     /// Approver groups from the file, written to the store at start.
     pub(crate) groups: Vec<(String, Vec<String>)>,
-}
-
-/// Triggers, webhooks and the OpenAI surface (flags/environment over the file).
-struct Integrations {
-    triggers: crate::triggers::TriggerConfig,
-    webhook_retry: crate::webhooks::RetryPolicy,
-    openai_timeout: std::time::Duration,
-}
-
-fn integrations(
-    args: &mut ServeArgs,
-    f: &mut FileConfig,
-    problems: &mut Vec<String>,
-) -> Integrations {
-    let mut defs = std::collections::BTreeMap::new();
-    for (name, t) in std::mem::take(&mut f.triggers) {
-        defs.insert(
-            name,
-            crate::triggers::TriggerDef {
-                flow: t.flow,
-                secret: t.secret,
-            },
-        );
-    }
-    for pair in args
-        .triggers
-        .take()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        match pair.split_once('=') {
-            Some((name, flow)) if !name.trim().is_empty() && !flow.trim().is_empty() => {
-                defs.entry(name.trim().to_owned())
-                    .or_insert_with(Default::default)
-                    .flow = Some(flow.trim().to_owned());
-            }
-            _ => problems.push(format!(
-                "SWITCHBOARD_TRIGGERS: `{pair}` must be `name=flow`"
-            )),
-        }
-    }
-    let window = duration(
-        args.trigger_window.take().or(f.trigger_window.take()),
-        "5m",
-        "SWITCHBOARD_TRIGGER_WINDOW",
-        problems,
-    );
-    let base = duration(
-        args.webhook_retry_base
-            .take()
-            .or(f.webhook_retry_base.take()),
-        "2s",
-        "SWITCHBOARD_WEBHOOK_RETRY_BASE",
-        problems,
-    );
-    let max_attempts = args
-        .webhook_max_attempts
-        .or(f.webhook_max_attempts)
-        .unwrap_or(10);
-    if max_attempts == 0 {
-        problems.push("SWITCHBOARD_WEBHOOK_MAX_ATTEMPTS must be at least 1".into());
-    }
-    let openai_timeout = duration(
-        args.openai_timeout.take().or(f.openai_timeout.take()),
-        "5m",
-        "SWITCHBOARD_OPENAI_TIMEOUT",
-        problems,
-    );
-    Integrations {
-        triggers: crate::triggers::TriggerConfig {
-            defs,
-            env_secrets: crate::triggers::TriggerConfig::secrets_from_env(std::env::vars()),
-            window,
-        },
-        webhook_retry: crate::webhooks::RetryPolicy {
-            base,
-            max_attempts,
-            ..Default::default()
-        },
-        openai_timeout,
-    }
+    /// Retention and traces.
+    pub(crate) ops: OpsConfig,
 }
 
 /// The default origin allowlist.
 pub(crate) const DEFAULT_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
 
-fn duration(
+pub(super) fn duration(
     v: Option<String>,
     default: &str,
     what: &str,
@@ -435,7 +376,8 @@ impl ServeConfig {
                 }
             },
         };
-        let more = integrations(&mut args, &mut f, &mut problems);
+        let more = integrations::resolve(&mut args, &mut f, &mut problems);
+        let ops = std::mem::take(&mut args.ops).resolve(&mut f, &mut problems);
         let security = std::mem::take(&mut args.security)
             .resolve(std::mem::take(&mut f.security), &mut problems);
         let mcp = std::mem::take(&mut f.mcp).resolve(&mut problems);
@@ -568,6 +510,7 @@ impl ServeConfig {
             email,
             mcp,
             groups,
+            ops,
             security,
             no_runner: args.no_runner,
             sse_keepalive,

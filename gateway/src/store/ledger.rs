@@ -243,7 +243,9 @@ pub(crate) fn global_head(conn: &Db) -> Result<u64> {
             settled!()
         )
     } else {
-        "SELECT COALESCE(MAX(gseq), 0) FROM ledger"
+        // Not `MAX(gseq)`: a prune may have deleted the newest records, and their cursors
+        // are never handed out again.
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'ledger'), 0)"
     };
     Ok(conn.query_row(sql, [], |r| r.get::<i64>(0))? as u64)
 }

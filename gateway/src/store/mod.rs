@@ -7,8 +7,8 @@
 //! (`runs`), the ledger (`ledger`), the command inbox (`commands`), flow versions (`flows`),
 //! trigger deliveries, webhooks, the webhook outbox and session history (`hooks`),
 //! schedules and their firings (`schedules`), credentials and settings (`tokens`), and
-//! following another process's commits and the runner lease (`follow`), and copying an
-//! embedded store into PostgreSQL (`copy`).
+//! following another process's commits and the runner lease (`follow`), copying an
+//! embedded store into PostgreSQL (`copy`), and deleting runs past retention (`prune`).
 //! Every write returns only after its transaction is on disk; bus events of a write are
 //! published only after it committed. It persists what the engine produces (a
 //! `Transition`, its record drafts, a run's `RunState`) as data; it never runs the engine,
@@ -25,6 +25,7 @@ mod hooks;
 mod ledger;
 mod people;
 mod pg;
+mod prune;
 mod push;
 mod runs;
 mod schedules;
@@ -56,6 +57,7 @@ pub(crate) use hooks::{
 pub(crate) use ledger::GlobalItem;
 pub(crate) use people::Directory;
 pub(crate) use pg::redact as redact_url;
+pub(crate) use prune::{Pruned, vacuum_offline};
 pub(crate) use runs::{Commit, DriveRow, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
 pub(crate) use sql::DbError;
@@ -387,6 +389,9 @@ fn open_conn(path: &Path, write: bool) -> Result<rusqlite::Connection> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if write {
+        // Pruned pages go back to the file system (`prune`); takes effect on a new file
+        // only (an older one turns it on with `switchboard prune --data-dir`).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;

@@ -183,6 +183,8 @@ const MIGRATIONS: &[&str] = &[
     // 8: Web Push subscriptions: a webhook of kind `push` (its keys in `secret`), owned by
     // the credential that subscribed; one live subscription per endpoint.
     PUSH,
+    // 9: retention: ended runs by age, and a run's rows in each table that names it.
+    RETENTION,
 ];
 
 /// Migration 7 (SQLite) and 4 (PostgreSQL): the same statements on both.
@@ -205,6 +207,16 @@ const PUSH: &str = r#"
     ALTER TABLE webhooks ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
     ALTER TABLE webhooks ADD COLUMN owner TEXT;
     CREATE UNIQUE INDEX push_endpoints ON webhooks (url) WHERE kind = 'push' AND deleted_at IS NULL;
+"#;
+
+/// Migration 9 (SQLite) and 6 (PostgreSQL): what `store::prune` looks runs up by.
+const RETENTION: &str = r#"
+    CREATE INDEX runs_ended ON runs (updated_at, run_id)
+        WHERE status IN ('completed', 'failed', 'cancelled');
+    CREATE INDEX commands_by_run ON commands (run_id);
+    CREATE INDEX session_messages_by_run ON session_messages (run_id);
+    CREATE INDEX trigger_deliveries_by_run ON trigger_deliveries (run_id);
+    CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id);
 "#;
 
 const PG_MIGRATIONS: &[&str] = &[
@@ -375,6 +387,8 @@ const PG_MIGRATIONS: &[&str] = &[
     PEOPLE,
     // 5: Web Push subscriptions (SQLite's 8).
     PUSH,
+    // 6: retention (SQLite's 9).
+    RETENTION,
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer Switchboard.
