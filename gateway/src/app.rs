@@ -25,6 +25,9 @@ pub const TOKEN_FILE: &str = "token";
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::telemetry::install();
+    if cfg.ops.otlp_endpoint.is_some() {
+        crate::trace::enable();
+    }
     create_private_dir(&cfg.data_dir)?;
     let store = open_store(&cfg)?;
     let registry = Registry::default();
@@ -223,6 +226,11 @@ async fn start_runner(
     if webhooks {
         crate::webhooks::spawn(store.clone(), sender(cfg, outbound));
         crate::retention::spawn(store.clone(), &cfg.ops);
+        if let Some(url) = &cfg.ops.otlp_endpoint {
+            crate::trace::spawn(store.clone(), url)
+                .await
+                .context("cannot start the trace exporter")?;
+        }
     }
     Ok(runner)
 }
@@ -323,6 +331,9 @@ async fn shared_runner(
             let out = crate::net::Outbound::new(cfg.security.net.clone())?;
             crate::webhooks::spawn(store.fenced(fence), sender(&cfg, out));
             crate::retention::spawn(store.fenced(fence), &cfg.ops);
+            if let Some(url) = &cfg.ops.otlp_endpoint {
+                crate::trace::spawn(store.fenced(fence), url).await?;
+            }
             anyhow::Ok(())
         };
         match sender.await {
@@ -339,6 +350,9 @@ async fn shared_runner(
 /// `switchboard runner`: the runner alone, beside `serve --no-runner` on the same data dir.
 /// Waits for the runner lease (a previous runner's lapses within seconds of its death).
 pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
+    if cfg.ops.otlp_endpoint.is_some() {
+        crate::trace::enable();
+    }
     let store = open_store(&cfg)?;
     let registry = Registry::default();
     let mcp = crate::mcp::Hub::new(&cfg.mcp);

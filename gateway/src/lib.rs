@@ -9,7 +9,7 @@
 //! - [`mcp`]: the MCP servers `llm` steps call tools on (started lazily, supervised).
 //! - [`http`]: the axum API, request gates, SSE, and the OpenAI-compatible `/v1` surface.
 //! - [`auth`]: credentials (admin token, devices, scoped keys, pairing) and request limits.
-//! - [`telemetry`]: Prometheus metrics.
+//! - [`telemetry`]: Prometheus metrics; [`trace`]: runs as OpenTelemetry traces (OTLP).
 //! - [`triggers`], [`signing`]: inbound triggers and their HMAC signatures.
 //! - [`webhooks`]: the outbound webhook dispatcher and sender (durable outbox).
 //! - [`net`]: outbound HTTP for flows and webhooks (public addresses only, capped replies).
@@ -44,5 +44,6 @@ pub mod service;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 pub mod triggers;
 pub mod webhooks;

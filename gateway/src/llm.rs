@@ -38,6 +38,8 @@ pub(crate) struct Request<'a> {
     pub(crate) temperature: Option<f64>,
     pub(crate) max_tokens: Option<u32>,
     pub(crate) idempotency_key: &'a str,
+    /// The call's W3C trace context (when traces are on).
+    pub(crate) traceparent: Option<&'a str>,
     /// Tool definitions in OpenAI's format (`{"type": "function", "function": {...}}`).
     pub(crate) tools: &'a [Value],
 }
@@ -103,6 +105,9 @@ impl Llm {
             .post(url)
             .json(&body)
             .header("Idempotency-Key", req.idempotency_key);
+        if let Some(tp) = req.traceparent {
+            rb = rb.header("traceparent", tp);
+        }
         if let Some(k) = &self.cfg.api_key {
             rb = rb.bearer_auth(k);
         }

@@ -263,6 +263,8 @@ pub(crate) struct StepRequest<'a> {
     pub(crate) body: Option<&'a serde_json::Value>,
     pub(crate) timeout: Duration,
     pub(crate) idempotency_key: &'a str,
+    /// The call's W3C trace context (when traces are on): sent wherever it goes.
+    pub(crate) traceparent: Option<&'a str>,
 }
 
 impl Outbound {
@@ -280,6 +282,9 @@ impl Outbound {
                 .request(method.clone(), url.clone())
                 .timeout(req.timeout)
                 .header("Idempotency-Key", req.idempotency_key);
+            if let Some(tp) = req.traceparent {
+                rb = rb.header("traceparent", tp);
+            }
             if url.origin() == origin {
                 for (k, v) in req.headers {
                     rb = rb.header(k, v);

@@ -3,7 +3,7 @@
 //! `switchboard` binary started as a process on a temporary data dir ([`app`], with
 //! standalone bridges in [`process`]), loopback fakes for what this machine cannot reach
 //! (Telegram's Bot API: [`telegram_fake`]; an OpenAI-compatible LLM: [`llm_fake`]; a Web
-//! Push service: [`push_fake`]), real
+//! Push service: [`push_fake`]; an OpenTelemetry collector: [`otlp_sink`]), real
 //! parts started for a test (Postfix + Dovecot: [`mail_server`]), and the architecture's
 //! invariants as checks ([`tidy`]).
 
@@ -14,6 +14,7 @@ pub mod llm_fake;
 mod llm_tools;
 pub mod mail_server;
 pub mod mcp;
+pub mod otlp_sink;
 pub mod peek;
 pub mod pg;
 pub mod process;

@@ -25,6 +25,8 @@ pub struct Fake {
     gate: Arc<tokio::sync::Semaphore>,
     held: Arc<AtomicUsize>,
     answered: Arc<AtomicUsize>,
+    /// The `traceparent` header of each chat request that had one.
+    traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 impl Default for Fake {
@@ -35,11 +37,17 @@ impl Default for Fake {
             gate: Arc::new(tokio::sync::Semaphore::new(0)),
             held: Arc::default(),
             answered: Arc::default(),
+            traceparents: Arc::default(),
         }
     }
 }
 
 impl Fake {
+    /// The `traceparent` headers chat requests carried.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.traceparents.lock().expect("lock").clone()
+    }
+
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().expect("lock").clone()
     }
@@ -99,6 +107,9 @@ pub async fn start() -> (String, Fake) {
 
 async fn chat(State(f): State<Fake>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     f.requests.lock().expect("lock").push(body.clone());
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        f.traceparents.lock().expect("lock").push(tp.to_owned());
+    }
     let last = body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -183,5 +194,11 @@ async fn echo(headers: HeaderMap, Json(body): Json<Value>) -> Json<Value> {
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    Json(json!({"got": body, "idempotency_key": key, "x_api_key": auth}))
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Json(
+        json!({"got": body, "idempotency_key": key, "x_api_key": auth, "traceparent": traceparent}),
+    )
 }

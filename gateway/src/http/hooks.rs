@@ -130,6 +130,7 @@ pub(crate) async fn fire(
     let mut run = super::runs::new_run(&app, &who, t.flow.clone(), input, None, None)?;
     run.actor.channel = Some("trigger".into());
     run.actor.client_id = Some(delivery.clone());
+    run.trace = crate::trace::new_trace(super::runs::traceparent(&headers));
     let mut keys = vec![(t.name.clone(), delivery.clone())];
     // A signed request is also keyed by its signature: the delivery id is not signed, so a
     // captured request sent again with a fresh id must still start nothing.

@@ -34,7 +34,7 @@ pub(crate) async fn start(
             req.bundle_id
         )));
     }
-    let run = new_run(
+    let mut run = new_run(
         &app,
         &who,
         req.bundle_id,
@@ -42,6 +42,7 @@ pub(crate) async fn start(
         req.session_id,
         req.notify,
     )?;
+    run.trace = crate::trace::new_trace(traceparent(&headers));
     let (s, replayed) = match key {
         None => {
             let (s, wake) = app.store.start_run(run).await?;
@@ -67,6 +68,11 @@ pub(crate) async fn start(
         return Ok(([(IDEMPOTENT_REPLAYED, "true")], body).into_response());
     }
     Ok(body.into_response())
+}
+
+/// The caller's W3C `traceparent`, if any (a malformed one is ignored, as the spec asks).
+pub(super) fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers.get("traceparent").and_then(|v| v.to_str().ok())
 }
 
 /// Answer header of a `runs/start` repeated with a used `Idempotency-Key`.
@@ -133,6 +139,7 @@ pub(super) fn new_run(
             channel: None,
             voter: None,
         },
+        trace: crate::trace::new_trace(None),
     })
 }
 

@@ -113,13 +113,15 @@ impl Hub {
     }
 
     /// Calls `tool` with `arguments`; `key` travels in `_meta.idempotency_key`, so a server
-    /// can tell a call run again after a restart from a new one.
+    /// can tell a call run again after a restart from a new one, and `traceparent` (when
+    /// traces are on) in `_meta.traceparent`.
     pub(crate) async fn call(
         &self,
         server: &str,
         tool: &str,
         arguments: Map<String, Value>,
         key: &str,
+        traceparent: Option<&str>,
     ) -> Result<Outcome, McpError> {
         let s = self.server(server)?;
         let peer = s.peer().await?;
@@ -127,6 +129,9 @@ impl Hub {
         params.arguments = Some(arguments);
         let mut meta = RequestMetaObject::default();
         meta.0.0.insert("idempotency_key".into(), json!(key));
+        if let Some(tp) = traceparent {
+            meta.0.0.insert("traceparent".into(), json!(tp));
+        }
         params.meta = Some(meta);
         let result = tokio::time::timeout(s.cfg.timeout, peer.call_tool(params))
             .await

@@ -168,9 +168,19 @@ impl Runner {
                 step_id,
                 idempotency_key,
                 request,
+                attempt,
                 ..
             }) => {
-                let work = self.perform(&row.run_id, step_id, idempotency_key, request);
+                let tp = self
+                    .traceparent(&row.run_id, idempotency_key, *attempt)
+                    .await;
+                let work = self.perform(
+                    &row.run_id,
+                    step_id,
+                    idempotency_key,
+                    tp.as_deref(),
+                    request,
+                );
                 match self.until_cancelled(&row.run_id, notify, work).await? {
                     Some(result) => Input::EffectDone { result },
                     None => return Ok(Next::Again),

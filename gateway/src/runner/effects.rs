@@ -12,11 +12,32 @@ use crate::engine::EffectRequest;
 use crate::llm;
 
 impl Runner {
+    /// The `traceparent` of an effect's call when traces are on (`crate::trace`).
+    pub(super) async fn traceparent(
+        &self,
+        run_id: &str,
+        key: &str,
+        attempt: u32,
+    ) -> Option<String> {
+        if !crate::trace::enabled() {
+            return None;
+        }
+        let stored = match self.inner.store.traced_run(run_id).await {
+            Ok(t) => t.and_then(|t| t.trace),
+            Err(e) => {
+                tracing::warn!(error = %e, run_id, "cannot read the run's trace");
+                None
+            }
+        };
+        crate::trace::traceparent(stored.as_deref(), run_id, key, attempt)
+    }
+
     pub(super) async fn perform(
         &self,
         run_id: &str,
         step_id: &str,
         key: &str,
+        traceparent: Option<&str>,
         req: &EffectRequest,
     ) -> Result<Value, String> {
         match req {
@@ -37,6 +58,7 @@ impl Runner {
                     temperature: *temperature,
                     max_tokens: *max_tokens,
                     idempotency_key: key,
+                    traceparent,
                     tools: &defs,
                 };
                 let on_delta = |d: &str| {
@@ -70,7 +92,7 @@ impl Runner {
             }
             EffectRequest::Tool {
                 tool, arguments, ..
-            } => self.call_tool(tool, arguments, key).await,
+            } => self.call_tool(tool, arguments, key, traceparent).await,
             EffectRequest::Http {
                 method,
                 url,
@@ -78,36 +100,27 @@ impl Runner {
                 body,
                 timeout_ms,
             } => {
-                self.http_call(method, url, headers, body.as_ref(), *timeout_ms, key)
-                    .await
+                let call = crate::net::StepRequest {
+                    method: reqwest::Method::from_bytes(method.as_bytes())
+                        .map_err(|e| e.to_string())?,
+                    url: url::Url::parse(url).map_err(|e| {
+                        format!("`{url}` is not a URL ({e}); a value that is only part of a URL is encoded, mark a trusted one `| safe`")
+                    })?,
+                    headers,
+                    body: body.as_ref(),
+                    timeout: Duration::from_millis(*timeout_ms),
+                    idempotency_key: key,
+                    traceparent,
+                };
+                self.http_call(call).await
             }
         }
     }
 
-    async fn http_call(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(String, String)],
-        body: Option<&Value>,
-        timeout_ms: u64,
-        key: &str,
-    ) -> Result<Value, String> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    async fn http_call(&self, call: crate::net::StepRequest<'_>) -> Result<Value, String> {
         let out = &self.inner.http;
-        let parsed = url::Url::parse(url).map_err(|e| {
-            format!("`{url}` is not a URL ({e}); a value that is only part of a URL is encoded, mark a trusted one `| safe`")
-        })?;
-        let resp = out
-            .send(crate::net::StepRequest {
-                method,
-                url: parsed,
-                headers,
-                body,
-                timeout: Duration::from_millis(timeout_ms),
-                idempotency_key: key,
-            })
-            .await?;
+        let url = call.url.to_string();
+        let resp = out.send(call).await?;
         let status = resp.status().as_u16();
         let bytes = out.policy.read_body(resp).await?;
         let body = match serde_json::from_slice::<Value>(&bytes) {

@@ -73,6 +73,7 @@ impl Runner {
         tool: &str,
         arguments: &Value,
         key: &str,
+        traceparent: Option<&str>,
     ) -> Result<Value, String> {
         let Ok(ToolRef::Mcp {
             server,
@@ -85,7 +86,12 @@ impl Runner {
             Value::Object(m) => m.clone(),
             _ => Map::new(),
         };
-        match self.inner.mcp.call(&server, &name, args, key).await {
+        match self
+            .inner
+            .mcp
+            .call(&server, &name, args, key, traceparent)
+            .await
+        {
             Ok(Outcome::Output(v)) => Ok(json!({"output": capped(v)})),
             Ok(Outcome::ToolError(e)) => Ok(json!({"error": cut(&e)})),
             Err(e) => Err(e.to_string()),

@@ -16,6 +16,7 @@
 
 mod backup;
 mod bind;
+mod children;
 mod claims;
 mod commands;
 mod copy;
@@ -32,6 +33,7 @@ mod schedules;
 mod schema;
 mod sql;
 mod tokens;
+mod traces;
 mod writer;
 
 #[cfg(test)]

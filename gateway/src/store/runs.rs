@@ -6,6 +6,7 @@ use super::sql::{Db, DbError, DbResult, Optional, Row, args, locked};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
 use serde_json::{Value, json};
 
+use super::children::spawn_child;
 use super::ledger::Appender;
 use super::{Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::{ChatMessage, Draft, RunState, Transition};
@@ -19,6 +20,8 @@ pub(crate) struct NewRun {
     pub(crate) input_data: Value,
     pub(crate) notify: Vec<String>,
     pub(crate) actor: Actor,
+    /// The run's trace (`crate::trace`), when traces are on.
+    pub(crate) trace: Option<String>,
 }
 
 /// What the runner needs to drive a run.
@@ -103,8 +106,8 @@ pub(super) fn insert_run(conn: &Db, r: &NewRun, out: &mut Outbox) -> Result<()> 
     let state = serde_json::to_string(&RunState::default())?;
     conn.prepare_cached(
         "INSERT INTO runs (run_id, bundle_id, flow_hash, status, session_id, parent_run_id, input_data, state,
-            notify, last_seq, last_hash, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, 0, '', ?9, ?9)",
+            notify, last_seq, last_hash, created_at, updated_at, trace)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, 0, '', ?9, ?9, ?10)",
     )?
     .execute(args![
         r.run_id,
@@ -115,7 +118,8 @@ pub(super) fn insert_run(conn: &Db, r: &NewRun, out: &mut Outbox) -> Result<()> 
         serde_json::to_string(&r.input_data)?,
         state,
         serde_json::to_string(&r.notify)?,
-        at
+        at,
+        r.trace
     ])?;
     let mut app = Appender::new_run(&r.run_id);
     let payload = json!({"bundle_id": r.bundle_id, "flow_hash": r.flow_hash, "session_id": r.session_id,
@@ -474,49 +478,6 @@ fn reject_pending(conn: &Db, run_id: &str, status: RunStatus) -> Result<()> {
     Ok(())
 }
 
-/// Creates the child run a `call` step asked for (once: a re-run after a crash finds it).
-/// A child whose flow is unknown is created failed, so its parent sees why.
-pub(super) fn spawn_child(
-    conn: &Db,
-    parent: &str,
-    session: Option<String>,
-    child: &crate::engine::ChildSpec,
-    out: &mut Outbox,
-) -> Result<()> {
-    let exists: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
-        .query_row([&child.run_id], |r| r.get(0))
-        .optional()?;
-    if exists.is_some() {
-        return Ok(());
-    }
-    let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
-        Ok(h) => (h, false),
-        Err(StoreError::NotFound(_)) => (String::new(), true),
-        Err(e) => return Err(e),
-    };
-    let new_run = NewRun {
-        run_id: child.run_id.clone(),
-        bundle_id: child.bundle_id.clone(),
-        flow_hash,
-        session_id: session,
-        parent_run_id: Some(parent.to_owned()),
-        input_data: child.input.clone(),
-        notify: Vec::new(),
-        actor: Actor::runner(),
-    };
-    insert_run(conn, &new_run, out)?;
-    if missing {
-        fail_now(
-            conn,
-            &child.run_id,
-            &format!("flow `{}` not found", child.bundle_id),
-            out,
-        )?;
-    }
-    Ok(())
-}
-
 fn append_history(conn: &Db, session: &str, run_id: &str, turns: &[ChatMessage]) -> Result<()> {
     let at = ts(now());
     let mut ins = conn.prepare_cached(
@@ -525,26 +486,6 @@ fn append_history(conn: &Db, session: &str, run_id: &str, turns: &[ChatMessage])
     for m in turns {
         ins.execute(args![session, run_id, m.role, m.content, at])?;
     }
-    Ok(())
-}
-
-/// Fails a run that cannot start (its flow is missing), in the current transaction.
-fn fail_now(conn: &Db, run_id: &str, error: &str, out: &mut Outbox) -> Result<()> {
-    let mut app = Appender::load(conn, run_id)?;
-    let mut d = run_draft(
-        RecordStatus::Failed,
-        "end",
-        "run_failed",
-        Value::Null,
-        Actor::runner(),
-    );
-    d.error = Some(error.to_owned());
-    app.append(conn, &d, out)?;
-    save_chain(conn, &app)?;
-    conn.execute(
-        "UPDATE runs SET status = 'failed', error = ?2, updated_at = ?3 WHERE run_id = ?1",
-        args![run_id, error, ts(now())],
-    )?;
     Ok(())
 }
 

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
 use serde_json::{Value, json};
 
+use super::children::spawn_child;
 use super::ledger::Appender;
-use super::runs::{get_summary, insert_run, lock_run, run_draft, save_chain, spawn_child};
+use super::runs::{get_summary, insert_run, lock_run, run_draft, save_chain};
 use super::{NewRun, Result, Store, StoreError, now, ts};
 use crate::engine::{ChildSpec, Draft};
 

@@ -185,6 +185,8 @@ const MIGRATIONS: &[&str] = &[
     PUSH,
     // 9: retention: ended runs by age, and a run's rows in each table that names it.
     RETENTION,
+    // 10: a run's trace (`crate::trace`: trace id and parent span).
+    TRACE,
 ];
 
 /// Migration 7 (SQLite) and 4 (PostgreSQL): the same statements on both.
@@ -218,6 +220,9 @@ const RETENTION: &str = r#"
     CREATE INDEX trigger_deliveries_by_run ON trigger_deliveries (run_id);
     CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id);
 "#;
+
+/// Migration 10 (SQLite) and 7 (PostgreSQL).
+const TRACE: &str = "ALTER TABLE runs ADD COLUMN trace TEXT;";
 
 const PG_MIGRATIONS: &[&str] = &[
     // 1: the schema of SQLite's migrations 1 to 5 (2 adds 6).
@@ -389,6 +394,8 @@ const PG_MIGRATIONS: &[&str] = &[
     PUSH,
     // 6: retention (SQLite's 9).
     RETENTION,
+    // 7: traces (SQLite's 10).
+    TRACE,
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer Switchboard.

@@ -6,7 +6,8 @@ protocol revisions).
     python calc_server.py http PORT
 
 Tools: `add` (counts each call, with the idempotency key the client sent in `_meta`, in
-the file named by CALC_COUNT_FILE), `slow` (never answers), `crash` (the process exits
+the file named by CALC_COUNT_FILE, and writes the `_meta.traceparent` it got to
+CALC_TRACE_FILE), `slow` (never answers), `crash` (the process exits
 mid-call), `fail` (the tool reports an error), `unlock` (adds a tool `secret` and sends
 `notifications/tools/list_changed`).
 """
@@ -32,7 +33,7 @@ else:
     mcp = Server("calc")
 
 
-def idempotency_key(ctx) -> str:
+def meta_value(ctx, name: str) -> str:
     try:
         meta = ctx.request_context.meta
     except Exception:
@@ -40,10 +41,10 @@ def idempotency_key(ctx) -> str:
     if meta is None:
         return "-"
     if isinstance(meta, dict):
-        return str(meta.get("idempotency_key", "-"))
-    value = getattr(meta, "idempotency_key", None)
+        return str(meta.get(name, "-"))
+    value = getattr(meta, name, None)
     extra = getattr(meta, "model_extra", None) or {}
-    return str(value or extra.get("idempotency_key", "-"))
+    return str(value or extra.get(name, "-"))
 
 
 @mcp.tool()
@@ -52,7 +53,11 @@ def add(a: int, b: int, ctx: Context) -> int:
     path = os.environ.get("CALC_COUNT_FILE")
     if path:
         with open(path, "a") as f:
-            f.write(f"add {idempotency_key(ctx)}\n")
+            f.write(f"add {meta_value(ctx, 'idempotency_key')}\n")
+    path = os.environ.get("CALC_TRACE_FILE")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{meta_value(ctx, 'traceparent')}\n")
     return a + b
 
 

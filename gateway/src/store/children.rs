@@ -1,0 +1,80 @@
+//! Child runs: the run a `call` step (or a schedule's firing) starts, created in the
+//! parent's transaction, with the parent's trace.
+
+use protocol::{Actor, RecordStatus};
+use serde_json::Value;
+
+use super::ledger::Appender;
+use super::runs::{NewRun, insert_run, run_draft, save_chain};
+use super::sql::{Db, Optional, args};
+use super::{Outbox, Result, StoreError, now, ts};
+
+/// Creates the child run a `call` step asked for (once: a re-run after a crash finds it).
+/// A child whose flow is unknown is created failed, so its parent sees why.
+pub(super) fn spawn_child(
+    conn: &Db,
+    parent: &str,
+    session: Option<String>,
+    child: &crate::engine::ChildSpec,
+    out: &mut Outbox,
+) -> Result<()> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
+        .query_row([&child.run_id], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
+        Ok(h) => (h, false),
+        Err(StoreError::NotFound(_)) => (String::new(), true),
+        Err(e) => return Err(e),
+    };
+    // The child's trace is its parent's, the parent's run span its parent span.
+    let parent_trace: Option<String> = conn
+        .prepare_cached("SELECT trace FROM runs WHERE run_id = ?1")?
+        .query_row([parent], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let new_run = NewRun {
+        trace: crate::trace::child_trace(parent_trace.as_deref(), parent),
+        run_id: child.run_id.clone(),
+        bundle_id: child.bundle_id.clone(),
+        flow_hash,
+        session_id: session,
+        parent_run_id: Some(parent.to_owned()),
+        input_data: child.input.clone(),
+        notify: Vec::new(),
+        actor: Actor::runner(),
+    };
+    insert_run(conn, &new_run, out)?;
+    if missing {
+        fail_now(
+            conn,
+            &child.run_id,
+            &format!("flow `{}` not found", child.bundle_id),
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+/// Fails a run that cannot start (its flow is missing), in the current transaction.
+fn fail_now(conn: &Db, run_id: &str, error: &str, out: &mut Outbox) -> Result<()> {
+    let mut app = Appender::load(conn, run_id)?;
+    let mut d = run_draft(
+        RecordStatus::Failed,
+        "end",
+        "run_failed",
+        Value::Null,
+        Actor::runner(),
+    );
+    d.error = Some(error.to_owned());
+    app.append(conn, &d, out)?;
+    save_chain(conn, &app)?;
+    conn.execute(
+        "UPDATE runs SET status = 'failed', error = ?2, updated_at = ?3 WHERE run_id = ?1",
+        args![run_id, error, ts(now())],
+    )?;
+    Ok(())
+}
