@@ -226,10 +226,11 @@ async fn start_runner(
     if webhooks {
         crate::webhooks::spawn(store.clone(), sender(cfg, outbound));
         crate::retention::spawn(store.clone(), &cfg.ops);
-        if let Some(url) = &cfg.ops.otlp_endpoint {
-            crate::trace::spawn(store.clone(), url)
+        match &cfg.ops.otlp_endpoint {
+            Some(url) => crate::trace::spawn(store.clone(), url)
                 .await
-                .context("cannot start the trace exporter")?;
+                .context("cannot start the trace exporter")?,
+            None => crate::trace::forget(store).await?,
         }
     }
     Ok(runner)
@@ -331,8 +332,9 @@ async fn shared_runner(
             let out = crate::net::Outbound::new(cfg.security.net.clone())?;
             crate::webhooks::spawn(store.fenced(fence), sender(&cfg, out));
             crate::retention::spawn(store.fenced(fence), &cfg.ops);
-            if let Some(url) = &cfg.ops.otlp_endpoint {
-                crate::trace::spawn(store.fenced(fence), url).await?;
+            match &cfg.ops.otlp_endpoint {
+                Some(url) => crate::trace::spawn(store.fenced(fence), url).await?,
+                None => crate::trace::forget(&store.fenced(fence)).await?,
             }
             anyhow::Ok(())
         };

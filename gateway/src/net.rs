@@ -282,7 +282,13 @@ impl Outbound {
                 .request(method.clone(), url.clone())
                 .timeout(req.timeout)
                 .header("Idempotency-Key", req.idempotency_key);
-            if let Some(tp) = req.traceparent {
+            // A flow that sets its own trace context keeps it.
+            if let Some(tp) = req.traceparent
+                && !req
+                    .headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+            {
                 rb = rb.header("traceparent", tp);
             }
             if url.origin() == origin {

@@ -13,6 +13,10 @@ use crate::bus::Bus;
 use crate::config::OpsConfig;
 use crate::store::{Location, Pruned, Store};
 
+/// The shortest retention: webhooks and push notices of a run are sent from its records,
+/// and a trigger delivery is refused again within its window, so runs stay that long.
+pub(crate) const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
 /// The RFC 3339 time `keep` before now: runs that ended before it go.
 fn cutoff(keep: Duration) -> anyhow::Result<String> {
     let keep = chrono::Duration::from_std(keep).context("the retention is too long")?;
@@ -39,7 +43,7 @@ pub(crate) fn spawn(store: Store, ops: &OpsConfig) {
 }
 
 async fn pass(store: &Store, keep: Duration) -> anyhow::Result<()> {
-    let done = store.prune(cutoff(keep)?, false, || false).await?;
+    let done = store.prune(cutoff(keep)?, false).await?;
     let pages = store.reclaim().await?;
     if done.runs > 0 {
         tracing::info!(
@@ -64,6 +68,11 @@ pub async fn prune_offline(
 ) -> anyhow::Result<String> {
     let keep = humantime::parse_duration(older_than)
         .with_context(|| format!("--older-than `{older_than}` is not a duration like 30d"))?;
+    if keep < MIN_RETENTION {
+        bail!(
+            "--older-than `{older_than}` is under 1h: keep runs for an hour at least (webhooks and trigger replay checks still need them)"
+        );
+    }
     let location = Location::new(database_url, data_dir).map_err(anyhow::Error::msg)?;
     if let Location::Sqlite(dir) = &location
         && !dir.join("switchboard.db").is_file()
@@ -76,18 +85,19 @@ pub async fn prune_offline(
         .await
         .context("opening the store stopped")?
         .context("cannot open the store")?;
-    let me = crate::follow::holder();
-    if let Err(e) = store
-        .acquire_lease(crate::follow::LEASE, &me, Duration::from_secs(60))
-        .await
-    {
-        bail!(
-            "{e}: a gateway runs on this store; stop it first, or set SWITCHBOARD_RETENTION to prune while it serves"
-        );
-    }
-    let result = run_offline(&store, &location, at.clone(), dry).await;
+    // The runner lease, renewed while this runs, keeps a gateway from starting meanwhile;
+    // every write is fenced by it.
+    let fence = match crate::follow::hold_lease(&store, false).await {
+        Ok(f) => f,
+        Err(e) => bail!(
+            "{e:#}: a gateway runs on this store; stop it first, or set SWITCHBOARD_RETENTION to prune while it serves"
+        ),
+    };
+    let result = run_offline(&store.fenced(fence), &location, at.clone(), dry).await;
     store.flush().await?;
-    store.release_lease(crate::follow::LEASE, &me).await?;
+    store
+        .release_lease(crate::follow::LEASE, &crate::follow::holder())
+        .await?;
     let (done, space) = result?;
     let verb = if dry { "would delete" } else { "deleted" };
     Ok(format!(
@@ -102,7 +112,7 @@ async fn run_offline(
     at: String,
     dry: bool,
 ) -> anyhow::Result<(Pruned, String)> {
-    let done = store.prune(at, dry, || false).await?;
+    let done = store.prune(at, dry).await?;
     if dry {
         return Ok((done, String::new()));
     }

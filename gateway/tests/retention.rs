@@ -246,6 +246,36 @@ async fn prune_refuses_a_running_gateway_and_bad_input() {
     let (ok, _, err) = prune(&app, &["--older-than", "thirty days"]).await;
     assert!(!ok);
     assert!(err.contains("--older-than `thirty days`"), "{err}");
+    let (ok, _, err) = prune(&app, &["--older-than", "10m"]).await;
+    assert!(!ok);
+    assert!(err.contains("under 1h"), "{err}");
+    // The same floor while serving, and twice the trigger window.
+    let dir = tempfile::tempdir().unwrap();
+    for (env, want) in [
+        (
+            vec![("SWITCHBOARD_RETENTION", "10m")],
+            "SWITCHBOARD_RETENTION `10m` is under 1h",
+        ),
+        (
+            vec![
+                ("SWITCHBOARD_RETENTION", "2h"),
+                ("SWITCHBOARD_TRIGGER_WINDOW", "90m"),
+            ],
+            "at least twice SWITCHBOARD_TRIGGER_WINDOW",
+        ),
+    ] {
+        let out = tokio::process::Command::new(e2e::process::binary())
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(dir.path())
+            .env_clear()
+            .envs(env)
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
     let empty = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(e2e::process::binary())
         .args(["prune", "--older-than", "30d", "--data-dir"])
@@ -259,4 +289,30 @@ async fn prune_refuses_a_running_gateway_and_bad_input() {
         String::from_utf8_lossy(&out.stderr).contains("holds no store"),
         "{out:?}"
     );
+}
+
+#[tokio::test]
+async fn an_older_store_is_rewritten_once_and_then_gives_space_back() {
+    if on_postgres() {
+        return; // PostgreSQL's autovacuum reuses space by itself
+    }
+    let mut app = spawn_app().await;
+    let w = populate(&app).await;
+    app.terminate().await;
+    // As a store made before incremental vacuum was turned on.
+    sql(&app, "PRAGMA auto_vacuum = NONE; VACUUM;").await;
+    age_all_but(&app, &w.recent).await;
+    let size = db_bytes(&app.data_dir);
+    let (ok, out, err) = prune(&app, &["--older-than", "30d"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("rewrote the database file"), "{out}");
+    let after = db_bytes(&app.data_dir);
+    assert!(after * 2 < size, "{size} bytes before, {after} after");
+    let mode: i64 = rusqlite::Connection::open(app.data_dir.join("switchboard.db"))
+        .unwrap()
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 2, "incremental from now on");
+    app.restart().await;
+    assert_pruned(&app, &w).await;
 }

@@ -378,6 +378,14 @@ impl ServeConfig {
         };
         let more = integrations::resolve(&mut args, &mut f, &mut problems);
         let ops = std::mem::take(&mut args.ops).resolve(&mut f, &mut problems);
+        if let Some(keep) = ops.retention
+            && keep < more.triggers.window * 2
+        {
+            problems.push(format!(
+                "SWITCHBOARD_RETENTION must be at least twice SWITCHBOARD_TRIGGER_WINDOW ({}): a trigger delivery is refused again for that long",
+                humantime::format_duration(more.triggers.window)
+            ));
+        }
         let security = std::mem::take(&mut args.security)
             .resolve(std::mem::take(&mut f.security), &mut problems);
         let mcp = std::mem::take(&mut f.mcp).resolve(&mut problems);

@@ -38,9 +38,10 @@ impl OpsArgs {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 let d = duration(Some(s), "30d", "SWITCHBOARD_RETENTION", problems);
-                if d < Duration::from_secs(1) {
+                if d < crate::retention::MIN_RETENTION {
                     problems.push(format!(
-                        "SWITCHBOARD_RETENTION {d:?} keeps nothing: use at least 1s (e.g. 30d), or unset it to keep every run"
+                        "SWITCHBOARD_RETENTION `{}` is under 1h: keep runs for an hour at least (e.g. 30d), or unset it to keep every run",
+                        humantime::format_duration(d)
                     ));
                 }
                 d
@@ -59,10 +60,20 @@ impl OpsArgs {
             .or(f.otlp_endpoint.take())
             .filter(|s| !s.is_empty())
             .and_then(|s| match url::Url::parse(&s) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+                // Credentials, a query or a fragment would be logged or broken by the path.
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                        && u.query().is_none()
+                        && u.fragment().is_none() =>
+                {
+                    Some(u)
+                }
                 _ => {
                     problems.push(format!(
-                        "SWITCHBOARD_OTLP_ENDPOINT `{s}` must be an http(s) URL like http://collector:4318"
+                        "SWITCHBOARD_OTLP_ENDPOINT `{s}` must be an http(s) URL like http://collector:4318, without credentials, query or fragment"
                     ));
                     None
                 }

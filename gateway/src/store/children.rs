@@ -30,14 +30,20 @@ pub(super) fn spawn_child(
         Err(StoreError::NotFound(_)) => (String::new(), true),
         Err(e) => return Err(e),
     };
-    // The child's trace is its parent's, the parent's run span its parent span.
-    let parent_trace: Option<String> = conn
-        .prepare_cached("SELECT trace FROM runs WHERE run_id = ?1")?
-        .query_row([parent], |r| r.get(0))
+    // A called flow's trace is its caller's, under the caller's run span; a schedule's
+    // firing starts a trace of its own (a schedule may fire for years).
+    let (parent_trace, parent_kind): (Option<String>, String) = conn
+        .prepare_cached("SELECT trace, kind FROM runs WHERE run_id = ?1")?
+        .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
-        .flatten();
+        .unwrap_or_default();
+    let trace = if parent_kind == "schedule" {
+        crate::trace::new_trace(None)
+    } else {
+        crate::trace::child_trace(parent_trace.as_deref(), parent)
+    };
     let new_run = NewRun {
-        trace: crate::trace::child_trace(parent_trace.as_deref(), parent),
+        trace,
         run_id: child.run_id.clone(),
         bundle_id: child.bundle_id.clone(),
         flow_hash,

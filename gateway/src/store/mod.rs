@@ -8,7 +8,8 @@
 //! trigger deliveries, webhooks, the webhook outbox and session history (`hooks`),
 //! schedules and their firings (`schedules`), credentials and settings (`tokens`), and
 //! following another process's commits and the runner lease (`follow`), copying an
-//! embedded store into PostgreSQL (`copy`), and deleting runs past retention (`prune`).
+//! embedded store into PostgreSQL (`copy`), and deleting runs past retention (`prune`) and
+//! giving their space back (`reclaim`).
 //! Every write returns only after its transaction is on disk; bus events of a write are
 //! published only after it committed. It persists what the engine produces (a
 //! `Transition`, its record drafts, a run's `RunState`) as data; it never runs the engine,
@@ -28,6 +29,7 @@ mod people;
 mod pg;
 mod prune;
 mod push;
+mod reclaim;
 mod runs;
 mod schedules;
 mod schema;
@@ -59,7 +61,8 @@ pub(crate) use hooks::{
 pub(crate) use ledger::GlobalItem;
 pub(crate) use people::Directory;
 pub(crate) use pg::redact as redact_url;
-pub(crate) use prune::{Pruned, vacuum_offline};
+pub(crate) use prune::Pruned;
+pub(crate) use reclaim::vacuum_offline;
 pub(crate) use runs::{Commit, DriveRow, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
 pub(crate) use sql::DbError;

@@ -216,7 +216,7 @@ const RETENTION: &str = r#"
     CREATE INDEX runs_ended ON runs (updated_at, run_id)
         WHERE status IN ('completed', 'failed', 'cancelled');
     CREATE INDEX commands_by_run ON commands (run_id);
-    CREATE INDEX session_messages_by_run ON session_messages (run_id);
+    CREATE INDEX schedules_by_last_child ON schedules (last_child) WHERE last_child IS NOT NULL;
     CREATE INDEX trigger_deliveries_by_run ON trigger_deliveries (run_id);
     CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id);
 "#;

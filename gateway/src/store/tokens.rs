@@ -219,6 +219,17 @@ impl Store {
         .map(|_| ())
     }
 
+    /// Forgets `key` (a no-op write skipped when it is not set).
+    pub(crate) async fn clear_meta(&self, key: &str) -> Result<()> {
+        if self.meta(key).await?.is_none() {
+            return Ok(());
+        }
+        let k = key.to_owned();
+        self.write(move |c, _| Ok(c.execute("DELETE FROM meta WHERE key = ?1", [k])?))
+            .await
+            .map(|_| ())
+    }
+
     /// The value of `key`, set to `value` first when it has none: the first writer wins, so
     /// nodes starting together agree on one value.
     pub(crate) async fn meta_or_set(&self, key: &str, value: &str) -> Result<String> {

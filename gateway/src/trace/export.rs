@@ -1,29 +1,33 @@
 //! The exporter: follows the global ledger from a cursor kept in the store (`meta`
 //! `trace_cursor`, so a restart goes on where it stopped), turns each page of records into
 //! spans (`spans`) and hands them to a thread of its own that posts them to the collector
-//! (OTLP/HTTP, protobuf; a blocking client, never on the runtime's threads). Best effort,
-//! like any telemetry: a batch the collector refuses is logged and dropped, and a full
-//! queue drops a batch rather than slow the gateway. Runs on the process that holds the
-//! runner lease (one exporter per store).
+//! (OTLP/HTTP, protobuf; a blocking client, never on the runtime's threads). A slow
+//! collector holds the follower back (the cursor waits, nothing is lost); a batch the
+//! collector still refuses after a few tries is logged and dropped. Runs on the process that
+//! holds the runner lease (one exporter per store). A gateway started with traces off
+//! forgets the cursor, so turning them on later starts at the ledger's head instead of
+//! replaying what happened meanwhile.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use protocol::LedgerRecord;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::RunTrace;
 use super::spans::{OpenSteps, RunInfo, closes, is_run_end, opens, spans_of};
 use crate::store::{Store, StoreError};
 
-const CURSOR: &str = "trace_cursor";
+pub(crate) const CURSOR: &str = "trace_cursor";
 const PAGE: u32 = 500;
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// Batches waiting for the collector before new ones are dropped.
-const QUEUE: usize = 64;
+/// Batches waiting for the collector before the follower waits too (its cursor stays).
+const QUEUE: usize = 16;
+/// Attempts per batch.
+const TRIES: u32 = 4;
 /// Runs (and open steps) remembered before the memory is cleared.
 const REMEMBERED: usize = 10_000;
 const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -39,7 +43,7 @@ pub(crate) async fn spawn(store: Store, endpoint: &url::Url) -> Result<(), Store
         .await?
         .parse()
         .unwrap_or(head);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SpanData>>(QUEUE);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<SpanData>>(QUEUE);
     std::thread::Builder::new()
         .name("otlp-export".into())
         .spawn(move || post(url, rx))
@@ -48,8 +52,9 @@ pub(crate) async fn spawn(store: Store, endpoint: &url::Url) -> Result<(), Store
     Ok(())
 }
 
-/// The exporter's thread: posts each batch, one at a time.
-fn post(url: String, rx: Receiver<Vec<SpanData>>) {
+/// The exporter's thread: posts each batch, one at a time; a batch the collector does not
+/// take is tried again a few times (it may be restarting), then dropped.
+fn post(url: String, mut rx: Receiver<Vec<SpanData>>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let built = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -68,10 +73,21 @@ fn post(url: String, rx: Receiver<Vec<SpanData>>) {
             .with_service_name("switchboard")
             .build(),
     );
-    while let Ok(batch) = rx.recv() {
+    while let Some(batch) = rx.blocking_recv() {
         let n = batch.len();
-        if let Err(e) = futures::executor::block_on(exporter.export(batch)) {
-            tracing::warn!(error = %e, spans = n, "traces: the collector at {url} refused a batch");
+        let mut pause = Duration::from_millis(500);
+        for attempt in 1..=TRIES {
+            match futures::executor::block_on(exporter.export(batch.clone())) {
+                Ok(()) => break,
+                Err(e) if attempt == TRIES => {
+                    tracing::warn!(error = %e, spans = n, "traces: the collector at {url} did not take a batch; dropped");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, attempt, "traces: the collector at {url} did not take a batch; trying again");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+            }
         }
     }
 }
@@ -83,10 +99,10 @@ struct Follower {
     saved_at: Instant,
     runs: HashMap<String, RunInfo>,
     open: OpenSteps,
-    tx: SyncSender<Vec<SpanData>>,
+    tx: Sender<Vec<SpanData>>,
 }
 
-async fn follow(store: Store, cursor: u64, tx: SyncSender<Vec<SpanData>>) {
+async fn follow(store: Store, cursor: u64, tx: Sender<Vec<SpanData>>) {
     let mut bus = store.bus().subscribe();
     let mut f = Follower {
         store,
@@ -125,11 +141,11 @@ impl Follower {
             let Ok(rec) = serde_json::from_str::<LedgerRecord>(&it.json) else {
                 continue;
             };
-            let Some(run) = self.run(&it.run_id).await? else {
+            let Some(run) = self.run(&rec).await? else {
                 continue; // pruned since
             };
             let step = (rec.run_id.clone(), rec.step_id.clone());
-            if closes(&rec) && !self.open.contains_key(&step) {
+            if !run.from_start && closes(&rec) && !self.open.contains_key(&step) {
                 self.reopen(&rec, &run).await?;
             }
             batch.extend(spans_of(&rec, &run, &mut self.open));
@@ -141,19 +157,9 @@ impl Follower {
             tracing::warn!("traces: too many steps open at once; forgetting them");
             self.open.clear();
         }
-        if !batch.is_empty() {
-            match self.tx.try_send(batch) {
-                Ok(()) => {}
-                Err(TrySendError::Full(b)) => {
-                    tracing::warn!(
-                        spans = b.len(),
-                        "traces: the collector is behind; dropped a batch"
-                    );
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(StoreError::Closed);
-                }
-            }
+        // Waits while the collector is behind: the cursor moves only past handed-over spans.
+        if !batch.is_empty() && self.tx.send(batch).await.is_err() {
+            return Err(StoreError::Closed);
         }
         self.cursor = last;
         self.save(false).await?;
@@ -195,7 +201,9 @@ impl Follower {
         Ok(())
     }
 
-    async fn run(&mut self, run_id: &str) -> Result<Option<RunInfo>, StoreError> {
+    /// What the exporter knows of `rec`'s run (read once, then remembered).
+    async fn run(&mut self, rec: &LedgerRecord) -> Result<Option<RunInfo>, StoreError> {
+        let run_id = rec.run_id.as_str();
         if let Some(r) = self.runs.get(run_id) {
             return Ok(Some(r.clone()));
         }
@@ -209,6 +217,7 @@ impl Follower {
             remote_parent: t.parent_run_id.is_none() && trace.parent.is_some(),
             trace,
             created_at: t.created_at,
+            from_start: rec.effect_kind() == "run_started",
         };
         if self.runs.len() >= REMEMBERED {
             self.runs.clear();

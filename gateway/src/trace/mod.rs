@@ -20,6 +20,11 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use export::spawn;
 
+/// At the start of a gateway with traces off: forgets the exporter's cursor (see `export`).
+pub(crate) async fn forget(store: &crate::store::Store) -> Result<(), crate::store::StoreError> {
+    store.clear_meta(export::CURSOR).await
+}
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Turns traces on for this process (at start, when an endpoint is set).

@@ -25,6 +25,9 @@ pub(crate) struct RunInfo {
     /// Whether the run span's parent is a caller's (remote) rather than a parent run's.
     pub(crate) remote_parent: bool,
     pub(crate) created_at: String,
+    /// Whether its first record this process saw was its start: every step it opened since
+    /// is known, and none needs looking up.
+    pub(crate) from_start: bool,
 }
 
 /// A step waiting for the record that ends it.

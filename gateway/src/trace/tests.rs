@@ -86,6 +86,7 @@ fn records_become_spans_under_the_run_span() {
         trace,
         remote_parent: true,
         created_at: "2026-11-30T10:00:00.000Z".into(),
+        from_start: true,
     };
     let mut open = OpenSteps::new();
     let mut start = rec(1, "start", RecordStatus::Started, "run_started");
