@@ -46,7 +46,7 @@ impl Runner {
                 return Ok(());
             }
             if row.kind == "schedule" {
-                return self.drive_schedule(run_id).await;
+                return Box::pin(self.drive_schedule(run_id)).await;
             }
             let Some(flow) = self.flow(&row.flow_hash).await? else {
                 let t = failure(format!("flow version {} is not available", row.flow_hash));
@@ -174,13 +174,15 @@ impl Runner {
                 let tp = self
                     .traceparent(&row.run_id, idempotency_key, *attempt)
                     .await;
-                let work = self.perform(
+                // Boxed: an effect's future (an HTTP client's, an MCP call's) is large, and
+                // inline it would make every drive that large, effect or not.
+                let work = Box::pin(self.perform(
                     &row.run_id,
                     step_id,
                     idempotency_key,
                     tp.as_deref(),
                     request,
-                );
+                ));
                 match self.until_cancelled(&row.run_id, notify, work).await? {
                     Some(result) => Input::EffectDone { result },
                     None => return Ok(Next::Again),

@@ -97,7 +97,10 @@ impl Runner {
         drop(busy);
         let me = self.clone();
         let id = run_id.to_owned();
-        tokio::spawn(async move { me.drive_task(id, notify).await });
+        // Boxed: a drive's future is several KB (the engine's and the store's futures
+        // inline), and tokio moves a task's future by value as it spawns, runs and ends it;
+        // a box is moved instead (scripts/bench-callgrind, BENCHMARKS.md).
+        tokio::spawn(async move { Box::pin(me.drive_task(id, notify)).await });
     }
 
     pub(crate) fn wake_all<I: IntoIterator<Item = String>>(&self, ids: I) {

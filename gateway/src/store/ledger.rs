@@ -80,8 +80,7 @@ impl Appender {
             prev_hash: self.last_hash.clone(),
             record_hash: String::new(),
         };
-        rec.record_hash = hash_record(&rec)?;
-        let json = serde_json::to_string(&rec)?;
+        let json = seal(&mut rec)?;
         let gseq = match conn.take_gseq()? {
             Some(g) => {
                 conn.prepare_cached(
@@ -111,6 +110,27 @@ impl Appender {
         self.last_hash = rec.record_hash.clone();
         Ok(rec)
     }
+}
+
+/// Sets `rec.record_hash` ([`hash_record`]) and returns the record's JSON, serialising it
+/// once: `record_hash` is its last field, so the hashed text (with `""` there) becomes the
+/// stored one by putting the hash between those quotes.
+fn seal(rec: &mut LedgerRecord) -> Result<String> {
+    const EMPTY_HASH: &[u8] = br#","record_hash":""}"#;
+    rec.record_hash.clear();
+    let mut json = serde_json::to_vec(rec)?;
+    let hash = hex::encode(Sha256::digest(&json));
+    if json.ends_with(EMPTY_HASH) {
+        json.truncate(json.len() - 2);
+        json.extend_from_slice(hash.as_bytes());
+        json.extend_from_slice(b"\"}");
+        rec.record_hash = hash;
+        // Only ASCII was added to serde_json's UTF-8.
+        return String::from_utf8(json).map_err(|e| StoreError::Corrupt(e.to_string()));
+    }
+    // Not reached while `record_hash` is the last field; correct either way.
+    rec.record_hash = hash;
+    Ok(serde_json::to_string(rec)?)
 }
 
 /// SHA-256 over the record serialised with an empty `record_hash` (its `prev_hash` included).
@@ -306,5 +326,38 @@ impl super::Store {
 
     pub(crate) async fn global_head(&self) -> Result<u64> {
         self.read(global_head).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::{Actor, Effect, LedgerRecord, RecordStatus};
+
+    #[test]
+    fn a_sealed_record_is_what_serialising_it_with_its_hash_gives() {
+        let mut rec = LedgerRecord {
+            seq: 3,
+            run_id: "r1".into(),
+            step_id: "ask.1".into(),
+            node_id: "n".into(),
+            status: RecordStatus::Waiting,
+            effect: Some(Effect {
+                kind: "ask".into(),
+                payload: serde_json::json!({"prompt": "Ünïcode \"quoted\"\n?"}),
+            }),
+            result: None,
+            error: None,
+            started_at: "2026-11-30T10:00:00.000Z".into(),
+            ended_at: None,
+            attempt: 1,
+            idempotency_key: None,
+            actor: Actor::runner(),
+            prev_hash: super::GENESIS.into(),
+            record_hash: "stale".into(),
+        };
+        let json = super::seal(&mut rec).unwrap();
+        assert_eq!(json, serde_json::to_string(&rec).unwrap());
+        assert_eq!(rec.record_hash, super::hash_record(&rec).unwrap());
+        assert_eq!(rec.record_hash.len(), 64);
     }
 }
