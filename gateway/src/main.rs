@@ -10,8 +10,32 @@ use gateway::config::{Cli, ClientArgs, Command, FlowsCommand, LogFormat, ServeCo
 use gateway::flows::registry;
 use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// mimalloc: fewer instructions per allocation than glibc's malloc on the start and
+/// resume paths, and no lock shared by the runtime's threads (scripts/bench-callgrind,
+/// BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    // Where transparent huge pages are always on, each 2 MiB region the allocator touches
+    // becomes resident whole: 16 MiB more at idle, and no faster (BENCHMARKS.md).
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("warning: cannot turn transparent huge pages off: {e}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(async_main()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
