@@ -117,3 +117,66 @@ fn groups_come_from_the_file_checked() -> Result<(), Box<dyn std::error::Error>>
     assert!(e.contains("[groups.empty]: members holds 1 to 100"), "{e}");
     Ok(())
 }
+
+#[test]
+fn operations_settings_name_what_is_wrong() -> Result<(), Box<dyn std::error::Error>> {
+    let refused = |ops: OpsArgs, want: &str| {
+        let args = ServeArgs {
+            ops,
+            ..Default::default()
+        };
+        match ServeConfig::resolve(args, None) {
+            Ok(_) => panic!("{want}: accepted"),
+            Err(e) => assert!(e.to_string().contains(want), "{want}: {e}"),
+        }
+    };
+    for bad in [
+        "collector:4318",
+        "ftp://collector:4318",
+        "http://user:secret@collector:4318",
+        "http://collector:4318/?token=x",
+        "http://collector:4318/#x",
+    ] {
+        let ops = OpsArgs {
+            otlp_endpoint: Some(bad.into()),
+            ..Default::default()
+        };
+        refused(ops, &format!("SWITCHBOARD_OTLP_ENDPOINT `{bad}`"));
+    }
+    let interval = |v: &str| OpsArgs {
+        retention: Some("30d".into()),
+        retention_interval: Some(v.into()),
+        ..Default::default()
+    };
+    refused(
+        interval("10ms"),
+        "SWITCHBOARD_RETENTION_INTERVAL must be at least 100ms",
+    );
+    refused(interval("soon"), "SWITCHBOARD_RETENTION_INTERVAL `soon`");
+    let retention = OpsArgs {
+        retention: Some("forever".into()),
+        ..Default::default()
+    };
+    refused(retention, "SWITCHBOARD_RETENTION `forever`");
+    // Good settings, from the file.
+    let dir = tempfile::tempdir()?;
+    let f = dir.path().join("sb.toml");
+    std::fs::write(
+        &f,
+        "retention = \"30d\"\nretention_interval = \"2h\"\notlp_endpoint = \"http://collector:4318\"\n",
+    )?;
+    let c = ServeConfig::resolve(ServeArgs::default(), Some(&f))?;
+    assert_eq!(
+        c.ops.retention,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(
+        c.ops.retention_interval,
+        std::time::Duration::from_secs(7_200)
+    );
+    assert_eq!(
+        c.ops.otlp_endpoint.map(|u| u.to_string()).as_deref(),
+        Some("http://collector:4318/")
+    );
+    Ok(())
+}

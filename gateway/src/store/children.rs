@@ -30,20 +30,8 @@ pub(super) fn spawn_child(
         Err(StoreError::NotFound(_)) => (String::new(), true),
         Err(e) => return Err(e),
     };
-    // A called flow's trace is its caller's, under the caller's run span; a schedule's
-    // firing starts a trace of its own (a schedule may fire for years).
-    let (parent_trace, parent_kind): (Option<String>, String) = conn
-        .prepare_cached("SELECT trace, kind FROM runs WHERE run_id = ?1")?
-        .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .unwrap_or_default();
-    let trace = if parent_kind == "schedule" {
-        crate::trace::new_trace(None)
-    } else {
-        crate::trace::child_trace(parent_trace.as_deref(), parent)
-    };
     let new_run = NewRun {
-        trace,
+        trace: child_trace(conn, parent)?,
         run_id: child.run_id.clone(),
         bundle_id: child.bundle_id.clone(),
         flow_hash,
@@ -83,4 +71,23 @@ fn fail_now(conn: &Db, run_id: &str, error: &str, out: &mut Outbox) -> Result<()
         args![run_id, error, ts(now())],
     )?;
     Ok(())
+}
+
+/// A child's trace when traces are on (nothing is read when they are off): a called flow's
+/// is its caller's, under the caller's run span; a schedule's firing starts a trace of its
+/// own (a schedule may fire for years).
+fn child_trace(conn: &Db, parent: &str) -> Result<Option<String>> {
+    if !crate::trace::enabled() {
+        return Ok(None);
+    }
+    let (parent_trace, parent_kind): (Option<String>, String) = conn
+        .prepare_cached("SELECT trace, kind FROM runs WHERE run_id = ?1")?
+        .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or_default();
+    Ok(if parent_kind == "schedule" {
+        crate::trace::new_trace(None)
+    } else {
+        crate::trace::child_trace(parent_trace.as_deref(), parent)
+    })
 }

@@ -88,7 +88,7 @@ pub(crate) fn new_trace(traceparent: Option<&str>) -> Option<String> {
 
 /// `runs.trace` for a child of `parent_id`: the parent's trace, under the parent's span.
 pub(crate) fn child_trace(parent_trace: Option<&str>, parent_id: &str) -> Option<String> {
-    if parent_trace.is_none() && !enabled() {
+    if !enabled() {
         return None;
     }
     let parent = RunTrace::of(parent_trace, parent_id);
