@@ -560,15 +560,15 @@ pub fn admin_token(dir: &Path, configured: Option<&str>) -> anyhow::Result<(Stri
     Ok((token, true))
 }
 
-/// The data dir holds the store and the token: only its owner may enter it.
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+/// Creates `dir` (and its parents) so that only its owner may enter it: a data dir holds
+/// the store and the token, a backup the same.
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict data dir {} to its owner", dir.display()))?;
+            .with_context(|| format!("cannot restrict {} to its owner", dir.display()))?;
     }
     Ok(())
 }

@@ -22,17 +22,6 @@ fn is_sidecar(name: &str) -> bool {
         .any(|s| name.ends_with(s))
 }
 
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", dir.display()))?;
-    }
-    Ok(())
-}
-
 fn is_sqlite(path: &Path) -> bool {
     let mut head = [0u8; 16];
     std::fs::File::open(path)
@@ -55,7 +44,7 @@ fn copy_files(from: &Path, to: &Path) -> anyhow::Result<usize> {
         let meta =
             std::fs::metadata(&src).with_context(|| format!("cannot read {}", src.display()))?;
         if meta.is_dir() {
-            private_dir(&dst)?;
+            crate::app::create_private_dir(&dst)?;
             n += copy_files(&src, &dst)?;
         } else if !meta.is_file() {
             bail!(
@@ -118,7 +107,7 @@ pub fn backup(data_dir: &Path, out: &Path, database_url: Option<&str>) -> anyhow
             out.display()
         );
     }
-    private_dir(out)?;
+    crate::app::create_private_dir(out)?;
     let copy = crate::store::backup_sqlite(&db, &out.join(DB))
         .with_context(|| format!("cannot back up {}", db.display()))?;
     let files = copy_files(data_dir, out)?;
@@ -159,7 +148,7 @@ pub fn restore(
             e.file_name().to_string_lossy()
         );
     }
-    private_dir(data_dir)?;
+    crate::app::create_private_dir(data_dir)?;
     let (tmp, target) = (data_dir.join(format!("{DB}.restoring")), data_dir.join(DB));
     let _ = std::fs::remove_file(&tmp);
     crate::store::copy_sqlite(&db, &tmp)
