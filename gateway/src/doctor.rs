@@ -198,7 +198,7 @@ async fn llm(http: &reqwest::Client, base_url: &str, key: Option<&str>) -> Resul
             r.status()
         )),
         Ok(r) => Err(format!(
-            "{url} answered {}: check SWITCHBOARD_LLM_BASE_URL",
+            "{base} answered {}: check SWITCHBOARD_LLM_BASE_URL",
             r.status()
         )),
         Err(e) => Err(format!(

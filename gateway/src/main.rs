@@ -17,17 +17,21 @@ use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // Where transparent huge pages are always on, each 2 MiB region the allocator touches
-    // becomes resident whole: 16 MiB more at idle, and no faster (BENCHMARKS.md).
+    // becomes resident whole: 16 MiB more at idle for a server, and no faster
+    // (BENCHMARKS.md). A client command exits too soon to care.
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+    if matches!(cli.command, Command::Serve(_) | Command::Runner(_))
+        && let Err(e) = rustix::thread::disable_transparent_huge_pages(true)
+    {
         eprintln!("warning: cannot turn transparent huge pages off: {e}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(async_main()),
+        Ok(rt) => rt.block_on(async_main(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -35,8 +39,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn async_main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+async fn async_main(cli: Cli) -> std::process::ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -44,8 +44,8 @@ pub(crate) fn spawn(store: Store, ops: &OpsConfig) {
 
 async fn pass(store: &Store, keep: Duration) -> anyhow::Result<()> {
     let done = store.prune(cutoff(keep)?, false).await?;
-    let pages = store.reclaim().await?;
     if done.runs > 0 {
+        let pages = store.reclaim().await?;
         tracing::info!(
             runs = done.runs,
             records = done.records,

@@ -206,6 +206,7 @@ async fn without_an_endpoint_nothing_is_traced() {
     );
     assert!(s.fake.traceparents().is_empty(), "none to the LLM");
     let mcp = std::fs::read_to_string(s.dir.path().join("traceparents")).unwrap_or_default();
+    assert!(mcp.lines().count() >= 1, "the MCP tool was called");
     assert!(
         mcp.lines().all(|l| l == "-"),
         "none to the MCP server: {mcp}"

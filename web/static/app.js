@@ -184,9 +184,22 @@
     // Once per visit, the browser's subscription is handed over again: the gateway may have
     // dropped it (a revoked sign-in, a push service's 410). If it is refused, offer the button.
     navigator.serviceWorker.ready
-      .then((reg) => reg.pushManager.getSubscription())
-      .then(async (sub) => {
+      .then(async (reg) => {
+        let sub = await reg.pushManager.getSubscription();
         if (!sub || Notification.permission !== 'granted') { pushOn.hidden = false; return; }
+        // A subscription made for another key (the gateway's key changed: an upgrade from a
+        // build that kept it in another form) is refused by the push service: make a new one.
+        const had = sub.options && sub.options.applicationServerKey;
+        if (had) {
+          const k = await (await fetch('/app/push/key', { headers: { 'X-Requested-With': 'fetch' } })).json();
+          const now = keyBytes(k.public_key);
+          const was = new Uint8Array(had);
+          if (was.length !== now.length || was.some((b, i) => b !== now[i])) {
+            await sub.unsubscribe();
+            sessionStorage.removeItem('sb-push');
+            sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: now });
+          }
+        }
         if (sessionStorage.getItem('sb-push') === sub.endpoint) { pushOn.hidden = true; return; }
         const r = await register(sub);
         pushOn.hidden = r.ok;

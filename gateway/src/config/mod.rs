@@ -379,7 +379,7 @@ impl ServeConfig {
         let more = integrations::resolve(&mut args, &mut f, &mut problems);
         let ops = std::mem::take(&mut args.ops).resolve(&mut f, &mut problems);
         if let Some(keep) = ops.retention
-            && keep < more.triggers.window * 2
+            && keep < more.triggers.window.saturating_mul(2)
         {
             problems.push(format!(
                 "SWITCHBOARD_RETENTION must be at least twice SWITCHBOARD_TRIGGER_WINDOW ({}): a trigger delivery is refused again for that long",

@@ -355,6 +355,11 @@ mod tests {
             prev_hash: super::GENESIS.into(),
             record_hash: "stale".into(),
         };
+        // The fast path holds: the hashed text ends with the empty hash.
+        let mut unsealed = rec.clone();
+        unsealed.record_hash.clear();
+        let text = serde_json::to_string(&unsealed).unwrap();
+        assert!(text.ends_with(r#","record_hash":""}"#), "{text}");
         let json = super::seal(&mut rec).unwrap();
         assert_eq!(json, serde_json::to_string(&rec).unwrap());
         assert_eq!(rec.record_hash, super::hash_record(&rec).unwrap());

@@ -105,18 +105,24 @@ fn records_of(c: &Db, run_id: &str) -> DbResult<u64> {
 fn plan(c: &Db, cutoff: &str, mark: &Mark, seen: &mut HashSet<String>) -> Result<Plan> {
     let mut p = Plan::default();
     for (at, root) in roots(c, cutoff, mark)? {
-        if p.records >= RECORDS {
-            break;
-        }
-        p.next = Some(Mark(at, root.clone()));
         let Some(mut runs) = tree(c, &root)? else {
             p.kept += 1;
+            p.next = Some(Mark(at, root));
             continue;
         };
-        runs.retain(|d| seen.insert(d.run_id.clone()));
+        runs.retain(|d| !seen.contains(&d.run_id));
+        let mut records = 0;
         for d in &runs {
-            p.records += records_of(c, &d.run_id)?;
+            records += records_of(c, &d.run_id)?;
         }
+        // A tree that would take the write past the bound waits for the next one (a tree
+        // bigger than the bound goes alone).
+        if !p.trees.is_empty() && p.records + records > RECORDS {
+            break;
+        }
+        p.next = Some(Mark(at, root));
+        seen.extend(runs.iter().map(|d| d.run_id.clone()));
+        p.records += records;
         if !runs.is_empty() {
             p.trees.push(runs);
         }
