@@ -4,18 +4,27 @@ start_switchboard() {
   local bin="$1"
   SB_TMP=$(mktemp -d)
   SB_TOKEN="tok-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-  SWITCHBOARD_AUTH_TOKEN="$SB_TOKEN" "$bin" serve --port 0 --data-dir "$SB_TMP/data" --flows-dir flows \
-    >"$SB_TMP/out" 2>"$SB_TMP/err" &
-  SB_PID=$!
   trap 'kill "$SB_PID" 2>/dev/null || true; rm -rf "$SB_TMP"' EXIT
+  serve_on "$bin" "$SB_TMP/data" "$SB_TMP"
+}
+
+# `serve_on BIN DATA_DIR LOG_DIR`: starts `BIN serve` on a free port over DATA_DIR with the
+# token SB_TOKEN, logs in LOG_DIR/out and LOG_DIR/err; sets SB_PID, and SB_ADDR once it
+# listens (the caller stops it).
+serve_on() {
+  local bin="$1" data="$2" logs="$3"
+  SWITCHBOARD_AUTH_TOKEN="$SB_TOKEN" "$bin" serve --port 0 --data-dir "$data" --flows-dir flows \
+    >"$logs/out" 2>"$logs/err" &
+  SB_PID=$!
   SB_ADDR=""
-  for _ in $(seq 1 200); do
-    SB_ADDR=$(grep -o 'listening on http://[0-9.:]*' "$SB_TMP/out" | cut -d' ' -f3 || true)
+  for _ in $(seq 1 600); do
+    SB_ADDR=$(grep -o 'listening on http://[0-9.:]*' "$logs/out" | cut -d' ' -f3 || true)
     [ -n "$SB_ADDR" ] && return 0
-    sleep 0.05
+    kill -0 "$SB_PID" 2>/dev/null || break
+    sleep 0.01
   done
   echo "the switchboard server did not start:" >&2
-  cat "$SB_TMP/err" >&2
+  cat "$logs/err" >&2
   return 1
 }
 

@@ -44,6 +44,11 @@ struct Args {
     /// Run only the scenarios whose name contains this text (e.g. "64 clients", "SSE").
     #[arg(long)]
     only: Option<String>,
+    /// Also start this many runs (64 clients) and leave them waiting, half on `ask`, half on
+    /// a 30-day timer: the store of `scripts/bench-waiting` (not scaled, not in the smoke
+    /// run).
+    #[arg(long, default_value_t = 0)]
+    waiting: usize,
 }
 
 #[tokio::main]
@@ -73,10 +78,27 @@ async fn main() -> anyhow::Result<()> {
     let only = a.only.clone();
     let want = move |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     let idle = a.server_pid.and_then(scenarios::rss_kib);
+    if a.waiting > 0 {
+        // Half wait for a person, half for a timer 30 days away.
+        let timers = a.waiting / 2;
+        let asks = a.waiting - timers;
+        let name = format!("{asks} ask runs started and left waiting (64 clients)");
+        if want(&name) {
+            add(name, scenarios::starts(&c, "ask", asks, 64).await);
+        }
+        let name = format!("{timers} runs on a 30-day timer started and left waiting (64 clients)");
+        if want(&name) {
+            scenarios::upload_sleeper(&c, &http, &a.token).await?;
+            add(name, scenarios::starts(&c, "sleeper", timers, 64).await);
+        }
+    }
     for clients in [1, 16, 64] {
         let name = format!("run starts, {clients} clients");
         if want(&name) {
-            add(name, scenarios::starts(&c, k(100, 5000), clients).await);
+            add(
+                name,
+                scenarios::starts(&c, "echo", k(100, 5000), clients).await,
+            );
         }
     }
     let name = "echo: start → completed (16 clients)".to_owned();

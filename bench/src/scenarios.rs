@@ -114,14 +114,15 @@ fn is_terminal(status: Option<RunStatus>) -> bool {
     status.is_some_and(RunStatus::is_terminal)
 }
 
-/// Sequential or concurrent starts of `echo`.
-pub async fn starts(c: &Client, n: usize, clients: usize) -> Sample {
+/// Sequential or concurrent starts of `bundle` (`echo`, or `ask` to fill a store with
+/// waiting runs).
+pub async fn starts(c: &Client, bundle: &'static str, n: usize, clients: usize) -> Sample {
     let c = c.clone();
     concurrently(n, clients, move |i| {
         let c = c.clone();
         async move {
             let t = Instant::now();
-            start(&c, "echo", json!({"text": format!("bench {i}")})).await?;
+            start(&c, bundle, json!({"text": format!("bench {i}")})).await?;
             Ok(t.elapsed())
         }
     })
@@ -220,6 +221,12 @@ async fn upload_flow(
         );
     }
     Ok(())
+}
+
+/// Uploads `sleeper`: a flow whose runs wait 30 days, then end.
+pub async fn upload_sleeper(c: &Client, http: &reqwest::Client, token: &str) -> anyhow::Result<()> {
+    let src = "steps:\n  - wait: 30d\n  - output: {woke: true}\n".to_owned();
+    upload_flow(c, http, token, "sleeper", src).await
 }
 
 /// Uploads (once) a flow whose runs write about `records` ledger records.

@@ -365,8 +365,12 @@ pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
         let fence = crate::follow::hold_lease(&store, true).await?;
         start_runner(&store.fenced(fence), &registry, &cfg, &mcp, true).await?
     };
+    let resumed = runner.resumed_at_start();
     crate::follow::runner_follower(store.clone(), runner).await?;
-    println!("switchboard runner started on {}", cfg.data_dir.display());
+    println!(
+        "switchboard runner started on {} ({resumed} interrupted runs resumed)",
+        cfg.data_dir.display()
+    );
     shutdown().await;
     store.flush().await?;
     store

@@ -244,6 +244,16 @@ impl TestApp {
             .0
     }
 
+    /// The lines the app's processes printed that start with `prefix`, oldest first.
+    pub fn printed(&self, prefix: &str) -> Vec<String> {
+        let lines = self.stdout.lock().expect("lock");
+        lines
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     /// The pairing code the server printed at start.
     pub fn printed_pairing_code(&self) -> String {
         let lines = self.stdout.lock().expect("lock");

@@ -87,6 +87,8 @@ pub(crate) async fn metrics(
     metrics::gauge!("switchboard_sse_clients").set(app.store.bus().subscribers() as f64);
     metrics::gauge!("switchboard_runner_active_runs")
         .set(app.runner.as_ref().map_or(0, |r| r.active()) as f64);
+    metrics::gauge!("switchboard_runner_resumed_at_start")
+        .set(app.runner.as_ref().map_or(0, |r| r.resumed_at_start()) as f64);
     let body = crate::telemetry::render();
     Ok((
         [(

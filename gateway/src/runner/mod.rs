@@ -13,6 +13,7 @@ mod timers;
 mod tools;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -36,6 +37,8 @@ struct Inner {
     mcp: crate::mcp::Hub,
     busy: Mutex<HashMap<String, Busy>>,
     timers: Notify,
+    /// How many runs `start` picked up.
+    resumed: AtomicUsize,
 }
 
 struct Busy {
@@ -60,14 +63,17 @@ impl Runner {
                 mcp,
                 busy: Mutex::new(HashMap::new()),
                 timers: Notify::new(),
+                resumed: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// Picks up every live run (after a restart) and starts the timer loop.
+    /// Picks up the runs a restart interrupted (see `Store::runs_to_resume`: not every
+    /// waiting run) and starts the timer loop.
     pub(crate) async fn start(&self) -> Result<usize, crate::store::StoreError> {
-        let live = self.inner.store.live_runs().await?;
+        let live = self.inner.store.runs_to_resume().await?;
         let n = live.len();
+        self.inner.resumed.store(n, Ordering::Relaxed);
         for id in live {
             self.wake(&id);
         }
@@ -107,6 +113,18 @@ impl Runner {
         for id in ids {
             self.wake(&id);
         }
+    }
+
+    /// How many interrupted runs the start picked up (running ones and waiting ones with a
+    /// command in their inbox).
+    pub(crate) fn resumed_at_start(&self) -> usize {
+        self.inner.resumed.load(Ordering::Relaxed)
+    }
+
+    /// The timer rows changed in another process (a child ended there and armed its
+    /// parent's timer): read them again.
+    pub(crate) fn timers_changed(&self) {
+        self.inner.timers.notify_one();
     }
 
     /// Runs being driven right now.

@@ -341,11 +341,20 @@ impl Store {
         .await
     }
 
-    /// Runs the runner must look at after a start: not terminal, not paused.
-    pub(crate) async fn live_runs(&self) -> Result<Vec<String>> {
+    /// Runs the runner must look at after a start: those running (a drive or an effect
+    /// was under way) and waiting ones with a command in their inbox (found from the
+    /// pending commands: `CROSS JOIN` keeps SQLite's planner from walking every waiting
+    /// run instead). Other waiting runs
+    /// need nothing until a command, a timer (a row the timer loop reads) or their child
+    /// (which arms their timer as it ends) wakes them, so a start reads none of them: a
+    /// store of a million waiting runs starts as fast as an empty one.
+    pub(crate) async fn runs_to_resume(&self) -> Result<Vec<String>> {
         self.read(|c| {
             Ok(c.prepare_cached(
-                "SELECT run_id FROM runs WHERE status IN ('running', 'waiting') ORDER BY rowid",
+                "SELECT run_id FROM runs WHERE status = 'running'
+                 UNION
+                 SELECT r.run_id FROM commands c CROSS JOIN runs r
+                  WHERE r.run_id = c.run_id AND c.status = 'pending' AND r.status = 'waiting'",
             )?
             .query_map([], |r| r.get(0))?
             .collect::<DbResult<Vec<_>>>()?)
@@ -353,16 +362,18 @@ impl Store {
         .await
     }
 
-    /// Runs whose timer is due at `at`, and the next time after that any timer fires.
+    /// Up to `limit` runs whose timer is due at `at` (the earliest first), and the next
+    /// time after that any timer fires.
     pub(crate) async fn due_timers(
         &self,
         at: chrono::DateTime<chrono::Utc>,
+        limit: u32,
     ) -> Result<(Vec<String>, Option<String>)> {
         let at = ts(at);
         self.read(move |c| {
             let due = c
-                .prepare_cached("SELECT run_id FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting'")?
-                .query_map([&at], |r| r.get(0))?
+                .prepare_cached("SELECT run_id FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting' ORDER BY wake_at LIMIT ?2")?
+                .query_map(args![at, limit as i64], |r| r.get(0))?
                 .collect::<DbResult<Vec<String>>>()?;
             let next = c
                 .prepare_cached("SELECT MIN(wake_at) FROM runs WHERE wake_at > ?1 AND status = 'waiting'")?
@@ -458,6 +469,7 @@ fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
     if status.is_terminal() {
         reject_pending(conn, &c.run_id, status)?;
         if let Some(p) = parent {
+            super::children::wake_parent(conn, &p, &c.run_id)?;
             out.wake.push(p);
         }
     }

@@ -1,0 +1,114 @@
+//! A restart picks up only what it interrupted. Runs waiting for a person, an event or a
+//! timer are rows, not tasks: a start reads none of them, so a store holding a million of
+//! them starts as fast as an empty one (`scripts/bench-waiting` measures that). What a
+//! restart must still find is here: runs that were running, runs whose answer came while
+//! no runner ran, and a parent whose child ended while no runner ran.
+
+use e2e::app::{Opts, TestApp, spawn_with};
+use serde_json::json;
+
+/// The number in the runner's last `switchboard runner started on … (N interrupted runs
+/// resumed)` line.
+fn resumed(app: &TestApp) -> usize {
+    let line = app
+        .printed("switchboard runner started on ")
+        .pop()
+        .expect("the runner printed its start");
+    line.rsplit_once('(')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"))
+}
+
+#[tokio::test]
+async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asleep() {
+    let app = spawn_with(Opts {
+        args: vec!["--no-runner"],
+        ..Default::default()
+    })
+    .await;
+    let mut runner = app.spawn_runner().await;
+    assert_eq!(resumed(&app), 0);
+
+    // Twenty runs wait for an answer; a parent waits for its child, which waits too.
+    let mut asks = Vec::new();
+    for i in 0..20 {
+        asks.push(app.start_run("ask", json!({"text": format!("q{i}")})).await);
+    }
+    let mut keys = Vec::new();
+    for r in &asks {
+        keys.push(app.wait_key(r).await);
+    }
+    let parent = app.start_run("parent", json!({})).await;
+    let waiting = app.wait_for_status(&parent, "waiting").await;
+    let child = waiting["waiting"]["child_run_id"]
+        .as_str()
+        .expect("the parent waits for a child")
+        .to_owned();
+    app.wait_for_status(&child, "waiting").await;
+
+    // The runner dies. Meanwhile two answers arrive, the child is cancelled (the API
+    // process applies a cancel itself) and a run is started.
+    runner.start_kill().expect("kill the runner");
+    runner.wait().await.expect("runner exit");
+    for i in 0..2 {
+        let (st, b) = app
+            .answer(
+                &format!("late-{i}"),
+                &asks[i],
+                &keys[i],
+                json!(format!("a{i}")),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let (st, b) = app
+        .command("cancel-child", &child, "cancel", json!({}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(app.run(&child).await["status"], "cancelled");
+    assert_eq!(app.run(&parent).await["status"], "waiting");
+    let late = app.start_run("echo", json!({"text": "late"})).await;
+
+    // The new runner resumes exactly the answered runs and the new one; the eighteen that
+    // still wait are not touched, and the parent is found by its timer row.
+    let _runner = app.spawn_runner().await;
+    assert_eq!(resumed(&app), 3);
+    for (i, run) in asks.iter().enumerate().take(2) {
+        assert_eq!(
+            app.wait_for_status(run, "completed").await["output"],
+            json!({"answer": format!("a{i}")})
+        );
+    }
+    app.wait_for_status(&late, "completed").await;
+    let p = app.wait_for_status(&parent, "failed").await;
+    assert!(
+        p["error"].as_str().is_some_and(|e| e.contains(&child)),
+        "the parent says which child did not complete: {p}"
+    );
+    for r in &asks[2..] {
+        assert_eq!(app.run(r).await["status"], "waiting");
+    }
+
+    // A run left asleep wakes on its answer as any other.
+    let (st, b) = app.answer("later", &asks[19], &keys[19], json!("z")).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        app.wait_for_status(&asks[19], "completed").await["output"],
+        json!({"answer": "z"})
+    );
+
+    // With the runner up in its own process, a child cancelled through the API process
+    // wakes its parent there too (the cancel arms the parent's timer row).
+    let parent = app.start_run("parent", json!({})).await;
+    let waiting = app.wait_for_status(&parent, "waiting").await;
+    let child = waiting["waiting"]["child_run_id"]
+        .as_str()
+        .expect("the parent waits for a child")
+        .to_owned();
+    let (st, b) = app
+        .command("cancel-child-2", &child, "cancel", json!({}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    app.wait_for_status(&parent, "failed").await;
+}
