@@ -256,11 +256,8 @@ impl TestApp {
 
     /// The pairing code the server printed at start.
     pub fn printed_pairing_code(&self) -> String {
-        let lines = self.stdout.lock().expect("lock");
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with("pairing code: "))
-            .expect("a pairing code was printed");
+        let lines = self.printed("pairing code: ");
+        let line = lines.first().expect("a pairing code was printed");
         line["pairing code: ".len()..]
             .split_whitespace()
             .next()
