@@ -366,7 +366,12 @@ pub async fn run_runner(cfg: ServeConfig) -> anyhow::Result<()> {
         start_runner(&store.fenced(fence), &registry, &cfg, &mcp, true).await?
     };
     let resumed = runner.resumed_at_start();
-    crate::follow::runner_follower(store.clone(), runner).await?;
+    crate::follow::runner_follower(store.clone(), runner.clone()).await?;
+    // A command committed between the start's read and the follower's first look.
+    runner
+        .resume_interrupted()
+        .await
+        .context("cannot resume the interrupted runs")?;
     println!(
         "switchboard runner started on {} ({resumed} interrupted runs resumed)",
         cfg.data_dir.display()

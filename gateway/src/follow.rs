@@ -103,11 +103,6 @@ pub(crate) async fn follow(
                 match store.commands_since(last_c).await {
                     Ok((ids, c)) => {
                         last_c = c;
-                        // A command applied by the API process (a cancel of a child) may
-                        // have armed a parent's timer (`store::children::wake_parent`).
-                        if !ids.is_empty() {
-                            r.timers_changed();
-                        }
                         r.wake_all(ids);
                     }
                     Err(e) => tracing::warn!(error = %e, "follow: cannot read new commands"),

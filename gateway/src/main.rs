@@ -16,13 +16,6 @@ use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The runtime's blocking pool: the store's reads (at most four at once) and its lease
-/// writes, the WAL checkpoint, file reads. tokio's default (512) let a burst of short reads
-/// start a thread each (80 and more under the 64-client bench), and every thread kept its
-/// own allocator pages: 60–100 MiB resident long after the burst (BENCHMARKS.md, "A
-/// million waiting runs").
-const BLOCKING_THREADS: usize = 16;
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Where transparent huge pages are always on, each 2 MiB region the allocator touches
@@ -36,7 +29,6 @@ fn main() -> std::process::ExitCode {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(BLOCKING_THREADS)
         .build();
     match runtime {
         Ok(rt) => rt.block_on(async_main(cli)),

@@ -2,7 +2,7 @@
 //! timer are rows, not tasks: a start reads none of them, so a store holding a million of
 //! them starts as fast as an empty one (`scripts/bench-waiting` measures that). What a
 //! restart must still find is here: runs that were running, runs whose answer came while
-//! no runner ran, and a parent whose child ended while no runner ran.
+//! no runner ran, and runs waiting for a child (which may have ended while no runner ran).
 
 use e2e::app::{Opts, TestApp, spawn_with};
 use serde_json::json;
@@ -70,10 +70,10 @@ async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asl
     assert_eq!(app.run(&parent).await["status"], "waiting");
     let late = app.start_run("echo", json!({"text": "late"})).await;
 
-    // The new runner resumes exactly the answered runs and the new one; the eighteen that
-    // still wait are not touched, and the parent is found by its timer row.
+    // The new runner resumes exactly the answered runs, the new one and the parent; the
+    // eighteen that still wait for a person are not touched.
     let _runner = app.spawn_runner().await;
-    assert_eq!(resumed(&app), 3);
+    assert_eq!(resumed(&app), 4);
     for (i, run) in asks.iter().enumerate().take(2) {
         assert_eq!(
             app.wait_for_status(run, "completed").await["output"],
@@ -99,7 +99,7 @@ async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asl
     );
 
     // With the runner up in its own process, a child cancelled through the API process
-    // wakes its parent there too (the cancel arms the parent's timer row).
+    // wakes its parent there too (the runner, woken for the ended child, wakes the parent).
     let parent = app.start_run("parent", json!({})).await;
     let waiting = app.wait_for_status(&parent, "waiting").await;
     let child = waiting["waiting"]["child_run_id"]

@@ -40,6 +40,11 @@ impl Runner {
                     store.reject_command(item.seq, why).await?;
                     next = store.next_inbox(run_id).await?;
                 }
+                // Ended elsewhere (a cancel applied by the API process, which wakes this
+                // run through the follower): its parent may be waiting for it.
+                if let Some(parent) = store.run(run_id).await?.parent_run_id {
+                    self.wake(&parent);
+                }
                 return Ok(());
             }
             if row.status == RunStatus::Paused {

@@ -71,16 +71,21 @@ impl Runner {
     /// Picks up the runs a restart interrupted (see `Store::runs_to_resume`: not every
     /// waiting run) and starts the timer loop.
     pub(crate) async fn start(&self) -> Result<usize, crate::store::StoreError> {
-        let live = self.inner.store.runs_to_resume().await?;
-        let n = live.len();
+        let n = self.resume_interrupted().await?;
         self.inner.resumed.store(n, Ordering::Relaxed);
-        for id in live {
-            self.wake(&id);
-        }
         tokio::spawn(timers::run(self.clone()));
         if self.inner.store.claims() {
             tokio::spawn(sweep(self.clone()));
         }
+        Ok(n)
+    }
+
+    /// Wakes the runs a restart interrupted; returns how many. Also for a runner whose
+    /// follower started after `start`: a command committed in between is found here.
+    pub(crate) async fn resume_interrupted(&self) -> Result<usize, crate::store::StoreError> {
+        let live = self.inner.store.runs_to_resume().await?;
+        let n = live.len();
+        self.wake_all(live);
         Ok(n)
     }
 
@@ -119,12 +124,6 @@ impl Runner {
     /// command in their inbox).
     pub(crate) fn resumed_at_start(&self) -> usize {
         self.inner.resumed.load(Ordering::Relaxed)
-    }
-
-    /// The timer rows changed in another process (a child ended there and armed its
-    /// parent's timer): read them again.
-    pub(crate) fn timers_changed(&self) {
-        self.inner.timers.notify_one();
     }
 
     /// Runs being driven right now.

@@ -10,6 +10,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Due runs woken per pass. Timers that all came due while the gateway was down (a
 /// million of them, say) are woken a batch at a time, not read and driven at once.
 const BATCH: u32 = 1000;
+const BATCH_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(r: Runner) {
     loop {
@@ -17,10 +18,10 @@ pub(super) async fn run(r: Runner) {
         let sleep = match r.inner.store.due_timers(now, BATCH).await {
             Ok((due, _)) if due.len() >= BATCH as usize => {
                 r.wake_all(due);
-                // Let this batch's drives move their timers on before reading the next.
-                while r.active() > BATCH as usize / 2 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+                // The next batch after a pause that lets this one's drives move their
+                // timers on (a run read again while still driven is only looked at once
+                // more). At most BATCH wakes per pause, whatever else the runner does.
+                tokio::time::sleep(BATCH_PAUSE).await;
                 continue;
             }
             Ok((due, next)) => {

@@ -18,14 +18,11 @@ pub(super) fn spawn_child(
     child: &crate::engine::ChildSpec,
     out: &mut Outbox,
 ) -> Result<()> {
-    let exists: Option<String> = conn
-        .prepare_cached("SELECT status FROM runs WHERE run_id = ?1")?
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")?
         .query_row([&child.run_id], |r| r.get(0))
         .optional()?;
-    if let Some(status) = exists {
-        if protocol::RunStatus::parse(&status).is_some_and(protocol::RunStatus::is_terminal) {
-            wake_parent(conn, parent, &child.run_id)?;
-        }
+    if exists.is_some() {
         return Ok(());
     }
     let (flow_hash, missing) = match super::flows::current_hash(conn, &child.bundle_id) {
@@ -52,35 +49,6 @@ pub(super) fn spawn_child(
             &format!("flow `{}` not found", child.bundle_id),
             out,
         )?;
-        wake_parent(conn, parent, &child.run_id)?;
-    }
-    Ok(())
-}
-
-/// A child ended: arms its parent's timer for now, in the child's transaction, if the
-/// parent waits for that child. The runner is also woken in memory after the commit; the
-/// row is what survives a crash in between, so a start need not look at every waiting
-/// run (the timer loop finds this one, and so does a node claiming orphaned runs).
-pub(super) fn wake_parent(conn: &Db, parent: &str, child: &str) -> Result<()> {
-    let row: Option<(Option<String>, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT waiting, wake_at FROM runs WHERE run_id = ?1 AND status IN ('waiting', 'paused')",
-        )?
-        .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((Some(waiting), None)) = row else {
-        return Ok(());
-    };
-    let waits_for_child = serde_json::from_str::<protocol::Waiting>(&waiting)
-        .is_ok_and(|w| w.child_run_id.as_deref() == Some(child));
-    if waits_for_child {
-        // The same `waiting` and no timer: a parent that moved on meanwhile (another
-        // node's commit, a cancel) is left alone.
-        conn.prepare_cached(
-            "UPDATE runs SET wake_at = ?2 WHERE run_id = ?1 AND wake_at IS NULL AND waiting = ?3
-               AND status IN ('waiting', 'paused')",
-        )?
-        .execute(args![parent, ts(now()), waiting])?;
     }
     Ok(())
 }

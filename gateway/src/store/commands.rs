@@ -382,7 +382,6 @@ fn cancel_tree(conn: &Db, cmd: &NewCommand, seq: u64, out: &mut Outbox) -> Resul
         stack.extend(kids);
     }
     if let Some(p) = parent {
-        super::children::wake_parent(conn, &p, &cmd.run_id)?;
         out.wake.push(p);
     }
     Ok(())

@@ -7,7 +7,7 @@
 use rusqlite::{Connection, StatementStatus};
 
 use super::ledger::PAGE_SQL;
-use super::runs::INBOX_HEAD;
+use super::runs::{DUE_SQL, INBOX_HEAD, NEXT_TIMER_SQL, RESUME_SQL};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -46,5 +46,37 @@ fn the_inbox_read_of_every_drive_and_ledger_pages_are_compiled_once() -> TestRes
     );
     let page = |i: i64| vec![format!("run-{i}").into(), (i * 100).into(), 100i64.into()];
     assert_eq!(reprepares(&c, PAGE_SQL, page)?, 0);
+    Ok(())
+}
+
+/// SQLite's query plan of `sql`, one line per step.
+fn plan(c: &Connection, sql: &str) -> TestResult<String> {
+    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let n = st.parameter_count();
+    let args = vec![rusqlite::types::Value::Null; n];
+    let rows = st
+        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows.join("\n"))
+}
+
+/// Waiting runs are read through indexes that hold only what is asked for: a store of a
+/// million runs waiting for a person starts, and runs its timer loop, without walking them
+/// (without these, the planner walked `runs_by_status` for every waiting run).
+#[test]
+fn the_start_and_the_timer_loop_never_walk_every_waiting_run() -> TestResult {
+    let (_dir, c) = reader()?;
+    let resume = plan(&c, RESUME_SQL)?;
+    assert!(
+        resume.contains("SCAN c USING"),
+        "the pending commands lead: {resume}"
+    );
+    assert!(resume.contains("commands_pending"), "{resume}");
+    assert!(resume.contains("runs_waiting_on_children"), "{resume}");
+    assert_eq!(resume.matches("runs_by_status").count(), 1, "{resume}");
+    for sql in [DUE_SQL, NEXT_TIMER_SQL] {
+        let p = plan(&c, sql)?;
+        assert!(p.contains("runs_by_status_wake"), "{sql}: {p}");
+    }
     Ok(())
 }

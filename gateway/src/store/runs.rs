@@ -341,42 +341,57 @@ impl Store {
         .await
     }
 
-    /// Runs the runner must look at after a start: those running (a drive or an effect
-    /// was under way) and waiting ones with a command in their inbox (found from the
-    /// pending commands: `CROSS JOIN` keeps SQLite's planner from walking every waiting
-    /// run instead). Other waiting runs
-    /// need nothing until a command, a timer (a row the timer loop reads) or their child
-    /// (which arms their timer as it ends) wakes them, so a start reads none of them: a
-    /// store of a million waiting runs starts as fast as an empty one.
+    /// Runs the runner must look at after a start:
+    /// - those running (a drive or an effect was under way);
+    /// - waiting ones with a command in their inbox (found from the pending commands:
+    ///   `CROSS JOIN` keeps SQLite's planner from walking every waiting run instead);
+    /// - waiting schedules and runs waiting for a child: a child's end wakes its parent in
+    ///   memory only, so a crash in between leaves nothing else to find it by
+    ///   (`runs_waiting_on_children`, a partial index, holds just these).
+    ///
+    /// Runs waiting for a person, an event or a timer need nothing until a command or the
+    /// timer loop wakes them, so a start reads none of them: a store of a million of them
+    /// starts as fast as an empty one.
     pub(crate) async fn runs_to_resume(&self) -> Result<Vec<String>> {
         self.read(|c| {
-            Ok(c.prepare_cached(
-                "SELECT run_id FROM runs WHERE status = 'running'
-                 UNION
-                 SELECT r.run_id FROM commands c CROSS JOIN runs r
-                  WHERE r.run_id = c.run_id AND c.status = 'pending' AND r.status = 'waiting'",
-            )?
-            .query_map([], |r| r.get(0))?
-            .collect::<DbResult<Vec<_>>>()?)
+            // SQLite's planner, without statistics, prefers the status index (every waiting
+            // run) to the partial one; PostgreSQL's knows better.
+            let sql = if c.is_pg() {
+                RESUME_SQL.replace("INDEXED BY runs_waiting_on_children", "")
+            } else {
+                RESUME_SQL.to_owned()
+            };
+            Ok(c.prepare_cached(&sql)?
+                .query_map([], |r| r.get(0))?
+                .collect::<DbResult<Vec<_>>>()?)
         })
         .await
     }
 
     /// Up to `limit` runs whose timer is due at `at` (the earliest first), and the next
-    /// time after that any timer fires.
+    /// time after that any timer fires. On a shared store, only runs this node drives or
+    /// nobody does: another live node fires its own, and the sweep takes a dead node's.
     pub(crate) async fn due_timers(
         &self,
         at: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<(Vec<String>, Option<String>)> {
         let at = ts(at);
+        let me = self.owner.clone();
         self.read(move |c| {
-            let due = c
-                .prepare_cached("SELECT run_id FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting' ORDER BY wake_at LIMIT ?2")?
-                .query_map(args![at, limit as i64], |r| r.get(0))?
-                .collect::<DbResult<Vec<String>>>()?;
+            let due = match &me {
+                Some(me) if c.is_pg() => c
+                    .prepare_cached("SELECT run_id FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting'
+                        AND (owner IS NULL OR owner = ?3) ORDER BY wake_at LIMIT ?2")?
+                    .query_map(args![at, limit as i64, me.as_ref()], |r| r.get(0))?
+                    .collect::<DbResult<Vec<String>>>()?,
+                _ => c
+                    .prepare_cached(DUE_SQL)?
+                    .query_map(args![at, limit as i64], |r| r.get(0))?
+                    .collect::<DbResult<Vec<String>>>()?,
+            };
             let next = c
-                .prepare_cached("SELECT MIN(wake_at) FROM runs WHERE wake_at > ?1 AND status = 'waiting'")?
+                .prepare_cached(NEXT_TIMER_SQL)?
                 .query_row([&at], |r| r.get(0))?;
             Ok((due, next))
         })
@@ -469,7 +484,6 @@ fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
     if status.is_terminal() {
         reject_pending(conn, &c.run_id, status)?;
         if let Some(p) = parent {
-            super::children::wake_parent(conn, &p, &c.run_id)?;
             out.wake.push(p);
         }
     }
@@ -500,6 +514,22 @@ fn append_history(conn: &Db, session: &str, run_id: &str, turns: &[ChatMessage])
     }
     Ok(())
 }
+
+/// The timer loop's reads ([`Store::due_timers`]), served by `runs_by_status_wake`.
+pub(super) const DUE_SQL: &str = "SELECT run_id FROM runs
+    WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'waiting' ORDER BY wake_at LIMIT ?2";
+pub(super) const NEXT_TIMER_SQL: &str =
+    "SELECT MIN(wake_at) FROM runs WHERE wake_at > ?1 AND status = 'waiting'";
+
+/// See [`Store::runs_to_resume`]. The last part repeats the predicate of the partial index
+/// `runs_waiting_on_children` (`schema::WAITS`), or neither planner could use it.
+pub(super) const RESUME_SQL: &str = "SELECT run_id FROM runs WHERE status = 'running'
+    UNION
+    SELECT r.run_id FROM commands c CROSS JOIN runs r
+     WHERE r.run_id = c.run_id AND c.status = 'pending' AND r.status = 'waiting'
+    UNION
+    SELECT run_id FROM runs INDEXED BY runs_waiting_on_children
+     WHERE status = 'waiting' AND (kind = 'schedule' OR waiting LIKE '%\"child_run_id\"%')";
 
 /// The oldest pending command of a run (run on every turn of every drive).
 pub(super) const INBOX_HEAD: &str = "SELECT seq, type, payload, actor FROM commands

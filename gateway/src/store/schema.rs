@@ -187,8 +187,8 @@ const MIGRATIONS: &[&str] = &[
     RETENTION,
     // 10: a run's trace (`crate::trace`: trace id and parent span).
     TRACE,
-    // 11: the timer loop's index.
-    TIMERS,
+    // 11: waiting runs by timer, and those waiting on a child.
+    WAITS,
 ];
 
 /// Migration 7 (SQLite) and 4 (PostgreSQL): the same statements on both.
@@ -226,11 +226,16 @@ const RETENTION: &str = r#"
 /// Migration 10 (SQLite) and 7 (PostgreSQL).
 const TRACE: &str = "ALTER TABLE runs ADD COLUMN trace TEXT;";
 
-/// The timer loop reads due and next timers of waiting runs. With `runs_by_status` and
-/// `runs_by_wake` alone, SQLite's planner (without statistics) took the status index and
-/// walked every waiting run: 0.3–10 s per pass over a million of them.
-const TIMERS: &str =
-    "CREATE INDEX runs_by_status_wake ON runs (status, wake_at) WHERE wake_at IS NOT NULL;";
+/// Waiting runs without reading them all. The timer loop reads due and next timers of
+/// waiting runs: with `runs_by_status` and `runs_by_wake` alone, SQLite's planner (without
+/// statistics) took the status index and walked every waiting run, 0.3–10 s per pass over
+/// a million of them. A start wakes the waiting schedules and runs waiting for a child
+/// (`Store::runs_to_resume`, which repeats this predicate so the planner can use it).
+const WAITS: &str = r#"
+    CREATE INDEX runs_by_status_wake ON runs (status, wake_at) WHERE wake_at IS NOT NULL;
+    CREATE INDEX runs_waiting_on_children ON runs (run_id)
+        WHERE status = 'waiting' AND (kind = 'schedule' OR waiting LIKE '%"child_run_id"%');
+"#;
 
 const PG_MIGRATIONS: &[&str] = &[
     // 1: the schema of SQLite's migrations 1 to 5 (2 adds 6).
@@ -404,8 +409,8 @@ const PG_MIGRATIONS: &[&str] = &[
     RETENTION,
     // 7: traces (SQLite's 10).
     TRACE,
-    // 8: the timer loop's index (SQLite's 11).
-    TIMERS,
+    // 8: waiting runs by timer, and those waiting on a child (SQLite's 11).
+    WAITS,
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer Switchboard.
