@@ -29,6 +29,7 @@ mod people;
 mod pg;
 mod prune;
 mod push;
+mod reader;
 mod reclaim;
 mod runs;
 mod schedules;
@@ -172,10 +173,7 @@ impl Location {
 #[derive(Clone)]
 pub(crate) struct Store {
     writer: writer::Writer,
-    readers: Arc<Mutex<Vec<Conn>>>,
-    /// One permit per pooled reader: reads beyond that wait for a connection instead of
-    /// opening one (an open parses the schema) on yet another blocking thread.
-    reading: Arc<tokio::sync::Semaphore>,
+    readers: reader::Readers,
     location: Arc<Location>,
     bus: Bus,
     /// The connection of [`Store::write_alone`], opened on first use.
@@ -213,10 +211,10 @@ impl Store {
         })?;
         let location = Arc::new(loc);
         let writer = writer::Writer::start(writers, location.clone(), bus.clone())?;
+        let readers = reader::Readers::start(readers, location.clone())?;
         Ok(Self {
             writer,
-            readers: Arc::new(Mutex::new(readers)),
-            reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            readers,
             location,
             bus,
             alone: Arc::default(),
@@ -234,40 +232,13 @@ impl Store {
         matches!(*self.location, Location::Postgres(_))
     }
 
-    /// Runs a read on a pooled connection off the async threads.
+    /// Runs a read on one of the reader threads' connections (off the async threads).
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Db) -> Result<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        let location = self.location.clone();
-        let permit = self
-            .reading
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        tokio::task::spawn_blocking(move || {
-            let taken = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let conn = match taken {
-                Some(c) => c,
-                // Only when opening a pooled reader failed earlier, or one was dropped after
-                // a connection error.
-                None => location.connect(false)?,
-            };
-            let out = f(&conn.db());
-            let broken = matches!(&out, Err(StoreError::Db(DbError::Pg(e))) if e.is_closed());
-            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < READERS && !broken {
-                pool.push(conn);
-            }
-            drop(pool);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+        self.readers.read(f).await
     }
 
     /// Runs a write in the group-committed transaction; returns after it is on disk, with the
