@@ -64,7 +64,10 @@ impl Readers {
 fn run(conn: Conn, location: &Location, queue: &Queue) {
     let mut conn = Some(conn);
     loop {
-        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+        let job = queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .blocking_recv();
         let Some(job) = job else {
             return;
         };
