@@ -84,8 +84,38 @@ fn run(conn: Conn, location: &Location, queue: &Queue) {
         let Some(c) = conn.as_ref() else {
             continue;
         };
-        if job(Ok(&c.db())) {
-            conn = None;
+        // A read that panics (a bug) answers `Closed` (its sender is dropped) and costs
+        // its connection, not this thread: the readers must not dwindle to none.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&c.db()))));
+        match ran {
+            Ok(false) => {}
+            Ok(true) => conn = None,
+            Err(_) => {
+                tracing::error!("store: a read panicked; its connection is opened again");
+                conn = None;
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Location, Store, StoreError};
+    use crate::bus::Bus;
+
+    #[tokio::test]
+    async fn reads_that_panic_cost_no_reader() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&Location::Sqlite(dir.path().to_owned()), Bus::new(16))?;
+        // More panics than there are reader threads.
+        for _ in 0..super::super::READERS * 2 {
+            let out = store
+                .read(|_| -> Result<(), StoreError> { panic!("a bug in a read") })
+                .await;
+            assert!(matches!(out, Err(StoreError::Closed)), "{out:?}");
+        }
+        store.set_meta("k", "v").await?;
+        assert_eq!(store.meta("k").await?.as_deref(), Some("v"));
+        Ok(())
     }
 }
