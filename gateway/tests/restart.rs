@@ -20,6 +20,19 @@ fn resumed(app: &TestApp) -> usize {
         .unwrap_or_else(|| panic!("no count in {line:?}"))
 }
 
+/// Starts `parent`, which calls `ask`; returns the parent's id and its child's, once the
+/// child waits for its answer.
+async fn parent_and_child(app: &TestApp) -> (String, String) {
+    let parent = app.start_run("parent", json!({})).await;
+    let waiting = app.wait_for_status(&parent, "waiting").await;
+    let child = waiting["waiting"]["child_run_id"]
+        .as_str()
+        .expect("the parent waits for a child")
+        .to_owned();
+    app.wait_for_status(&child, "waiting").await;
+    (parent, child)
+}
+
 #[tokio::test]
 async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asleep() {
     let app = spawn_with(Opts {
@@ -39,13 +52,7 @@ async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asl
     for r in &asks {
         keys.push(app.wait_key(r).await);
     }
-    let parent = app.start_run("parent", json!({})).await;
-    let waiting = app.wait_for_status(&parent, "waiting").await;
-    let child = waiting["waiting"]["child_run_id"]
-        .as_str()
-        .expect("the parent waits for a child")
-        .to_owned();
-    app.wait_for_status(&child, "waiting").await;
+    let (parent, child) = parent_and_child(&app).await;
 
     // The runner dies. Meanwhile two answers arrive, the child is cancelled (the API
     // process applies a cancel itself) and a run is started.
@@ -100,12 +107,7 @@ async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asl
 
     // With the runner up in its own process, a child cancelled through the API process
     // wakes its parent there too (the runner, woken for the ended child, wakes the parent).
-    let parent = app.start_run("parent", json!({})).await;
-    let waiting = app.wait_for_status(&parent, "waiting").await;
-    let child = waiting["waiting"]["child_run_id"]
-        .as_str()
-        .expect("the parent waits for a child")
-        .to_owned();
+    let (parent, child) = parent_and_child(&app).await;
     let (st, b) = app
         .command("cancel-child-2", &child, "cancel", json!({}))
         .await;
