@@ -53,6 +53,17 @@ async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asl
         keys.push(app.wait_key(r).await);
     }
     let (parent, child) = parent_and_child(&app).await;
+    // A schedule whose first firing is an hour away.
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (st, b) = app
+        .post(
+            "/api/gateway/runs/schedule",
+            &json!({"bundle_id": "echo", "start_at": at, "interval": "1h", "repeat_count": 1}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let schedule = b["run_id"].as_str().expect("schedule id").to_owned();
+    app.wait_for_status(&schedule, "waiting").await;
 
     // The runner dies. Meanwhile two answers arrive, the child is cancelled (the API
     // process applies a cancel itself) and a run is started.
@@ -77,10 +88,11 @@ async fn a_runner_start_resumes_the_interrupted_runs_and_leaves_waiting_ones_asl
     assert_eq!(app.run(&parent).await["status"], "waiting");
     let late = app.start_run("echo", json!({"text": "late"})).await;
 
-    // The new runner resumes exactly the answered runs, the new one and the parent; the
-    // eighteen that still wait for a person are not touched.
+    // The new runner resumes exactly the answered runs, the new one, the parent and the
+    // schedule (a child's end wakes either in memory only); the eighteen that still wait
+    // for a person are not touched.
     let _runner = app.spawn_runner().await;
-    assert_eq!(resumed(&app), 4);
+    assert_eq!(resumed(&app), 5);
     for (i, run) in asks.iter().enumerate().take(2) {
         assert_eq!(
             app.wait_for_status(run, "completed").await["output"],

@@ -120,8 +120,7 @@ impl Runner {
         }
     }
 
-    /// How many interrupted runs the start picked up (running ones and waiting ones with a
-    /// command in their inbox).
+    /// How many runs the start picked up (see `Store::runs_to_resume`).
     pub(crate) fn resumed_at_start(&self) -> usize {
         self.inner.resumed.load(Ordering::Relaxed)
     }
