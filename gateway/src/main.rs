@@ -16,6 +16,21 @@ use protocol::{Client, RunStatus, StartRunRequest, StreamItem};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc returns pages freed by a burst to the OS a purge delay (1 s) later, but only
+/// when some thread next calls into it: a server that falls idle after a burst makes no
+/// such call and keeps them all. This task makes one each second (a few microseconds: it
+/// frees nothing still in use). Its arenas commit their pages as they are used
+/// (`MI_DEFAULT_ARENA_EAGER_COMMIT=0` in `.cargo/config.toml`). BENCHMARKS.md has both.
+async fn purge_freed_memory() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: `mi_collect` has no preconditions; it only purges pages no block lives in.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Where transparent huge pages are always on, each 2 MiB region the allocator touches
@@ -66,11 +81,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(args, cli.config.as_deref())?;
             init_logs(cfg.log_format);
+            tokio::spawn(purge_freed_memory());
             gateway::app::serve(cfg).await?;
         }
         Command::Runner(args) => {
             let cfg = ServeConfig::resolve(args, cli.config.as_deref())?;
             init_logs(cfg.log_format);
+            tokio::spawn(purge_freed_memory());
             gateway::app::run_runner(cfg).await?;
         }
         Command::Doctor(args) => {
