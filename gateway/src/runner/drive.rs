@@ -19,6 +19,16 @@ enum Next {
     Stop,
 }
 
+/// What applying the inbox did.
+enum Applied {
+    /// The inbox was empty.
+    Nothing,
+    /// A command was applied or rejected: look at the run again.
+    Again,
+    /// The command ended the run.
+    Ended,
+}
+
 /// Session turns an LLM step sees at most.
 const HISTORY_LIMIT: u32 = 200;
 
@@ -60,8 +70,11 @@ impl Runner {
                     .await
                     .map(|_| ());
             };
-            if self.apply_inbox(&flow, &row).await? {
-                continue;
+            match self.apply_inbox(&flow, &row).await? {
+                Applied::Nothing => {}
+                Applied::Again => continue,
+                // Its commit rejected what was left in the inbox and woke any parent.
+                Applied::Ended => return Ok(()),
             }
             let input = match self.next_input(&flow, &row, notify).await? {
                 Next::Input(i) => i,
@@ -106,11 +119,11 @@ impl Runner {
         }
     }
 
-    /// Applies the oldest pending command (an answer or an event); `true` if there was one.
-    async fn apply_inbox(&self, flow: &Flow, row: &DriveRow) -> Result<bool, StoreError> {
+    /// Applies the oldest pending command (an answer or an event), if there is one.
+    async fn apply_inbox(&self, flow: &Flow, row: &DriveRow) -> Result<Applied, StoreError> {
         let store = &self.inner.store;
         let Some(item) = &row.inbox else {
-            return Ok(false);
+            return Ok(Applied::Nothing);
         };
         let mut state = row.state.clone();
         let result = match inbox_input(row, item.kind.as_str(), &item.payload, item.actor.clone()) {
@@ -119,11 +132,20 @@ impl Runner {
         };
         match result {
             Ok(t) => {
-                self.commit(row, t, state, Some((item.seq, None))).await?;
+                let ends = t.status.filter(|s| s.is_terminal());
+                let now = self.commit(row, t, state, Some((item.seq, None))).await?;
+                // A run cancelled elsewhere meanwhile is looked at again (its parent).
+                Ok(if ends == Some(now) {
+                    Applied::Ended
+                } else {
+                    Applied::Again
+                })
             }
-            Err(reason) => store.reject_command(item.seq, reason).await?,
+            Err(reason) => {
+                store.reject_command(item.seq, reason).await?;
+                Ok(Applied::Again)
+            }
         }
-        Ok(true)
     }
 
     /// What to feed the engine now, given what the run waits for.
