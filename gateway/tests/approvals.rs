@@ -113,6 +113,63 @@ async fn a_quorum_of_people_decides_and_everyone_else_is_refused() {
     );
 }
 
+/// An answer is checked against the prompt inside the transaction that stores it, after the
+/// idempotency check: a retried vote (same `command_id`, same payload) is the same command
+/// even once it counted, while a new vote from the same person is refused, and an answer
+/// that is no choice is refused before anything is stored.
+#[tokio::test]
+async fn a_retried_vote_is_the_same_command_and_a_second_vote_is_refused() {
+    let app = spawn_app().await;
+    let alice = key(&app, "alice").await;
+    let flow = "steps:\n  - id: gate\n    ask: Ship?\n    choices: [approve, reject]\n    approvers: [\"key:alice\", \"key:bob\"]\n    quorum: 2\n";
+    let (st, b) = app.upload("pair.yaml", flow).await;
+    assert_eq!(st, 200, "{b}");
+    let run = app.start_run("pair", json!({})).await;
+    let wait_key = app.wait_key(&run).await;
+    let vote = |id: &str, response: &str| {
+        json!({"command_id": id, "run_id": run, "type": "resume",
+               "payload": {"wait_key": wait_key, "payload": {"response": response}}})
+    };
+    let alice = app.with_token(&alice);
+    let (st, b) = alice
+        .post("/api/gateway/commands", &vote("a1", "maybe"))
+        .await;
+    assert_eq!(
+        (st, &b["error"]["code"]),
+        (400, &json!("invalid_answer")),
+        "{b}"
+    );
+    let (st, b) = alice
+        .post("/api/gateway/commands", &vote("a1", "approve"))
+        .await;
+    assert_eq!((st, &b["duplicate"]), (200, &json!(false)), "{b}");
+    eventually(10, "alice's vote", || async {
+        (app.run(&run).await["waiting"]["votes"]
+            .as_array()
+            .map(Vec::len)
+            == Some(1))
+        .then_some(())
+    })
+    .await;
+    let (st, b) = alice
+        .post("/api/gateway/commands", &vote("a1", "approve"))
+        .await;
+    assert_eq!((st, &b["duplicate"]), (200, &json!(true)), "a retry: {b}");
+    let (st, b) = alice
+        .post("/api/gateway/commands", &vote("a2", "reject"))
+        .await;
+    assert_eq!(st, 409, "a second vote: {b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("key:alice already voted `approve`")),
+        "{b}"
+    );
+    let (st, b) = app.get("/api/gateway/commands/a2").await;
+    assert_eq!(st, 404, "a refused vote is not stored: {b}");
+    assert_eq!(records(&app.ledger(&run).await, "gate.1/vote").len(), 1);
+}
+
 async fn count(app: &TestApp, run: &str, prefix: &str) -> usize {
     records(&app.ledger(run).await, prefix).len()
 }

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson};
-use crate::auth::reach;
-use crate::store::{CommandKind, NewCommand};
+use crate::auth::{approvers, reach};
+use crate::store::{AnswerCheck, CommandKind, Directory, NewCommand, StoreError};
 
 #[utoipa::path(post, path = "/api/gateway/commands", tag = "commands", request_body = protocol::CommandRequest, responses((status = 200, body = protocol::CommandResponse), (status = 400, body = protocol::ErrorBody), (status = 403, body = protocol::ErrorBody), (status = 404, description = "unknown run", body = protocol::ErrorBody), (status = 409, description = "reused command_id, stale wait_key, terminal run", body = protocol::ErrorBody), (status = 401, description = "missing or bad token", body = protocol::ErrorBody), (status = 429, description = "rate limit or lockout", body = protocol::ErrorBody)))]
 pub(crate) async fn submit(
@@ -59,15 +59,15 @@ pub(super) async fn submit_command(
             app.max_payload
         )));
     }
-    let mut voter = None;
+    let mut check = None;
     let kind = match req.command().map_err(ApiError::bad)? {
         Command::UpdateSchedule(fields) => schedule_update(app, &req.run_id, &fields).await?,
         Command::Answer { wait_key, response } => {
-            let from = Caller {
+            check = Some(answer_check(
                 who,
-                client_id: req.client_id.as_deref(),
-            };
-            voter = check_answer(app, &req.run_id, &wait_key, &response, from).await?;
+                req.client_id.as_deref(),
+                response.clone(),
+            ));
             CommandKind::Client(Command::Answer { wait_key, response })
         }
         c => {
@@ -99,9 +99,10 @@ pub(super) async fn submit_command(
             principal: Some(who.label()),
             client_id: req.client_id,
             channel: req.channel,
-            voter,
+            voter: None,
         },
         kind,
+        answer_check: check,
     };
     let kind_label = cmd.type_name.clone();
     let (s, wake) = app.store.submit(cmd).await?;
@@ -124,60 +125,35 @@ pub(crate) async fn status(
     Ok(Json(app.store.command_status(&id).await?))
 }
 
-/// Who sends an answer.
-#[derive(Clone, Copy)]
-pub(super) struct Caller<'a> {
-    pub(super) who: &'a Principal,
-    pub(super) client_id: Option<&'a str>,
+/// What an answer must pass, checked by the store against the prompt it answers inside the
+/// submit transaction: one of its choices, unless it allows free text; when it names
+/// approvers, from one of them who has not voted yet, and then the voter it counts as.
+fn answer_check(who: &Principal, client_id: Option<&str>, response: Value) -> AnswerCheck {
+    let ids = approvers::identities(who, client_id);
+    Box::new(move |w, dir| {
+        let voter = if w.approvers.is_empty() {
+            None
+        } else {
+            let none = Directory::default();
+            Some(approver(dir.unwrap_or(&none), w, &ids)?)
+        };
+        check_choice(w, &response)?;
+        Ok(voter)
+    })
 }
 
-/// An answer to the current prompt must be one of its choices (unless free text is allowed),
-/// and, when the prompt names approvers, come from one of them who has not voted yet: the
-/// voter it counts as, then.
-async fn check_answer(
-    app: &AppState,
-    run_id: &str,
-    wait_key: &str,
-    response: &Value,
-    from: Caller<'_>,
-) -> Result<Option<String>, ApiError> {
-    let Ok(run) = app.store.run(run_id).await else {
-        return Ok(None); // the store gives the precise 404
-    };
-    let Some(w) = run
-        .waiting
-        .filter(|w| w.wait_key == wait_key && w.is_for_a_person())
-    else {
-        return Ok(None);
-    };
-    let voter = if w.approvers.is_empty() {
-        None
-    } else {
-        Some(check_approver(app, &w, from).await?)
-    };
-    check_choice(&w, response)?;
-    Ok(voter)
-}
-
-/// The voter `from` counts as on `w`: refused (403) unless an approver, 409 after voting.
-async fn check_approver(
-    app: &AppState,
-    w: &protocol::Waiting,
-    from: Caller<'_>,
-) -> Result<String, ApiError> {
-    use crate::auth::approvers;
-    let dir = app.store.directory().await?;
-    let ids = approvers::identities(from.who, from.client_id);
-    if !approvers::admits(&dir, &w.approvers, &ids) {
-        return Err(ApiError::Forbidden(format!(
+/// The voter `ids` count as on `w`: refused (403) unless an approver, 409 after voting.
+fn approver(dir: &Directory, w: &protocol::Waiting, ids: &[String]) -> Result<String, StoreError> {
+    if !approvers::admits(dir, &w.approvers, ids) {
+        return Err(StoreError::Forbidden(format!(
             "{} may not answer this prompt; its approvers: {}",
             ids.join(", "),
             w.approvers.join(", ")
         )));
     }
-    let voter = approvers::voter(&dir, &ids);
-    if let Some(v) = approvers::vote_of(&dir, &w.votes, &voter) {
-        return Err(ApiError::Conflict(format!(
+    let voter = approvers::voter(dir, ids);
+    if let Some(v) = approvers::vote_of(dir, &w.votes, &voter) {
+        return Err(StoreError::Conflict(format!(
             "{voter} already voted `{}` on this prompt",
             v.choice
         )));
@@ -186,14 +162,13 @@ async fn check_approver(
 }
 
 /// The answer is one of the prompt's choices, unless it allows free text.
-fn check_choice(w: &protocol::Waiting, response: &Value) -> Result<(), ApiError> {
+fn check_choice(w: &protocol::Waiting, response: &Value) -> Result<(), StoreError> {
     // AbstractGateway's tool approvals answer `{"approved": true|false}`.
     if w.approval && response.get("approved").is_some_and(Value::is_boolean) {
         return Ok(());
     }
-    crate::engine::match_choice(response, &w.choices, w.allow_free_text).map_err(|e| {
-        ApiError::BadRequest("invalid_answer", format!("payload.payload.response: {e}"))
-    })?;
+    crate::engine::match_choice(response, &w.choices, w.allow_free_text)
+        .map_err(|e| StoreError::InvalidAnswer(format!("payload.payload.response: {e}")))?;
     Ok(())
 }
 

@@ -54,6 +54,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::Conflict(m) => Self::Conflict(m),
             StoreError::Invalid(m) => Self::bad(m),
+            StoreError::Forbidden(m) => Self::Forbidden(m),
+            StoreError::InvalidAnswer(m) => Self::BadRequest("invalid_answer", m),
             StoreError::Closed => Self::Unavailable("the gateway is shutting down".into()),
             other => Self::Internal(other.to_string()),
         }

@@ -7,13 +7,13 @@
 //! and event deliveries stay `pending` for the runner, which marks them applied or rejected.
 
 use super::sql::{Db, DbResult, Optional, args, locked};
-use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReason};
+use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReason, Waiting};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
 use super::runs::{run_draft, save_chain};
-use super::{Outbox, Result, Store, StoreError, now, ts};
+use super::{Directory, Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::Draft;
 
 /// A validated command.
@@ -29,7 +29,13 @@ pub(crate) enum CommandKind {
     },
 }
 
-#[derive(Debug, Clone)]
+/// Checks an answer against the prompt it answers (its choices; its approvers and their
+/// votes, with the directory when it names approvers) and gives the voter it counts as.
+/// It runs inside the submit transaction, so no vote lands between the check and the
+/// answer, and an answer costs no read of its own.
+pub(crate) type AnswerCheck =
+    Box<dyn FnOnce(&Waiting, Option<&Directory>) -> Result<Option<String>> + Send>;
+
 pub(crate) struct NewCommand {
     pub(crate) command_id: String,
     pub(crate) run_id: String,
@@ -39,6 +45,8 @@ pub(crate) struct NewCommand {
     pub(crate) client_id: Option<String>,
     pub(crate) actor: Actor,
     pub(crate) kind: CommandKind,
+    /// For an answer to a prompt for a person.
+    pub(crate) answer_check: Option<AnswerCheck>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +128,7 @@ pub(super) fn finish(
     Ok(())
 }
 
-fn submit_tx(conn: &Db, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> {
+fn submit_tx(conn: &Db, mut cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> {
     conn.serialize_on(&format!("command:{}", cmd.command_id))?;
     let prev: Option<(i64, String)> = conn
         .prepare_cached("SELECT seq, payload_hash FROM commands WHERE command_id = ?1")?
@@ -140,6 +148,9 @@ fn submit_tx(conn: &Db, cmd: NewCommand, out: &mut Outbox) -> Result<Submitted> 
     }
     let run = load_run(conn, &cmd.run_id)?;
     check(&cmd, &run)?;
+    if let Some(f) = cmd.answer_check.take() {
+        cmd.actor.voter = check_answer(conn, &run, f)?;
+    }
     let pending = matches!(cmd.kind, CommandKind::Client(Command::Answer { .. }));
     let seq = conn.prepare_cached(
         "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, client_id, actor, status, created_at)
@@ -224,6 +235,24 @@ fn check(cmd: &NewCommand, run: &RunRow) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Runs `f` on the prompt `run` waits on (its `wait_key` was checked), if it is for a person.
+fn check_answer(conn: &Db, run: &RunRow, f: AnswerCheck) -> Result<Option<String>> {
+    let Some(w) = run
+        .waiting
+        .as_ref()
+        .and_then(|w| Waiting::deserialize(w).ok())
+        .filter(Waiting::is_for_a_person)
+    else {
+        return Ok(None);
+    };
+    let dir = if w.approvers.is_empty() {
+        None
+    } else {
+        Some(super::people::load_directory(conn)?)
+    };
+    f(&w, dir.as_ref())
 }
 
 fn command_draft(cmd: &NewCommand, seq: u64, status: RecordStatus) -> Draft {

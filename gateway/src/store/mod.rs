@@ -52,7 +52,7 @@ use rusqlite::config::DbConfig;
 
 pub(crate) use backup::{backup_sqlite, check_sqlite, copy_sqlite, doctor_sqlite};
 pub(crate) use claims::node_lease;
-pub(crate) use commands::{CommandKind, NewCommand};
+pub(crate) use commands::{AnswerCheck, CommandKind, NewCommand};
 pub(crate) use copy::migrate_to_postgres;
 pub(crate) use flows::MakeCurrent;
 pub(crate) use follow::this_host;
@@ -83,6 +83,12 @@ pub(crate) enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not do this (an answer from someone not among the prompt's approvers).
+    #[error("{0}")]
+    Forbidden(String),
+    /// An answer that is not one of the prompt's choices.
+    #[error("{0}")]
+    InvalidAnswer(String),
     #[error("commit failed: {0}")]
     Commit(String),
     #[error("the store is shut down")]

@@ -3,7 +3,7 @@
 //! not channels; a group is a named list of approvers. Each identity belongs to at most
 //! one person.
 
-use super::sql::{DbResult, Optional, args};
+use super::sql::{Db, DbResult, Optional, args};
 use super::{Result, Store, StoreError, now, ts};
 
 /// Who is who: the stored people and groups.
@@ -17,20 +17,7 @@ pub(crate) struct Directory {
 
 impl Store {
     pub(crate) async fn directory(&self) -> Result<Directory> {
-        self.read(|c| {
-            let people = c
-                .prepare_cached("SELECT identity, person FROM people ORDER BY person, identity")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<DbResult<Vec<_>>>()?;
-            let groups = c
-                .prepare_cached(
-                    "SELECT group_name, member FROM group_members ORDER BY group_name, member",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<DbResult<Vec<_>>>()?;
-            Ok(Directory { people, groups })
-        })
-        .await
+        self.read(load_directory).await
     }
 
     /// Links `identities` to `person`; an identity another person holds is a conflict.
@@ -112,4 +99,17 @@ impl Store {
         .await
         .map(|(r, _)| r)
     }
+}
+
+/// The people and groups, read on `c` (a reader, or the writer inside a transaction).
+pub(super) fn load_directory(c: &Db) -> Result<Directory> {
+    let people = c
+        .prepare_cached("SELECT identity, person FROM people ORDER BY person, identity")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<DbResult<Vec<_>>>()?;
+    let groups = c
+        .prepare_cached("SELECT group_name, member FROM group_members ORDER BY group_name, member")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(Directory { people, groups })
 }
