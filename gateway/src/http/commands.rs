@@ -105,11 +105,24 @@ pub(super) async fn submit_command(
         answer_check: check,
     };
     let kind_label = cmd.type_name.clone();
-    let (s, wake) = app.store.submit(cmd).await?;
+    let (s, wake, row) = app.store.submit(cmd, app.runner.is_some()).await?;
     if !s.duplicate {
         metrics::counter!("switchboard_commands_total", "type" => kind_label).increment(1);
     }
-    app.wake(wake);
+    // The answered run is driven from the row the submit read; the others are woken.
+    let handed = match (&app.runner, row) {
+        (Some(r), Some(row)) => {
+            let id = row.run_id.clone();
+            r.wake_with(row);
+            Some(id)
+        }
+        _ => None,
+    };
+    app.wake(
+        wake.into_iter()
+            .filter(|id| handed.as_ref() != Some(id))
+            .collect(),
+    );
     Ok(CommandResponse {
         accepted: true,
         duplicate: s.duplicate,

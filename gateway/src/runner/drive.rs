@@ -33,10 +33,20 @@ enum Applied {
 const HISTORY_LIMIT: u32 = 200;
 
 impl Runner {
-    pub(super) async fn drive(&self, run_id: &str, notify: &Notify) -> Result<(), StoreError> {
+    /// Drives `run_id`, from `first` if given (the run as just committed), else read.
+    pub(super) async fn drive(
+        &self,
+        run_id: &str,
+        notify: &Notify,
+        mut first: Option<DriveRow>,
+    ) -> Result<(), StoreError> {
         let store = &self.inner.store;
         loop {
-            let Some(mut row) = store.drive_row(run_id).await? else {
+            let row = match first.take() {
+                Some(r) => Some(r),
+                None => store.drive_row(run_id).await?,
+            };
+            let Some(mut row) = row else {
                 return Ok(());
             };
             // On a shared store: drive only a run this node holds (or claims now).

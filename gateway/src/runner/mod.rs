@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::flows::Registry;
 use crate::llm::Llm;
-use crate::store::Store;
+use crate::store::{DriveRow, Store};
 
 #[derive(Clone)]
 pub(crate) struct Runner {
@@ -91,6 +91,18 @@ impl Runner {
 
     /// Makes the runner look at a run now (a new run, a command, a timer, a child that ended).
     pub(crate) fn wake(&self, run_id: &str) {
+        self.wake_from(run_id, None);
+    }
+
+    /// `wake` with the run as the transaction that made it need a look left it: a drive
+    /// that starts now begins from `row` instead of reading it back (a drive under way
+    /// looks again, as for `wake`).
+    pub(crate) fn wake_with(&self, row: DriveRow) {
+        let id = row.run_id.clone();
+        self.wake_from(&id, Some(row));
+    }
+
+    fn wake_from(&self, run_id: &str, row: Option<DriveRow>) {
         let mut busy = self.inner.busy.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = busy.get_mut(run_id) {
             b.again = true;
@@ -111,7 +123,7 @@ impl Runner {
         // Boxed: a drive's future is several KB (the engine's and the store's futures
         // inline), and tokio moves a task's future by value as it spawns, runs and ends it;
         // a box is moved instead (scripts/bench-callgrind, BENCHMARKS.md).
-        tokio::spawn(async move { Box::pin(me.drive_task(id, notify)).await });
+        tokio::spawn(async move { Box::pin(me.drive_task(id, notify, row)).await });
     }
 
     pub(crate) fn wake_all<I: IntoIterator<Item = String>>(&self, ids: I) {
@@ -134,10 +146,10 @@ impl Runner {
             .len()
     }
 
-    async fn drive_task(self, run_id: String, notify: Arc<Notify>) {
+    async fn drive_task(self, run_id: String, notify: Arc<Notify>, mut row: Option<DriveRow>) {
         let mut failures = 0u32;
         loop {
-            match self.drive(&run_id, &notify).await {
+            match self.drive(&run_id, &notify, row.take()).await {
                 Ok(()) => failures = 0,
                 // Taken over by another node while this one was slow: its writes were
                 // refused, and the run is the other node's now.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
-use super::runs::{run_draft, save_chain};
+use super::runs::{DriveRow, load_drive_row, run_draft, save_chain};
 use super::{Directory, Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::Draft;
 
@@ -64,8 +64,28 @@ struct RunRow {
 }
 
 impl Store {
-    pub(crate) async fn submit(&self, cmd: NewCommand) -> Result<(Submitted, Vec<String>)> {
-        self.write(move |c, out| submit_tx(c, cmd, out)).await
+    /// Stores `cmd` (or finds it stored); the runs to wake. With `hand_row`, a new answer
+    /// also gives its run as this transaction left it, for the runner to drive without
+    /// reading it back.
+    pub(crate) async fn submit(
+        &self,
+        cmd: NewCommand,
+        hand_row: bool,
+    ) -> Result<(Submitted, Vec<String>, Option<DriveRow>)> {
+        let run_id = cmd.run_id.clone();
+        let answer = matches!(cmd.kind, CommandKind::Client(Command::Answer { .. }));
+        let ((s, row), wake) = self
+            .write(move |c, out| {
+                let s = submit_tx(c, cmd, out)?;
+                let row = if hand_row && answer && !s.duplicate {
+                    load_drive_row(c, &run_id)?
+                } else {
+                    None
+                };
+                Ok((s, row))
+            })
+            .await?;
+        Ok((s, wake, row))
     }
 
     pub(crate) async fn command_status(&self, command_id: &str) -> Result<CommandStatus> {

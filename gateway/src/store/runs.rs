@@ -276,49 +276,7 @@ impl Store {
 
     pub(crate) async fn drive_row(&self, run_id: &str) -> Result<Option<DriveRow>> {
         let id = run_id.to_owned();
-        self.read(move |c| {
-            // The driving node is read along (PostgreSQL's claims; SQLite has none).
-            let sql = if c.is_pg() {
-                "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, owner FROM runs WHERE run_id = ?1"
-            } else {
-                "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, NULL FROM runs WHERE run_id = ?1"
-            };
-            let row = c
-                .prepare_cached(sql)?
-                .query_row([id], |r| {
-                    Ok((
-                        (
-                            r.get::<String>(0)?,
-                            r.get::<String>(1)?,
-                            r.get::<String>(2)?,
-                            status_of(&r.get::<String>(3)?)?,
-                        ),
-                        r.get::<Option<String>>(4)?,
-                        r.get::<String>(5)?,
-                        r.get::<String>(6)?,
-                        r.get::<String>(7)?,
-                        r.get::<Option<String>>(8)?,
-                    ))
-                })
-                .optional()?;
-            let Some(((run_id, bundle_id, flow_hash, status), session_id, input, state, kind, owner)) = row else {
-                return Ok(None);
-            };
-            let inbox = inbox_head(c, &run_id)?;
-            Ok(Some(DriveRow {
-                run_id,
-                owner,
-                kind,
-                bundle_id,
-                flow_hash,
-                status,
-                session_id,
-                input: serde_json::from_str(&input)?,
-                state: serde_json::from_str(&state)?,
-                inbox,
-            }))
-        })
-        .await
+        self.read(move |c| load_drive_row(c, &id)).await
     }
 
     /// The oldest pending command of a run.
@@ -576,4 +534,49 @@ fn add_notify(conn: &Db, run_id: &str, more: &[String]) -> Result<()> {
         args![run_id, serde_json::to_string(&list)?],
     )?;
     Ok(())
+}
+
+/// A run as the runner drives it, read on `c` (a reader, or the writer in a transaction).
+pub(super) fn load_drive_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
+    // The driving node is read along (PostgreSQL's claims; SQLite has none).
+    let sql = if c.is_pg() {
+        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, owner FROM runs WHERE run_id = ?1"
+    } else {
+        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, NULL FROM runs WHERE run_id = ?1"
+    };
+    let row = c
+        .prepare_cached(sql)?
+        .query_row([id], |r| {
+            Ok((
+                (
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    status_of(&r.get::<String>(3)?)?,
+                ),
+                r.get::<Option<String>>(4)?,
+                r.get::<String>(5)?,
+                r.get::<String>(6)?,
+                r.get::<String>(7)?,
+                r.get::<Option<String>>(8)?,
+            ))
+        })
+        .optional()?;
+    let Some(((run_id, bundle_id, flow_hash, status), session_id, input, state, kind, owner)) = row
+    else {
+        return Ok(None);
+    };
+    let inbox = inbox_head(c, &run_id)?;
+    Ok(Some(DriveRow {
+        run_id,
+        owner,
+        kind,
+        bundle_id,
+        flow_hash,
+        status,
+        session_id,
+        input: serde_json::from_str(&input)?,
+        state: serde_json::from_str(&state)?,
+        inbox,
+    }))
 }
