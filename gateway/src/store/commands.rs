@@ -2,9 +2,11 @@
 //!
 //! `submit` is one transaction: insert-or-return-previous (same id + same payload hash →
 //! duplicate; other payload → conflict), checks against the run's current state (unknown
-//! run, terminal run, stale `wait_key` are refused at once), and applies control commands
-//! (pause, unpause, cancel with its cascade, emit_event, compact_memory) on the spot. Answers
-//! and event deliveries stay `pending` for the runner, which marks them applied or rejected.
+//! run, terminal run, stale `wait_key` are refused at once; an answer also passes the
+//! caller's `AnswerCheck` against the prompt: choices, approvers, votes), and applies
+//! control commands (pause, unpause, cancel with its cascade, emit_event, compact_memory)
+//! on the spot. Answers and event deliveries stay `pending` for the runner, which marks
+//! them applied or rejected.
 
 use super::sql::{Db, DbResult, Optional, args, locked};
 use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReason, Waiting};
