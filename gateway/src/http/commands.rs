@@ -105,24 +105,12 @@ pub(super) async fn submit_command(
         answer_check: check,
     };
     let kind_label = cmd.type_name.clone();
-    let (s, wake, row) = app.store.submit(cmd, app.runner.is_some()).await?;
+    let (s, wake, row) = app.store.submit(cmd, app.hands_rows()).await?;
     if !s.duplicate {
         metrics::counter!("switchboard_commands_total", "type" => kind_label).increment(1);
     }
-    // The answered run is driven from the row the submit read; the others are woken.
-    let handed = match (&app.runner, row) {
-        (Some(r), Some(row)) => {
-            let id = row.run_id.clone();
-            r.wake_with(row);
-            Some(id)
-        }
-        _ => None,
-    };
-    app.wake(
-        wake.into_iter()
-            .filter(|id| handed.as_ref() != Some(id))
-            .collect(),
-    );
+    // The answered run is driven from the row the submit read.
+    app.wake_from(wake, row);
     Ok(CommandResponse {
         accepted: true,
         duplicate: s.duplicate,

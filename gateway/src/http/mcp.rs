@@ -185,11 +185,11 @@ impl Tools {
             Err(e) => return refused(public_message(e)),
         };
         let mut events = app.store.bus().subscribe();
-        let (summary, wake) = match app.store.start_run(run).await {
+        let (summary, wake, row) = match app.store.start_run(run, app.hands_rows()).await {
             Ok(s) => s,
             Err(e) => return refused(public_message(e.into())),
         };
-        app.wake(wake);
+        app.wake_from(wake, row);
         let id = summary.run_id.clone();
         let deadline = tokio::time::Instant::now() + app.openai_timeout;
         loop {

@@ -105,6 +105,25 @@ impl AppState {
             r.wake_all(ids);
         }
     }
+
+    /// `wake`, where `row` is one of those runs as the waking transaction left it: that run
+    /// is driven from it instead of being read back (`Runner::wake_with`).
+    pub(crate) fn wake_from(&self, ids: Vec<String>, row: Option<crate::store::DriveRow>) {
+        let Some(r) = &self.runner else {
+            return;
+        };
+        let handed = row.map(|row| {
+            let id = row.run_id.clone();
+            r.wake_with(row);
+            id
+        });
+        r.wake_all(ids.into_iter().filter(|id| handed.as_ref() != Some(id)));
+    }
+
+    /// Whether a waking write should read its run for the runner (`wake_from`).
+    pub(crate) fn hands_rows(&self) -> bool {
+        self.runner.is_some()
+    }
 }
 
 /// Request bodies larger than this are refused with 413.

@@ -45,8 +45,8 @@ pub(crate) async fn start(
     run.trace = crate::trace::new_trace(traceparent(&headers));
     let (s, replayed) = match key {
         None => {
-            let (s, wake) = app.store.start_run(run).await?;
-            app.wake(wake);
+            let (s, wake, row) = app.store.start_run(run, app.hands_rows()).await?;
+            app.wake_from(wake, row);
             (s, false)
         }
         Some(key) => match app.store.start_run_once(START_NAMESPACE, &key, run).await? {

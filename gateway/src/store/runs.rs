@@ -184,14 +184,27 @@ pub(super) fn run_draft(
 }
 
 impl Store {
-    pub(crate) async fn start_run(&self, r: NewRun) -> Result<(RunSummary, Vec<String>)> {
+    /// Starts a run; with `hand_row`, also the run as it was stored, for the runner to
+    /// drive without reading it back.
+    pub(crate) async fn start_run(
+        &self,
+        r: NewRun,
+        hand_row: bool,
+    ) -> Result<(RunSummary, Vec<String>, Option<DriveRow>)> {
         let owner = self.owner.clone();
-        self.write(move |c, out| {
-            insert_run(c, &r, out)?;
-            super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
-            get_summary(c, &r.run_id)
-        })
-        .await
+        let ((summary, row), wake) = self
+            .write(move |c, out| {
+                insert_run(c, &r, out)?;
+                super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
+                let row = if hand_row {
+                    load_drive_row(c, &r.run_id)?
+                } else {
+                    None
+                };
+                Ok((get_summary(c, &r.run_id)?, row))
+            })
+            .await?;
+        Ok((summary, wake, row))
     }
 
     pub(crate) async fn run(&self, run_id: &str) -> Result<RunSummary> {
