@@ -18,8 +18,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc returns pages freed by a burst to the OS a purge delay (1 s) later, but only
 /// when some thread next calls into it: a server that falls idle after a burst makes no
-/// such call and keeps them all. This task makes one each second (a few microseconds: it
-/// frees nothing still in use). Its arenas commit their pages as they are used
+/// such call and keeps them all. This task makes one each second (a few microseconds): it
+/// purges the arenas' expired free pages, whichever thread freed them, and collects the
+/// heap of the worker it runs on (other threads' heaps collect themselves as they work). Its arenas commit their pages as they are used
 /// (`MI_DEFAULT_ARENA_EAGER_COMMIT=0` in `.cargo/config.toml`). BENCHMARKS.md has both.
 async fn purge_freed_memory() {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

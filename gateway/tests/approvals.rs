@@ -115,12 +115,13 @@ async fn a_quorum_of_people_decides_and_everyone_else_is_refused() {
 
 /// An answer is checked against the prompt inside the transaction that stores it, after the
 /// idempotency check: a retried vote (same `command_id`, same payload) is the same command
-/// even once it counted, while a new vote from the same person is refused, and an answer
-/// that is no choice is refused before anything is stored.
+/// even once it counted (and another sender reusing it is refused), while a new vote from
+/// the same person is refused, and an answer that is no choice is refused before anything
+/// is stored.
 #[tokio::test]
 async fn a_retried_vote_is_the_same_command_and_a_second_vote_is_refused() {
     let app = spawn_app().await;
-    let alice = key(&app, "alice").await;
+    let (alice, dave) = (key(&app, "alice").await, key(&app, "dave").await);
     let flow = "steps:\n  - id: gate\n    ask: Ship?\n    choices: [approve, reject]\n    approvers: [\"key:alice\", \"key:bob\"]\n    quorum: 2\n";
     let (st, b) = app.upload("pair.yaml", flow).await;
     assert_eq!(st, 200, "{b}");
@@ -155,6 +156,12 @@ async fn a_retried_vote_is_the_same_command_and_a_second_vote_is_refused() {
         .post("/api/gateway/commands", &vote("a1", "approve"))
         .await;
     assert_eq!((st, &b["duplicate"]), (200, &json!(true)), "a retry: {b}");
+    // Someone else sending the same command learns nothing of alice's vote.
+    let (st, b) = app
+        .with_token(&dave)
+        .post("/api/gateway/commands", &vote("a1", "approve"))
+        .await;
+    assert_eq!(st, 409, "another sender's command_id: {b}");
     let (st, b) = alice
         .post("/api/gateway/commands", &vote("a2", "reject"))
         .await;

@@ -81,7 +81,13 @@ pub(super) async fn submit_command(
             CommandKind::Client(c)
         }
     };
+    // The sender is part of what a `command_id` names: another caller reusing it (say, to
+    // learn how someone voted) is refused as a conflict, not told it is a duplicate.
     let hash = Sha256::new()
+        .chain_update(who.label().as_bytes())
+        .chain_update([0])
+        .chain_update(req.client_id.as_deref().unwrap_or_default().as_bytes())
+        .chain_update([0])
         .chain_update(req.kind.as_bytes())
         .chain_update([0])
         .chain_update(req.run_id.as_bytes())

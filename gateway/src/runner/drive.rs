@@ -269,6 +269,7 @@ impl Runner {
                 transition: t,
                 state,
                 command,
+                expect_seq: row.handed.then_some(row.last_seq),
             })
             .await?;
         self.wake_all(wake.into_iter().filter(|id| *id != row.run_id));

@@ -154,6 +154,9 @@ impl Runner {
                 // Taken over by another node while this one was slow: its writes were
                 // refused, and the run is the other node's now.
                 Err(crate::store::StoreError::NotOwner(_)) => failures = 0,
+                // A handed row was stale (the run moved on before this drive began): drive
+                // again from a fresh read.
+                Err(crate::store::StoreError::Stale(_)) => continue,
                 Err(e) => {
                     failures += 1;
                     tracing::error!(run_id, error = %e, failures, "runner: driving the run failed");

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ledger::Appender;
-use super::runs::{DriveRow, load_drive_row, run_draft, save_chain};
+use super::runs::{DriveRow, load_handed_row, run_draft, save_chain};
 use super::{Directory, Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::Draft;
 
@@ -31,10 +31,11 @@ pub(crate) enum CommandKind {
     },
 }
 
-/// Checks an answer against the prompt it answers (its choices; its approvers and their
-/// votes, with the directory when it names approvers) and gives the voter it counts as.
-/// It runs inside the submit transaction, so no vote lands between the check and the
-/// answer, and an answer costs no read of its own.
+/// Checks an answer against the prompt it answers (its choices; its approvers and the
+/// votes counted so far, with the directory when it names approvers) and gives the voter
+/// it counts as. It runs inside the submit transaction, against the prompt as it is there,
+/// and an answer costs no read of its own. (A vote still pending in the inbox is not
+/// counted yet: the engine refuses a second vote of the same person when it applies it.)
 pub(crate) type AnswerCheck =
     Box<dyn FnOnce(&Waiting, Option<&Directory>) -> Result<Option<String>> + Send>;
 
@@ -80,7 +81,7 @@ impl Store {
             .write(move |c, out| {
                 let s = submit_tx(c, cmd, out)?;
                 let row = if hand_row && answer && !s.duplicate {
-                    load_drive_row(c, &run_id)?
+                    load_handed_row(c, &run_id)?
                 } else {
                     None
                 };
@@ -137,8 +138,10 @@ pub(super) fn finish(
     } else {
         "applied"
     };
+    // Only a pending command: a drive from a stale row must not undo another's verdict.
     conn.prepare_cached(
-        "UPDATE commands SET status = ?2, reason = ?3, result = ?4, applied_at = ?5 WHERE seq = ?1",
+        "UPDATE commands SET status = ?2, reason = ?3, result = ?4, applied_at = ?5
+         WHERE seq = ?1 AND status = 'pending'",
     )?
     .execute(args![
         seq as i64,
@@ -164,7 +167,7 @@ fn submit_tx(conn: &Db, mut cmd: NewCommand, out: &mut Outbox) -> Result<Submitt
             });
         }
         return Err(StoreError::Conflict(format!(
-            "command_id `{}` was already used with a different run, type or payload; use a new command_id",
+            "command_id `{}` was already used by another sender or with a different run, type or payload; use a new command_id",
             cmd.command_id
         )));
     }

@@ -42,6 +42,8 @@ mod writer;
 #[cfg(test)]
 mod fence_tests;
 #[cfg(test)]
+mod handed_tests;
+#[cfg(test)]
 mod plan_tests;
 
 use std::path::{Path, PathBuf};
@@ -101,6 +103,10 @@ pub(crate) enum StoreError {
     Fenced(i64),
     #[error("run `{0}` is driven by another node now: write refused")]
     NotOwner(String),
+    /// A transition computed from a handed row whose run moved on since (the drive reads
+    /// the run again).
+    #[error("run `{0}` changed since its row was handed to the runner: write refused")]
+    Stale(String),
 }
 
 impl From<serde_json::Error> for StoreError {

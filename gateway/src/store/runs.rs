@@ -39,6 +39,12 @@ pub(crate) struct DriveRow {
     pub(crate) state: RunState,
     /// The oldest pending command, read with the row (one read per turn of a drive).
     pub(crate) inbox: Option<InboxItem>,
+    /// The run's last ledger seq when the row was read.
+    pub(crate) last_seq: u64,
+    /// Read by the transaction that woke the run (`Store::submit`, `Store::start_run`), not
+    /// by the drive: the drive's first commit from it holds only if the run's ledger has not
+    /// moved since (another drive, a pause), see `Commit::expect_seq`.
+    pub(crate) handed: bool,
 }
 
 /// A pending command for the runner (an answer or an event delivery).
@@ -56,6 +62,9 @@ pub(crate) struct Commit {
     pub(crate) state: RunState,
     /// `(seq, None)` applied, `(seq, Some(reason))` rejected.
     pub(crate) command: Option<(u64, Option<String>)>,
+    /// Refuse the commit (`StoreError::Stale`, nothing written) unless the run's last
+    /// ledger seq is still this one: set when the transition was computed from a handed row.
+    pub(crate) expect_seq: Option<u64>,
 }
 
 const SUMMARY_COLS: &str = "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
@@ -197,7 +206,7 @@ impl Store {
                 insert_run(c, &r, out)?;
                 super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
                 let row = if hand_row {
-                    load_drive_row(c, &r.run_id)?
+                    load_handed_row(c, &r.run_id)?
                 } else {
                     None
                 };
@@ -382,6 +391,11 @@ impl Store {
 }
 
 fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
+    if let Some(seen) = c.expect_seq
+        && Appender::load(conn, &c.run_id)?.last_seq != seen
+    {
+        return Err(StoreError::Stale(c.run_id));
+    }
     let (cur, parent, session): (RunStatus, Option<String>, Option<String>) = conn
         .prepare_cached(locked!(
             conn,
@@ -553,9 +567,9 @@ fn add_notify(conn: &Db, run_id: &str, more: &[String]) -> Result<()> {
 pub(super) fn load_drive_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
     // The driving node is read along (PostgreSQL's claims; SQLite has none).
     let sql = if c.is_pg() {
-        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, owner FROM runs WHERE run_id = ?1"
+        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, owner, last_seq FROM runs WHERE run_id = ?1"
     } else {
-        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, NULL FROM runs WHERE run_id = ?1"
+        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, NULL, last_seq FROM runs WHERE run_id = ?1"
     };
     let row = c
         .prepare_cached(sql)?
@@ -571,11 +585,18 @@ pub(super) fn load_drive_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
                 r.get::<String>(5)?,
                 r.get::<String>(6)?,
                 r.get::<String>(7)?,
-                r.get::<Option<String>>(8)?,
+                (r.get::<Option<String>>(8)?, r.get::<i64>(9)? as u64),
             ))
         })
         .optional()?;
-    let Some(((run_id, bundle_id, flow_hash, status), session_id, input, state, kind, owner)) = row
+    let Some((
+        (run_id, bundle_id, flow_hash, status),
+        session_id,
+        input,
+        state,
+        kind,
+        (owner, last_seq),
+    )) = row
     else {
         return Ok(None);
     };
@@ -591,5 +612,12 @@ pub(super) fn load_drive_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
         input: serde_json::from_str(&input)?,
         state: serde_json::from_str(&state)?,
         inbox,
+        last_seq,
+        handed: false,
     }))
+}
+
+/// The run as the transaction that woke it leaves it, handed to the runner (`handed`).
+pub(super) fn load_handed_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
+    Ok(load_drive_row(c, id)?.map(|r| DriveRow { handed: true, ..r }))
 }
