@@ -13,8 +13,9 @@ use protocol::{Actor, Command, CommandStatus, RecordStatus, RunStatus, WaitReaso
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::drive::{DriveRow, load_handed_row};
 use super::ledger::Appender;
-use super::runs::{DriveRow, load_handed_row, run_draft, save_chain};
+use super::runs::{run_draft, save_chain};
 use super::{Directory, Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::Draft;
 

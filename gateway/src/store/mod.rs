@@ -21,6 +21,7 @@ mod children;
 mod claims;
 mod commands;
 mod copy;
+mod drive;
 mod flows;
 mod follow;
 mod hooks;
@@ -56,6 +57,7 @@ pub(crate) use backup::{backup_sqlite, check_sqlite, copy_sqlite, doctor_sqlite}
 pub(crate) use claims::node_lease;
 pub(crate) use commands::{AnswerCheck, CommandKind, NewCommand};
 pub(crate) use copy::migrate_to_postgres;
+pub(crate) use drive::DriveRow;
 pub(crate) use flows::MakeCurrent;
 pub(crate) use follow::this_host;
 pub(crate) use hooks::{
@@ -66,7 +68,7 @@ pub(crate) use people::Directory;
 pub(crate) use pg::redact as redact_url;
 pub(crate) use prune::Pruned;
 pub(crate) use reclaim::vacuum_offline;
-pub(crate) use runs::{Commit, DriveRow, NewRun};
+pub(crate) use runs::{Commit, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
 pub(crate) use sql::DbError;
 use sql::{Conn, Db, args};

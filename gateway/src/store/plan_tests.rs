@@ -6,8 +6,9 @@
 
 use rusqlite::{Connection, StatementStatus};
 
+use super::drive::INBOX_HEAD;
 use super::ledger::PAGE_SQL;
-use super::runs::{DUE_SQL, INBOX_HEAD, NEXT_TIMER_SQL, RESUME_SQL};
+use super::runs::{DUE_SQL, NEXT_TIMER_SQL, RESUME_SQL};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 

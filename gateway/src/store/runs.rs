@@ -1,12 +1,13 @@
 //! Runs: creation (with the first ledger record, in one transaction), summaries and lists,
-//! and the runner's side: loading a run to drive it, its inbox, and committing a transition
-//! (ledger records + run row + side effects on other runs) atomically.
+//! and the runner's commits: a transition (ledger records + run row + side effects on other
+//! runs) atomically. What a drive reads is `drive`.
 
 use super::sql::{Db, DbError, DbResult, Optional, Row, args, locked};
 use protocol::{Actor, Effect, RecordStatus, RunStatus, RunSummary};
 use serde_json::{Value, json};
 
 use super::children::spawn_child;
+use super::drive::{DriveRow, load_handed_row};
 use super::ledger::Appender;
 use super::{Outbox, Result, Store, StoreError, now, ts};
 use crate::engine::{ChatMessage, Draft, RunState, Transition};
@@ -24,37 +25,6 @@ pub(crate) struct NewRun {
     pub(crate) trace: Option<String>,
 }
 
-/// What the runner needs to drive a run.
-pub(crate) struct DriveRow {
-    pub(crate) run_id: String,
-    /// The node that drives it (shared store; `None` on SQLite or when unclaimed).
-    pub(crate) owner: Option<String>,
-    /// `flow`, or `schedule` for a schedule's parent run.
-    pub(crate) kind: String,
-    pub(crate) bundle_id: String,
-    pub(crate) flow_hash: String,
-    pub(crate) status: RunStatus,
-    pub(crate) session_id: Option<String>,
-    pub(crate) input: Value,
-    pub(crate) state: RunState,
-    /// The oldest pending command, read with the row (one read per turn of a drive).
-    pub(crate) inbox: Option<InboxItem>,
-    /// The run's last ledger seq when the row was read.
-    pub(crate) last_seq: u64,
-    /// Read by the transaction that woke the run (`Store::submit`, `Store::start_run`), not
-    /// by the drive: the drive's first commit from it holds only if the run's ledger has not
-    /// moved since (another drive, a pause), see `Commit::expect_seq`.
-    pub(crate) handed: bool,
-}
-
-/// A pending command for the runner (an answer or an event delivery).
-pub(crate) struct InboxItem {
-    pub(crate) seq: u64,
-    pub(crate) kind: String,
-    pub(crate) payload: Value,
-    pub(crate) actor: Actor,
-}
-
 /// A transition the runner computed, with the inbox command it consumed (if any).
 pub(crate) struct Commit {
     pub(crate) run_id: String,
@@ -69,7 +39,7 @@ pub(crate) struct Commit {
 
 const SUMMARY_COLS: &str = "run_id, bundle_id, flow_hash, status, waiting, output, error, session_id, parent_run_id, notify, last_seq, created_at, updated_at";
 
-fn status_of(s: &str) -> DbResult<RunStatus> {
+pub(super) fn status_of(s: &str) -> DbResult<RunStatus> {
     RunStatus::parse(s).ok_or_else(|| DbError::Column(3, format!("status {s}")))
 }
 
@@ -296,17 +266,6 @@ impl Store {
         .await
     }
 
-    pub(crate) async fn drive_row(&self, run_id: &str) -> Result<Option<DriveRow>> {
-        let id = run_id.to_owned();
-        self.read(move |c| load_drive_row(c, &id)).await
-    }
-
-    /// The oldest pending command of a run.
-    pub(crate) async fn next_inbox(&self, run_id: &str) -> Result<Option<InboxItem>> {
-        let id = run_id.to_owned();
-        self.read(move |c| inbox_head(c, &id)).await
-    }
-
     /// A session's conversation, oldest first (the last `limit` turns).
     pub(crate) async fn history(&self, session_key: &str, limit: u32) -> Result<Vec<ChatMessage>> {
         let key = session_key.to_owned();
@@ -391,21 +350,25 @@ impl Store {
 }
 
 fn commit_tx(conn: &Db, c: Commit, out: &mut Outbox) -> Result<RunStatus> {
-    if let Some(seen) = c.expect_seq
-        && Appender::load(conn, &c.run_id)?.last_seq != seen
-    {
-        return Err(StoreError::Stale(c.run_id));
-    }
-    let (cur, parent, session): (RunStatus, Option<String>, Option<String>) = conn
+    type Head = (RunStatus, Option<String>, Option<String>, u64);
+    let (cur, parent, session, last_seq): Head = conn
         .prepare_cached(locked!(
             conn,
-            "SELECT status, parent_run_id, session_id FROM runs WHERE run_id = ?1"
+            "SELECT status, parent_run_id, session_id, last_seq FROM runs WHERE run_id = ?1"
         ))?
         .query_row([&c.run_id], |r| {
-            Ok((status_of(&r.get::<String>(0)?)?, r.get(1)?, r.get(2)?))
+            Ok((
+                status_of(&r.get::<String>(0)?)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<i64>(3)? as u64,
+            ))
         })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("run `{}` not found", c.run_id)))?;
+    if c.expect_seq.is_some_and(|seen| seen != last_seq) {
+        return Err(StoreError::Stale(c.run_id));
+    }
     if cur.is_terminal() {
         if let Some((seq, _)) = c.command {
             super::commands::finish(
@@ -516,34 +479,6 @@ pub(super) const RESUME_SQL: &str = "SELECT run_id FROM runs WHERE status = 'run
     SELECT run_id FROM runs INDEXED BY runs_waiting_on_children
      WHERE status = 'waiting' AND (kind = 'schedule' OR waiting LIKE '%\"child_run_id\"%')";
 
-/// The oldest pending command of a run (run on every turn of every drive).
-pub(super) const INBOX_HEAD: &str = "SELECT seq, type, payload, actor FROM commands
-    WHERE run_id = ?1 AND status = 'pending' ORDER BY seq LIMIT 1";
-
-/// The oldest pending command of a run.
-fn inbox_head(c: &Db, run_id: &str) -> Result<Option<InboxItem>> {
-    let row = c
-        .prepare_cached(INBOX_HEAD)?
-        .query_row([run_id], |r| {
-            Ok((
-                r.get::<i64>(0)?,
-                r.get::<String>(1)?,
-                r.get::<String>(2)?,
-                r.get::<String>(3)?,
-            ))
-        })
-        .optional()?;
-    row.map(|(seq, kind, payload, actor)| {
-        Ok(InboxItem {
-            seq: seq as u64,
-            kind,
-            payload: serde_json::from_str(&payload)?,
-            actor: serde_json::from_str(&actor)?,
-        })
-    })
-    .transpose()
-}
-
 /// Adds channel targets to a run's `notify` (an escalation), each once.
 fn add_notify(conn: &Db, run_id: &str, more: &[String]) -> Result<()> {
     let text: String =
@@ -561,63 +496,4 @@ fn add_notify(conn: &Db, run_id: &str, more: &[String]) -> Result<()> {
         args![run_id, serde_json::to_string(&list)?],
     )?;
     Ok(())
-}
-
-/// A run as the runner drives it, read on `c` (a reader, or the writer in a transaction).
-pub(super) fn load_drive_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
-    // The driving node is read along (PostgreSQL's claims; SQLite has none).
-    let sql = if c.is_pg() {
-        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, owner, last_seq FROM runs WHERE run_id = ?1"
-    } else {
-        "SELECT run_id, bundle_id, flow_hash, status, session_id, input_data, state, kind, NULL, last_seq FROM runs WHERE run_id = ?1"
-    };
-    let row = c
-        .prepare_cached(sql)?
-        .query_row([id], |r| {
-            Ok((
-                (
-                    r.get::<String>(0)?,
-                    r.get::<String>(1)?,
-                    r.get::<String>(2)?,
-                    status_of(&r.get::<String>(3)?)?,
-                ),
-                r.get::<Option<String>>(4)?,
-                r.get::<String>(5)?,
-                r.get::<String>(6)?,
-                r.get::<String>(7)?,
-                (r.get::<Option<String>>(8)?, r.get::<i64>(9)? as u64),
-            ))
-        })
-        .optional()?;
-    let Some((
-        (run_id, bundle_id, flow_hash, status),
-        session_id,
-        input,
-        state,
-        kind,
-        (owner, last_seq),
-    )) = row
-    else {
-        return Ok(None);
-    };
-    let inbox = inbox_head(c, &run_id)?;
-    Ok(Some(DriveRow {
-        run_id,
-        owner,
-        kind,
-        bundle_id,
-        flow_hash,
-        status,
-        session_id,
-        input: serde_json::from_str(&input)?,
-        state: serde_json::from_str(&state)?,
-        inbox,
-        last_seq,
-        handed: false,
-    }))
-}
-
-/// The run as the transaction that woke it leaves it, handed to the runner (`handed`).
-pub(super) fn load_handed_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
-    Ok(load_drive_row(c, id)?.map(|r| DriveRow { handed: true, ..r }))
 }
