@@ -79,14 +79,7 @@ async fn a_quorum_of_people_decides_and_everyone_else_is_refused() {
     );
     let (st, b) = app.with_token(&alice).post_empty(&path).await;
     assert_eq!(st, 200, "{b}");
-    eventually(10, "alice's vote", || async {
-        (app.run(&run).await["waiting"]["votes"]
-            .as_array()
-            .map(Vec::len)
-            == Some(1))
-        .then_some(())
-    })
-    .await;
+    votes_counted(&app, &run, 1).await;
     // Alice again, from another of her identities: one vote per person.
     let (st, b) = app
         .with_token(&alice2)
@@ -144,14 +137,7 @@ async fn a_retried_vote_is_the_same_command_and_a_second_vote_is_refused() {
         .post("/api/gateway/commands", &vote("a1", "approve"))
         .await;
     assert_eq!((st, &b["duplicate"]), (200, &json!(false)), "{b}");
-    eventually(10, "alice's vote", || async {
-        (app.run(&run).await["waiting"]["votes"]
-            .as_array()
-            .map(Vec::len)
-            == Some(1))
-        .then_some(())
-    })
-    .await;
+    votes_counted(&app, &run, 1).await;
     let (st, b) = alice
         .post("/api/gateway/commands", &vote("a1", "approve"))
         .await;
@@ -175,6 +161,18 @@ async fn a_retried_vote_is_the_same_command_and_a_second_vote_is_refused() {
     let (st, b) = app.get("/api/gateway/commands/a2").await;
     assert_eq!(st, 404, "a refused vote is not stored: {b}");
     assert_eq!(records(&app.ledger(&run).await, "gate.1/vote").len(), 1);
+}
+
+/// Waits until `n` votes on the run's prompt have counted.
+async fn votes_counted(app: &TestApp, run: &str, n: usize) {
+    eventually(10, "the votes to count", || async {
+        (app.run(run).await["waiting"]["votes"]
+            .as_array()
+            .map(Vec::len)
+            == Some(n))
+        .then_some(())
+    })
+    .await;
 }
 
 async fn count(app: &TestApp, run: &str, prefix: &str) -> usize {
