@@ -141,8 +141,7 @@ fn answer_check(who: &Principal, client_id: Option<&str>, response: Value) -> An
         let voter = if w.approvers.is_empty() {
             None
         } else {
-            let none = Directory::default();
-            Some(approver(dir.unwrap_or(&none), w, &ids)?)
+            Some(approver(dir, w, &ids)?)
         };
         check_choice(w, &response)?;
         Ok(voter)

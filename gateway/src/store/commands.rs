@@ -33,12 +33,13 @@ pub(crate) enum CommandKind {
 }
 
 /// Checks an answer against the prompt it answers (its choices; its approvers and the
-/// votes counted so far, with the directory when it names approvers) and gives the voter
+/// votes counted so far, with the directory, read only when it names approvers and empty
+/// otherwise) and gives the voter
 /// it counts as. It runs inside the submit transaction, against the prompt as it is there,
 /// and an answer costs no read of its own. (A vote still pending in the inbox is not
 /// counted yet: the engine refuses a second vote of the same person when it applies it.)
 pub(crate) type AnswerCheck =
-    Box<dyn FnOnce(&Waiting, Option<&Directory>) -> Result<Option<String>> + Send>;
+    Box<dyn FnOnce(&Waiting, &Directory) -> Result<Option<String>> + Send>;
 
 pub(crate) struct NewCommand {
     pub(crate) command_id: String,
@@ -81,11 +82,7 @@ impl Store {
         let ((s, row), wake) = self
             .write(move |c, out| {
                 let s = submit_tx(c, cmd, out)?;
-                let row = if hand_row && answer && !s.duplicate {
-                    load_handed_row(c, &run_id)?
-                } else {
-                    None
-                };
+                let row = load_handed_row(c, &run_id, hand_row && answer && !s.duplicate)?;
                 Ok((s, row))
             })
             .await?;
@@ -274,11 +271,11 @@ fn check_answer(conn: &Db, run: &RunRow, f: AnswerCheck) -> Result<Option<String
         return Ok(None);
     };
     let dir = if w.approvers.is_empty() {
-        None
+        Directory::default()
     } else {
-        Some(super::people::load_directory(conn)?)
+        super::people::load_directory(conn)?
     };
-    f(&w, dir.as_ref())
+    f(&w, &dir)
 }
 
 fn command_draft(cmd: &NewCommand, seq: u64, status: RecordStatus) -> Draft {

@@ -136,7 +136,11 @@ pub(super) fn load_drive_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
     }))
 }
 
-/// The run as the transaction that woke it leaves it, handed to the runner (`handed`).
-pub(super) fn load_handed_row(c: &Db, id: &str) -> Result<Option<DriveRow>> {
+/// The run as the transaction that woke it leaves it, handed to the runner (`handed`),
+/// when `wanted` (an in-process runner will drive it).
+pub(super) fn load_handed_row(c: &Db, id: &str, wanted: bool) -> Result<Option<DriveRow>> {
+    if !wanted {
+        return Ok(None);
+    }
     Ok(load_drive_row(c, id)?.map(|r| DriveRow { handed: true, ..r }))
 }

@@ -175,11 +175,7 @@ impl Store {
             .write(move |c, out| {
                 insert_run(c, &r, out)?;
                 super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
-                let row = if hand_row {
-                    load_handed_row(c, &r.run_id)?
-                } else {
-                    None
-                };
+                let row = load_handed_row(c, &r.run_id, hand_row)?;
                 Ok((get_summary(c, &r.run_id)?, row))
             })
             .await?;
