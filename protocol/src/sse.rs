@@ -32,44 +32,77 @@ pub enum StreamItem {
 
 /// Incremental SSE parser (the WHATWG event-stream format: `field: value` lines, events
 /// separated by a blank line, `:` comments ignored, `\n`, `\r\n` or `\r` line ends).
+///
+/// Lines are read straight from the chunk they arrived in; only a line cut by the end of a
+/// chunk is copied (into `buf`, until its end comes). A chunk of a catch-up page (hundreds
+/// of kilobytes) is therefore neither copied nor kept.
 #[derive(Debug, Default)]
 pub struct Parser {
+    /// The start of a line whose end has not arrived yet.
     buf: Vec<u8>,
-    /// Where the next unparsed line starts in `buf`.
-    pos: usize,
+    /// The last chunk ended in `\r`: a `\n` starting the next one belongs to that line end.
+    skip_lf: bool,
     cur: SseEvent,
     has_data: bool,
 }
 
+/// A line kept for a longer line than this is not kept between chunks (its buffer is let go).
+const KEEP_LINE_BUF: usize = 64 * 1024;
+
 impl Parser {
     /// Feeds bytes; returns the events they complete.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(nl) = memchr::memchr2(b'\n', b'\r', &self.buf[self.pos..]) {
-            let end = self.pos + nl;
-            // `\r\n` is one line end; a lone `\r` at the end of the buffer waits for more.
-            let mut next = end + 1;
-            if self.buf[end] == b'\r' {
-                match self.buf.get(end + 1) {
-                    Some(b'\n') => next += 1,
-                    None => break,
-                    _ => {}
-                }
-            }
-            // Lines are borrowed from the buffer; only the fields an event keeps are copied.
-            let line = String::from_utf8_lossy(&self.buf[self.pos..end]);
-            if let Some(ev) = line_into(&mut self.cur, &mut self.has_data, &line) {
-                out.push(ev);
-            }
-            self.pos = next;
+        let mut rest = bytes;
+        if self.skip_lf && !rest.is_empty() {
+            self.skip_lf = false;
+            rest = rest.strip_prefix(b"\n").unwrap_or(rest);
         }
-        // Drop consumed bytes once in a while, not per event (that would be quadratic).
-        if self.pos > 0 && self.pos * 2 >= self.buf.len() {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
+        if !self.buf.is_empty() {
+            // The open line ends at the first line end of this chunk.
+            let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
+                self.buf.extend_from_slice(rest);
+                return out;
+            };
+            let mut line = std::mem::take(&mut self.buf);
+            line.extend_from_slice(&rest[..end]);
+            self.line(&line, &mut out);
+            if line.capacity() <= KEEP_LINE_BUF {
+                line.clear();
+                self.buf = line;
+            }
+            rest = self.after_line_end(rest, end);
         }
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', rest) {
+            self.line(&rest[..end], &mut out);
+            rest = self.after_line_end(rest, end);
+        }
+        self.buf.extend_from_slice(rest);
         out
+    }
+
+    /// What follows the line end at `rest[end]` (`\r\n` is one line end).
+    fn after_line_end<'a>(&mut self, rest: &'a [u8], end: usize) -> &'a [u8] {
+        let mut next = end + 1;
+        if rest[end] == b'\r' {
+            match rest.get(next) {
+                Some(b'\n') => next += 1,
+                None => self.skip_lf = true,
+                Some(_) => {}
+            }
+        }
+        &rest[next..]
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+        // Valid UTF-8 (every Switchboard stream) is checked in one pass, not char by char.
+        let line = match std::str::from_utf8(line) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(line),
+        };
+        if let Some(ev) = line_into(&mut self.cur, &mut self.has_data, &line) {
+            out.push(ev);
+        }
     }
 }
 
@@ -183,6 +216,35 @@ mod tests {
         let cut = bytes.iter().position(|b| *b == 0xc3).unwrap_or(0) + 1;
         assert!(p.feed(&bytes[..cut]).is_empty());
         assert_eq!(p.feed(&bytes[cut..]), vec![ev("", "say", "café ☕")]);
+    }
+
+    #[test]
+    fn a_line_across_three_chunks_and_lone_cr_line_ends() {
+        let mut p = Parser::default();
+        assert!(p.feed(b"id: 7\revent: st").is_empty());
+        assert!(p.feed(b"e").is_empty());
+        assert_eq!(p.feed(b"p\rdata: 1\r\r"), vec![ev("7", "step", "1")]);
+        assert!(
+            p.feed(b"\n").is_empty(),
+            "the LF of a CRLF split across chunks"
+        );
+        assert_eq!(p.feed(b"data: 2\n\n"), vec![ev("", "message", "2")]);
+    }
+
+    #[test]
+    fn only_the_open_line_of_a_chunk_is_kept() {
+        let mut p = Parser::default();
+        let mut chunk: Vec<u8> = (1..=1_000)
+            .flat_map(|i| format!("id: {i}\nevent: step\ndata: {{}}\n\n").into_bytes())
+            .collect();
+        chunk.extend_from_slice(b"id: 1001\nevent: st");
+        assert_eq!(p.feed(&chunk).len(), 1_000);
+        assert_eq!(
+            p.buf, b"event: st",
+            "the parser holds the cut line, not the chunk"
+        );
+        assert_eq!(p.feed(b"ep\ndata: {}\n\n"), vec![ev("1001", "step", "{}")]);
+        assert!(p.buf.is_empty());
     }
 
     #[test]
