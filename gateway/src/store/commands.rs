@@ -175,11 +175,11 @@ fn submit_tx(conn: &Db, mut cmd: NewCommand, out: &mut Outbox) -> Result<Submitt
         cmd.actor.voter = check_answer(conn, &run, f)?;
     }
     let pending = matches!(cmd.kind, CommandKind::Client(Command::Answer { .. }));
-    let seq = conn.prepare_cached(
+    let seq = conn.insert_key(
         "INSERT INTO commands (command_id, run_id, type, payload, payload_hash, client_id, actor, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING seq",
-    )?
-    .query_row(args![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "seq",
+        args![
         cmd.command_id,
         cmd.run_id,
         cmd.type_name,
@@ -189,7 +189,7 @@ fn submit_tx(conn: &Db, mut cmd: NewCommand, out: &mut Outbox) -> Result<Submitt
         serde_json::to_string(&cmd.actor)?,
         if pending { "pending" } else { "applied" },
         ts(now())
-    ], |r| r.get::<i64>(0))? as u64;
+    ])? as u64;
     let result = apply(conn, &cmd, &run, seq, out)?;
     if !pending {
         conn.prepare_cached("UPDATE commands SET result = ?2, applied_at = ?3 WHERE seq = ?1")?

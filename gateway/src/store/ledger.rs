@@ -89,13 +89,11 @@ impl Appender {
                 .execute(args![g, self.run_id, rec.seq as i64, json])?;
                 g
             }
-            None => conn
-                .prepare_cached(
-                    "INSERT INTO ledger (run_id, seq, record) VALUES (?1, ?2, ?3) RETURNING gseq",
-                )?
-                .query_row(args![self.run_id, rec.seq as i64, json], |r| {
-                    r.get::<i64>(0)
-                })?,
+            None => conn.insert_key(
+                "INSERT INTO ledger (run_id, seq, record) VALUES (?1, ?2, ?3)",
+                "gseq",
+                args![self.run_id, rec.seq as i64, json],
+            )?,
         } as u64;
         let end = rec.run_end().map(protocol::RunStatus::as_str);
         out.events.push(BusEvent::Record(Arc::new(RecordEvent {

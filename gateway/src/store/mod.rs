@@ -46,6 +46,8 @@ mod fence_tests;
 mod handed_tests;
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod writer_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,8 @@
 //! its own SAVEPOINT inside one transaction (`BEGIN IMMEDIATE` on SQLite), commits once (one
 //! fsync with `synchronous=FULL` or `synchronous_commit=on`), and only then answers each
 //! caller and publishes their bus events. A job that fails is rolled back to its savepoint
-//! without touching the others. On PostgreSQL the batch first takes its transaction id, the
+//! without touching the others; a batch of one job has no savepoint, and its failure rolls
+//! back the transaction. On PostgreSQL the batch first takes its transaction id, the
 //! base of the global cursors its ledger rows get (see `ledger`).
 
 use tokio::sync::{mpsc, oneshot};
@@ -134,6 +135,13 @@ std::thread_local! {
     static BATCH_BROKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+std::thread_local! {
+    /// Set while the writer runs a batch of one job. That job needs no savepoint: if it
+    /// fails, the whole transaction is rolled back instead (nothing else is in it). A
+    /// savepoint copies every page the job changes into SQLite's statement journal first.
+    static SOLE_JOB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn broke<E: std::fmt::Display>(e: E) {
     tracing::error!(error = %e, "store: the batch's transaction failed");
     BATCH_BROKEN.with(|b| b.set(true));
@@ -143,6 +151,10 @@ fn in_savepoint<T>(
     conn: &Db,
     f: impl FnOnce(&Db) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    if SOLE_JOB.with(|s| s.get()) {
+        // The batch's transaction is this job's savepoint: a failure rolls it back.
+        return f(conn).inspect_err(|_| BATCH_BROKEN.with(|b| b.set(true)));
+    }
     exec(conn, "SAVEPOINT job").inspect_err(|e| broke(e))?;
     match f(conn) {
         Ok(v) => {
@@ -223,7 +235,9 @@ fn commit_batch(conn: &Db, jobs: &mut Vec<Job>, bus: &Publish) {
         jobs.clear();
         return;
     }
+    SOLE_JOB.with(|s| s.set(batch == 1));
     let finishes: Vec<Finish> = jobs.drain(..).map(|j| j(conn)).collect();
+    SOLE_JOB.with(|s| s.set(false));
     if conn.is_pg() {
         // One notification per transaction (NOTIFY takes a global lock at commit): a hint
         // for other nodes' followers, which also poll.
