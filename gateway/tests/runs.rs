@@ -187,3 +187,37 @@ async fn a_start_repeated_with_its_idempotency_key_answers_the_same_run() {
             .contains("Idempotency-Key")
     );
 }
+
+/// A run's first steps are committed with its start, in one transaction: the start answers
+/// with the run as those steps left it, and its ledger already holds them.
+#[tokio::test]
+async fn a_start_commits_the_runs_first_steps_with_it() {
+    let app = spawn_app().await;
+    let body = json!({"bundle_id": "ask", "input_data": {"text": "Now?"}});
+    let (st, asked) = app.post("/api/gateway/runs/start", &body).await;
+    assert_eq!(st, 200, "{asked}");
+    assert_eq!(asked["status"], "waiting", "{asked}");
+    let run = asked["run_id"].as_str().expect("run_id");
+    let ledger = app.ledger(run).await;
+    let kinds: Vec<&Value> = ledger.iter().map(|r| &r["effect"]["type"]).collect();
+    assert_eq!(kinds, [&json!("run_started"), &json!("ask")], "{ledger:?}");
+    assert_eq!(app.run(run).await["waiting"]["prompt"], "Now?");
+
+    let body = json!({"bundle_id": "echo", "input_data": {"text": "at once"}});
+    let (st, echoed) = app.post("/api/gateway/runs/start", &body).await;
+    assert_eq!(st, 200, "{echoed}");
+    assert_eq!(echoed["status"], "completed", "{echoed}");
+    let run = echoed["run_id"].as_str().expect("run_id");
+    assert_eq!(app.run(run).await["output"], json!({"text": "at once"}));
+    let ledger = app.ledger(run).await;
+    assert_eq!(
+        ledger.last().map(|r| &r["effect"]["type"]),
+        Some(&json!("run_completed"))
+    );
+    let seqs: Vec<u64> = ledger.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=ledger.len() as u64).collect::<Vec<_>>(),
+        "one gap-free chain"
+    );
+}

@@ -185,11 +185,10 @@ impl Tools {
             Err(e) => return refused(public_message(e)),
         };
         let mut events = app.store.bus().subscribe();
-        let (summary, wake, row) = match app.store.start_run(run, app.hands_rows()).await {
+        let summary = match app.start_run(run).await {
             Ok(s) => s,
             Err(e) => return refused(public_message(e.into())),
         };
-        app.wake_from(wake, row);
         let id = summary.run_id.clone();
         let deadline = tokio::time::Instant::now() + app.openai_timeout;
         loop {

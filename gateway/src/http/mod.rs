@@ -120,6 +120,18 @@ impl AppState {
         r.wake_all(ids.into_iter().filter(|id| handed.as_ref() != Some(id)));
     }
 
+    /// Starts `run`: with a runner here, with its first step in the start's transaction
+    /// (`Runner::start_run`); without one, the runner process drives it from its start.
+    pub(crate) async fn start_run(
+        &self,
+        run: crate::store::NewRun,
+    ) -> Result<protocol::RunSummary, crate::store::StoreError> {
+        match &self.runner {
+            Some(r) => r.start_run(run).await,
+            None => Ok(self.store.start_run(run, false, None).await?.0),
+        }
+    }
+
     /// Whether a waking write should read its run for the runner (`wake_from`).
     pub(crate) fn hands_rows(&self) -> bool {
         self.runner.is_some()

@@ -44,11 +44,7 @@ pub(crate) async fn start(
     )?;
     run.trace = crate::trace::new_trace(traceparent(&headers));
     let (s, replayed) = match key {
-        None => {
-            let (s, wake, row) = app.store.start_run(run, app.hands_rows()).await?;
-            app.wake_from(wake, row);
-            (s, false)
-        }
+        None => (app.start_run(run).await?, false),
         Some(key) => match app.store.start_run_once(START_NAMESPACE, &key, run).await? {
             Started::Fresh(s, wake) => {
                 app.wake(wake);

@@ -306,7 +306,7 @@ impl Runner {
 }
 
 /// A transition that fails the run: the runner could not drive it (outside any step).
-fn failure(error: String) -> Transition {
+pub(super) fn failure(error: String) -> Transition {
     let mut t = Transition::default();
     t.fail_run(error, chrono::Utc::now());
     t

@@ -9,6 +9,7 @@
 mod drive;
 mod effects;
 mod schedules;
+mod start;
 mod timers;
 mod tools;
 

@@ -32,7 +32,7 @@ async fn a_commit_from_a_handed_row_whose_run_moved_on_is_refused() -> TestResul
         actor: Actor::runner(),
         trace: None,
     };
-    let (_, _, row) = store.start_run(run, true).await?;
+    let (_, _, row) = store.start_run(run, true, None).await?;
     let row = row.ok_or("no handed row")?;
     assert!(row.handed);
     // A pause lands between the hand-over and the drive's commit: a ledger record.

@@ -70,7 +70,7 @@ pub(crate) use people::Directory;
 pub(crate) use pg::redact as redact_url;
 pub(crate) use prune::Pruned;
 pub(crate) use reclaim::vacuum_offline;
-pub(crate) use runs::{Commit, NewRun};
+pub(crate) use runs::{Commit, FirstStep, NewRun};
 pub(crate) use schedules::{Fire, NewSchedule};
 pub(crate) use sql::DbError;
 use sql::{Conn, Db, args};

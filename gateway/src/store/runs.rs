@@ -25,6 +25,13 @@ pub(crate) struct NewRun {
     pub(crate) trace: Option<String>,
 }
 
+/// A new run's first transition, computed before its start is written (see
+/// `Runner::first_step`), so that the start's transaction commits it too.
+pub(crate) struct FirstStep {
+    pub(crate) transition: Transition,
+    pub(crate) state: RunState,
+}
+
 /// A transition the runner computed, with the inbox command it consumed (if any).
 pub(crate) struct Commit {
     pub(crate) run_id: String,
@@ -163,18 +170,30 @@ pub(super) fn run_draft(
 }
 
 impl Store {
-    /// Starts a run; with `hand_row`, also the run as it was stored, for the runner to
-    /// drive without reading it back.
+    /// Starts a run, and commits its `first` transition in the same transaction; with
+    /// `hand_row`, also returns the run as it was stored, for the runner to drive without
+    /// reading it back.
     pub(crate) async fn start_run(
         &self,
         r: NewRun,
         hand_row: bool,
+        first: Option<FirstStep>,
     ) -> Result<(RunSummary, Vec<String>, Option<DriveRow>)> {
         let owner = self.owner.clone();
         let ((summary, row), wake) = self
             .write(move |c, out| {
                 insert_run(c, &r, out)?;
                 super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
+                if let Some(f) = first {
+                    let first = Commit {
+                        run_id: r.run_id.clone(),
+                        transition: f.transition,
+                        state: f.state,
+                        command: None,
+                        expect_seq: None,
+                    };
+                    commit_tx(c, first, out)?;
+                }
                 let row = load_handed_row(c, &r.run_id, hand_row)?;
                 Ok((get_summary(c, &r.run_id)?, row))
             })

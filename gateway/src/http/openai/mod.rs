@@ -313,8 +313,7 @@ async fn begin(app: &AppState, who: &Principal, req: &ChatReq) -> Result<Turn, A
         None,
     )?;
     run.actor.channel = Some("openai".into());
-    let (s, wake, row) = app.store.start_run(run, app.hands_rows()).await?;
-    app.wake_from(wake, row);
+    let s = app.start_run(run).await?;
     Ok(Turn {
         run_id: s.run_id,
         after: 0,
