@@ -385,6 +385,10 @@ fn open_conn(path: &Path, write: bool) -> Result<rusqlite::Connection> {
         // only (an older one turns it on with `switchboard prune --data-dir`).
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The statement journal (each job's savepoint in a group commit) stays in memory.
+        // By default it spills to a temporary file past 64 KiB, and then every page a job
+        // changes is written to that file, for the rest of the batch's transaction.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

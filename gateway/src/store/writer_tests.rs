@@ -72,3 +72,15 @@ async fn a_failed_job_leaves_nothing_alone_or_in_a_batch() -> TestResult {
     assert_eq!(keys(&store, "many-").await?, want);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_writers_statement_journal_stays_in_memory() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(&Location::Sqlite(dir.path().to_owned()), Bus::new(64))?;
+    // 2 = MEMORY: a batch's savepoints never spill their journal to a temporary file.
+    let (mode, _) = store
+        .write(|db, _| Ok(db.query_row("PRAGMA temp_store", [], |r| r.get::<i64>(0))?))
+        .await?;
+    assert_eq!(mode, 2);
+    Ok(())
+}
