@@ -120,8 +120,10 @@ impl AppState {
         r.wake_all(ids.into_iter().filter(|id| handed.as_ref() != Some(id)));
     }
 
-    /// Starts `run`: with a runner here, with its first step in the start's transaction
-    /// (`Runner::start_run`); without one, the runner process drives it from its start.
+    /// Starts `run`: with a runner in this process (the embedded SQLite store), with its
+    /// first step in the start's transaction (`Runner::start_run`); without one (an API
+    /// process, or any node of a shared store, whose runner follows the ledger), the
+    /// runner drives it from its start.
     pub(crate) async fn start_run(
         &self,
         run: crate::store::NewRun,

@@ -1,7 +1,9 @@
 //! Starting a run with its first step: the runner computes the first transition before the
 //! start is written, so the start's transaction commits the run, its `run_started` record
 //! and that step together. One write instead of two, and no drive at all for a run that
-//! the step ended or left waiting. It never decides a step (the engine does) and never
+//! the step ended or left waiting. Only where this process holds the runner (the embedded
+//! SQLite store; on a shared store the runner drives runs its follower hands it, and a
+//! start takes the usual path). It never decides a step (the engine does) and never
 //! writes SQL (`Store::start_run` does).
 
 use protocol::RunSummary;
@@ -51,7 +53,7 @@ impl Runner {
         if flow.uses_history {
             return None;
         }
-        let mut state = RunState::default();
+        let (mut state, now) = (RunState::default(), chrono::Utc::now());
         let transition = match flow.validate_input(&run.input_data) {
             Err(errs) => failure(format!(
                 "input does not match the flow's schema: {}",
@@ -64,7 +66,7 @@ impl Runner {
                     session_id: run.session_id.as_deref(),
                     input: &run.input_data,
                     history: &[],
-                    now: chrono::Utc::now(),
+                    now,
                 };
                 engine::step(&flow, &mut state, &ctx, Input::Advance)
                     .unwrap_or_else(|reason| failure(reason.to_string()))
@@ -73,7 +75,11 @@ impl Runner {
         if transition.records.is_empty() && transition.status.is_none() {
             return None;
         }
-        Some(FirstStep { transition, state })
+        Some(FirstStep {
+            transition,
+            state,
+            at: now,
+        })
     }
 }
 

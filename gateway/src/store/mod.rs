@@ -46,8 +46,6 @@ mod fence_tests;
 mod handed_tests;
 #[cfg(test)]
 mod plan_tests;
-#[cfg(test)]
-mod writer_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -264,15 +262,31 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db, &mut Outbox) -> Result<T> + Send + 'static,
     {
+        self.write_in_batch(f, false).await
+    }
+
+    /// [`Store::write`], in a batch of its own (a big write: see `writer::Job::solo`).
+    async fn write_solo<T, F>(&self, f: F) -> Result<(T, Vec<String>)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db, &mut Outbox) -> Result<T> + Send + 'static,
+    {
+        self.write_in_batch(f, true).await
+    }
+
+    async fn write_in_batch<T, F>(&self, f: F, solo: bool) -> Result<(T, Vec<String>)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db, &mut Outbox) -> Result<T> + Send + 'static,
+    {
         match self.fence {
-            None => self.writer.write(f).await,
+            None => self.writer.write(f, solo).await,
             Some(fence) => {
-                self.writer
-                    .write(move |db, out| {
-                        check_fence(db, fence)?;
-                        f(db, out)
-                    })
-                    .await
+                let fenced = move |db: &Db, out: &mut Outbox| {
+                    check_fence(db, fence)?;
+                    f(db, out)
+                };
+                self.writer.write(fenced, solo).await
             }
         }
     }
@@ -385,10 +399,6 @@ fn open_conn(path: &Path, write: bool) -> Result<rusqlite::Connection> {
         // only (an older one turns it on with `switchboard prune --data-dir`).
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // The statement journal (each job's savepoint in a group commit) stays in memory.
-        // By default it spills to a temporary file past 64 KiB, and then every page a job
-        // changes is written to that file, for the rest of the batch's transaction.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -2,8 +2,8 @@
 //! trigger deliveries, finished webhook deliveries, finished children and the session
 //! history no kept run shares. A batch is planned on a read connection (which trees, how
 //! many records) and deleted in one write of the group commit that holds at most
-//! [`RECORDS`] ledger records (a bigger single tree goes alone), so other writes never wait
-//! long. Giving the space back is `reclaim`'s.
+//! [`RECORDS`] ledger records (a bigger single tree goes alone, in a batch of its own), so
+//! other writes never wait long. Giving the space back is `reclaim`'s.
 //!
 //! What stays: runs not yet ended, and every run of a tree that still has one; a live
 //! schedule and the firing it remembers (`last_child`); children whose parent is a flow run
@@ -207,8 +207,13 @@ impl Store {
                 total.runs += p.trees.iter().map(|t| t.len() as u64).sum::<u64>();
                 total.records += p.records;
             } else if !p.trees.is_empty() {
-                let trees = p.trees;
-                let ((runs, records), _) = self.write(move |c, _| delete(c, &trees)).await?;
+                let (trees, big) = (p.trees, p.records > RECORDS);
+                let work = move |c: &Db, _: &mut super::Outbox| delete(c, &trees);
+                let ((runs, records), _) = if big {
+                    self.write_solo(work).await?
+                } else {
+                    self.write(work).await?
+                };
                 total.runs += runs;
                 total.records += records;
             }

@@ -30,6 +30,9 @@ pub(crate) struct NewRun {
 pub(crate) struct FirstStep {
     pub(crate) transition: Transition,
     pub(crate) state: RunState,
+    /// When it was computed: the run's creation time and its `run_started` record's, so no
+    /// record of the run is older than its start.
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A transition the runner computed, with the inbox command it consumed (if any).
@@ -88,7 +91,17 @@ pub(super) fn get_summary(conn: &Db, run_id: &str) -> Result<RunSummary> {
 
 /// Inserts a run and its `started` record.
 pub(super) fn insert_run(conn: &Db, r: &NewRun, out: &mut Outbox) -> Result<()> {
-    let at = ts(now());
+    insert_run_at(conn, r, now(), out)
+}
+
+/// [`insert_run`], the run created at `created`.
+fn insert_run_at(
+    conn: &Db,
+    r: &NewRun,
+    created: chrono::DateTime<chrono::Utc>,
+    out: &mut Outbox,
+) -> Result<()> {
+    let at = ts(created);
     let state = serde_json::to_string(&RunState::default())?;
     conn.prepare_cached(
         "INSERT INTO runs (run_id, bundle_id, flow_hash, status, session_id, parent_run_id, input_data, state,
@@ -110,17 +123,15 @@ pub(super) fn insert_run(conn: &Db, r: &NewRun, out: &mut Outbox) -> Result<()> 
     let mut app = Appender::new_run(&r.run_id);
     let payload = json!({"bundle_id": r.bundle_id, "flow_hash": r.flow_hash, "session_id": r.session_id,
         "parent_run_id": r.parent_run_id, "notify": r.notify});
-    app.append(
-        conn,
-        &run_draft(
-            RecordStatus::Started,
-            "start",
-            "run_started",
-            payload,
-            r.actor.clone(),
-        ),
-        out,
-    )?;
+    let mut started = run_draft(
+        RecordStatus::Started,
+        "start",
+        "run_started",
+        payload,
+        r.actor.clone(),
+    );
+    started.started_at = created;
+    app.append(conn, &started, out)?;
     save_chain(conn, &app)?;
     out.wake.push(r.run_id.clone());
     Ok(())
@@ -182,7 +193,7 @@ impl Store {
         let owner = self.owner.clone();
         let ((summary, row), wake) = self
             .write(move |c, out| {
-                insert_run(c, &r, out)?;
+                insert_run_at(c, &r, first.as_ref().map_or_else(now, |f| f.at), out)?;
                 super::claims::claim_new(c, &r.run_id, owner.as_deref())?;
                 if let Some(f) = first {
                     let first = Commit {

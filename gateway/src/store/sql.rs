@@ -209,10 +209,13 @@ impl<'c> Db<'c> {
     /// `INTEGER PRIMARY KEY`, which is its rowid, and no trigger inserts elsewhere).
     pub(crate) fn insert_key<P: Params>(&self, sql: &str, key: &str, p: P) -> DbResult<i64> {
         match *self {
-            Self::Lite(c) => {
-                self.prepare_cached(sql)?.execute(p)?;
-                Ok(c.last_insert_rowid())
-            }
+            Self::Lite(c) => match self.prepare_cached(sql)?.execute(p)? {
+                1 => Ok(c.last_insert_rowid()),
+                n => Err(DbError::Column(
+                    0,
+                    format!("{n} rows inserted, not one: {sql}"),
+                )),
+            },
             Self::Pg(_) => {
                 self.query_row(&format!("{sql} RETURNING {key}"), p, |r| r.get::<i64>(0))
             }

@@ -4,8 +4,8 @@
 //! its own SAVEPOINT inside one transaction (`BEGIN IMMEDIATE` on SQLite), commits once (one
 //! fsync with `synchronous=FULL` or `synchronous_commit=on`), and only then answers each
 //! caller and publishes their bus events. A job that fails is rolled back to its savepoint
-//! without touching the others; a batch of one job has no savepoint, and its failure rolls
-//! back the transaction. On PostgreSQL the batch first takes its transaction id, the
+//! without touching the others; on SQLite a batch of one job has no savepoint, and its
+//! failure rolls back the transaction. On PostgreSQL the batch first takes its transaction id, the
 //! base of the global cursors its ledger rows get (see `ledger`).
 
 use tokio::sync::{mpsc, oneshot};
@@ -34,7 +34,15 @@ struct Publish {
     bus: Bus,
     records: bool,
 }
-type Job = Box<dyn FnOnce(&Db) -> Finish + Send>;
+/// One caller's write: what it runs in the batch's transaction, and whether it must be the
+/// only one in its batch.
+struct Job {
+    work: Box<dyn FnOnce(&Db) -> Finish + Send>,
+    /// A big write (a prune of a huge run) goes in a batch of its own: on SQLite it then
+    /// needs no savepoint, whose journal (in memory, see `run`) would hold every page it
+    /// changes.
+    solo: bool,
+}
 
 const BATCH: usize = 512;
 
@@ -83,39 +91,15 @@ impl Writer {
         self.queued.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 
-    /// Runs `f` in the write transaction; returns after the commit is on disk.
-    pub(crate) async fn write<T, F>(&self, f: F) -> Result<(T, Vec<String>), StoreError>
+    /// Runs `f` in the write transaction (`solo`: in a batch of its own); returns after the
+    /// commit is on disk.
+    pub(crate) async fn write<T, F>(&self, f: F, solo: bool) -> Result<(T, Vec<String>), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Db, &mut Outbox) -> Result<T, StoreError> + Send + 'static,
     {
-        let (otx, orx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let mut outbox = Outbox::default();
-            let result = in_savepoint(conn, |c| f(c, &mut outbox));
-            Box::new(move |committed, publish| {
-                let out = match (committed, result) {
-                    (Ok(()), Ok(v)) => {
-                        let appended = outbox
-                            .events
-                            .iter()
-                            .filter(|e| matches!(e, BusEvent::Record(_)))
-                            .count();
-                        metrics::counter!("switchboard_ledger_appends_total")
-                            .increment(appended as u64);
-                        for ev in outbox.events {
-                            if publish.records || !matches!(ev, BusEvent::Record(_)) {
-                                publish.bus.publish(ev);
-                            }
-                        }
-                        Ok((v, outbox.wake))
-                    }
-                    (Err(e), Ok(_)) => Err(StoreError::Commit(e)),
-                    (_, Err(e)) => Err(e),
-                };
-                let _ = otx.send(out);
-            })
-        });
+        let (mut job, orx) = job(f);
+        job.solo = solo;
         use std::sync::atomic::Ordering;
         self.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self.tx.send(job).await.map_err(|_| StoreError::Closed);
@@ -128,6 +112,44 @@ impl Writer {
     }
 }
 
+type Answer<T> = oneshot::Receiver<Result<(T, Vec<String>), StoreError>>;
+
+/// `f` as a job of a batch, and where its answer comes once the batch committed or failed.
+fn job<T, F>(f: F) -> (Job, Answer<T>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Db, &mut Outbox) -> Result<T, StoreError> + Send + 'static,
+{
+    let (otx, orx) = oneshot::channel();
+    let work = Box::new(move |conn: &Db| -> Finish {
+        let mut outbox = Outbox::default();
+        let result = in_savepoint(conn, |c| f(c, &mut outbox));
+        Box::new(move |committed, publish| {
+            let out = match (committed, result) {
+                (Ok(()), Ok(v)) => {
+                    let appended = outbox
+                        .events
+                        .iter()
+                        .filter(|e| matches!(e, BusEvent::Record(_)))
+                        .count();
+                    metrics::counter!("switchboard_ledger_appends_total")
+                        .increment(appended as u64);
+                    for ev in outbox.events {
+                        if publish.records || !matches!(ev, BusEvent::Record(_)) {
+                            publish.bus.publish(ev);
+                        }
+                    }
+                    Ok((v, outbox.wake))
+                }
+                (Err(e), Ok(_)) => Err(StoreError::Commit(e)),
+                (_, Err(e)) => Err(e),
+            };
+            let _ = otx.send(out);
+        })
+    });
+    (Job { work, solo: false }, orx)
+}
+
 std::thread_local! {
     /// Set when a statement the writer itself runs (a savepoint's release or rollback, the
     /// notification) failed: PostgreSQL then answers `COMMIT` with a rollback and no error,
@@ -136,9 +158,9 @@ std::thread_local! {
 }
 
 std::thread_local! {
-    /// Set while the writer runs a batch of one job. That job needs no savepoint: if it
-    /// fails, the whole transaction is rolled back instead (nothing else is in it). A
-    /// savepoint copies every page the job changes into SQLite's statement journal first.
+    /// Set while the writer runs a batch of one job on SQLite. That job needs no savepoint:
+    /// if it fails, the whole transaction is rolled back instead (nothing else is in it).
+    /// A savepoint copies every page the job changes into SQLite's statement journal first.
     static SOLE_JOB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -190,15 +212,22 @@ fn begin(conn: &Db) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Takes the jobs waiting (up to a batch), blocking for the first; `false` once closed.
-fn take(queue: &Queue, jobs: &mut Vec<Job>) -> bool {
+/// Takes the jobs waiting (up to a batch), blocking for the first unless one was kept
+/// back (`next`); `false` once closed. A solo job ends a batch: it is kept back for the
+/// next one unless it comes first.
+fn take(queue: &Queue, next: &mut Option<Job>, jobs: &mut Vec<Job>) -> bool {
     let mut rx = queue.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(first) = rx.blocking_recv() else {
+    let Some(first) = next.take().or_else(|| rx.blocking_recv()) else {
         return false;
     };
+    let solo = first.solo;
     jobs.push(first);
-    while jobs.len() < BATCH {
+    while !solo && jobs.len() < BATCH {
         match rx.try_recv() {
+            Ok(j) if j.solo => {
+                *next = Some(j);
+                break;
+            }
             Ok(j) => jobs.push(j),
             Err(_) => break,
         }
@@ -206,9 +235,23 @@ fn take(queue: &Queue, jobs: &mut Vec<Job>) -> bool {
     true
 }
 
+/// Readies a writer's connection. A job's statement journal (its savepoint) stays in
+/// memory: past 64 KiB SQLite would spill it to a temporary file, then write every page
+/// every later job of the batch changes to that file (BENCHMARKS.md, "The writer's
+/// statement journal"). Only on the writer's connections: a `VACUUM` elsewhere keeps its
+/// temporary database on disk. A job big enough for that to matter goes solo.
+fn ready(conn: &Db) {
+    if !conn.is_pg()
+        && let Err(e) = conn.execute_batch("PRAGMA temp_store = MEMORY")
+    {
+        tracing::warn!(error = %e, "store: the writer's statement journals stay on disk");
+    }
+}
+
 fn run(mut conn: Conn, location: Arc<Location>, queue: Queue, bus: Publish) {
-    let mut jobs = Vec::with_capacity(BATCH);
-    while take(&queue, &mut jobs) {
+    ready(&conn.db());
+    let (mut jobs, mut next) = (Vec::with_capacity(BATCH), None);
+    while take(&queue, &mut next, &mut jobs) {
         if conn.is_broken() {
             match location.connect(true) {
                 Ok(c) => conn = c,
@@ -235,8 +278,10 @@ fn commit_batch(conn: &Db, jobs: &mut Vec<Job>, bus: &Publish) {
         jobs.clear();
         return;
     }
-    SOLE_JOB.with(|s| s.set(batch == 1));
-    let finishes: Vec<Finish> = jobs.drain(..).map(|j| j(conn)).collect();
+    // SQLite only: PostgreSQL has no statement journal to save, and a failed `RELEASE`
+    // there is what catches a job that went on after one of its statements failed.
+    SOLE_JOB.with(|s| s.set(batch == 1 && !conn.is_pg()));
+    let finishes: Vec<Finish> = jobs.drain(..).map(|j| (j.work)(conn)).collect();
     SOLE_JOB.with(|s| s.set(false));
     if conn.is_pg() {
         // One notification per transaction (NOTIFY takes a global lock at commit): a hint
@@ -262,3 +307,7 @@ fn commit_batch(conn: &Db, jobs: &mut Vec<Job>, bus: &Publish) {
         f(committed.clone(), bus);
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
