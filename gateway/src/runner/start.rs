@@ -45,33 +45,27 @@ impl Runner {
     }
 
     /// The first transition of a run about to start, as its first drive would compute it
-    /// (the same input check, the same engine call). `None` when that needs the store (a
-    /// flow version this process has not loaded, a session's chat history) or does
-    /// nothing: the drive then takes the run from its start, as for any other run.
+    /// (the same engine call). Its input was checked against the flow's schema already:
+    /// every start comes through `http::runs::new_run`, which refuses a mismatch with 400.
+    /// `None` when the step needs the store (a flow version this process has not loaded,
+    /// a session's chat history) or does nothing: the drive then takes the run from its
+    /// start, as for any other run.
     pub(crate) fn first_step(&self, run: &NewRun) -> Option<FirstStep> {
         let flow = self.inner.registry.by_hash(&run.flow_hash)?;
         if flow.uses_history {
             return None;
         }
         let (mut state, now) = (RunState::default(), chrono::Utc::now());
-        let transition = match flow.validate_input(&run.input_data) {
-            Err(errs) => failure(format!(
-                "input does not match the flow's schema: {}",
-                errs.join("; ")
-            )),
-            Ok(()) => {
-                let ctx = Ctx {
-                    run_id: &run.run_id,
-                    bundle_id: &run.bundle_id,
-                    session_id: run.session_id.as_deref(),
-                    input: &run.input_data,
-                    history: &[],
-                    now,
-                };
-                engine::step(&flow, &mut state, &ctx, Input::Advance)
-                    .unwrap_or_else(|reason| failure(reason.to_string()))
-            }
+        let ctx = Ctx {
+            run_id: &run.run_id,
+            bundle_id: &run.bundle_id,
+            session_id: run.session_id.as_deref(),
+            input: &run.input_data,
+            history: &[],
+            now,
         };
+        let transition = engine::step(&flow, &mut state, &ctx, Input::Advance)
+            .unwrap_or_else(|reason| failure(reason.to_string()));
         if transition.records.is_empty() && transition.status.is_none() {
             return None;
         }
